@@ -1,0 +1,52 @@
+// Logging set-up; see the header.
+#include "common/logging.h"
+
+#include <spdlog/sinks/basic_file_sink.h>
+#include <spdlog/sinks/stdout_sinks.h>
+#include <spdlog/sinks/syslog_sink.h>
+#include <syslog.h>
+
+namespace relayguard {
+namespace {
+std::shared_ptr<spdlog::logger> g_security;
+}
+
+std::string setup_logging(const LogSettings& settings, const std::string& program) {
+    std::vector<spdlog::sink_ptr> sinks;
+    try {
+        for (const auto& t : settings.targets) {
+            if (t == "stderr") {
+                sinks.push_back(std::make_shared<spdlog::sinks::stderr_sink_mt>());
+            } else if (t == "syslog") {
+                sinks.push_back(std::make_shared<spdlog::sinks::syslog_sink_mt>(program, LOG_PID, LOG_MAIL, false));
+            } else {
+                sinks.push_back(std::make_shared<spdlog::sinks::basic_file_sink_mt>(t));
+            }
+        }
+        auto main = std::make_shared<spdlog::logger>(program, sinks.begin(), sinks.end());
+        main->set_level(spdlog::level::from_str(settings.level == "warning" ? "warn" : settings.level));
+        main->set_pattern("%Y-%m-%dT%H:%M:%S.%e%z %n[%P] %l: %v");
+        main->flush_on(spdlog::level::info);
+        spdlog::set_default_logger(main);
+
+        std::vector<spdlog::sink_ptr> security_sinks = sinks;
+        if (!settings.security_log.empty()) {
+            auto file = std::make_shared<spdlog::sinks::basic_file_sink_mt>(settings.security_log);
+            security_sinks.push_back(file);
+        }
+        g_security = std::make_shared<spdlog::logger>(program + "/security", security_sinks.begin(), security_sinks.end());
+        g_security->set_pattern("%Y-%m-%dT%H:%M:%S.%e%z %n[%P] %l: %v");
+        g_security->set_level(spdlog::level::info);
+        g_security->flush_on(spdlog::level::info);
+    } catch (const spdlog::spdlog_ex& e) {
+        return e.what();
+    }
+    return "";
+}
+
+std::shared_ptr<spdlog::logger> security_log() {
+    if (!g_security) g_security = spdlog::default_logger();
+    return g_security;
+}
+
+}  // namespace relayguard

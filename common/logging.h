@@ -1,0 +1,21 @@
+// Logging set-up shared by both daemons: the main log (stderr, syslog or
+// files, as configured) and the security log, where every refusal is one
+// line of key=value pairs that fail2ban and grep can read.
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include <spdlog/spdlog.h>
+
+#include "conf/config.h"
+
+namespace relayguard {
+
+// Installs the configured sinks. Answers an error message, or empty.
+std::string setup_logging(const LogSettings& settings, const std::string& program);
+
+// The security log: refusals only. Lines also go to the main log.
+std::shared_ptr<spdlog::logger> security_log();
+
+}  // namespace relayguard

@@ -1,0 +1,535 @@
+// Reading, validating and printing the configuration. The schema itself is
+// in config_schema.h; this file holds the two walkers over it (a reader that
+// records file:line:key errors and a renderer) and the checks that span
+// several keys.
+#include "conf/config.h"
+
+#include <fstream>
+#include <functional>
+#include <map>
+#include <set>
+#include <sstream>
+
+#include <toml++/toml.h>
+
+#include "conf/config_schema.h"
+#include "conf/units.h"
+
+namespace relayguard {
+
+std::string ConfigError::to_string() const {
+    std::string out = file;
+    if (line > 0) out += ":" + std::to_string(line);
+    out += ": ";
+    if (!key.empty()) out += "key '" + key + "': ";
+    return out + message;
+}
+
+std::string check_host_port(const std::string& v) {
+    if (v.rfind("unix:", 0) == 0) return v.size() > 5 && v[5] == '/' ? "" : "expected unix:/absolute/path";
+    auto colon = v.rfind(':');
+    if (colon == std::string::npos || colon == 0) return "expected HOST:PORT";
+    std::string port = v.substr(colon + 1);
+    if (port.empty() || port.size() > 5 || port.find_first_not_of("0123456789") != std::string::npos ||
+        std::stoul(port) == 0 || std::stoul(port) > 65535) {
+        return "expected a port between 1 and 65535 after the last ':'";
+    }
+    return "";
+}
+
+std::string check_listener(const std::string& v) {
+    if (v.empty()) return "";
+    if (v.rfind("unix:", 0) == 0) return v.size() > 5 && v[5] == '/' ? "" : "expected unix:/absolute/path";
+    if (v.rfind("inet:", 0) == 0) return check_host_port(v.substr(5));
+    return "expected \"inet:HOST:PORT\", \"unix:/PATH\" or \"\" (off)";
+}
+
+std::string check_socket_mode(const std::string& v) {
+    if (v.size() < 3 || v.size() > 4 || v.find_first_not_of("01234567") != std::string::npos) {
+        return "expected an octal mode such as \"0660\"";
+    }
+    if (std::stoul(v, nullptr, 8) & 0007) return "unix sockets must not be open to every user: clear the last digit";
+    return "";
+}
+
+std::string check_log_level(const std::string& v) {
+    static const std::set<std::string> levels{"trace", "debug", "info", "warning", "error", "critical", "off"};
+    return levels.count(v) ? "" : "expected one of trace, debug, info, warning, error, critical, off";
+}
+
+namespace {
+
+std::string check_reply(const SmtpReply& r) {
+    if (r.code < 400 || r.code > 599) return "code must be a 4xx or 5xx SMTP reply code";
+    std::string cls = std::to_string(r.code / 100);
+    auto dots = std::count(r.status.begin(), r.status.end(), '.');
+    if (dots != 2 || r.status.rfind(cls + ".", 0) != 0 || r.status.find_first_not_of("0123456789.") != std::string::npos) {
+        return "status must be an RFC 3463 code of the same class as the reply code, e.g. \"" + cls + ".7.1\"";
+    }
+    if (r.text.empty()) return "text must not be empty";
+    if (r.text.find_first_of("\r\n") != std::string::npos) return "text must be one line";
+    return "";
+}
+
+std::string type_name(const toml::node& n) {
+    switch (n.type()) {
+        case toml::node_type::table: return "a table";
+        case toml::node_type::array: return "an array";
+        case toml::node_type::string: return "a string";
+        case toml::node_type::integer: return "an integer";
+        case toml::node_type::floating_point: return "a number";
+        case toml::node_type::boolean: return "a boolean";
+        default: return "a date or time";
+    }
+}
+
+// Walks the schema over a parsed TOML document, filling the Config.
+class Reader {
+public:
+    Reader(const toml::table& root, std::string file, Config& config, std::vector<ConfigError>& errors)
+        : file_(std::move(file)), config_(config), errors_(errors) {
+        frames_.push_back(Frame{&root, "", {}, 1});
+    }
+
+    void finish() { check_unknown(frames_.back()); }
+    int line_of(const std::string& key) const {
+        auto it = lines_.find(key);
+        return it == lines_.end() ? 0 : it->second;
+    }
+
+    template <class F>
+    void section(std::string_view name, F&& body) {
+        const toml::node* n = find(name);
+        const toml::table* t = nullptr;
+        if (n != nullptr) {
+            t = n->as_table();
+            if (t == nullptr) error(name, *n, "expected a table, got " + type_name(*n));
+        }
+        frames_.push_back(Frame{t, path(name), {}, n ? static_cast<int>(n->source().begin.line) : frames_.back().line});
+        body();
+        check_unknown(frames_.back());
+        frames_.pop_back();
+    }
+
+    void text(std::string_view name, std::string& out, std::string (*check)(const std::string&) = nullptr) {
+        const toml::node* n = find(name);
+        if (n == nullptr) return;
+        auto s = n->value<std::string>();
+        if (!n->is_string() || !s) return error(name, *n, "expected a string, got " + type_name(*n));
+        if (check != nullptr) {
+            if (std::string why = check(*s); !why.empty()) return error(name, *n, why + "; got \"" + *s + "\"");
+        }
+        out = *s;
+    }
+    void secret(std::string_view name, std::string& out) { text(name, out); }
+
+    void flag(std::string_view name, bool& out) {
+        const toml::node* n = find(name);
+        if (n == nullptr) return;
+        if (!n->is_boolean()) return error(name, *n, "expected true or false, got " + type_name(*n));
+        out = *n->value<bool>();
+    }
+
+    template <class T>
+    void number(std::string_view name, T& out, T min, T max) {
+        const toml::node* n = find(name);
+        if (n == nullptr) return;
+        if (!n->is_integer()) return error(name, *n, "expected an integer, got " + type_name(*n));
+        std::int64_t v = *n->value<std::int64_t>();
+        if (v < static_cast<std::int64_t>(min) || v > static_cast<std::int64_t>(max)) {
+            return error(name, *n, "expected an integer from " + std::to_string(min) + " to " + std::to_string(max) +
+                                       ", got " + std::to_string(v));
+        }
+        out = static_cast<T>(v);
+    }
+
+    // A limit is a number, or "off" (the same as leaving the key out).
+    void limit(std::string_view name, std::optional<std::uint32_t>& out) {
+        std::uint32_t v = 0;
+        const toml::node* n = find(name);
+        if (n == nullptr) return;
+        if (n->value<std::string>() == "off") {
+            out.reset();
+            return;
+        }
+        std::size_t before = errors_.size();
+        number(name, v, 1u, 100'000'000u);
+        if (errors_.size() == before) out = v;
+    }
+
+    void size(std::string_view name, std::uint64_t& out, std::uint64_t min) {
+        const toml::node* n = find(name);
+        if (n == nullptr) return;
+        std::optional<std::uint64_t> v;
+        if (n->is_integer() && *n->value<std::int64_t>() >= 0) v = static_cast<std::uint64_t>(*n->value<std::int64_t>());
+        if (n->is_string()) v = parse_size(*n->value<std::string>());
+        if (!v) return error(name, *n, "expected a size such as 10485760, \"512KB\" or \"10MB\"");
+        if (*v < min) return error(name, *n, "expected at least " + format_size(min));
+        out = *v;
+    }
+    void size_limit(std::string_view name, std::optional<std::uint64_t>& out) {
+        const toml::node* n = find(name);
+        if (n == nullptr) return;
+        if (n->value<std::string>() == "off") {
+            out.reset();
+            return;
+        }
+        std::uint64_t v = 0;
+        std::size_t before = errors_.size();
+        size(name, v, 1);
+        if (errors_.size() == before) out = v;
+    }
+
+    void duration(std::string_view name, Duration& out, Duration min) {
+        const toml::node* n = find(name);
+        if (n == nullptr) return;
+        std::optional<Duration> d;
+        if (n->is_string()) d = parse_duration(*n->value<std::string>());
+        if (!d) return error(name, *n, "expected a duration with its unit, such as \"500ms\", \"90s\", \"30m\", \"1h\" or \"5d\"");
+        if (*d < min) return error(name, *n, "expected at least " + format_duration(min));
+        out = *d;
+    }
+
+    template <class E>
+    void choice(std::string_view name, E& out, std::initializer_list<std::pair<const char*, E>> options) {
+        const toml::node* n = find(name);
+        if (n == nullptr) return;
+        std::string names;
+        for (const auto& [k, v] : options) names += (names.empty() ? "" : ", ") + std::string(k);
+        auto s = n->value<std::string>();
+        if (n->is_string() && s) {
+            for (const auto& [k, v] : options) {
+                if (*s == k) {
+                    out = v;
+                    return;
+                }
+            }
+            return error(name, *n, "expected one of " + names + "; got \"" + *s + "\"");
+        }
+        error(name, *n, "expected one of " + names + ", got " + type_name(*n));
+    }
+
+    void list(std::string_view name, std::vector<std::string>& out, std::string (*check)(const std::string&) = nullptr) {
+        const toml::node* n = find(name);
+        if (n == nullptr) return;
+        const toml::array* a = n->as_array();
+        if (a == nullptr) return error(name, *n, "expected an array of strings, got " + type_name(*n));
+        std::vector<std::string> values;
+        for (const auto& el : *a) {
+            auto s = el.value<std::string>();
+            if (!el.is_string() || !s) return error(name, el, "expected an array of strings, found " + type_name(el));
+            if (check != nullptr) {
+                if (std::string why = check(*s); !why.empty()) return error(name, el, why + "; got \"" + *s + "\"");
+            }
+            values.push_back(*s);
+        }
+        out = std::move(values);
+    }
+
+    void reply(std::string_view name, SmtpReply& out) {
+        const toml::node* n = find(name);
+        if (n == nullptr) return;
+        const toml::table* t = n->as_table();
+        if (t == nullptr) return error(name, *n, "expected { code = 554, status = \"5.7.1\", text = \"...\" }");
+        SmtpReply r = out;
+        for (const auto& [k, v] : *t) {
+            std::string key(k.str());
+            if (key == "code" && v.is_integer()) r.code = static_cast<int>(*v.value<std::int64_t>());
+            else if (key == "status" && v.is_string()) r.status = *v.value<std::string>();
+            else if (key == "text" && v.is_string()) r.text = *v.value<std::string>();
+            else return error(name, v, "unknown or mistyped reply field '" + key + "'; expected code (integer), status and text (strings)");
+        }
+        if (std::string why = check_reply(r); !why.empty()) return error(name, *n, why);
+        out = r;
+    }
+
+    void ip_groups(std::string_view name, std::vector<IpGroup>& out) {
+        const toml::node* n = find(name);
+        if (n == nullptr) return;
+        const toml::table* t = n->as_table();
+        if (t == nullptr) return error(name, *n, "expected a table of group = [\"CIDR\", ...]");
+        std::string base = path(name);
+        for (const auto& [k, v] : *t) {
+            std::string group(k.str());
+            IpGroup g{group, {}};
+            const toml::array* a = v.as_array();
+            if (a == nullptr) {
+                add_error(base + "." + group, v, "expected an array of networks such as [\"192.0.2.0/24\", \"2001:db8::/32\"]");
+                continue;
+            }
+            for (const auto& el : *a) {
+                auto s = el.value<std::string>();
+                auto cidr = el.is_string() && s ? Cidr::parse(*s) : std::nullopt;
+                if (!cidr) {
+                    add_error(base + "." + group, el, "expected an IPv4 or IPv6 network such as \"192.0.2.0/24\"" +
+                                                          (s ? "; got \"" + *s + "\"" : std::string()));
+                    continue;
+                }
+                g.networks.push_back(*cidr);
+            }
+            out.push_back(std::move(g));
+        }
+    }
+
+    void groups(std::string_view name, std::vector<IpGroup>& out) {
+        std::vector<std::string> names;
+        std::size_t before = errors_.size();
+        list(name, names);
+        if (errors_.size() != before || find(name) == nullptr) return;
+        std::vector<IpGroup> found;
+        for (const auto& g : names) {
+            const IpGroup* known = lookup_group(g);
+            if (known == nullptr) return error(name, *find(name), "no IP group named \"" + g + "\" in [ip_groups]");
+            found.push_back(*known);
+        }
+        out = std::move(found);
+    }
+
+    void group(std::string_view name, std::optional<IpGroup>& out) {
+        std::string g;
+        std::size_t before = errors_.size();
+        text(name, g);
+        if (errors_.size() != before || find(name) == nullptr) return;
+        if (g.empty()) {
+            out.reset();
+            return;
+        }
+        const IpGroup* known = lookup_group(g);
+        if (known == nullptr) return error(name, *find(name), "no IP group named \"" + g + "\" in [ip_groups]");
+        out = *known;
+    }
+
+    void add_error(std::string key, const toml::node& at, std::string message) {
+        errors_.push_back(ConfigError{file_, static_cast<int>(at.source().begin.line), std::move(key), std::move(message)});
+    }
+
+private:
+    struct Frame {
+        const toml::table* table;  // null when the section is absent: all defaults
+        std::string path;
+        std::set<std::string> seen;
+        int line;
+    };
+
+    std::string path(std::string_view name) const {
+        const std::string& base = frames_.back().path;
+        return base.empty() ? std::string(name) : base + "." + std::string(name);
+    }
+
+    const toml::node* find(std::string_view name) {
+        Frame& f = frames_.back();
+        f.seen.insert(std::string(name));
+        if (f.table == nullptr) return nullptr;
+        const toml::node* n = f.table->get(name);
+        if (n != nullptr) lines_[path(name)] = static_cast<int>(n->source().begin.line);
+        return n;
+    }
+
+    const IpGroup* lookup_group(const std::string& name) const {
+        for (const auto& g : config_.ip_groups) {
+            if (g.name == name) return &g;
+        }
+        return nullptr;
+    }
+
+    void error(std::string_view name, const toml::node& at, std::string message) { add_error(path(name), at, std::move(message)); }
+
+    void check_unknown(const Frame& f) {
+        if (f.table == nullptr) return;
+        for (const auto& [k, v] : *f.table) {
+            std::string key(k.str());
+            if (f.seen.count(key)) continue;
+            std::string full = f.path.empty() ? key : f.path + "." + key;
+            add_error(full, v, v.is_table() ? "unknown section" : "unknown key (a typo here could disable a protection)");
+        }
+    }
+
+    std::string file_;
+    Config& config_;
+    std::vector<ConfigError>& errors_;
+    std::vector<Frame> frames_;
+    std::map<std::string, int> lines_;
+};
+
+// Walks the schema the other way, building TOML from a Config.
+class Renderer {
+public:
+    explicit Renderer(toml::table& root) { tables_.push_back(&root); }
+
+    template <class F>
+    void section(std::string_view name, F&& body) {
+        toml::table t;
+        tables_.push_back(&t);
+        body();
+        tables_.pop_back();
+        put(name, std::move(t));
+    }
+    void text(std::string_view name, const std::string& v, std::string (*)(const std::string&) = nullptr) { put(name, v); }
+    void secret(std::string_view name, const std::string& v) { put(name, v.empty() ? std::string() : std::string("********")); }
+    void flag(std::string_view name, bool v) { put(name, v); }
+    template <class T>
+    void number(std::string_view name, T v, T, T) { put(name, static_cast<std::int64_t>(v)); }
+    void limit(std::string_view name, const std::optional<std::uint32_t>& v) {
+        if (v) put(name, static_cast<std::int64_t>(*v));
+        else put(name, std::string("off"));
+    }
+    void size(std::string_view name, std::uint64_t v, std::uint64_t) { put(name, format_size(v)); }
+    void size_limit(std::string_view name, const std::optional<std::uint64_t>& v) { put(name, v ? format_size(*v) : std::string("off")); }
+    void duration(std::string_view name, Duration d, Duration) { put(name, format_duration(d)); }
+    template <class E>
+    void choice(std::string_view name, E v, std::initializer_list<std::pair<const char*, E>> options) {
+        for (const auto& [k, e] : options) {
+            if (e == v) put(name, std::string(k));
+        }
+    }
+    void list(std::string_view name, const std::vector<std::string>& v, std::string (*)(const std::string&) = nullptr) {
+        toml::array a;
+        for (const auto& s : v) a.push_back(s);
+        put(name, std::move(a));
+    }
+    void reply(std::string_view name, const SmtpReply& r) {
+        toml::table t{{"code", r.code}, {"status", r.status}, {"text", r.text}};
+        t.is_inline(true);
+        put(name, std::move(t));
+    }
+    void ip_groups(std::string_view name, const std::vector<IpGroup>& groups) {
+        toml::table t;
+        for (const auto& g : groups) {
+            toml::array a;
+            for (const auto& n : g.networks) a.push_back(n.to_string());
+            t.insert_or_assign(g.name, std::move(a));
+        }
+        put(name, std::move(t));
+    }
+    void groups(std::string_view name, const std::vector<IpGroup>& groups) {
+        toml::array a;
+        for (const auto& g : groups) a.push_back(g.name);
+        put(name, std::move(a));
+    }
+    void group(std::string_view name, const std::optional<IpGroup>& g) { put(name, g ? g->name : std::string()); }
+
+private:
+    template <class T>
+    void put(std::string_view name, T&& v) { tables_.back()->insert_or_assign(name, std::forward<T>(v)); }
+    std::vector<toml::table*> tables_;
+};
+
+// Local domains from the file named in the config: one per line, '#' starts
+// a comment. Errors point into that file.
+void read_domain_file(const std::string& path, std::vector<std::string>& out, std::vector<ConfigError>& errors,
+                      const std::string& config_file, int config_line) {
+    std::ifstream in(path);
+    if (!in) {
+        errors.push_back({config_file, config_line, "relay.local_domains_file", "cannot read \"" + path + "\""});
+        return;
+    }
+    std::string line;
+    for (int n = 1; std::getline(in, line); ++n) {
+        if (auto hash = line.find('#'); hash != std::string::npos) line.erase(hash);
+        auto b = line.find_first_not_of(" \t\r");
+        if (b == std::string::npos) continue;
+        auto e = line.find_last_not_of(" \t\r");
+        std::string d = line.substr(b, e - b + 1);
+        if (d.find_first_of(" \t@/") != std::string::npos) {
+            errors.push_back({path, n, "", "expected one domain per line, got \"" + d + "\""});
+            continue;
+        }
+        out.push_back(d);
+    }
+}
+
+void validate(Config& c, const Reader& r, std::vector<ConfigError>& errors) {
+    auto fail = [&](const std::string& key, std::string message) {
+        errors.push_back(ConfigError{c.source, r.line_of(key), key, std::move(message)});
+    };
+    std::vector<std::string> domains = c.local_domains.domains;
+    std::size_t errors_before = errors.size();
+    if (!c.local_domains.file.empty()) {
+        read_domain_file(c.local_domains.file, domains, errors, c.source, r.line_of("relay.local_domains_file"));
+    }
+    for (const auto& d : domains) {
+        if (d.empty() || d == "." || d.find_first_of(" \t@/") != std::string::npos) {
+            fail("relay.local_domains", "\"" + d + "\" is not a domain name");
+            continue;
+        }
+        c.policy.relay.local_domains.add(d, c.local_domains.match_subdomains);
+    }
+    if (c.policy.relay.mode == RelayMode::restricted && c.policy.relay.local_domains.empty() &&
+        errors.size() == errors_before) {
+        fail("relay.local_domains", "no local domains: in restricted mode every recipient would be relaying");
+    }
+    const auto& dns = c.policy.dns;
+    if (dns.require_forward_confirmed_ptr && !dns.require_client_ptr) {
+        fail("dns.require_forward_confirmed_ptr", "needs require_client_ptr = true");
+    }
+    if (c.store.type == StoreType::redis && c.store.redis.servers.empty()) fail("store.redis.servers", "no Redis server given");
+    if (c.store.redis.mode == RedisMode::sentinel && c.store.redis.sentinel_master.empty()) {
+        fail("store.redis.sentinel_master", "sentinel mode needs the master's name");
+    }
+    const auto& d = c.delivery;
+    if (d.route == DeliveryRoute::smarthost && d.smarthost.empty()) fail("delivery.smarthost", "route = \"smarthost\" needs a smarthost");
+    if (d.auth == SmarthostAuth::smtp_auth && (d.username.empty() || d.password.empty())) {
+        fail("delivery.auth", "smtp-auth needs username and password");
+    }
+    if (d.auth == SmarthostAuth::pop_before_smtp && (d.pop_server.empty() || d.username.empty())) {
+        fail("delivery.auth", "pop-before-smtp needs pop_server, username and password");
+    }
+    if (!d.pop_server.empty()) {
+        if (std::string why = check_host_port(d.pop_server); !why.empty()) fail("delivery.pop_server", why);
+    }
+    if (d.max_retry_interval < d.retry_interval) fail("delivery.max_retry_interval", "must not be shorter than retry_interval");
+    if (d.warning_delay >= d.message_lifetime && d.warning_delay.count() > 0) {
+        fail("delivery.warning_delay", "must be shorter than message_lifetime (or 0s for no warning)");
+    }
+    if (d.report_language.empty() || d.report_language.find_first_of("/.") != std::string::npos) {
+        fail("delivery.report_language", "expected a language tag such as \"en\" or \"de\"");
+    }
+    if (c.log.targets.empty()) fail("log.targets", "at least one target is needed (\"stderr\", \"syslog\" or a file)");
+}
+
+}  // namespace
+
+ConfigLoad load_config_text(std::string_view text, const std::string& source_name) {
+    ConfigLoad out;
+    toml::table root;
+    try {
+        root = toml::parse(text, source_name);
+    } catch (const toml::parse_error& e) {
+        out.errors.push_back(ConfigError{source_name, static_cast<int>(e.source().begin.line), "",
+                                         "TOML syntax: " + std::string(e.description())});
+        return out;
+    }
+    Config c;
+    c.source = source_name;
+    // Defaults that are lists must not merge with what the file gives.
+    c.ip_groups.clear();
+    Reader reader(root, source_name, c, out.errors);
+    config_schema(reader, c);
+    reader.finish();
+    if (out.errors.empty()) validate(c, reader, out.errors);
+    if (out.errors.empty()) out.config = std::move(c);
+    return out;
+}
+
+ConfigLoad load_config_file(const std::string& path) {
+    std::ifstream in(path, std::ios::binary);
+    if (!in) {
+        ConfigLoad out;
+        out.errors.push_back(ConfigError{path, 0, "", "cannot open the config file"});
+        return out;
+    }
+    std::ostringstream text;
+    text << in.rdbuf();
+    return load_config_text(text.str(), path);
+}
+
+std::string render_config(const Config& config) {
+    toml::table root;
+    Renderer r(root);
+    config_schema(r, const_cast<Config&>(config));
+    std::ostringstream os;
+    os << root << "\n";
+    return os.str();
+}
+
+}  // namespace relayguard

@@ -1,0 +1,115 @@
+// The whole configuration of relayguard, read from one TOML file. Every key
+// is known: an unknown key is an error, because a typo must never silently
+// turn a protection off. Errors name the file, the line and the key.
+#pragma once
+
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "delivery/delivery_settings.h"
+#include "policy/ip_group.h"
+#include "policy/policy_settings.h"
+
+namespace relayguard {
+
+struct ListenSettings {
+    std::string milter = "inet:127.0.0.1:8893";   // "inet:HOST:PORT", "unix:PATH" or "" (off)
+    std::string policy = "inet:127.0.0.1:10040";
+    std::string admin = "unix:/run/relayguard/admin.sock";
+    std::string socket_mode = "0660";  // unix sockets
+    std::string socket_group;
+    std::uint32_t workers = 16;
+    Duration stage_timeout = std::chrono::seconds(10);
+    std::uint64_t policy_max_request = 64 * 1024;  // bytes per policy request
+};
+
+struct DaemonSettings {
+    std::string user;  // drop privileges to this user after binding ("" = stay)
+    std::string group;
+    std::string pid_file;
+};
+
+enum class RedisMode { single, sentinel, cluster };
+
+struct RedisSettings {
+    RedisMode mode = RedisMode::single;
+    std::vector<std::string> servers{"127.0.0.1:6379"};  // host:port or unix:/path
+    std::string sentinel_master = "mymaster";
+    std::string username;
+    std::string password;  // never logged
+    std::string key_prefix = "relayguard:";
+    Duration connect_timeout = std::chrono::milliseconds(200);
+    Duration command_timeout = std::chrono::milliseconds(200);
+    std::uint32_t pool_size = 8;
+    Duration connection_lease = std::chrono::seconds(60);
+};
+
+enum class StoreType { memory, redis };
+
+struct StoreSettings {
+    StoreType type = StoreType::memory;
+    std::uint32_t memory_max_clients = 100000;
+    RedisSettings redis;
+};
+
+struct ResolverSettings {
+    std::vector<std::string> servers;  // "host:port"; empty: /etc/resolv.conf
+    Duration timeout = std::chrono::seconds(2);
+    std::uint32_t tries = 2;
+    std::uint32_t cache_max_entries = 50000;
+    Duration cache_max_ttl = std::chrono::hours(1);
+    Duration negative_ttl = std::chrono::minutes(5);
+};
+
+struct LogSettings {
+    std::string level = "info";
+    std::vector<std::string> targets{"stderr"};  // "stderr", "syslog" or a file path
+    std::string security_log;                    // refusals also go to this file
+    bool connection_log = false;                 // one line per connection and close
+};
+
+// The relay section as written, before it is turned into a DomainSet.
+struct LocalDomainSource {
+    std::vector<std::string> domains;
+    std::string file;
+    bool match_subdomains = false;
+};
+
+struct Config {
+    std::string source;  // file the config came from
+    ListenSettings listen;
+    DaemonSettings daemon;
+    std::vector<IpGroup> ip_groups;
+    LocalDomainSource local_domains;
+    PolicySettings policy;
+    StoreSettings store;
+    ResolverSettings resolver;
+    DeliverySettings delivery;
+    LogSettings log;
+};
+
+struct ConfigError {
+    std::string file;
+    int line = 0;     // 0: the error is about the file as a whole
+    std::string key;  // dotted path, e.g. "limits.message_rate.max"
+    std::string message;
+    std::string to_string() const;
+};
+
+struct ConfigLoad {
+    std::optional<Config> config;
+    std::vector<ConfigError> errors;
+};
+
+ConfigLoad load_config_file(const std::string& path);
+// `source_name` stands in for a file name in errors.
+ConfigLoad load_config_text(std::string_view text, const std::string& source_name);
+
+// The effective settings as TOML, with secrets masked.
+std::string render_config(const Config& config);
+
+// The example config compiled into the binary.
+std::string_view embedded_default_config();
+
+}  // namespace relayguard

@@ -1,0 +1,165 @@
+// The configuration schema, written once: every section and key with the
+// field it fills. The loader walks it to read a file, the renderer walks it
+// to print the effective settings, so the two can never disagree.
+#pragma once
+
+#include "conf/config.h"
+
+namespace relayguard {
+
+// Checks of one value; answer an error message, or empty when fine.
+std::string check_listener(const std::string& v);
+std::string check_host_port(const std::string& v);
+std::string check_socket_mode(const std::string& v);
+std::string check_log_level(const std::string& v);
+
+template <class V>
+void config_schema(V& v, Config& c) {
+    v.section("listen", [&] {
+        v.text("milter", c.listen.milter, check_listener);
+        v.text("policy", c.listen.policy, check_listener);
+        v.text("admin", c.listen.admin, check_listener);
+        v.text("socket_mode", c.listen.socket_mode, check_socket_mode);
+        v.text("socket_group", c.listen.socket_group);
+        v.number("workers", c.listen.workers, 1u, 1024u);
+        v.duration("stage_timeout", c.listen.stage_timeout, std::chrono::milliseconds(100));
+        v.size("policy_max_request", c.listen.policy_max_request, 1024);
+    });
+    v.section("daemon", [&] {
+        v.text("user", c.daemon.user);
+        v.text("group", c.daemon.group);
+        v.text("pid_file", c.daemon.pid_file);
+    });
+    v.ip_groups("ip_groups", c.ip_groups);
+    v.section("relay", [&] {
+        auto& r = c.policy.relay;
+        v.choice("mode", r.mode, {{"restricted", RelayMode::restricted}, {"open", RelayMode::open}});
+        v.list("local_domains", c.local_domains.domains);
+        v.text("local_domains_file", c.local_domains.file);
+        v.flag("match_subdomains", c.local_domains.match_subdomains);
+        v.groups("trusted_groups", r.trusted_groups);
+        v.flag("allow_sasl", r.allow_sasl);
+        v.flag("allow_pop_before_smtp", r.allow_pop_before_smtp);
+        v.duration("pop_window", r.pop_window, std::chrono::minutes(1));
+        v.flag("auth_failure_disables_groups", r.auth_failure_disables_groups);
+        v.reply("reply", r.reply);
+    });
+    v.section("limits", [&] {
+        auto& l = c.policy.limits;
+        v.number("ipv4_prefix", l.ipv4_prefix, 8, 32);
+        v.number("ipv6_prefix", l.ipv6_prefix, 16, 128);
+        v.group("exempt_group", l.exempt);
+        auto mode = [&](LimitMode& m) { v.choice("mode", m, {{"enforce", LimitMode::enforce}, {"warn", LimitMode::warn}}); };
+        v.section("message_rate", [&] {
+            v.limit("max", l.message_rate.max);
+            v.duration("window", l.message_rate.window, std::chrono::minutes(1));
+            v.choice("count", l.message_rate.count, {{"accepted", CountMode::accepted}, {"attempts", CountMode::attempts}});
+            mode(l.message_rate.mode);
+            v.reply("reply", l.message_rate.reply);
+        });
+        v.section("connections", [&] {
+            v.limit("max", l.connections.max);
+            mode(l.connections.mode);
+            v.reply("reply", l.connections.reply);
+        });
+        v.section("unknown_recipients", [&] {
+            v.limit("max", l.unknown_recipients.max);
+            v.duration("window", l.unknown_recipients.window, std::chrono::seconds(1));
+            v.duration("block_time", l.unknown_recipients.block_time, std::chrono::seconds(1));
+            mode(l.unknown_recipients.mode);
+            v.reply("reply", l.unknown_recipients.reply);
+        });
+        v.section("recipients", [&] {
+            v.limit("max", l.recipients.max);
+            mode(l.recipients.mode);
+            v.reply("reply", l.recipients.reply);
+        });
+        v.section("failed_commands", [&] {
+            v.limit("max", l.failed_commands.max);
+            mode(l.failed_commands.mode);
+            v.reply("reply", l.failed_commands.reply);
+        });
+        v.section("message_size", [&] {
+            v.size_limit("max", l.message_size.max);
+            mode(l.message_size.mode);
+            v.reply("reply", l.message_size.reply);
+        });
+        v.section("hops", [&] {
+            v.limit("max", l.hops.max);
+            mode(l.hops.mode);
+            v.reply("reply", l.hops.reply);
+        });
+    });
+    v.section("dns", [&] {
+        auto& r = c.resolver;
+        auto& d = c.policy.dns;
+        v.list("servers", r.servers, check_host_port);
+        v.duration("timeout", r.timeout, std::chrono::milliseconds(10));
+        v.number("tries", r.tries, 1u, 10u);
+        v.number("cache_max_entries", r.cache_max_entries, 0u, 10'000'000u);
+        v.duration("cache_max_ttl", r.cache_max_ttl, std::chrono::seconds(0));
+        v.duration("negative_ttl", r.negative_ttl, std::chrono::seconds(0));
+        v.flag("require_sender_domain", d.require_sender_domain);
+        v.flag("require_client_ptr", d.require_client_ptr);
+        v.flag("require_forward_confirmed_ptr", d.require_forward_confirmed_ptr);
+        v.groups("exempt_groups", d.exempt_groups);
+        v.reply("sender_domain_reply", d.sender_domain_reply);
+        v.reply("sender_null_mx_reply", d.sender_null_mx_reply);
+        v.reply("sender_domain_tempfail_reply", d.sender_domain_tempfail);
+        v.reply("ptr_reply", d.ptr_reply);
+        v.reply("ptr_mismatch_reply", d.ptr_mismatch_reply);
+        v.reply("ptr_tempfail_reply", d.ptr_tempfail);
+    });
+    v.section("store", [&] {
+        auto& s = c.store;
+        v.choice("type", s.type, {{"memory", StoreType::memory}, {"redis", StoreType::redis}});
+        v.number("memory_max_clients", s.memory_max_clients, 100u, 100'000'000u);
+        v.choice("fail_mode", c.policy.store_fail_mode, {{"tempfail", StoreFailMode::tempfail}, {"open", StoreFailMode::open}});
+        v.reply("failure_reply", c.policy.store_failure_reply);
+        v.section("redis", [&] {
+            auto& r = s.redis;
+            v.choice("mode", r.mode, {{"single", RedisMode::single}, {"sentinel", RedisMode::sentinel}, {"cluster", RedisMode::cluster}});
+            v.list("servers", r.servers, check_host_port);
+            v.text("sentinel_master", r.sentinel_master);
+            v.text("username", r.username);
+            v.secret("password", r.password);
+            v.text("key_prefix", r.key_prefix);
+            v.duration("connect_timeout", r.connect_timeout, std::chrono::milliseconds(1));
+            v.duration("command_timeout", r.command_timeout, std::chrono::milliseconds(1));
+            v.number("pool_size", r.pool_size, 1u, 1024u);
+            v.duration("connection_lease", r.connection_lease, std::chrono::seconds(5));
+        });
+    });
+    v.section("delivery", [&] {
+        auto& d = c.delivery;
+        v.text("listen", d.listen, check_listener);
+        v.text("queue_dir", d.queue_dir);
+        v.choice("route", d.route, {{"mx", DeliveryRoute::mx}, {"smarthost", DeliveryRoute::smarthost}});
+        v.text("smarthost", d.smarthost);
+        v.number("smarthost_port", d.smarthost_port, std::uint16_t{1}, std::uint16_t{65535});
+        v.choice("auth", d.auth, {{"none", SmarthostAuth::none}, {"smtp-auth", SmarthostAuth::smtp_auth},
+                                  {"pop-before-smtp", SmarthostAuth::pop_before_smtp}});
+        v.text("username", d.username);
+        v.secret("password", d.password);
+        v.text("pop_server", d.pop_server);
+        v.choice("starttls", d.starttls, {{"opportunistic", StartTlsPolicy::opportunistic},
+                                          {"required", StartTlsPolicy::required}, {"off", StartTlsPolicy::off}});
+        v.number("threads", d.threads, 1u, 256u);
+        v.duration("retry_interval", d.retry_interval, std::chrono::seconds(1));
+        v.duration("max_retry_interval", d.max_retry_interval, std::chrono::seconds(1));
+        v.duration("warning_delay", d.warning_delay, std::chrono::seconds(0));
+        v.duration("message_lifetime", d.message_lifetime, std::chrono::seconds(1));
+        v.text("report_language", d.report_language);
+        v.text("reports_dir", d.reports_dir);
+        v.size("max_message_size", d.max_message_size, 1024);
+        v.number("max_queue_messages", d.max_queue_messages, 1u, 100'000'000u);
+    });
+    v.section("log", [&] {
+        v.text("level", c.log.level, check_log_level);
+        v.list("targets", c.log.targets);
+        v.text("security_log", c.log.security_log);
+        v.flag("connection_log", c.log.connection_log);
+    });
+}
+
+}  // namespace relayguard

@@ -1,0 +1,117 @@
+// relayguard, the policy daemon: loads the configuration, sets up logging,
+// starts the front ends and runs until SIGTERM or SIGINT.
+#include <csignal>
+#include <cstdio>
+#include <cstring>
+#include <iostream>
+#include <string>
+
+#include "common/logging.h"
+#include "conf/config.h"
+#include "conf/units.h"
+
+namespace {
+
+constexpr int exit_usage = 64;   // EX_USAGE
+constexpr int exit_config = 78;  // EX_CONFIG
+
+void usage(std::FILE* to) {
+    std::fputs(
+        "usage: relayguard [--config FILE]\n"
+        "       relayguard --check-config FILE\n"
+        "       relayguard --print-default-config\n"
+        "\n"
+        "Without --config, relayguard runs on its embedded default: the example\n"
+        "configuration (conf/relayguard.toml), in-memory counters, loopback sockets.\n",
+        to);
+}
+
+relayguard::ConfigLoad load(const std::string& path) {
+    if (path.empty()) return relayguard::load_config_text(relayguard::embedded_default_config(), "<embedded default>");
+    return relayguard::load_config_file(path);
+}
+
+bool report_errors(const relayguard::ConfigLoad& l) {
+    for (const auto& e : l.errors) std::cerr << "relayguard: " << e.to_string() << "\n";
+    return l.errors.empty();
+}
+
+void log_effective_settings(const relayguard::Config& c) {
+    using relayguard::RelayMode;
+    const auto& p = c.policy;
+    spdlog::info("config {}: milter={} policy={} admin={} workers={} store={}", c.source,
+                 c.listen.milter.empty() ? "off" : c.listen.milter, c.listen.policy.empty() ? "off" : c.listen.policy,
+                 c.listen.admin.empty() ? "off" : c.listen.admin, c.listen.workers,
+                 c.store.type == relayguard::StoreType::memory ? "memory" : "redis");
+    std::string groups;
+    for (const auto& g : p.relay.trusted_groups) groups += (groups.empty() ? "" : ",") + g.name;
+    spdlog::info("relay: mode={} local_domains={} trusted_groups={} sasl={} pop_before_smtp={}",
+                 p.relay.mode == RelayMode::open ? "open" : "restricted", p.relay.local_domains.size(),
+                 groups.empty() ? "none" : groups, p.relay.allow_sasl, p.relay.allow_pop_before_smtp);
+    auto lim = [](const std::optional<std::uint32_t>& m) { return m ? std::to_string(*m) : std::string("off"); };
+    const auto& l = p.limits;
+    spdlog::info("limits: message_rate={}/{} connections={} unknown_recipients={} recipients={} failed_commands={} "
+                 "message_size={} hops={} exempt_group={}",
+                 lim(l.message_rate.max), relayguard::format_duration(l.message_rate.window), lim(l.connections.max),
+                 lim(l.unknown_recipients.max), lim(l.recipients.max), lim(l.failed_commands.max),
+                 l.message_size.max ? relayguard::format_size(*l.message_size.max) : "off", lim(l.hops.max),
+                 l.exempt ? l.exempt->name : "none");
+    spdlog::debug("effective settings:\n{}", relayguard::render_config(c));
+    if (p.relay.mode == RelayMode::open) {
+        spdlog::warn("relay.mode = \"open\": this server relays mail for ANY client to ANY domain. "
+                     "It is an open relay and will be abused by spammers unless something else restricts it.");
+    }
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    std::string config_path;
+    for (int i = 1; i < argc; ++i) {
+        std::string a = argv[i];
+        if ((a == "--config" || a == "-c") && i + 1 < argc) {
+            config_path = argv[++i];
+        } else if (a == "--check-config" && i + 1 < argc) {
+            auto l = load(argv[++i]);
+            if (!report_errors(l)) return exit_config;
+            std::cout << "# " << l.config->source << ": OK. Effective settings:\n" << relayguard::render_config(*l.config);
+            return 0;
+        } else if (a == "--print-default-config") {
+            std::cout << relayguard::embedded_default_config();
+            return 0;
+        } else if (a == "--help" || a == "-h") {
+            usage(stdout);
+            return 0;
+        } else {
+            std::cerr << "relayguard: unknown argument '" << a << "'\n";
+            usage(stderr);
+            return exit_usage;
+        }
+    }
+
+    auto loaded = load(config_path);
+    if (!report_errors(loaded)) return exit_config;
+    const relayguard::Config& config = *loaded.config;
+    if (std::string err = relayguard::setup_logging(config.log, "relayguard"); !err.empty()) {
+        std::cerr << "relayguard: " << config.source << ": key 'log': " << err << "\n";
+        return exit_config;
+    }
+
+    // Signals are taken synchronously by this thread, so no handler ever
+    // runs in the middle of a worker's work.
+    sigset_t stop;
+    sigemptyset(&stop);
+    sigaddset(&stop, SIGTERM);
+    sigaddset(&stop, SIGINT);
+    pthread_sigmask(SIG_BLOCK, &stop, nullptr);
+
+    if (config_path.empty()) spdlog::info("no --config given: running on the embedded default configuration");
+    log_effective_settings(config);
+    spdlog::info("relayguard {} started", "0.1.0");
+
+    int sig = 0;
+    sigwait(&stop, &sig);
+    spdlog::info("received {}, stopping", sig == SIGTERM ? "SIGTERM" : "SIGINT");
+    spdlog::info("relayguard stopped");
+    return 0;
+}

@@ -1,0 +1,61 @@
+// The port through which the engine keeps per-client counters: in memory on
+// one node, in Redis for a cluster. Each call is one atomic step (one round
+// trip on Redis), so a check and its update can never race between nodes.
+// A call answers std::nullopt when the store cannot be reached; the engine
+// then applies the configured fail mode.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+
+#include "policy/clock.h"
+
+namespace relayguard {
+
+struct ConnectionOutcome {
+    bool admitted = false;                  // a slot was taken for this connection
+    std::uint32_t held = 0;                 // slots this client holds, this one included if admitted
+    std::optional<TimePoint> blocked_until; // an active harvest block
+};
+
+struct RateOutcome {
+    std::uint32_t count = 0;  // events in the window before this call
+    bool recorded = false;    // whether this call added one
+};
+
+struct UnknownRecipientOutcome {
+    std::uint32_t distinct = 0;             // distinct unknown recipients in the window
+    std::optional<TimePoint> blocked_until; // set when this or an earlier call blocked the client
+};
+
+class CounterStore {
+public:
+    virtual ~CounterStore() = default;
+
+    // Takes a connection slot for `connection_id` unless the client already
+    // holds `limit` (0: no limit), and reports any harvest block.
+    virtual std::optional<ConnectionOutcome> open_connection(const std::string& client, const std::string& connection_id,
+                                                             std::uint32_t limit, TimePoint now) = 0;
+    virtual void close_connection(const std::string& client, const std::string& connection_id) = 0;
+
+    // Messages in (now - window, now]. With `record`, adds one at `now` if
+    // fewer than `limit` are counted; a refused attempt is never counted.
+    virtual std::optional<RateOutcome> message_rate(const std::string& client, Duration window, std::uint32_t limit,
+                                                    bool record, TimePoint now) = 0;
+    // Counts one message unconditionally (for limits counting accepted mail).
+    virtual std::optional<RateOutcome> record_message(const std::string& client, Duration window, std::uint32_t limit,
+                                                      TimePoint now) = 0;
+
+    // Adds a distinct unknown recipient; when `threshold` distinct ones are
+    // seen within `window` and `block_for` is positive, blocks the client.
+    virtual std::optional<UnknownRecipientOutcome> record_unknown_recipient(const std::string& client,
+                                                                            const std::string& recipient,
+                                                                            Duration window, std::uint32_t threshold,
+                                                                            Duration block_for, TimePoint now) = 0;
+    virtual std::optional<std::optional<TimePoint>> blocked_until(const std::string& client, TimePoint now) = 0;
+    // Lifts a block and forgets the unknown recipients (admin command).
+    virtual bool unblock(const std::string& client) = 0;
+};
+
+}  // namespace relayguard

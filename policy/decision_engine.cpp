@@ -1,0 +1,277 @@
+// The decision engine's stage handlers. Each handler runs its rules in the
+// order a refusal is cheapest to decide (no store call before a local check
+// that can already refuse), and every refusal passes through finish() so
+// that failed commands are counted in one place.
+#include "policy/decision_engine.h"
+
+#include "policy/rules/refusal.h"
+
+namespace relayguard {
+
+std::string seconds_text(Duration d) {
+    return std::to_string(std::chrono::duration_cast<std::chrono::seconds>(d).count()) + "s";
+}
+
+const char* to_string(Verdict v) {
+    switch (v) {
+        case Verdict::proceed: return "proceed";
+        case Verdict::permit: return "permit";
+        case Verdict::reject: return "reject";
+        case Verdict::tempfail: return "tempfail";
+        case Verdict::discard: return "discard";
+        case Verdict::close: return "close";
+    }
+    return "?";
+}
+
+DecisionEngine::DecisionEngine(PolicySettings settings, CounterStore& counters, const Clock& clock,
+                               PopWindowStore* pop_windows, DnsAnswers* dns)
+    : settings_(std::move(settings)),
+      counters_(counters),
+      clock_(clock),
+      relay_(settings_.relay, pop_windows),
+      message_rate_(settings_.limits.message_rate, counters),
+      connections_(settings_.limits.connections, counters),
+      harvest_(settings_.limits.unknown_recipients, counters),
+      recipients_(settings_.limits.recipients),
+      failed_commands_(settings_.limits.failed_commands),
+      message_size_(settings_.limits.message_size),
+      hops_(settings_.limits.hops),
+      dns_checks_(settings_.dns, dns) {}
+
+std::string DecisionEngine::client_key(const IpAddress& client) const {
+    int prefix = client.is_v4() ? settings_.limits.ipv4_prefix : settings_.limits.ipv6_prefix;
+    if (prefix >= client.bit_count()) return client.to_string();
+    return client.masked(prefix).to_string() + "/" + std::to_string(prefix);
+}
+
+void DecisionEngine::open_session(SessionState& s, const ConnectFacts& facts) const {
+    s.client = facts.client;
+    s.client_key = client_key(facts.client);
+    s.client_name = facts.client_name;
+    s.connection_id = facts.connection_id;
+    s.exempt_from_limits = settings_.limits.exempt && settings_.limits.exempt->contains(facts.client);
+    s.exempt_from_dns = find_group(settings_.dns.exempt_groups, facts.client) != nullptr;
+    const IpGroup* trusted = find_group(settings_.relay.trusted_groups, facts.client);
+    s.trusted_group = trusted ? trusted->name : "";
+}
+
+bool DecisionEngine::store_unreachable(Decision& out, const char* during) const {
+    std::string detail = std::string("counter store unreachable during ") + during;
+    if (settings_.store_fail_mode == StoreFailMode::tempfail) {
+        settle(out, refusal("store", settings_.store_failure_reply, detail + "; fail mode tempfail"), LimitMode::enforce);
+        return true;
+    }
+    out.warnings.push_back(Decision{Verdict::proceed, {}, "store", detail + "; fail mode open", {}});
+    return false;
+}
+
+std::optional<Decision> DecisionEngine::already_closing(const SessionState& s) const {
+    const auto& fc = settings_.limits.failed_commands;
+    if (!limits_apply(s) || !fc.max || fc.mode != LimitMode::enforce || s.failed_commands <= *fc.max) return std::nullopt;
+    return refusal("failed_commands", fc.reply,
+                   "failed=" + std::to_string(s.failed_commands) + " limit=" + std::to_string(*fc.max));
+}
+
+Decision DecisionEngine::finish(SessionState& s, Decision d) {
+    if (!d.refused() || !limits_apply(s)) {
+        if (d.refused()) ++s.failed_commands;  // still counted, for the log
+        return d;
+    }
+    if (d.verdict == Verdict::close) {
+        ++s.failed_commands;
+        return d;
+    }
+    settle(d, failed_commands_.count_failure(s), failed_commands_.mode());
+    return d;
+}
+
+Decision DecisionEngine::on_connect(SessionState& s, const ConnectFacts& facts) {
+    open_session(s, facts);
+    Decision d;
+    if (!limits_apply(s)) return d;
+    bool want_connections = settings_.limits.connections.max.has_value();
+    if (!want_connections && !harvest_.enabled()) return d;
+    TimePoint now = clock_.now();
+    std::optional<TimePoint> blocked;
+    auto r = connections_.open(s, now, blocked);
+    if (!r) {
+        store_unreachable(d, "connect");
+        return finish(s, std::move(d));
+    }
+    if (blocked && settle(d, harvest_.blocked(*blocked, now), LimitMode::enforce)) return finish(s, std::move(d));
+    settle(d, *r, connections_.mode());
+    return finish(s, std::move(d));
+}
+
+Decision DecisionEngine::on_helo(SessionState& s, std::string_view) {
+    if (auto c = already_closing(s)) return *c;
+    return {};
+}
+
+void DecisionEngine::on_auth(SessionState& s, const AuthFacts& facts) {
+    if (facts.succeeded) {
+        s.auth = AuthState::succeeded;
+        s.sasl_user = facts.user;
+    } else if (s.auth != AuthState::succeeded) {
+        s.auth = AuthState::failed;
+    }
+}
+
+Decision DecisionEngine::on_mail(SessionState& s, const MailFacts& facts) {
+    if (auto c = already_closing(s)) return *c;
+    s.tx = Transaction{};
+    s.tx.open = true;
+    s.tx.sender = facts.sender;
+    if (!facts.sasl_user.empty()) on_auth(s, AuthFacts{true, facts.sasl_user, ""});
+
+    Decision d;
+    if (limits_apply(s) && facts.declared_size &&
+        settle(d, message_size_.check(*facts.declared_size, "declared_size"), message_size_.mode())) {
+        return finish(s, std::move(d));
+    }
+    // Authenticated users are known people, often on dial-up addresses
+    // without reverse DNS: the PTR check is for anonymous clients.
+    if (s.auth != AuthState::succeeded && settle(d, dns_checks_.check_client(s), LimitMode::enforce)) {
+        return finish(s, std::move(d));
+    }
+    if (settle(d, dns_checks_.check_sender(s, facts.sender), LimitMode::enforce)) return finish(s, std::move(d));
+    if (limits_apply(s) && message_rate_.enabled()) {
+        s.tx.rate_checked = true;
+        auto r = message_rate_.check(s, clock_.now());
+        if (!r) {
+            store_unreachable(d, "mail");
+            return finish(s, std::move(d));
+        }
+        settle(d, *r, message_rate_.mode());
+    }
+    return finish(s, std::move(d));
+}
+
+Decision DecisionEngine::on_rcpt(SessionState& s, const RcptFacts& facts) {
+    if (auto c = already_closing(s)) return *c;
+    TimePoint now = clock_.now();
+    Decision d;
+    if (facts.rejected_by_mta) {
+        // The MTA already refused it: we only count, and may block or close.
+        d.rule = "mta";
+        d.detail = "recipient refused by the MTA with " + facts.mta_status;
+        if (limits_apply(s) && harvest_.enabled() && HarvestGuard::means_unknown_user(facts.mta_status)) {
+            auto r = harvest_.record(s, facts.recipient, now);
+            if (!r) {
+                store_unreachable(d, "rcpt");
+            } else {
+                settle(d, *r, harvest_.mode());
+            }
+        }
+        if (!d.refused()) {
+            // Count the MTA's refusal as this session's failure.
+            d.verdict = Verdict::reject;
+            d = finish(s, std::move(d));
+            if (d.verdict == Verdict::reject) d.verdict = Verdict::proceed;
+            return d;
+        }
+        return finish(s, std::move(d));
+    }
+
+    if (limits_apply(s) && harvest_.enabled() && settings_.limits.unknown_recipients.mode == LimitMode::enforce) {
+        auto blocked = counters_.blocked_until(s.client_key, now);
+        if (!blocked) {
+            if (store_unreachable(d, "rcpt")) return finish(s, std::move(d));
+        } else if (*blocked) {
+            settle(d, harvest_.blocked(**blocked, now), LimitMode::enforce);
+            return finish(s, std::move(d));
+        }
+    }
+
+    auto relay = relay_.check(s, facts.recipient, now);
+    if (!relay) {
+        if (store_unreachable(d, "rcpt (pop-before-smtp window)")) return finish(s, std::move(d));
+        relay = refusal("relay", settings_.relay.reply, "pop-before-smtp store unreachable; client may not relay");
+    }
+    if (settle(d, std::move(*relay), LimitMode::enforce)) return finish(s, std::move(d));
+
+    if (limits_apply(s)) {
+        Decision limit = d;
+        if (settle(limit, recipients_.check(s.tx), recipients_.mode())) return finish(s, std::move(limit));
+        d.warnings = std::move(limit.warnings);
+    }
+    ++s.tx.recipients;
+    return d;
+}
+
+Decision DecisionEngine::on_header(SessionState& s, std::string_view name, std::string_view) {
+    if (auto c = already_closing(s)) return *c;
+    Decision d;
+    auto equals_ci = [](std::string_view a, std::string_view b) {
+        if (a.size() != b.size()) return false;
+        for (std::size_t i = 0; i < a.size(); ++i) {
+            if ((a[i] | 0x20) != (b[i] | 0x20)) return false;
+        }
+        return true;
+    };
+    if (!equals_ci(name, "received")) return d;
+    ++s.tx.received_headers;
+    // Refuse once per message, when the count first goes past the limit.
+    if (!limits_apply(s) || s.tx.refused) return d;
+    if (settle(d, hops_.check(s.tx.received_headers), hops_.mode())) {
+        s.tx.refused = true;
+        return finish(s, std::move(d));
+    }
+    return d;
+}
+
+Decision DecisionEngine::on_body(SessionState& s, std::uint64_t bytes) {
+    s.tx.body_bytes += bytes;
+    Decision d;
+    if (!limits_apply(s) || s.tx.refused) return d;
+    if (settle(d, message_size_.check(s.tx.body_bytes, "body_bytes"), message_size_.mode())) {
+        s.tx.refused = true;
+        return finish(s, std::move(d));
+    }
+    return d;
+}
+
+Decision DecisionEngine::on_eom(SessionState& s, const EomFacts& facts) {
+    if (auto c = already_closing(s)) return *c;
+    Decision d;
+    bool refused_before = s.tx.refused;
+    if (limits_apply(s) && !refused_before) {
+        std::uint64_t size = facts.size.value_or(s.tx.body_bytes);
+        if (settle(d, message_size_.check(size, "size"), message_size_.mode())) {
+            s.tx = Transaction{};
+            return finish(s, std::move(d));
+        }
+        std::uint32_t rcpts = std::max(facts.recipients, s.tx.recipients);
+        Transaction counted;
+        counted.recipients = rcpts > 0 ? rcpts - 1 : 0;
+        if (settle(d, recipients_.check(counted), recipients_.mode())) {
+            s.tx = Transaction{};
+            return finish(s, std::move(d));
+        }
+        if (message_rate_.enabled() && !message_rate_.record_accepted(s, clock_.now())) {
+            store_unreachable(d, "end of message");
+            // The message itself is fine; losing one count must not lose it.
+            if (d.refused()) d = Decision{Verdict::proceed, {}, "store", "count not recorded", std::move(d.warnings)};
+        }
+    }
+    s.tx = Transaction{};
+    return d;
+}
+
+void DecisionEngine::on_abort(SessionState& s) { s.tx = Transaction{}; }
+
+Decision DecisionEngine::on_unknown_command(SessionState& s) {
+    if (auto c = already_closing(s)) return *c;
+    Decision d;
+    d.verdict = Verdict::reject;
+    d.rule = "mta";
+    d.detail = "unknown command";
+    d = finish(s, std::move(d));
+    if (d.verdict == Verdict::reject) d.verdict = Verdict::proceed;
+    return d;
+}
+
+void DecisionEngine::on_close(SessionState& s) { connections_.close(s); }
+
+}  // namespace relayguard

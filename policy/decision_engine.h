@@ -1,0 +1,84 @@
+// The decision engine: one call per SMTP stage, one Decision back. It owns
+// the rules and applies them in a fixed order; counters, POP windows, DNS
+// answers and the time come in through ports, so the engine itself does no
+// I/O and every rule can be tested in microseconds.
+//
+// Thread safety: one engine serves every session at once; it is immutable
+// after construction, and all shared state lives behind the ports.
+#pragma once
+
+#include <string>
+#include <string_view>
+
+#include "policy/clock.h"
+#include "policy/counter_store.h"
+#include "policy/decision.h"
+#include "policy/dns_answers.h"
+#include "policy/policy_settings.h"
+#include "policy/pop_window_store.h"
+#include "policy/rules/connection_limit.h"
+#include "policy/rules/dns_checks.h"
+#include "policy/rules/failed_command_limit.h"
+#include "policy/rules/harvest_guard.h"
+#include "policy/rules/hop_count_limit.h"
+#include "policy/rules/message_rate_limit.h"
+#include "policy/rules/message_size_limit.h"
+#include "policy/rules/recipient_limit.h"
+#include "policy/rules/relay_control.h"
+#include "policy/session.h"
+
+namespace relayguard {
+
+class DecisionEngine {
+public:
+    DecisionEngine(PolicySettings settings, CounterStore& counters, const Clock& clock,
+                   PopWindowStore* pop_windows = nullptr, DnsAnswers* dns = nullptr);
+    DecisionEngine(const DecisionEngine&) = delete;  // the rules refer into settings_
+    DecisionEngine& operator=(const DecisionEngine&) = delete;
+
+    const PolicySettings& settings() const { return settings_; }
+
+    // The key a client is counted under: its address, or its network when
+    // the settings aggregate (IPv6 /64 by default).
+    std::string client_key(const IpAddress& client) const;
+
+    // Classifies the client (groups, exemptions) without touching any
+    // counter: for front ends that see no connect (the policy protocol).
+    void open_session(SessionState& s, const ConnectFacts& facts) const;
+
+    Decision on_connect(SessionState& s, const ConnectFacts& facts);
+    Decision on_helo(SessionState& s, std::string_view helo);
+    void on_auth(SessionState& s, const AuthFacts& facts);
+    Decision on_mail(SessionState& s, const MailFacts& facts);
+    Decision on_rcpt(SessionState& s, const RcptFacts& facts);
+    Decision on_header(SessionState& s, std::string_view name, std::string_view value);
+    Decision on_body(SessionState& s, std::uint64_t bytes);
+    Decision on_eom(SessionState& s, const EomFacts& facts);
+    void on_abort(SessionState& s);
+    Decision on_unknown_command(SessionState& s);
+    // Gives back what the session holds; safe to call more than once.
+    void on_close(SessionState& s);
+
+private:
+    // Counts a refusal as a failed command and escalates to closing the
+    // session when that was one failure too many.
+    Decision finish(SessionState& s, Decision d);
+    std::optional<Decision> already_closing(const SessionState& s) const;
+    bool store_unreachable(Decision& out, const char* during) const;
+    bool limits_apply(const SessionState& s) const { return !s.exempt_from_limits; }
+
+    const PolicySettings settings_;
+    CounterStore& counters_;
+    const Clock& clock_;
+    RelayControl relay_;
+    MessageRateLimit message_rate_;
+    ConnectionLimit connections_;
+    HarvestGuard harvest_;
+    RecipientLimit recipients_;
+    FailedCommandLimit failed_commands_;
+    MessageSizeLimit message_size_;
+    HopCountLimit hops_;
+    DnsChecks dns_checks_;
+};
+
+}  // namespace relayguard

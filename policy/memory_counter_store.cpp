@@ -1,0 +1,144 @@
+// In-memory counters for one node; see the header for the memory bounds.
+#include "policy/memory_counter_store.h"
+
+#include <algorithm>
+#include <vector>
+
+namespace relayguard {
+
+MemoryCounterStore::MemoryCounterStore(std::size_t max_clients) : max_clients_(std::max<std::size_t>(max_clients, 1)) {}
+
+std::size_t MemoryCounterStore::client_count() const {
+    std::lock_guard lock(mutex_);
+    return clients_.size();
+}
+
+void MemoryCounterStore::drop_older(std::deque<TimePoint>& events, TimePoint cutoff) {
+    while (!events.empty() && events.front() <= cutoff) events.pop_front();
+}
+
+std::optional<TimePoint> MemoryCounterStore::active_block(const ClientCounters& c, TimePoint now) {
+    if (c.blocked_until > now) return c.blocked_until;
+    return std::nullopt;
+}
+
+MemoryCounterStore::ClientCounters& MemoryCounterStore::entry(const std::string& client, TimePoint now) {
+    auto it = clients_.find(client);
+    if (it != clients_.end()) return it->second;
+    if (clients_.size() >= max_clients_) make_room(now);
+    return clients_[client];
+}
+
+// Called only when the table is full: first drop what has expired, then, if
+// that freed too little, the entries that would expire soonest. Entries that
+// hold live connections are never dropped, or their slots would leak.
+// Freeing a tenth at a time keeps the cost amortised under a flood of new IPs.
+void MemoryCounterStore::make_room(TimePoint now) {
+    std::erase_if(clients_, [now](const auto& kv) { return kv.second.connections.empty() && kv.second.idle_after <= now; });
+    std::size_t target = max_clients_ - std::max<std::size_t>(max_clients_ / 10, 1);
+    if (clients_.size() <= target) return;
+    std::vector<std::pair<TimePoint, const std::string*>> victims;
+    for (const auto& [key, c] : clients_) {
+        if (c.connections.empty()) victims.emplace_back(c.idle_after, &key);
+    }
+    std::size_t excess = clients_.size() - target;
+    if (victims.size() > excess) {
+        std::nth_element(victims.begin(), victims.begin() + static_cast<std::ptrdiff_t>(excess), victims.end());
+        victims.resize(excess);
+    }
+    std::vector<std::string> keys;
+    for (auto& v : victims) keys.push_back(*v.second);
+    for (auto& k : keys) clients_.erase(k);
+}
+
+std::optional<ConnectionOutcome> MemoryCounterStore::open_connection(const std::string& client,
+                                                                     const std::string& connection_id,
+                                                                     std::uint32_t limit, TimePoint now) {
+    std::lock_guard lock(mutex_);
+    ClientCounters& c = entry(client, now);
+    ConnectionOutcome out;
+    out.blocked_until = active_block(c, now);
+    if (c.connections.count(connection_id) || limit == 0 || c.connections.size() < limit) {
+        c.connections.insert(connection_id);
+        out.admitted = true;
+    }
+    out.held = static_cast<std::uint32_t>(c.connections.size());
+    return out;
+}
+
+void MemoryCounterStore::close_connection(const std::string& client, const std::string& connection_id) {
+    std::lock_guard lock(mutex_);
+    auto it = clients_.find(client);
+    if (it == clients_.end()) return;
+    it->second.connections.erase(connection_id);
+}
+
+std::optional<RateOutcome> MemoryCounterStore::message_rate(const std::string& client, Duration window,
+                                                            std::uint32_t limit, bool record, TimePoint now) {
+    std::lock_guard lock(mutex_);
+    ClientCounters& c = entry(client, now);
+    drop_older(c.messages, now - window);
+    RateOutcome out{static_cast<std::uint32_t>(c.messages.size()), false};
+    if (record && out.count < limit) {
+        c.messages.push_back(now);
+        c.idle_after = std::max(c.idle_after, now + window);
+        out.recorded = true;
+    }
+    return out;
+}
+
+std::optional<RateOutcome> MemoryCounterStore::record_message(const std::string& client, Duration window,
+                                                              std::uint32_t limit, TimePoint now) {
+    std::lock_guard lock(mutex_);
+    ClientCounters& c = entry(client, now);
+    drop_older(c.messages, now - window);
+    RateOutcome out{static_cast<std::uint32_t>(c.messages.size()), true};
+    c.messages.push_back(now);
+    // Only the newest `limit` events can decide whether the limit is reached.
+    while (c.messages.size() > std::max<std::uint32_t>(limit, 1)) c.messages.pop_front();
+    c.idle_after = std::max(c.idle_after, now + window);
+    return out;
+}
+
+std::optional<UnknownRecipientOutcome> MemoryCounterStore::record_unknown_recipient(
+    const std::string& client, const std::string& recipient, Duration window, std::uint32_t threshold,
+    Duration block_for, TimePoint now) {
+    std::lock_guard lock(mutex_);
+    ClientCounters& c = entry(client, now);
+    std::erase_if(c.unknown, [cutoff = now - window](const auto& kv) { return kv.second <= cutoff; });
+    auto found = c.unknown.find(recipient);
+    if (found != c.unknown.end()) {
+        found->second = now;
+    } else if (c.unknown.size() < std::max<std::uint32_t>(threshold, 1)) {
+        c.unknown.emplace(recipient, now);
+    }
+    UnknownRecipientOutcome out;
+    out.distinct = static_cast<std::uint32_t>(c.unknown.size());
+    if (threshold > 0 && out.distinct >= threshold && block_for > Duration::zero() && c.blocked_until <= now) {
+        c.blocked_until = now + block_for;
+        // A new block starts a new count: after it ends the client gets a clean slate.
+        c.unknown.clear();
+    }
+    out.blocked_until = active_block(c, now);
+    c.idle_after = std::max({c.idle_after, now + window, c.blocked_until});
+    return out;
+}
+
+std::optional<std::optional<TimePoint>> MemoryCounterStore::blocked_until(const std::string& client, TimePoint now) {
+    std::lock_guard lock(mutex_);
+    auto it = clients_.find(client);
+    if (it == clients_.end()) return std::optional<TimePoint>{};
+    return active_block(it->second, now);
+}
+
+bool MemoryCounterStore::unblock(const std::string& client) {
+    std::lock_guard lock(mutex_);
+    auto it = clients_.find(client);
+    if (it == clients_.end()) return false;
+    bool was = it->second.blocked_until != TimePoint{};
+    it->second.blocked_until = TimePoint{};
+    it->second.unknown.clear();
+    return was;
+}
+
+}  // namespace relayguard

@@ -1,0 +1,126 @@
+// Every setting the decision engine obeys, with its documented default. The
+// config loader fills these from TOML; tests build them by hand. A limit
+// whose `max` is empty is off.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "policy/clock.h"
+#include "policy/domain_set.h"
+#include "policy/ip_group.h"
+#include "policy/smtp_reply.h"
+
+namespace relayguard {
+
+using namespace std::chrono_literals;
+
+// enforce: refuse. warn: log what would be refused, refuse nothing.
+enum class LimitMode { enforce, warn };
+
+// What a message-rate limit counts: messages accepted at end of data, or
+// every transaction that reached the check (MAIL FROM), accepted or not.
+enum class CountMode { accepted, attempts };
+
+enum class RelayMode { restricted, open };
+
+// What to do when the counter store cannot be reached.
+enum class StoreFailMode { open, tempfail };
+
+struct RelaySettings {
+    RelayMode mode = RelayMode::restricted;
+    DomainSet local_domains;
+    std::vector<IpGroup> trusted_groups;  // may relay
+    bool allow_sasl = true;               // SMTP-AUTH users may relay
+    bool allow_pop_before_smtp = false;
+    Duration pop_window = 30min;
+    // When both groups and AUTH may relay and an AUTH attempt failed in the
+    // session, the groups are not consulted: a stolen internal host guessing
+    // passwords must not keep relaying on its address.
+    bool auth_failure_disables_groups = true;
+    SmtpReply reply{554, "5.7.1", "Relay access denied"};
+};
+
+struct MessageRateSettings {
+    std::optional<std::uint32_t> max;
+    Duration window = 1h;
+    CountMode count = CountMode::accepted;
+    LimitMode mode = LimitMode::enforce;
+    SmtpReply reply{450, "4.7.1", "Too many messages from this client; try again later"};
+};
+
+struct ConnectionLimitSettings {
+    std::optional<std::uint32_t> max;
+    LimitMode mode = LimitMode::enforce;
+    SmtpReply reply{421, "4.7.0", "Too many concurrent connections from this client"};
+};
+
+struct UnknownRecipientSettings {
+    std::optional<std::uint32_t> max;  // distinct unknown recipients within `window`
+    Duration window = 1h;
+    Duration block_time = 1h;
+    LimitMode mode = LimitMode::enforce;
+    SmtpReply reply{450, "4.7.1", "Client blocked: too many unknown recipients; try again later"};
+};
+
+struct RecipientLimitSettings {
+    std::optional<std::uint32_t> max;  // accepted recipients per message
+    LimitMode mode = LimitMode::enforce;
+    SmtpReply reply{452, "4.5.3", "Too many recipients"};
+};
+
+struct FailedCommandSettings {
+    std::optional<std::uint32_t> max;  // failures allowed per session; the next closes it
+    LimitMode mode = LimitMode::enforce;
+    SmtpReply reply{421, "4.7.0", "Too many failed commands; closing connection"};
+};
+
+struct MessageSizeSettings {
+    std::optional<std::uint64_t> max;  // bytes, declared (SIZE=) and actual
+    LimitMode mode = LimitMode::enforce;
+    SmtpReply reply{552, "5.3.4", "Message size exceeds fixed limit"};
+};
+
+struct HopCountSettings {
+    std::optional<std::uint32_t> max;  // Received: headers
+    LimitMode mode = LimitMode::enforce;
+    SmtpReply reply{554, "5.4.6", "Too many hops: mail loop detected"};
+};
+
+struct LimitSettings {
+    int ipv4_prefix = 32;  // clients are counted per network of this size
+    int ipv6_prefix = 64;
+    std::optional<IpGroup> exempt;  // exempt from every limit
+    MessageRateSettings message_rate;
+    ConnectionLimitSettings connections;
+    UnknownRecipientSettings unknown_recipients;
+    RecipientLimitSettings recipients;
+    FailedCommandSettings failed_commands;
+    MessageSizeSettings message_size;
+    HopCountSettings hops;
+};
+
+struct DnsCheckSettings {
+    bool require_sender_domain = false;
+    bool require_client_ptr = false;
+    bool require_forward_confirmed_ptr = false;
+    std::vector<IpGroup> exempt_groups;
+    SmtpReply sender_domain_reply{550, "5.1.8", "Sender address rejected: Domain not found"};
+    SmtpReply sender_null_mx_reply{550, "5.7.27", "Sender address rejected: Domain does not accept mail"};
+    SmtpReply sender_domain_tempfail{451, "4.4.3", "Sender address rejected: Domain lookup failed; try again later"};
+    SmtpReply ptr_reply{550, "5.7.25", "Client host rejected: no reverse DNS (PTR) record"};
+    SmtpReply ptr_mismatch_reply{550, "5.7.25", "Client host rejected: reverse DNS does not match forward DNS"};
+    SmtpReply ptr_tempfail{450, "4.7.25", "Client host rejected: reverse DNS lookup failed; try again later"};
+};
+
+struct PolicySettings {
+    RelaySettings relay;
+    LimitSettings limits;
+    DnsCheckSettings dns;
+    StoreFailMode store_fail_mode = StoreFailMode::tempfail;
+    SmtpReply store_failure_reply{451, "4.3.0", "Temporary policy service failure; try again later"};
+};
+
+}  // namespace relayguard

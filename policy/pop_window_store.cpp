@@ -1,0 +1,25 @@
+// In-memory POP-before-SMTP windows for a single node.
+#include "policy/pop_window_store.h"
+
+namespace relayguard {
+
+std::optional<std::optional<PopWindow>> MemoryPopWindowStore::find(const std::string& client, TimePoint now) {
+    std::lock_guard lock(mutex_);
+    auto it = windows_.find(client);
+    if (it == windows_.end() || it->second.until <= now) return std::optional<PopWindow>{};
+    return std::optional<PopWindow>{it->second};
+}
+
+bool MemoryPopWindowStore::grant(const std::string& client, const std::string& user, TimePoint until, TimePoint now) {
+    std::lock_guard lock(mutex_);
+    if (windows_.size() >= max_windows_ && !windows_.count(client)) {
+        std::erase_if(windows_, [now](const auto& kv) { return kv.second.until <= now; });
+        if (windows_.size() >= max_windows_) return false;
+    }
+    auto& w = windows_[client];
+    if (until > w.until) w.until = until;
+    if (!user.empty()) w.user = user;
+    return true;
+}
+
+}  // namespace relayguard

@@ -1,0 +1,164 @@
+// The configuration loader: the example file loads, every error names the
+// file, the line and the key, and unknown keys are refused.
+#include <catch2/catch.hpp>
+
+#include <fstream>
+
+#include "conf/config.h"
+
+using namespace relayguard;
+
+namespace {
+ConfigLoad load(const std::string& text) { return load_config_text(text, "test.toml"); }
+
+std::string only_error(const ConfigLoad& l) {
+    REQUIRE(l.errors.size() == 1);
+    return l.errors[0].to_string();
+}
+
+const char* minimal = "[relay]\nlocal_domains = [\"example.test\"]\n";
+}  // namespace
+
+TEST_CASE("the shipped example config loads, and is the embedded default", "[config]") {
+    auto file = load_config_file(std::string(RELAYGUARD_SOURCE_DIR) + "/conf/relayguard.toml");
+    for (const auto& e : file.errors) FAIL(e.to_string());
+    REQUIRE(file.config);
+    std::ifstream in(std::string(RELAYGUARD_SOURCE_DIR) + "/conf/relayguard.toml");
+    std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    REQUIRE(text == embedded_default_config());
+    const Config& c = *file.config;
+    REQUIRE(c.listen.milter == "inet:127.0.0.1:8893");
+    REQUIRE(c.store.type == StoreType::memory);
+    REQUIRE(c.policy.relay.local_domains.contains("example.test"));
+    REQUIRE(c.policy.relay.trusted_groups.size() == 1);
+    REQUIRE(c.policy.limits.exempt->name == "internal");
+    REQUIRE_FALSE(c.policy.limits.message_rate.max);
+}
+
+TEST_CASE("values are read with their units", "[config]") {
+    auto l = load(std::string(minimal) +
+                  "[limits.message_rate]\nmax = 100\nwindow = \"30m\"\ncount = \"attempts\"\nmode = \"warn\"\n"
+                  "[limits.message_size]\nmax = \"10MB\"\n"
+                  "[limits.unknown_recipients]\nmax = 5\nblock_time = \"2h\"\n"
+                  "[limits.recipients]\nmax = \"off\"\n"
+                  "[limits.hops]\nmax = 30\nreply = { code = 550, status = \"5.4.6\", text = \"Loop\" }\n");
+    for (const auto& e : l.errors) FAIL(e.to_string());
+    const auto& lim = l.config->policy.limits;
+    REQUIRE(lim.message_rate.max == 100u);
+    REQUIRE(lim.message_rate.window == std::chrono::minutes(30));
+    REQUIRE(lim.message_rate.count == CountMode::attempts);
+    REQUIRE(lim.message_rate.mode == LimitMode::warn);
+    REQUIRE(lim.message_size.max == 10u << 20);
+    REQUIRE(lim.unknown_recipients.block_time == std::chrono::hours(2));
+    REQUIRE_FALSE(lim.recipients.max);
+    REQUIRE(lim.hops.reply == SmtpReply{550, "5.4.6", "Loop"});
+}
+
+TEST_CASE("a typo in a key is refused with its line", "[config]") {
+    auto l = load(std::string(minimal) + "[limits.message_rate]\nmax = 10\nwindw = \"1h\"\n");
+    REQUIRE_FALSE(l.config);
+    std::string e = only_error(l);
+    REQUIRE(e.find("test.toml:5:") == 0);
+    REQUIRE(e.find("key 'limits.message_rate.windw'") != std::string::npos);
+    REQUIRE(e.find("unknown key") != std::string::npos);
+}
+
+TEST_CASE("an unknown section is refused too", "[config]") {
+    auto l = load(std::string(minimal) + "\n[limit]\nmax = 1\n");
+    REQUIRE(only_error(l).find("test.toml:4: key 'limit': unknown section") == 0);
+}
+
+TEST_CASE("wrong types and values say what was expected", "[config]") {
+    struct Case { std::string text; std::string key; std::string says; };
+    std::vector<Case> cases = {
+        {"[limits.message_rate]\nmax = \"ten\"", "limits.message_rate.max", "expected an integer"},
+        {"[limits.message_rate]\nmax = 0", "limits.message_rate.max", "from 1 to"},
+        {"[limits.message_rate]\nwindow = 3600", "limits.message_rate.window", "duration with its unit"},
+        {"[limits.message_rate]\ncount = \"messages\"", "limits.message_rate.count", "one of accepted, attempts"},
+        {"[limits.message_size]\nmax = \"10XB\"", "limits.message_size.max", "expected a size"},
+        {"[relay]\nmode = \"opne\"", "relay.mode", "one of restricted, open"},
+        {"[relay]\ntrusted_groups = [\"nosuch\"]", "relay.trusted_groups", "no IP group named \"nosuch\""},
+        {"[relay]\nreply = { code = 250, status = \"2.0.0\", text = \"ok\" }", "relay.reply", "4xx or 5xx"},
+        {"[relay]\nreply = { code = 554, status = \"4.7.1\", text = \"x\" }", "relay.reply", "same class"},
+        {"[relay]\nreply = { code = 554, status = \"5.7.1\", txt = \"x\" }", "relay.reply", "unknown or mistyped reply field 'txt'"},
+        {"[ip_groups]\nbad = [\"10.0.0.0/33\"]", "ip_groups.bad", "IPv4 or IPv6 network"},
+        {"[listen]\nmilter = \"tcp:8893\"", "listen.milter", "inet:HOST:PORT"},
+        {"[listen]\npolicy = \"inet:127.0.0.1:99999\"", "listen.policy", "port between 1 and 65535"},
+        {"[listen]\nsocket_mode = \"0666\"", "listen.socket_mode", "every user"},
+        {"[limits]\nipv6_prefix = 129", "limits.ipv6_prefix", "from 16 to 128"},
+        {"[log]\nlevel = \"loud\"", "log.level", "expected one of"},
+        {"[store]\ntype = \"redis\"\n[store.redis]\nservers = [\"localhost\"]", "store.redis.servers", "HOST:PORT"},
+    };
+    for (const auto& c : cases) {
+        INFO(c.text);
+        // Put the relay section last so the failing key's line is 2.
+        auto l = load(c.text + "\n[relay]\nlocal_domains = [\"example.test\"]\n");
+        if (c.text.rfind("[relay]", 0) == 0) l = load("[relay]\nlocal_domains = [\"example.test\"]\n" + c.text.substr(8));
+        REQUIRE_FALSE(l.config);
+        REQUIRE_FALSE(l.errors.empty());
+        std::string e = l.errors[0].to_string();
+        INFO(e);
+        REQUIRE(e.find("key '" + c.key + "'") != std::string::npos);
+        REQUIRE(e.find(c.says) != std::string::npos);
+        REQUIRE(l.errors[0].line > 0);
+    }
+}
+
+TEST_CASE("every error in the file is reported, not just the first", "[config]") {
+    auto l = load(std::string(minimal) + "[limits]\nipv4_prefix = 99\nfoo = 1\n[log]\nlevel = \"x\"\n");
+    REQUIRE(l.errors.size() == 3);
+    REQUIRE(l.errors[0].line == 4);
+    REQUIRE(l.errors[1].line == 5);
+    REQUIRE(l.errors[2].line == 7);
+}
+
+TEST_CASE("TOML syntax errors give the line", "[config]") {
+    auto l = load("[relay]\nlocal_domains = [\"example.test\"\n");
+    REQUIRE_FALSE(l.config);
+    REQUIRE(l.errors[0].to_string().find("test.toml:") == 0);
+    REQUIRE(l.errors[0].line >= 2);
+}
+
+TEST_CASE("cross-key checks name the key", "[config]") {
+    auto no_domains = load("[relay]\nmode = \"restricted\"\nlocal_domains = []\n");
+    REQUIRE(only_error(no_domains).find("test.toml:3: key 'relay.local_domains'") == 0);
+    auto smarthost = load(std::string(minimal) + "[delivery]\nroute = \"smarthost\"\n");
+    REQUIRE(only_error(smarthost).find("key 'delivery.smarthost'") != std::string::npos);
+    auto fcrdns = load(std::string(minimal) + "[dns]\nrequire_forward_confirmed_ptr = true\n");
+    REQUIRE(only_error(fcrdns).find("test.toml:4: key 'dns.require_forward_confirmed_ptr'") == 0);
+}
+
+TEST_CASE("local domains may come from a file, with its own line numbers in errors", "[config]") {
+    std::string path = "relayguard-test-domains.txt";
+    {
+        std::ofstream f(path);
+        f << "# local domains\nexample.net\n\n  Sub.Example.ORG  # comment\n";
+    }
+    auto l = load("[relay]\nlocal_domains_file = \"" + path + "\"\n");
+    for (const auto& e : l.errors) FAIL(e.to_string());
+    REQUIRE(l.config->policy.relay.local_domains.contains("example.net"));
+    REQUIRE(l.config->policy.relay.local_domains.contains("sub.example.org"));
+    {
+        std::ofstream f(path);
+        f << "example.net\nnot a domain\n";
+    }
+    auto bad = load("[relay]\nlocal_domains_file = \"" + path + "\"\n");
+    REQUIRE(only_error(bad).find(path + ":2:") == 0);
+    auto missing = load("[relay]\nlocal_domains_file = \"/nonexistent/domains\"\n");
+    REQUIRE(only_error(missing).find("test.toml:2: key 'relay.local_domains_file'") == 0);
+    std::remove(path.c_str());
+}
+
+TEST_CASE("the effective settings render as TOML that loads back the same, with secrets masked", "[config]") {
+    auto l = load(std::string(minimal) + "[limits.message_rate]\nmax = 7\n[store.redis]\npassword = \"hunter2\"\n"
+                                         "[delivery]\npassword = \"s3cret\"\n");
+    REQUIRE(l.config);
+    std::string text = render_config(*l.config);
+    REQUIRE(text.find("hunter2") == std::string::npos);
+    REQUIRE(text.find("s3cret") == std::string::npos);
+    REQUIRE(text.find("********") != std::string::npos);
+    auto again = load(text);
+    for (const auto& e : again.errors) FAIL(e.to_string() + "\n" + text);
+    REQUIRE(again.config->policy.limits.message_rate.max == 7u);
+    REQUIRE(render_config(*again.config) == text);
+}
