@@ -8,7 +8,7 @@ using namespace relayguard;
 using namespace relayguard::test;
 using namespace std::chrono_literals;
 
-TEST_CASE("anyone may send to a local domain; nobody unknown may relay", "[relay]") {
+TEST_CASE("anyone may send to a local domain and nobody unknown may relay", "[relay]") {
     Harness h(base_settings());
     auto s = h.connect("192.0.2.1");
     REQUIRE(h.mail(s).verdict == Verdict::proceed);
