@@ -6,9 +6,18 @@
 #include <iostream>
 #include <string>
 
+#include <atomic>
+#include <thread>
+
+#include "common/listen_socket.h"
 #include "common/logging.h"
+#include "common/privileges.h"
+#include "common/system_clock.h"
 #include "conf/config.h"
 #include "conf/units.h"
+#include "plugin/milter_front_end.h"
+#include "plugin/policy_server.h"
+#include "policy/memory_counter_store.h"
 
 namespace {
 
@@ -63,6 +72,21 @@ void log_effective_settings(const relayguard::Config& c) {
     }
 }
 
+// Settings this version parses but cannot yet honour. Starting anyway would
+// leave an admin believing a protection is on when it is not.
+bool refuse_unsupported(const relayguard::Config& c) {
+    std::vector<std::pair<std::string, std::string>> missing;
+    if (c.store.type == relayguard::StoreType::redis) missing.emplace_back("store.type", "the Redis store is not in this version yet");
+    const auto& dns = c.policy.dns;
+    if (dns.require_sender_domain) missing.emplace_back("dns.require_sender_domain", "DNS checks are not in this version yet");
+    if (dns.require_client_ptr) missing.emplace_back("dns.require_client_ptr", "DNS checks are not in this version yet");
+    if (c.policy.relay.allow_pop_before_smtp) {
+        missing.emplace_back("relay.allow_pop_before_smtp", "no POP3/IMAP login source is in this version yet");
+    }
+    for (const auto& [key, why] : missing) std::cerr << "relayguard: " << c.source << ": key '" << key << "': " << why << "\n";
+    return !missing.empty();
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -92,26 +116,86 @@ int main(int argc, char** argv) {
     auto loaded = load(config_path);
     if (!report_errors(loaded)) return exit_config;
     const relayguard::Config& config = *loaded.config;
+    if (refuse_unsupported(config)) return exit_config;
     if (std::string err = relayguard::setup_logging(config.log, "relayguard"); !err.empty()) {
         std::cerr << "relayguard: " << config.source << ": key 'log': " << err << "\n";
         return exit_config;
     }
 
     // Signals are taken synchronously by this thread, so no handler ever
-    // runs in the middle of a worker's work.
+    // runs in the middle of a worker's work. Threads started below inherit
+    // the mask.
     sigset_t stop;
     sigemptyset(&stop);
     sigaddset(&stop, SIGTERM);
     sigaddset(&stop, SIGINT);
+    sigaddset(&stop, SIGPIPE);
     pthread_sigmask(SIG_BLOCK, &stop, nullptr);
+    sigdelset(&stop, SIGPIPE);
 
     if (config_path.empty()) spdlog::info("no --config given: running on the embedded default configuration");
     log_effective_settings(config);
+
+    relayguard::MemoryCounterStore counters(config.store.memory_max_clients);
+    relayguard::MemoryPopWindowStore pop_windows;
+    relayguard::SystemClock clock;
+    relayguard::DecisionEngine engine(config.policy, counters, clock, &pop_windows, nullptr);
+
+    // Bind every socket first, then drop privileges, then serve.
+    std::unique_ptr<relayguard::PolicyServer> policy;
+    relayguard::UniqueFd policy_fd;
+    if (!config.listen.policy.empty()) {
+        auto addr = relayguard::ListenAddress::parse(config.listen.policy);
+        auto opened = relayguard::open_listener(*addr, config.listen.socket_mode, config.listen.socket_group);
+        if (auto* err = std::get_if<std::string>(&opened)) {
+            spdlog::critical("policy: cannot listen on {}: {}", config.listen.policy, *err);
+            return 1;
+        }
+        policy_fd = std::move(std::get<relayguard::UniqueFd>(opened));
+        if (!addr->is_loopback()) spdlog::warn("policy: listening on {}, which is not loopback", config.listen.policy);
+    }
+    bool milter_on = !config.listen.milter.empty();
+    if (milter_on) {
+        if (std::string err = relayguard::milter::open(engine, config.listen); !err.empty()) {
+            spdlog::critical("milter: {}", err);
+            return 1;
+        }
+    }
+    if (std::string err = relayguard::drop_privileges(config.daemon.user, config.daemon.group); !err.empty()) {
+        spdlog::critical("daemon.user: {}", err);
+        return 1;
+    }
+    if (policy_fd) {
+        policy = std::make_unique<relayguard::PolicyServer>(engine, config.listen);
+        policy->start(std::move(policy_fd));
+        spdlog::info("policy: listening on {}", config.listen.policy);
+    }
+    std::atomic<bool> milter_ended{false};
+    std::thread milter_thread;
+    if (milter_on) {
+        milter_thread = std::thread([&] {
+            int rc = relayguard::milter::run();
+            if (rc != 0) spdlog::error("milter: libmilter stopped with status {}", rc);
+            milter_ended = true;
+        });
+        spdlog::info("milter: listening on {}", config.listen.milter);
+    }
     spdlog::info("relayguard {} started", "0.1.0");
 
+    // libmilter catches SIGTERM itself when its signal thread wins the race:
+    // then the milter ends first, and we stop with it.
+    timespec tick{0, 200'000'000};
     int sig = 0;
-    sigwait(&stop, &sig);
-    spdlog::info("received {}, stopping", sig == SIGTERM ? "SIGTERM" : "SIGINT");
+    while (!milter_ended) {
+        sig = sigtimedwait(&stop, nullptr, &tick);
+        if (sig == SIGTERM || sig == SIGINT) break;
+    }
+    spdlog::info("received {}, stopping", sig == SIGINT ? "SIGINT" : "SIGTERM");
+    if (policy) policy->stop();
+    if (milter_on) {
+        relayguard::milter::stop();
+        milter_thread.join();
+    }
     spdlog::info("relayguard stopped");
     return 0;
 }

@@ -1,0 +1,30 @@
+// Listening sockets from the config's "inet:HOST:PORT" / "unix:/PATH"
+// notation, with the unix socket's mode and group applied before anyone can
+// connect to it.
+#pragma once
+
+#include <string>
+#include <optional>
+#include <variant>
+
+#include "common/unique_fd.h"
+
+namespace relayguard {
+
+struct ListenAddress {
+    bool is_unix = false;
+    std::string host;  // inet
+    int port = 0;      // inet
+    std::string path;  // unix
+
+    static std::optional<ListenAddress> parse(const std::string& spec);
+    bool is_loopback() const;
+    // libmilter's spelling: "inet:PORT@HOST" or "unix:/PATH".
+    std::string milter_spec() const;
+};
+
+// Binds and listens. Answers the socket, or an error message.
+std::variant<UniqueFd, std::string> open_listener(const ListenAddress& addr, const std::string& mode,
+                                                  const std::string& group);
+
+}  // namespace relayguard

@@ -1,0 +1,31 @@
+// Privilege dropping; see the header. The order matters: supplementary
+// groups and gid must go while we are still root.
+#include "common/privileges.h"
+
+#include <grp.h>
+#include <pwd.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+namespace relayguard {
+
+std::string drop_privileges(const std::string& user, const std::string& group) {
+    if (user.empty()) return "";
+    passwd* pw = ::getpwnam(user.c_str());
+    if (pw == nullptr) return "no such user \"" + user + "\"";
+    gid_t gid = pw->pw_gid;
+    if (!group.empty()) {
+        struct group* g = ::getgrnam(group.c_str());
+        if (g == nullptr) return "no such group \"" + group + "\"";
+        gid = g->gr_gid;
+    }
+    if (::setgroups(1, &gid) != 0 || ::setgid(gid) != 0 || ::setuid(pw->pw_uid) != 0) {
+        return std::string("cannot become ") + user + ": " + std::strerror(errno);
+    }
+    if (::setuid(0) == 0) return "privileges could be regained after dropping them";
+    return "";
+}
+
+}  // namespace relayguard

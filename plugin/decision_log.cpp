@@ -1,0 +1,50 @@
+// Decision logging; see the header. Values that come from the client are
+// quoted and stripped of control characters, so a hostile address cannot
+// forge a second log line.
+#include "plugin/decision_log.h"
+
+#include "common/logging.h"
+
+namespace relayguard {
+namespace {
+
+std::string quoted(std::string_view v) {
+    std::string out = "\"";
+    for (char c : v) {
+        if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) out += '?';
+        else if (c == '"' || c == '\\') { out += '\\'; out += c; }
+        else out += c;
+    }
+    return out + "\"";
+}
+
+std::string line(const SessionState& s, const Decision& d, const DecisionContext& ctx) {
+    std::string out = "client=" + s.client.to_string();
+    if (s.client_key != s.client.to_string()) out += " key=" + s.client_key;
+    out += " rule=" + d.rule + " stage=" + std::string(ctx.stage) + " verdict=" + to_string(d.verdict);
+    if (d.refused()) out += " reply=" + quoted(d.reply.to_string());
+    if (!ctx.sender.empty() || ctx.stage == "mail") out += " from=" + quoted(ctx.sender);
+    if (!ctx.recipient.empty()) out += " to=" + quoted(ctx.recipient);
+    if (!s.sasl_user.empty()) out += " sasl_user=" + quoted(s.sasl_user);
+    out += " via=" + std::string(ctx.front_end);
+    if (!d.detail.empty()) out += " detail=" + quoted(d.detail);
+    return out;
+}
+
+}  // namespace
+
+void log_decision(const SessionState& s, const Decision& d, const DecisionContext& ctx) {
+    for (const auto& w : d.warnings) {
+        if (w.refused()) security_log()->warn("would-refuse (warn mode) {}", line(s, w, ctx));
+        else spdlog::warn("{}", line(s, w, ctx));
+    }
+    if (d.refused()) {
+        security_log()->info("refused {}", line(s, d, ctx));
+    } else if (d.verdict == Verdict::permit) {
+        spdlog::info("permit {}", line(s, d, ctx));
+    } else if (d.verdict == Verdict::discard) {
+        security_log()->info("discarded {}", line(s, d, ctx));
+    }
+}
+
+}  // namespace relayguard

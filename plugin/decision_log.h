@@ -1,0 +1,23 @@
+// The one log line per decision, written by the front end from the engine's
+// Decision. Refusals go to the security log as key=value pairs that
+// fail2ban and grep can read:
+//   refused client=192.0.2.7 rule=relay stage=rcpt verdict=reject reply="554 5.7.1 Relay access denied" ...
+#pragma once
+
+#include <string_view>
+
+#include "policy/decision.h"
+#include "policy/session.h"
+
+namespace relayguard {
+
+struct DecisionContext {
+    std::string_view front_end;  // "milter" or "policy"
+    std::string_view stage;      // "connect", "mail", "rcpt", ...
+    std::string_view sender;
+    std::string_view recipient;
+};
+
+void log_decision(const SessionState& s, const Decision& d, const DecisionContext& ctx);
+
+}  // namespace relayguard

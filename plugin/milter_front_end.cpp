@@ -1,0 +1,243 @@
+// The milter front end. Macros are requested at negotiation so that Postfix
+// and Sendmail send the same facts; SMFIP_RCPT_REJ makes the MTA show us the
+// recipients it refused itself, which is how unknown recipients reach the
+// harvest guard. Per-connection state is released in xxfi_close, which
+// libmilter calls on every path (quit, abort, 421, client drop).
+#include "plugin/milter_front_end.h"
+
+#include <arpa/inet.h>
+#include <grp.h>
+#include <libmilter/mfapi.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <charconv>
+#include <memory>
+
+#include "common/listen_socket.h"
+#include "common/logging.h"
+#include "plugin/decision_log.h"
+
+namespace relayguard::milter {
+namespace {
+
+DecisionEngine* g_engine = nullptr;
+std::atomic<std::uint64_t> g_next_connection{0};
+
+struct MilterSession {
+    SessionState state;
+    std::string sender;
+};
+
+MilterSession* session(SMFICTX* ctx) { return static_cast<MilterSession*>(smfi_getpriv(ctx)); }
+
+std::string macro(SMFICTX* ctx, const char* name) {
+    const char* v = smfi_getsymval(ctx, const_cast<char*>(name));
+    return v ? std::string(v) : std::string();
+}
+
+std::string strip_brackets(std::string_view a) {
+    if (a.size() >= 2 && a.front() == '<' && a.back() == '>') a = a.substr(1, a.size() - 2);
+    return std::string(a);
+}
+
+// libmilter formats the reply text: a '%' must be doubled.
+std::string milter_text(const std::string& text) {
+    std::string out;
+    for (char c : text) {
+        out += c;
+        if (c == '%') out += '%';
+    }
+    return out;
+}
+
+sfsistat answer(SMFICTX* ctx, MilterSession& s, const Decision& d, std::string_view stage, std::string_view rcpt = {}) {
+    log_decision(s.state, d, DecisionContext{"milter", stage, s.sender, rcpt});
+    auto reply = [&](const SmtpReply& r) {
+        std::string code = std::to_string(r.code);
+        std::string text = milter_text(r.text);
+        smfi_setreply(ctx, code.data(), const_cast<char*>(r.status.c_str()), text.data());
+    };
+    switch (d.verdict) {
+        case Verdict::proceed:
+        case Verdict::permit: return SMFIS_CONTINUE;
+        case Verdict::reject: reply(d.reply); return SMFIS_REJECT;
+        case Verdict::tempfail:
+        case Verdict::close:  // a 421 reply makes Postfix and Sendmail drop the session
+            reply(d.reply);
+            return SMFIS_TEMPFAIL;
+        case Verdict::discard: return SMFIS_DISCARD;
+    }
+    return SMFIS_CONTINUE;
+}
+
+sfsistat on_negotiate(SMFICTX* ctx, unsigned long f0, unsigned long f1, unsigned long, unsigned long,
+                      unsigned long* pf0, unsigned long* pf1, unsigned long* pf2, unsigned long* pf3) {
+    *pf0 = f0 & SMFIF_SETSYMLIST;
+    *pf1 = f1 & SMFIP_RCPT_REJ;
+    *pf2 = 0;
+    *pf3 = 0;
+    if (*pf0 & SMFIF_SETSYMLIST) {
+        smfi_setsymlist(ctx, SMFIM_CONNECT, const_cast<char*>("{client_addr} {client_name} {client_ptr} {daemon_name} j _"));
+        smfi_setsymlist(ctx, SMFIM_ENVFROM, const_cast<char*>("{auth_authen} {auth_type} {mail_addr} i"));
+        smfi_setsymlist(ctx, SMFIM_ENVRCPT, const_cast<char*>("{rcpt_mailer} {rcpt_host} {rcpt_addr} i"));
+        smfi_setsymlist(ctx, SMFIM_EOM, const_cast<char*>("i"));
+    }
+    return SMFIS_CONTINUE;
+}
+
+std::optional<IpAddress> client_address(SMFICTX* ctx, _SOCK_ADDR* sa) {
+    char text[INET6_ADDRSTRLEN] = {0};
+    if (sa != nullptr && sa->sa_family == AF_INET) {
+        inet_ntop(AF_INET, &reinterpret_cast<sockaddr_in*>(sa)->sin_addr, text, sizeof(text));
+        return IpAddress::parse(text);
+    }
+    if (sa != nullptr && sa->sa_family == AF_INET6) {
+        inet_ntop(AF_INET6, &reinterpret_cast<sockaddr_in6*>(sa)->sin6_addr, text, sizeof(text));
+        return IpAddress::parse(text);
+    }
+    return IpAddress::parse(macro(ctx, "{client_addr}"));
+}
+
+sfsistat on_connect(SMFICTX* ctx, char* hostname, _SOCK_ADDR* sa) {
+    auto addr = client_address(ctx, sa);
+    if (!addr) {
+        // Local submission (no socket address): nothing to limit per client.
+        spdlog::debug("milter: connection without a client address ({}): not filtered", hostname ? hostname : "");
+        return SMFIS_ACCEPT;
+    }
+    auto s = std::make_unique<MilterSession>();
+    std::string id = "m" + std::to_string(::getpid()) + "-" + std::to_string(++g_next_connection);
+    Decision d = g_engine->on_connect(s->state, ConnectFacts{*addr, hostname ? hostname : "", id});
+    MilterSession& ref = *s;
+    smfi_setpriv(ctx, s.release());
+    return answer(ctx, ref, d, "connect");
+}
+
+sfsistat on_helo(SMFICTX* ctx, char* helo) {
+    MilterSession* s = session(ctx);
+    if (s == nullptr) return SMFIS_CONTINUE;
+    return answer(ctx, *s, g_engine->on_helo(s->state, helo ? helo : ""), "helo");
+}
+
+sfsistat on_envfrom(SMFICTX* ctx, char** argv) {
+    MilterSession* s = session(ctx);
+    if (s == nullptr || argv == nullptr || argv[0] == nullptr) return SMFIS_CONTINUE;
+    s->sender = strip_brackets(argv[0]);
+    MailFacts facts{s->sender, std::nullopt, macro(ctx, "{auth_authen}")};
+    for (char** a = argv + 1; *a != nullptr; ++a) {
+        std::string_view arg(*a);
+        if (arg.size() > 5 && (arg.substr(0, 5) == "SIZE=" || arg.substr(0, 5) == "size=")) {
+            std::uint64_t n = 0;
+            auto [end, ec] = std::from_chars(arg.data() + 5, arg.data() + arg.size(), n);
+            // A SIZE too large for 64 bits is still a size: the largest one.
+            if (ec == std::errc::result_out_of_range) n = UINT64_MAX;
+            if (ec == std::errc{} || ec == std::errc::result_out_of_range) facts.declared_size = n;
+        }
+    }
+    return answer(ctx, *s, g_engine->on_mail(s->state, facts), "mail");
+}
+
+sfsistat on_envrcpt(SMFICTX* ctx, char** argv) {
+    MilterSession* s = session(ctx);
+    if (s == nullptr || argv == nullptr || argv[0] == nullptr) return SMFIS_CONTINUE;
+    RcptFacts facts{strip_brackets(argv[0]), false, ""};
+    if (macro(ctx, "{rcpt_mailer}") == "error") {
+        facts.rejected_by_mta = true;
+        facts.mta_status = macro(ctx, "{rcpt_host}");
+    }
+    Decision d = g_engine->on_rcpt(s->state, facts);
+    if (facts.rejected_by_mta && d.verdict != Verdict::close) {
+        // The MTA has already refused it; our answer would be ignored.
+        log_decision(s->state, d, DecisionContext{"milter", "rcpt", s->sender, facts.recipient});
+        return SMFIS_CONTINUE;
+    }
+    return answer(ctx, *s, d, "rcpt", facts.recipient);
+}
+
+sfsistat on_header(SMFICTX* ctx, char* name, char* value) {
+    MilterSession* s = session(ctx);
+    if (s == nullptr) return SMFIS_CONTINUE;
+    return answer(ctx, *s, g_engine->on_header(s->state, name ? name : "", value ? value : ""), "header");
+}
+
+sfsistat on_body(SMFICTX* ctx, unsigned char*, size_t len) {
+    MilterSession* s = session(ctx);
+    if (s == nullptr) return SMFIS_CONTINUE;
+    return answer(ctx, *s, g_engine->on_body(s->state, len), "body");
+}
+
+sfsistat on_eom(SMFICTX* ctx) {
+    MilterSession* s = session(ctx);
+    if (s == nullptr) return SMFIS_CONTINUE;
+    return answer(ctx, *s, g_engine->on_eom(s->state, EomFacts{}), "eom");
+}
+
+sfsistat on_abort(SMFICTX* ctx) {
+    if (MilterSession* s = session(ctx)) g_engine->on_abort(s->state);
+    return SMFIS_CONTINUE;
+}
+
+sfsistat on_unknown(SMFICTX* ctx, const char*) {
+    MilterSession* s = session(ctx);
+    if (s == nullptr) return SMFIS_CONTINUE;
+    Decision d = g_engine->on_unknown_command(s->state);
+    // The MTA refuses the command itself; we only count it, or close.
+    if (d.verdict != Verdict::close) return SMFIS_CONTINUE;
+    return answer(ctx, *s, d, "unknown");
+}
+
+sfsistat on_close(SMFICTX* ctx) {
+    std::unique_ptr<MilterSession> s(session(ctx));
+    smfi_setpriv(ctx, nullptr);
+    if (s) g_engine->on_close(s->state);
+    return SMFIS_CONTINUE;
+}
+
+}  // namespace
+
+std::string open(DecisionEngine& engine, const ListenSettings& settings) {
+    g_engine = &engine;
+    auto addr = ListenAddress::parse(settings.milter);
+    if (!addr) return "bad milter address \"" + settings.milter + "\"";
+    static smfiDesc desc{};
+    desc.xxfi_name = const_cast<char*>("relayguard");
+    desc.xxfi_version = SMFI_VERSION;
+    desc.xxfi_flags = SMFIF_SETSYMLIST;
+    desc.xxfi_connect = on_connect;
+    desc.xxfi_helo = on_helo;
+    desc.xxfi_envfrom = on_envfrom;
+    desc.xxfi_envrcpt = on_envrcpt;
+    desc.xxfi_header = on_header;
+    desc.xxfi_body = on_body;
+    desc.xxfi_eom = on_eom;
+    desc.xxfi_abort = on_abort;
+    desc.xxfi_close = on_close;
+    desc.xxfi_unknown = on_unknown;
+    desc.xxfi_negotiate = on_negotiate;
+    std::string spec = addr->milter_spec();
+    if (smfi_setconn(spec.data()) != MI_SUCCESS) return "libmilter refused the address " + spec;
+    auto timeout = std::chrono::duration_cast<std::chrono::seconds>(settings.stage_timeout).count();
+    smfi_settimeout(static_cast<int>(std::max<long long>(timeout, 1)));
+    if (smfi_register(desc) != MI_SUCCESS) return "smfi_register failed";
+    // Bind now, before privileges are dropped, under a umask that gives a
+    // unix socket its configured mode from the start.
+    mode_t want = static_cast<mode_t>(std::stoul(settings.socket_mode, nullptr, 8));
+    mode_t old = ::umask(static_cast<mode_t>(~want & 0777));
+    int rc = smfi_opensocket(true);
+    ::umask(old);
+    if (rc != MI_SUCCESS) return "cannot listen on " + settings.milter;
+    if (addr->is_unix && !settings.socket_group.empty()) {
+        group* g = ::getgrnam(settings.socket_group.c_str());
+        if (g == nullptr) return "no such group \"" + settings.socket_group + "\"";
+        if (::chown(addr->path.c_str(), static_cast<uid_t>(-1), g->gr_gid) != 0) return "cannot chown " + addr->path;
+    }
+    return "";
+}
+
+int run() { return smfi_main(); }
+
+void stop() { smfi_stop(); }
+
+}  // namespace relayguard::milter

@@ -1,0 +1,21 @@
+// The milter front end: libmilter callbacks turned into engine calls, and
+// engine decisions turned back into milter replies. libmilter keeps global
+// state and runs one thread per MTA connection, so this is a set of free
+// functions around one engine, not an object per connection.
+#pragma once
+
+#include <string>
+
+#include "conf/config.h"
+#include "policy/decision_engine.h"
+
+namespace relayguard::milter {
+
+// Registers the callbacks and binds the socket. Answers an error, or "".
+std::string open(DecisionEngine& engine, const ListenSettings& settings);
+// Serves until stop() (or libmilter's own signal handling) ends it.
+// Answers libmilter's exit status.
+int run();
+void stop();
+
+}  // namespace relayguard::milter

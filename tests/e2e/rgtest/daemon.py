@@ -1,0 +1,102 @@
+"""The relayguard daemon under test: started from the build tree with a
+config written for the test, stopped with SIGTERM, and checked for a clean
+exit (a sanitizer report or a crash fails the test)."""
+
+import os
+import re
+import signal
+import subprocess
+import tempfile
+import time
+
+from .fixtures import FixtureError, free_port, wait_port
+
+
+class Relayguard:
+    def __init__(self, config_body, milter_port=None, policy_port=None):
+        self.milter_port = milter_port or free_port()
+        self.policy_port = policy_port or free_port()
+        self.binary = os.environ["RELAYGUARD_BIN"]
+        self.dir = tempfile.mkdtemp(prefix="rgtest-relayguard-")
+        self.config = os.path.join(self.dir, "relayguard.toml")
+        self.logfile = os.path.join(self.dir, "relayguard.log")
+        with open(self.config, "w") as f:
+            f.write(f'[listen]\nmilter = "inet:127.0.0.1:{self.milter_port}"\n'
+                    f'policy = "inet:127.0.0.1:{self.policy_port}"\nadmin = ""\n'
+                    f'stage_timeout = "5s"\n'
+                    f'[log]\nlevel = "debug"\n')
+            f.write(config_body)
+        self.proc = None
+
+    @property
+    def milter(self):
+        return f"inet:127.0.0.1:{self.milter_port}"
+
+    @property
+    def policy(self):
+        return f"inet:127.0.0.1:{self.policy_port}"
+
+    @property
+    def sendmail_milter(self):
+        return f"inet:{self.milter_port}@127.0.0.1"
+
+    def __enter__(self):
+        self.start()
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        rc = self.stop()
+        if exc_type is None and rc != 0:
+            raise FixtureError(f"relayguard exited with {rc}:\n{self.log()[-3000:]}")
+        return False
+
+    def start(self):
+        self.out = open(self.logfile, "w")
+        self.proc = subprocess.Popen([self.binary, "--config", self.config], stdout=self.out,
+                                     stderr=subprocess.STDOUT)
+        wait_port("127.0.0.1", self.milter_port, timeout=15, proc=self.proc, what="relayguard milter")
+        wait_port("127.0.0.1", self.policy_port, timeout=15, proc=self.proc, what="relayguard policy")
+
+    def stop(self):
+        if self.proc is None:
+            return 0
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+                self.out.close()
+                return -9
+        self.out.close()
+        rc = self.proc.returncode
+        if re.search(r"ERROR: AddressSanitizer|runtime error:|LeakSanitizer", self.log()):
+            rc = rc or 99
+        self.proc = None
+        return rc
+
+    def alive(self):
+        return self.proc is not None and self.proc.poll() is None
+
+    def log(self):
+        with open(self.logfile, errors="replace") as f:
+            return f.read()
+
+    def refusals(self, **fields):
+        """Security-log lines 'refused ...' whose key=value pairs match."""
+        out = []
+        for line in self.log().splitlines():
+            if " refused " not in line:
+                continue
+            if all(re.search(rf'\b{k}="?{re.escape(str(v))}\b', line) for k, v in fields.items()):
+                out.append(line)
+        return out
+
+    def wait_for(self, pattern, timeout=5.0):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if re.search(pattern, self.log()):
+                return True
+            time.sleep(0.05)
+        return False
