@@ -13,7 +13,7 @@ from .fixtures import FixtureError, free_port, wait_port
 
 
 class Relayguard:
-    def __init__(self, config_body, milter_port=None, policy_port=None):
+    def __init__(self, config_body, milter_port=None, policy_port=None, log_settings=""):
         self.milter_port = milter_port or free_port()
         self.policy_port = policy_port or free_port()
         self.binary = os.environ["RELAYGUARD_BIN"]
@@ -24,7 +24,7 @@ class Relayguard:
             f.write(f'[listen]\nmilter = "inet:127.0.0.1:{self.milter_port}"\n'
                     f'policy = "inet:127.0.0.1:{self.policy_port}"\nadmin = ""\n'
                     f'stage_timeout = "5s"\n'
-                    f'[log]\nlevel = "debug"\n')
+                    f'[log]\nlevel = "debug"\n{log_settings}\n')
             f.write(config_body)
         self.proc = None
 
