@@ -47,6 +47,14 @@ std::string ListenAddress::milter_spec() const {
     return (host.find(':') != std::string::npos ? "inet6:" : "inet:") + std::to_string(port) + "@" + host;
 }
 
+std::string set_socket_group(const std::string& path, const std::string& group) {
+    if (group.empty()) return "";
+    struct group* g = ::getgrnam(group.c_str());
+    if (g == nullptr) return "no such group \"" + group + "\"";
+    if (::chown(path.c_str(), static_cast<uid_t>(-1), g->gr_gid) != 0) return "chown " + path + ": " + std::strerror(errno);
+    return "";
+}
+
 std::variant<UniqueFd, std::string> open_listener(const ListenAddress& addr, const std::string& mode,
                                                   const std::string& group) {
     auto fail = [](const std::string& what) { return what + ": " + std::strerror(errno); };
@@ -64,11 +72,7 @@ std::variant<UniqueFd, std::string> open_listener(const ListenAddress& addr, con
         int rc = ::bind(fd.get(), reinterpret_cast<sockaddr*>(&sun), sizeof(sun));
         ::umask(old);
         if (rc != 0) return fail("bind " + addr.path);
-        if (!group.empty()) {
-            struct group* g = ::getgrnam(group.c_str());
-            if (g == nullptr) return "no such group \"" + group + "\"";
-            if (::chown(addr.path.c_str(), static_cast<uid_t>(-1), g->gr_gid) != 0) return fail("chown " + addr.path);
-        }
+        if (std::string err = set_socket_group(addr.path, group); !err.empty()) return err;
         if (::listen(fd.get(), 128) != 0) return fail("listen " + addr.path);
         return fd;
     }

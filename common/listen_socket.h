@@ -23,6 +23,10 @@ struct ListenAddress {
     std::string milter_spec() const;
 };
 
+// Gives the unix socket at `path` to `group` ("" changes nothing).
+// Answers an error message, or "".
+std::string set_socket_group(const std::string& path, const std::string& group);
+
 // Binds and listens. Answers the socket, or an error message.
 std::variant<UniqueFd, std::string> open_listener(const ListenAddress& addr, const std::string& mode,
                                                   const std::string& group);

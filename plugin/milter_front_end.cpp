@@ -6,7 +6,6 @@
 #include "plugin/milter_front_end.h"
 
 #include <arpa/inet.h>
-#include <grp.h>
 #include <libmilter/mfapi.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -228,11 +227,7 @@ std::string open(DecisionEngine& engine, const ListenSettings& settings) {
     int rc = smfi_opensocket(true);
     ::umask(old);
     if (rc != MI_SUCCESS) return "cannot listen on " + settings.milter;
-    if (addr->is_unix && !settings.socket_group.empty()) {
-        group* g = ::getgrnam(settings.socket_group.c_str());
-        if (g == nullptr) return "no such group \"" + settings.socket_group + "\"";
-        if (::chown(addr->path.c_str(), static_cast<uid_t>(-1), g->gr_gid) != 0) return "cannot chown " + addr->path;
-    }
+    if (addr->is_unix) return set_socket_group(addr->path, settings.socket_group);
     return "";
 }
 

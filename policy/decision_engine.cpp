@@ -86,6 +86,15 @@ Decision DecisionEngine::finish(SessionState& s, Decision d) {
     return d;
 }
 
+Decision DecisionEngine::count_mta_failure(SessionState& s, Decision d) {
+    // finish() counts refusals: present the MTA's as one, then hand back
+    // what the engine itself decided.
+    d.verdict = Verdict::reject;
+    d = finish(s, std::move(d));
+    if (d.verdict == Verdict::reject) d.verdict = Verdict::proceed;
+    return d;
+}
+
 Decision DecisionEngine::on_connect(SessionState& s, const ConnectFacts& facts) {
     open_session(s, facts);
     Decision d;
@@ -164,13 +173,7 @@ Decision DecisionEngine::on_rcpt(SessionState& s, const RcptFacts& facts) {
                 settle(d, *r, harvest_.mode());
             }
         }
-        if (!d.refused()) {
-            // Count the MTA's refusal as this session's failure.
-            d.verdict = Verdict::reject;
-            d = finish(s, std::move(d));
-            if (d.verdict == Verdict::reject) d.verdict = Verdict::proceed;
-            return d;
-        }
+        if (!d.refused()) return count_mta_failure(s, std::move(d));
         return finish(s, std::move(d));
     }
 
@@ -263,13 +266,7 @@ void DecisionEngine::on_abort(SessionState& s) { s.tx = Transaction{}; }
 
 Decision DecisionEngine::on_unknown_command(SessionState& s) {
     if (auto c = already_closing(s)) return *c;
-    Decision d;
-    d.verdict = Verdict::reject;
-    d.rule = "mta";
-    d.detail = "unknown command";
-    d = finish(s, std::move(d));
-    if (d.verdict == Verdict::reject) d.verdict = Verdict::proceed;
-    return d;
+    return count_mta_failure(s, Decision{Verdict::proceed, {}, "mta", "unknown command", {}});
 }
 
 void DecisionEngine::on_close(SessionState& s) { connections_.close(s); }

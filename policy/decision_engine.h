@@ -63,6 +63,9 @@ private:
     // Counts a refusal as a failed command and escalates to closing the
     // session when that was one failure too many.
     Decision finish(SessionState& s, Decision d);
+    // Counts a refusal the MTA made itself (an unknown command, a recipient
+    // it refused); answers `d`, or the close when that was one too many.
+    Decision count_mta_failure(SessionState& s, Decision d);
     std::optional<Decision> already_closing(const SessionState& s) const;
     bool store_unreachable(Decision& out, const char* during) const;
     bool limits_apply(const SessionState& s) const { return !s.exempt_from_limits; }

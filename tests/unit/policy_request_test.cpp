@@ -64,7 +64,8 @@ TEST_CASE("malformed requests are refused, not guessed at", "[policy]") {
     }
     {
         PolicyRequestReader r(4096);
-        r.append(std::string("request=smtpd_access_policy\nsender=a\0b\n\n", 42));
+        static const char with_nul[] = "request=smtpd_access_policy\nsender=a\0b\n\n";
+        r.append(std::string(with_nul, sizeof(with_nul) - 1));
         REQUIRE_FALSE(r.next(error));
         REQUIRE(error == "NUL byte in request");
     }
