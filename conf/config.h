@@ -19,7 +19,7 @@ struct ListenSettings {
     std::string admin = "unix:/run/relayguard/admin.sock";
     std::string socket_mode = "0660";  // unix sockets
     std::string socket_group;
-    std::uint32_t workers = 16;
+    std::uint32_t workers = 256;  // policy connections served at once (one per smtpd process)
     Duration stage_timeout = std::chrono::seconds(10);
     std::uint64_t policy_max_request = 64 * 1024;  // bytes per policy request
 };
