@@ -7,6 +7,7 @@
 #include <poll.h>
 #include <sys/socket.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <charconv>
 
@@ -151,7 +152,6 @@ void PolicyServer::serve(int fd, std::uint64_t id) {
             if (!sasl_user.empty()) engine_.on_auth(conn.session, AuthFacts{true, sasl_user, std::string(req->get("sasl_method"))});
 
             Decision d;
-            const char* stage = "rcpt";
             std::string instance(req->get("instance"));
             bool new_transaction = instance != conn.instance || instance.empty();
             if (new_transaction && (state == "MAIL" || state == "RCPT")) {
@@ -164,7 +164,6 @@ void PolicyServer::serve(int fd, std::uint64_t id) {
             if (state == "MAIL") {
                 d = conn.mail_decision;
                 d.warnings.clear();  // logged above
-                stage = "mail";
             } else if (state == "RCPT") {
                 if (conn.mail_decision.refused()) {
                     d = conn.mail_decision;
@@ -174,14 +173,12 @@ void PolicyServer::serve(int fd, std::uint64_t id) {
                     log_decision(conn.session, d, {"policy", "rcpt", sender, recipient});
                 }
             } else if (state == "END-OF-MESSAGE") {
-                stage = "eom";
                 auto size = number(req->get("size"));
                 auto count = number(req->get("recipient_count"));
                 d = engine_.on_eom(conn.session, EomFacts{size, static_cast<std::uint32_t>(count.value_or(0))});
-                log_decision(conn.session, d, {"policy", stage, sender, ""});
+                log_decision(conn.session, d, {"policy", "eom", sender, ""});
                 conn.instance.clear();
             }
-            (void)stage;
             open = write_all(fd, action_for(d) + "\n\n");
         }
     }
