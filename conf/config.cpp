@@ -462,7 +462,20 @@ void validate(Config& c, const Reader& r, std::vector<ConfigError>& errors) {
     if (dns.require_forward_confirmed_ptr && !dns.require_client_ptr) {
         fail("dns.require_forward_confirmed_ptr", "needs require_client_ptr = true");
     }
-    if (c.store.type == StoreType::redis && c.store.redis.servers.empty()) fail("store.redis.servers", "no Redis server given");
+    const auto& redis = c.store.redis;
+    if (c.store.type == StoreType::redis && redis.servers.empty()) fail("store.redis.servers", "no Redis server given");
+    if (redis.mode == RedisMode::single && redis.servers.size() > 1) {
+        fail("store.redis.servers", "single mode takes one server; list sentinels with mode = \"sentinel\" "
+                                    "or seed nodes with mode = \"cluster\"");
+    }
+    if (redis.mode != RedisMode::single) {
+        for (const auto& s : redis.servers) {
+            if (s.rfind("unix:", 0) == 0) fail("store.redis.servers", "sentinels and cluster nodes are reached over TCP, not \"" + s + "\"");
+        }
+    }
+    // Keys carry the client in a {hash tag}; a brace in the prefix would
+    // become the tag and put every client in one Cluster slot.
+    if (redis.key_prefix.find_first_of("{}") != std::string::npos) fail("store.redis.key_prefix", "must not contain '{' or '}'");
     if (c.store.redis.mode == RedisMode::sentinel && c.store.redis.sentinel_master.empty()) {
         fail("store.redis.sentinel_master", "sentinel mode needs the master's name");
     }

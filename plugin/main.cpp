@@ -17,6 +17,8 @@
 #include "conf/units.h"
 #include "plugin/milter_front_end.h"
 #include "plugin/policy_server.h"
+#include "plugin/redis_counter_store.h"
+#include "plugin/store_failover.h"
 #include "policy/memory_counter_store.h"
 
 namespace {
@@ -76,7 +78,6 @@ void log_effective_settings(const relayguard::Config& c) {
 // leave an admin believing a protection is on when it is not.
 bool refuse_unsupported(const relayguard::Config& c) {
     std::vector<std::pair<std::string, std::string>> missing;
-    if (c.store.type == relayguard::StoreType::redis) missing.emplace_back("store.type", "the Redis store is not in this version yet");
     const auto& dns = c.policy.dns;
     if (dns.require_sender_domain) missing.emplace_back("dns.require_sender_domain", "DNS checks are not in this version yet");
     if (dns.require_client_ptr) missing.emplace_back("dns.require_client_ptr", "DNS checks are not in this version yet");
@@ -86,6 +87,49 @@ bool refuse_unsupported(const relayguard::Config& c) {
     for (const auto& [key, why] : missing) std::cerr << "relayguard: " << c.source << ": key '" << key << "': " << why << "\n";
     return !missing.empty();
 }
+
+// Where the counters live: this node's memory, or Redis behind the fail mode.
+class SharedState {
+public:
+    SharedState(const relayguard::Config& c, const relayguard::Clock& clock) {
+        if (c.store.type == relayguard::StoreType::memory) {
+            memory_.emplace(c.store.memory_max_clients);
+            return;
+        }
+        const auto& r = c.store.redis;
+        redis_ = std::make_unique<relayguard::RedisClient>(r);
+        health_ = std::make_unique<relayguard::StoreHealth>(
+            "redis " + redis_->describe(), c.policy.store_fail_mode == relayguard::StoreFailMode::open,
+            [client = redis_.get()] { return client->last_error(); });
+        redis_counters_ = std::make_unique<relayguard::RedisCounterStore>(*redis_, r.key_prefix, r.connection_lease, clock);
+        redis_windows_ = std::make_unique<relayguard::RedisPopWindowStore>(*redis_, r.key_prefix);
+        failover_counters_.emplace(*redis_counters_, *health_, c.store.memory_max_clients);
+        failover_windows_.emplace(*redis_windows_, *health_);
+        spdlog::info("store: redis {}, key prefix \"{}\", connection lease {}, timeouts connect {} + command {}",
+                     redis_->describe(), r.key_prefix, relayguard::format_duration(r.connection_lease),
+                     relayguard::format_duration(r.connect_timeout), relayguard::format_duration(r.command_timeout));
+        // Say at start whether Redis is there; the daemon runs either way.
+        if (redis_->command({"PING"}, "")) health_->succeeded(); else health_->failed();
+    }
+    relayguard::CounterStore& counters() {
+        if (memory_) return *memory_;
+        return *failover_counters_;
+    }
+    relayguard::PopWindowStore& pop_windows() {
+        if (memory_) return memory_windows_;
+        return *failover_windows_;
+    }
+
+private:
+    std::optional<relayguard::MemoryCounterStore> memory_;
+    relayguard::MemoryPopWindowStore memory_windows_;
+    std::unique_ptr<relayguard::RedisClient> redis_;
+    std::unique_ptr<relayguard::StoreHealth> health_;
+    std::unique_ptr<relayguard::RedisCounterStore> redis_counters_;
+    std::unique_ptr<relayguard::RedisPopWindowStore> redis_windows_;
+    std::optional<relayguard::FailoverCounterStore> failover_counters_;
+    std::optional<relayguard::FailoverPopWindowStore> failover_windows_;
+};
 
 }  // namespace
 
@@ -136,10 +180,9 @@ int main(int argc, char** argv) {
     if (config_path.empty()) spdlog::info("no --config given: running on the embedded default configuration");
     log_effective_settings(config);
 
-    relayguard::MemoryCounterStore counters(config.store.memory_max_clients);
-    relayguard::MemoryPopWindowStore pop_windows;
     relayguard::SystemClock clock;
-    relayguard::DecisionEngine engine(config.policy, counters, clock, &pop_windows, nullptr);
+    SharedState state(config, clock);
+    relayguard::DecisionEngine engine(config.policy, state.counters(), clock, &state.pop_windows(), nullptr);
 
     // Bind every socket first, then drop privileges, then serve.
     std::unique_ptr<relayguard::PolicyServer> policy;

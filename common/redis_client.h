@@ -1,0 +1,86 @@
+// The daemon's way to Redis, whichever way it is deployed: a single server
+// (TCP or unix socket), a master found through Sentinel (and found again
+// after a failover), or a Cluster (slot map from CLUSTER SLOTS, MOVED and ASK
+// followed). Every call has one deadline, connect_timeout + command_timeout
+// from its start, and answers by then: a reply, or why there is none.
+#pragma once
+
+#include <array>
+#include <atomic>
+#include <map>
+#include <memory>
+#include <shared_mutex>
+
+#include "common/redis_pool.h"
+#include "conf/config.h"
+
+namespace relayguard {
+
+// A Lua script run by EVALSHA, sent whole (EVAL) only when the server does
+// not know it yet (NOSCRIPT): after a restart, a failover, on a new node.
+struct RedisScript {
+    explicit RedisScript(std::string body);
+    std::string body;
+    std::string sha1;  // hex
+};
+
+class RedisClient {
+public:
+    explicit RedisClient(const RedisSettings& settings);
+    ~RedisClient();
+    RedisClient(const RedisClient&) = delete;
+    RedisClient& operator=(const RedisClient&) = delete;
+
+    // One command, on the node serving `routing_key` (Cluster) or the master.
+    // An error reply other than a redirect comes back as a RedisValue.
+    Result<RedisValue> command(const std::vector<std::string>& args, std::string_view routing_key);
+    // EVALSHA, or EVAL on NOSCRIPT; `keys` must share one hash slot.
+    Result<RedisValue> run(const RedisScript& script, const std::vector<std::string>& keys,
+                           const std::vector<std::string>& args);
+
+    // "single 127.0.0.1:6379", "sentinel master 'mymaster' via ...", ...
+    std::string describe() const;
+    // Why the last failed call failed (never contains a password).
+    std::string last_error() const;
+
+private:
+    SteadyTime deadline() const;
+    Result<RedisValue> on_master(const std::vector<std::string>& args, SteadyTime deadline);
+    Result<RedisValue> on_cluster(const std::vector<std::string>& args, std::string_view routing_key, SteadyTime deadline);
+
+    // Sentinel: the master's pool, rediscovered after a failure.
+    Result<std::shared_ptr<RedisPool>> master_pool(SteadyTime deadline);
+    Result<RedisEndpoint> ask_sentinels(SteadyTime deadline);
+    void master_failed();
+
+    // Cluster.
+    std::shared_ptr<RedisPool> pool_for(const RedisEndpoint& where);
+    std::shared_ptr<RedisPool> pool_for_locked(const RedisEndpoint& where);
+    std::shared_ptr<RedisPool> pool_for_slot(std::uint16_t slot);
+    void refresh_slots(SteadyTime deadline);
+
+    std::shared_ptr<RedisPool> make_pool(const RedisEndpoint& where) const;
+
+    void note_failure(const std::string& why);
+
+    RedisSettings settings_;
+    mutable std::mutex error_mutex_;
+    std::string last_error_;
+    std::vector<RedisEndpoint> servers_;
+
+    std::mutex discovery_mutex_;  // sentinel: one thread asks the sentinels at a time
+    std::mutex master_mutex_;
+    std::shared_ptr<RedisPool> master_;
+    bool master_suspect_ = true;
+    SteadyTime next_discovery_{};
+    std::string discovery_error_;
+
+    std::shared_mutex topology_mutex_;  // cluster
+    std::map<std::string, std::shared_ptr<RedisPool>> pools_;
+    std::array<std::shared_ptr<RedisPool>, 16384> slots_;
+    std::atomic<bool> slots_stale_{true};
+    std::mutex refresh_mutex_;
+    SteadyTime next_refresh_{};
+};
+
+}  // namespace relayguard

@@ -1,0 +1,198 @@
+// Counters in Redis; see the header and redis_scripts.h.
+#include "plugin/redis_counter_store.h"
+
+#include <spdlog/spdlog.h>
+#include <unistd.h>
+
+#include <random>
+
+#include "plugin/redis_scripts.h"
+
+namespace relayguard {
+
+namespace {
+
+const RedisScript message_rate_script(redis_scripts::message_rate);
+const RedisScript open_connection_script(redis_scripts::open_connection);
+const RedisScript refresh_script(redis_scripts::refresh_connections);
+const RedisScript unknown_recipient_script(redis_scripts::unknown_recipient);
+const RedisScript unblock_script(redis_scripts::unblock);
+const RedisScript grant_pop_script(redis_scripts::grant_pop_window);
+
+std::string ms(TimePoint t) { return std::to_string(t.time_since_epoch().count()); }
+std::string ms(Duration d) { return std::to_string(d.count()); }
+
+std::string make_node_id() {
+    char host[256] = {};
+    gethostname(host, sizeof host - 1);
+    std::random_device rd;
+    char tail[16];
+    std::snprintf(tail, sizeof tail, "%08x", rd());
+    return std::string(host) + ":" + std::to_string(getpid()) + ":" + tail;
+}
+
+// The integers of a script's array reply, or nothing for anything else
+// (an error reply, a script bug): the caller then applies the fail mode.
+std::optional<std::vector<long long>> integers(const Result<RedisValue>& reply, std::size_t count) {
+    if (!reply || reply->type != RedisValue::Type::array || reply->elements.size() != count) return std::nullopt;
+    std::vector<long long> out;
+    for (const auto& e : reply->elements) {
+        if (e.type != RedisValue::Type::integer) return std::nullopt;
+        out.push_back(e.integer);
+    }
+    return out;
+}
+
+std::optional<TimePoint> time_or_none(long long v) {
+    if (v <= 0) return std::nullopt;
+    return TimePoint(Duration(v));
+}
+
+}  // namespace
+
+RedisCounterStore::RedisCounterStore(RedisClient& redis, std::string key_prefix, Duration connection_lease,
+                                     const Clock& clock)
+    : redis_(redis), prefix_(std::move(key_prefix)), lease_(connection_lease), clock_(clock), node_id_(make_node_id()) {
+    refresher_ = std::thread([this] { refresher(); });
+}
+
+RedisCounterStore::~RedisCounterStore() {
+    {
+        std::lock_guard lock(held_mutex_);
+        stopping_ = true;
+    }
+    stop_.notify_all();
+    refresher_.join();
+}
+
+std::string RedisCounterStore::key(const std::string& client, const char* kind) const {
+    return prefix_ + "{" + client + "}:" + kind;
+}
+
+std::string RedisCounterStore::member(const std::string& connection_id) const { return node_id_ + "/" + connection_id; }
+
+std::optional<ConnectionOutcome> RedisCounterStore::open_connection(const std::string& client,
+                                                                    const std::string& connection_id,
+                                                                    std::uint32_t limit, TimePoint now) {
+    std::string m = member(connection_id);
+    auto r = integers(redis_.run(open_connection_script, {key(client, "conn"), key(client, "block")},
+                                 {ms(now), ms(lease_), std::to_string(limit), m}),
+                      3);
+    if (!r) return std::nullopt;
+    ConnectionOutcome out;
+    out.admitted = (*r)[0] == 1;
+    out.held = static_cast<std::uint32_t>((*r)[1]);
+    out.blocked_until = time_or_none((*r)[2]);
+    if (out.admitted) {
+        std::lock_guard lock(held_mutex_);
+        held_[client].insert(m);
+    }
+    return out;
+}
+
+void RedisCounterStore::close_connection(const std::string& client, const std::string& connection_id) {
+    std::string m = member(connection_id);
+    {
+        std::lock_guard lock(held_mutex_);
+        auto it = held_.find(client);
+        if (it == held_.end() || it->second.erase(m) == 0) return;
+        if (it->second.empty()) held_.erase(it);
+    }
+    // If this fails the lease, no longer refreshed, ends the slot.
+    redis_.command({"ZREM", key(client, "conn"), m}, key(client, "conn"));
+}
+
+std::optional<RateOutcome> RedisCounterStore::rate(const std::string& client, Duration window, std::uint32_t limit,
+                                                   const char* mode, TimePoint now) {
+    std::string m = node_id_ + "/" + std::to_string(++sequence_);
+    auto r = integers(redis_.run(message_rate_script, {key(client, "msg")},
+                                 {ms(now), ms(window), std::to_string(limit), mode, m}),
+                      2);
+    if (!r) return std::nullopt;
+    return RateOutcome{static_cast<std::uint32_t>((*r)[0]), (*r)[1] == 1};
+}
+
+std::optional<RateOutcome> RedisCounterStore::message_rate(const std::string& client, Duration window,
+                                                           std::uint32_t limit, bool record, TimePoint now) {
+    return rate(client, window, limit, record ? "record-below-limit" : "check", now);
+}
+
+std::optional<RateOutcome> RedisCounterStore::record_message(const std::string& client, Duration window,
+                                                             std::uint32_t limit, TimePoint now) {
+    return rate(client, window, limit, "record", now);
+}
+
+std::optional<UnknownRecipientOutcome> RedisCounterStore::record_unknown_recipient(
+    const std::string& client, const std::string& recipient, Duration window, std::uint32_t threshold,
+    Duration block_for, TimePoint now) {
+    auto r = integers(redis_.run(unknown_recipient_script, {key(client, "unknown"), key(client, "block")},
+                                 {ms(now), ms(window), std::to_string(threshold), ms(block_for), recipient}),
+                      2);
+    if (!r) return std::nullopt;
+    return UnknownRecipientOutcome{static_cast<std::uint32_t>((*r)[0]), time_or_none((*r)[1])};
+}
+
+std::optional<std::optional<TimePoint>> RedisCounterStore::blocked_until(const std::string& client, TimePoint now) {
+    auto reply = redis_.command({"GET", key(client, "block")}, key(client, "block"));
+    if (!reply) return std::nullopt;
+    if (reply->type == RedisValue::Type::nil) return std::optional<TimePoint>{};
+    if (reply->type != RedisValue::Type::string) return std::nullopt;
+    long long until = std::strtoll(reply->str.c_str(), nullptr, 10);
+    if (until <= now.time_since_epoch().count()) return std::optional<TimePoint>{};
+    return std::optional<TimePoint>{TimePoint(Duration(until))};
+}
+
+bool RedisCounterStore::unblock(const std::string& client) {
+    auto reply = redis_.run(unblock_script, {key(client, "block"), key(client, "unknown")}, {});
+    return reply && reply->type == RedisValue::Type::integer && reply->integer == 1;
+}
+
+std::size_t RedisCounterStore::refresh_leases() {
+    std::map<std::string, std::set<std::string>> held;
+    {
+        std::lock_guard lock(held_mutex_);
+        held = held_;
+    }
+    TimePoint now = clock_.now();
+    std::size_t failed = 0;
+    for (const auto& [client, members] : held) {
+        std::vector<std::string> args{ms(now), ms(now + lease_)};
+        args.insert(args.end(), members.begin(), members.end());
+        auto reply = redis_.run(refresh_script, {key(client, "conn")}, args);
+        if (!reply || reply->is_error()) ++failed;
+    }
+    return failed;
+}
+
+void RedisCounterStore::refresher() {
+    // A third of the lease: two refreshes can fail before a live connection
+    // would drop out of the count.
+    auto every = std::max<Duration>(lease_ / 3, std::chrono::milliseconds(100));
+    std::unique_lock lock(held_mutex_);
+    while (!stop_.wait_for(lock, every, [this] { return stopping_; })) {
+        lock.unlock();
+        if (std::size_t failed = refresh_leases(); failed > 0) {
+            spdlog::warn("redis: could not renew the connection leases of {} client(s); they drop out of the "
+                         "shared count after {} ms unless renewed",
+                         failed, lease_.count());
+        }
+        lock.lock();
+    }
+}
+
+std::optional<std::optional<PopWindow>> RedisPopWindowStore::find(const std::string& client, TimePoint now) {
+    auto reply = redis_.command({"HMGET", key(client), "until", "user"}, key(client));
+    if (!reply || reply->type != RedisValue::Type::array || reply->elements.size() != 2) return std::nullopt;
+    const auto& until = reply->elements[0];
+    if (until.type != RedisValue::Type::string) return std::optional<PopWindow>{};
+    long long end = std::strtoll(until.str.c_str(), nullptr, 10);
+    if (end <= now.time_since_epoch().count()) return std::optional<PopWindow>{};
+    return std::optional<PopWindow>{PopWindow{reply->elements[1].str, TimePoint(Duration(end))}};
+}
+
+bool RedisPopWindowStore::grant(const std::string& client, const std::string& user, TimePoint until, TimePoint now) {
+    auto reply = redis_.run(grant_pop_script, {key(client)}, {ms(until), user, ms(now)});
+    return reply && reply->type == RedisValue::Type::integer && reply->integer == 1;
+}
+
+}  // namespace relayguard

@@ -1,0 +1,80 @@
+// The counter store of a cluster: every counter of the engine in Redis, so
+// all MTA nodes share one limit. Each engine call is one script, one round
+// trip. Connections are held on leases that this node refreshes while they
+// are open, so a node that dies stops counting within one lease.
+#pragma once
+
+#include <condition_variable>
+#include <map>
+#include <set>
+#include <thread>
+
+#include "common/redis_client.h"
+#include "policy/clock.h"
+#include "policy/counter_store.h"
+#include "policy/pop_window_store.h"
+
+namespace relayguard {
+
+class RedisCounterStore final : public CounterStore {
+public:
+    // Starts the thread that refreshes connection leases every lease/3.
+    RedisCounterStore(RedisClient& redis, std::string key_prefix, Duration connection_lease, const Clock& clock);
+    ~RedisCounterStore() override;
+
+    std::optional<ConnectionOutcome> open_connection(const std::string& client, const std::string& connection_id,
+                                                     std::uint32_t limit, TimePoint now) override;
+    void close_connection(const std::string& client, const std::string& connection_id) override;
+    std::optional<RateOutcome> message_rate(const std::string& client, Duration window, std::uint32_t limit,
+                                            bool record, TimePoint now) override;
+    std::optional<RateOutcome> record_message(const std::string& client, Duration window, std::uint32_t limit,
+                                              TimePoint now) override;
+    std::optional<UnknownRecipientOutcome> record_unknown_recipient(const std::string& client,
+                                                                    const std::string& recipient, Duration window,
+                                                                    std::uint32_t threshold, Duration block_for,
+                                                                    TimePoint now) override;
+    std::optional<std::optional<TimePoint>> blocked_until(const std::string& client, TimePoint now) override;
+    bool unblock(const std::string& client) override;
+
+    // Renews the lease of every connection this node holds; answers how many
+    // clients' leases could not be renewed. Run by the refresher thread.
+    std::size_t refresh_leases();
+    // This process's name in connection and message members.
+    const std::string& node_id() const { return node_id_; }
+
+private:
+    std::string key(const std::string& client, const char* kind) const;
+    std::string member(const std::string& connection_id) const;
+    std::optional<RateOutcome> rate(const std::string& client, Duration window, std::uint32_t limit, const char* mode,
+                                    TimePoint now);
+    void refresher();
+
+    RedisClient& redis_;
+    const std::string prefix_;
+    const Duration lease_;
+    const Clock& clock_;
+    const std::string node_id_;
+    std::atomic<std::uint64_t> sequence_{0};
+
+    std::mutex held_mutex_;
+    std::map<std::string, std::set<std::string>> held_;  // client -> members of our open connections
+    bool stopping_ = false;
+    std::condition_variable stop_;
+    std::thread refresher_;
+};
+
+// POP-before-SMTP windows in Redis, so a login seen by one node opens relay
+// on all of them.
+class RedisPopWindowStore final : public PopWindowStore {
+public:
+    RedisPopWindowStore(RedisClient& redis, std::string key_prefix) : redis_(redis), prefix_(std::move(key_prefix)) {}
+    std::optional<std::optional<PopWindow>> find(const std::string& client, TimePoint now) override;
+    bool grant(const std::string& client, const std::string& user, TimePoint until, TimePoint now) override;
+
+private:
+    std::string key(const std::string& client) const { return prefix_ + "pop:{" + client + "}"; }
+    RedisClient& redis_;
+    const std::string prefix_;
+};
+
+}  // namespace relayguard

@@ -1,0 +1,106 @@
+// The Lua scripts behind the Redis counter store. Each reads, checks and
+// updates one client's counters atomically on the server, so two nodes can
+// never both take the last slot of a limit. Every key a script touches shares
+// the client's hash tag, so on Redis Cluster they live in one slot.
+//
+// Times are milliseconds since the epoch, passed in by the calling node: the
+// engine's clock, not the server's, decides, as it does in memory. Every key
+// gets a TTL, so a client that goes quiet leaves nothing behind.
+#pragma once
+
+namespace relayguard::redis_scripts {
+
+// KEYS: messages (sorted set, member per message, score = time)
+// ARGV: now, window, limit, mode ("check", "record-below-limit", "record"), member
+// Returns {count before this call, 1 if recorded}. At most `limit` members
+// are kept: only the newest `limit` can decide whether the limit is reached.
+inline constexpr const char* message_rate = R"lua(
+local now, window, limit = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - window)
+local count = redis.call('ZCARD', KEYS[1])
+local mode = ARGV[4]
+if mode == 'record' or (mode == 'record-below-limit' and count < limit) then
+  redis.call('ZADD', KEYS[1], now, ARGV[5])
+  redis.call('ZREMRANGEBYRANK', KEYS[1], 0, -(math.max(limit, 1) + 1))
+  redis.call('PEXPIRE', KEYS[1], window)
+  return {count, 1}
+end
+return {count, 0}
+)lua";
+
+// KEYS: connections (sorted set, member per connection, score = lease end), block
+// ARGV: now, lease, limit (0: none), member
+// Returns {admitted, held, blocked_until or 0}. A connection whose node
+// stopped refreshing it drops out when its lease ends.
+inline constexpr const char* open_connection = R"lua(
+local now, lease, limit = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+local admitted = 0
+if redis.call('ZSCORE', KEYS[1], ARGV[4]) or limit == 0 or redis.call('ZCARD', KEYS[1]) < limit then
+  redis.call('ZADD', KEYS[1], now + lease, ARGV[4])
+  redis.call('PEXPIRE', KEYS[1], lease)
+  admitted = 1
+end
+local blocked = tonumber(redis.call('GET', KEYS[2]) or '0')
+if blocked <= now then blocked = 0 end
+return {admitted, redis.call('ZCARD', KEYS[1]), blocked}
+)lua";
+
+// KEYS: connections. ARGV: now, lease end, member...
+// Extends the leases of connections still held; one already closed (or
+// expired) is not brought back.
+inline constexpr const char* refresh_connections = R"lua(
+local now, lease_end = tonumber(ARGV[1]), tonumber(ARGV[2])
+local n = 0
+for i = 3, #ARGV do
+  n = n + redis.call('ZADD', KEYS[1], 'XX', 'CH', lease_end, ARGV[i])
+end
+local ttl = redis.call('PTTL', KEYS[1])
+if ttl >= 0 and ttl < lease_end - now then redis.call('PEXPIRE', KEYS[1], lease_end - now) end
+return n
+)lua";
+
+// KEYS: unknown recipients (sorted set, score = last seen), block
+// ARGV: now, window, threshold, block_for, recipient
+// Returns {distinct, blocked_until or 0}. A new block clears the count, so
+// the client starts afresh when it ends. At most `threshold` are kept.
+inline constexpr const char* unknown_recipient = R"lua(
+local now, window = tonumber(ARGV[1]), tonumber(ARGV[2])
+local threshold, block_for = tonumber(ARGV[3]), tonumber(ARGV[4])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - window)
+if redis.call('ZSCORE', KEYS[1], ARGV[5]) or redis.call('ZCARD', KEYS[1]) < math.max(threshold, 1) then
+  redis.call('ZADD', KEYS[1], now, ARGV[5])
+end
+local distinct = redis.call('ZCARD', KEYS[1])
+local blocked = tonumber(redis.call('GET', KEYS[2]) or '0')
+if threshold > 0 and distinct >= threshold and block_for > 0 and blocked <= now then
+  blocked = now + block_for
+  redis.call('SET', KEYS[2], blocked, 'PX', block_for)
+  redis.call('DEL', KEYS[1])
+else
+  redis.call('PEXPIRE', KEYS[1], window)
+end
+if blocked <= now then blocked = 0 end
+return {distinct, blocked}
+)lua";
+
+// KEYS: block, unknown recipients. Returns 1 if a block was lifted.
+inline constexpr const char* unblock = R"lua(
+local was = redis.call('EXISTS', KEYS[1])
+redis.call('DEL', KEYS[1], KEYS[2])
+return was
+)lua";
+
+// KEYS: POP-before-SMTP window (hash: user, until). ARGV: until, user, now
+// Opens or extends the window; never shortens one.
+inline constexpr const char* grant_pop_window = R"lua(
+local window_end, now = tonumber(ARGV[1]), tonumber(ARGV[3])
+if window_end <= now then return 0 end
+local current = tonumber(redis.call('HGET', KEYS[1], 'until') or '0')
+if current >= window_end then return 1 end
+redis.call('HSET', KEYS[1], 'until', window_end, 'user', ARGV[2])
+redis.call('PEXPIRE', KEYS[1], window_end - now)
+return 1
+)lua";
+
+}  // namespace relayguard::redis_scripts

@@ -1,0 +1,128 @@
+// Fail modes of the shared store; see the header.
+#include "plugin/store_failover.h"
+
+#include <spdlog/spdlog.h>
+
+namespace relayguard {
+
+namespace {
+constexpr std::chrono::minutes reminder_every{1};
+}
+
+StoreHealth::StoreHealth(std::string what, bool fail_open, std::function<std::string()> why)
+    : what_(std::move(what)), fail_open_(fail_open), why_(std::move(why)) {}
+
+void StoreHealth::succeeded() {
+    if (!degraded_ && ever_succeeded_) return;
+    std::lock_guard lock(mutex_);
+    if (degraded_) {
+        auto lasted = std::chrono::duration_cast<std::chrono::seconds>(std::chrono::steady_clock::now() - since_);
+        spdlog::warn("store: {} reachable again after {} s ({} calls failed); counting in Redis, shared by every node",
+                     what_, lasted.count(), failures_);
+        degraded_ = false;
+    } else if (!ever_succeeded_) {
+        spdlog::info("store: {} answered; counting in Redis, shared by every node", what_);
+    }
+    ever_succeeded_ = true;
+}
+
+void StoreHealth::failed() {
+    std::lock_guard lock(mutex_);
+    auto now = std::chrono::steady_clock::now();
+    ++failures_;
+    const char* mode = fail_open_ ? "store.fail_mode = open: counting on this node alone; the cluster-wide view is lost"
+                                  : "store.fail_mode = tempfail: limited SMTP stages get 4xx";
+    if (!degraded_) {
+        degraded_ = true;
+        since_ = now;
+        failures_ = 1;
+        next_reminder_ = now + reminder_every;
+        spdlog::error("store: {} unreachable ({}); {} until it is back", what_, why_(), mode);
+    } else if (now >= next_reminder_) {
+        next_reminder_ = now + reminder_every;
+        auto lasted = std::chrono::duration_cast<std::chrono::seconds>(now - since_);
+        spdlog::error("store: {} still unreachable after {} s, {} calls failed ({}); {}", what_, lasted.count(),
+                      failures_, why_(), mode);
+    }
+}
+
+FailoverCounterStore::FailoverCounterStore(CounterStore& primary, StoreHealth& health, std::size_t fallback_max_clients)
+    : primary_(primary), health_(health), fallback_(fallback_max_clients) {}
+
+template <class Call, class Fallback>
+auto FailoverCounterStore::either(Call primary, Fallback fallback) -> decltype(primary()) {
+    auto r = primary();
+    if (r) {
+        health_.succeeded();
+        return r;
+    }
+    health_.failed();
+    if (!health_.fail_open()) return r;
+    return fallback();
+}
+
+std::optional<ConnectionOutcome> FailoverCounterStore::open_connection(const std::string& client,
+                                                                       const std::string& connection_id,
+                                                                       std::uint32_t limit, TimePoint now) {
+    return either([&] { return primary_.open_connection(client, connection_id, limit, now); },
+                  [&] { return fallback_.open_connection(client, connection_id, limit, now); });
+}
+
+void FailoverCounterStore::close_connection(const std::string& client, const std::string& connection_id) {
+    // The slot may have been taken in either store; closing an absent one is a no-op.
+    primary_.close_connection(client, connection_id);
+    fallback_.close_connection(client, connection_id);
+}
+
+std::optional<RateOutcome> FailoverCounterStore::message_rate(const std::string& client, Duration window,
+                                                              std::uint32_t limit, bool record, TimePoint now) {
+    return either([&] { return primary_.message_rate(client, window, limit, record, now); },
+                  [&] { return fallback_.message_rate(client, window, limit, record, now); });
+}
+
+std::optional<RateOutcome> FailoverCounterStore::record_message(const std::string& client, Duration window,
+                                                                std::uint32_t limit, TimePoint now) {
+    return either([&] { return primary_.record_message(client, window, limit, now); },
+                  [&] { return fallback_.record_message(client, window, limit, now); });
+}
+
+std::optional<UnknownRecipientOutcome> FailoverCounterStore::record_unknown_recipient(
+    const std::string& client, const std::string& recipient, Duration window, std::uint32_t threshold,
+    Duration block_for, TimePoint now) {
+    return either([&] { return primary_.record_unknown_recipient(client, recipient, window, threshold, block_for, now); },
+                  [&] { return fallback_.record_unknown_recipient(client, recipient, window, threshold, block_for, now); });
+}
+
+std::optional<std::optional<TimePoint>> FailoverCounterStore::blocked_until(const std::string& client, TimePoint now) {
+    return either([&] { return primary_.blocked_until(client, now); },
+                  [&] { return fallback_.blocked_until(client, now); });
+}
+
+bool FailoverCounterStore::unblock(const std::string& client) {
+    bool a = primary_.unblock(client);
+    bool b = fallback_.unblock(client);
+    return a || b;
+}
+
+std::optional<std::optional<PopWindow>> FailoverPopWindowStore::find(const std::string& client, TimePoint now) {
+    auto r = primary_.find(client, now);
+    if (r) health_.succeeded(); else health_.failed();
+    if (!health_.fail_open()) return r;
+    // A login taken locally while Redis was away still counts after it returns.
+    if (!r || !*r) {
+        auto local = fallback_.find(client, now);
+        if (local && *local) return local;
+    }
+    return r ? r : std::optional<std::optional<PopWindow>>{std::optional<PopWindow>{}};
+}
+
+bool FailoverPopWindowStore::grant(const std::string& client, const std::string& user, TimePoint until, TimePoint now) {
+    if (primary_.grant(client, user, until, now)) {
+        health_.succeeded();
+        return true;
+    }
+    health_.failed();
+    return health_.fail_open() && fallback_.grant(client, user, until, now);
+}
+
+}  // namespace relayguard

@@ -1,0 +1,79 @@
+// What the daemon does when Redis cannot answer, by store.fail_mode:
+// "open" counts on this node alone, in memory, until Redis is back (the
+// cluster-wide view is lost meanwhile); "tempfail" tells the engine the store
+// is unreachable, and the engine answers 4xx. Either way the change of state
+// is logged when it happens, and again every minute while it lasts, never
+// once per SMTP command.
+#pragma once
+
+#include <atomic>
+#include <functional>
+#include <mutex>
+
+#include "policy/counter_store.h"
+#include "policy/memory_counter_store.h"
+#include "policy/pop_window_store.h"
+
+namespace relayguard {
+
+class StoreHealth {
+public:
+    // `why` says what failed, for the log; `what` names the store ("redis single 127.0.0.1:6379").
+    StoreHealth(std::string what, bool fail_open, std::function<std::string()> why);
+    void succeeded();
+    void failed();
+    bool fail_open() const { return fail_open_; }
+    bool degraded() const { return degraded_; }
+
+private:
+    const std::string what_;
+    const bool fail_open_;
+    const std::function<std::string()> why_;
+    std::atomic<bool> degraded_{false};
+    std::mutex mutex_;
+    std::atomic<bool> ever_succeeded_{false};
+    std::chrono::steady_clock::time_point since_{};
+    std::chrono::steady_clock::time_point next_reminder_{};
+    std::uint64_t failures_ = 0;
+};
+
+class FailoverCounterStore final : public CounterStore {
+public:
+    FailoverCounterStore(CounterStore& primary, StoreHealth& health, std::size_t fallback_max_clients);
+
+    std::optional<ConnectionOutcome> open_connection(const std::string& client, const std::string& connection_id,
+                                                     std::uint32_t limit, TimePoint now) override;
+    void close_connection(const std::string& client, const std::string& connection_id) override;
+    std::optional<RateOutcome> message_rate(const std::string& client, Duration window, std::uint32_t limit,
+                                            bool record, TimePoint now) override;
+    std::optional<RateOutcome> record_message(const std::string& client, Duration window, std::uint32_t limit,
+                                              TimePoint now) override;
+    std::optional<UnknownRecipientOutcome> record_unknown_recipient(const std::string& client,
+                                                                    const std::string& recipient, Duration window,
+                                                                    std::uint32_t threshold, Duration block_for,
+                                                                    TimePoint now) override;
+    std::optional<std::optional<TimePoint>> blocked_until(const std::string& client, TimePoint now) override;
+    bool unblock(const std::string& client) override;
+
+private:
+    template <class Call, class Fallback>
+    auto either(Call primary, Fallback fallback) -> decltype(primary());
+
+    CounterStore& primary_;
+    StoreHealth& health_;
+    MemoryCounterStore fallback_;
+};
+
+class FailoverPopWindowStore final : public PopWindowStore {
+public:
+    FailoverPopWindowStore(PopWindowStore& primary, StoreHealth& health) : primary_(primary), health_(health) {}
+    std::optional<std::optional<PopWindow>> find(const std::string& client, TimePoint now) override;
+    bool grant(const std::string& client, const std::string& user, TimePoint until, TimePoint now) override;
+
+private:
+    PopWindowStore& primary_;
+    StoreHealth& health_;
+    MemoryPopWindowStore fallback_;
+};
+
+}  // namespace relayguard

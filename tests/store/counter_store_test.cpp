@@ -1,0 +1,260 @@
+// The counter store's contract, checked on both implementations: every case
+// runs on the in-memory store and on the Redis store against a real
+// redis-server, so a node counting alone and a cluster counting in Redis
+// decide alike. Cases that only one of them has follow at the end.
+#include <catch2/catch.hpp>
+
+#include "common/redis_client.h"
+#include "plugin/redis_counter_store.h"
+#include "plugin/store_failover.h"
+#include "policy/memory_counter_store.h"
+#include "tests/store/redis_server_process.h"
+
+using namespace relayguard;
+using namespace std::chrono_literals;
+
+namespace {
+
+TimePoint t0() { return TimePoint(Duration(1'700'000'000'000)); }
+
+test::RedisServerProcess& redis_server() {
+    static test::RedisServerProcess server;
+    return server;
+}
+
+RedisSettings redis_settings() {
+    RedisSettings r;
+    r.servers = {redis_server().address()};
+    r.key_prefix = "test:";
+    r.connect_timeout = 200ms;
+    r.command_timeout = 500ms;
+    r.pool_size = 4;
+    return r;
+}
+
+// One store of the given kind, on an empty Redis.
+struct StoreUnderTest {
+    explicit StoreUnderTest(const std::string& kind, Duration lease = 60s) {
+        if (kind == "memory") {
+            store = std::make_unique<MemoryCounterStore>();
+            windows = std::make_unique<MemoryPopWindowStore>();
+            return;
+        }
+        redis_server().call({"FLUSHALL"});
+        client = std::make_unique<RedisClient>(redis_settings());
+        store = std::make_unique<RedisCounterStore>(*client, "test:", lease, clock);
+        windows = std::make_unique<RedisPopWindowStore>(*client, "test:");
+    }
+    ManualClock clock{t0()};
+    std::unique_ptr<RedisClient> client;
+    std::unique_ptr<CounterStore> store;
+    std::unique_ptr<PopWindowStore> windows;
+};
+
+}  // namespace
+
+TEST_CASE("message rate is a sliding window, not a clock bucket", "[store]") {
+    StoreUnderTest t(GENERATE(as<std::string>{}, "memory", "redis"));
+    auto& s = *t.store;
+    TimePoint now = t0();
+    for (int i = 0; i < 3; ++i) REQUIRE(s.record_message("c", 1h, 3, now + std::chrono::minutes(20 * i)).has_value());
+    // At 40 min three messages are in the last hour.
+    REQUIRE(s.message_rate("c", 1h, 3, false, now + 41min)->count == 3);
+    // The first leaves the window exactly one hour after it was sent.
+    REQUIRE(s.message_rate("c", 1h, 3, false, now + 59min + 59s)->count == 3);
+    REQUIRE(s.message_rate("c", 1h, 3, false, now + 60min)->count == 2);
+    REQUIRE(s.message_rate("c", 1h, 3, false, now + 99min)->count == 1);
+    REQUIRE(s.message_rate("c", 1h, 3, false, now + 100min)->count == 0);
+}
+
+TEST_CASE("attempt counting records only below the limit", "[store]") {
+    StoreUnderTest t(GENERATE(as<std::string>{}, "memory", "redis"));
+    auto& s = *t.store;
+    for (int i = 0; i < 2; ++i) REQUIRE(s.message_rate("c", 1h, 2, true, t0())->recorded);
+    auto third = s.message_rate("c", 1h, 2, true, t0());
+    REQUIRE(third->count == 2);
+    REQUIRE_FALSE(third->recorded);
+}
+
+TEST_CASE("a rate window keeps at most `limit` timestamps per client", "[store]") {
+    StoreUnderTest t(GENERATE(as<std::string>{}, "memory", "redis"));
+    auto& s = *t.store;
+    for (int i = 0; i < 300; ++i) s.record_message("c", 1h, 10, t0() + std::chrono::milliseconds(i));
+    // Only the newest ten matter for a limit of ten; older ones were dropped.
+    REQUIRE(s.message_rate("c", 1h, 10, false, t0() + 1s)->count == 10);
+}
+
+TEST_CASE("connection slots are per connection id and given back", "[store]") {
+    StoreUnderTest t(GENERATE(as<std::string>{}, "memory", "redis"));
+    auto& s = *t.store;
+    REQUIRE(s.open_connection("c", "a", 2, t0())->admitted);
+    REQUIRE(s.open_connection("c", "b", 2, t0())->held == 2);
+    auto third = s.open_connection("c", "x", 2, t0());
+    REQUIRE_FALSE(third->admitted);
+    REQUIRE(third->held == 2);
+    s.close_connection("c", "a");
+    s.close_connection("c", "a");  // twice is harmless
+    REQUIRE(s.open_connection("c", "x", 2, t0())->admitted);
+    REQUIRE(s.open_connection("other", "y", 2, t0())->held == 1);
+}
+
+TEST_CASE("distinct unknown recipients block at the threshold", "[store]") {
+    StoreUnderTest t(GENERATE(as<std::string>{}, "memory", "redis"));
+    auto& s = *t.store;
+    REQUIRE(s.record_unknown_recipient("c", "a@x", 1h, 3, 1h, t0())->distinct == 1);
+    // The same address again is still one.
+    REQUIRE(s.record_unknown_recipient("c", "a@x", 1h, 3, 1h, t0())->distinct == 1);
+    REQUIRE_FALSE(s.record_unknown_recipient("c", "b@x", 1h, 3, 1h, t0())->blocked_until);
+    auto third = s.record_unknown_recipient("c", "c@x", 1h, 3, 1h, t0());
+    REQUIRE(third->distinct == 3);
+    REQUIRE(third->blocked_until == t0() + 1h);
+    REQUIRE(s.blocked_until("c", t0() + 59min)->value() == t0() + 1h);
+    REQUIRE(s.open_connection("c", "k", 0, t0() + 1min)->blocked_until == t0() + 1h);
+    REQUIRE_FALSE(s.blocked_until("c", t0() + 1h)->has_value());
+    REQUIRE_FALSE(s.blocked_until("never-seen", t0())->has_value());
+}
+
+TEST_CASE("unknown recipients leave the window, and a zero block time never blocks", "[store]") {
+    StoreUnderTest t(GENERATE(as<std::string>{}, "memory", "redis"));
+    auto& s = *t.store;
+    s.record_unknown_recipient("c", "a@x", 10min, 2, 1h, t0());
+    auto later = s.record_unknown_recipient("c", "b@x", 10min, 2, 1h, t0() + 11min);
+    REQUIRE(later->distinct == 1);
+    REQUIRE_FALSE(later->blocked_until);
+    auto warn_only = s.record_unknown_recipient("w", "a@x", 1h, 1, Duration::zero(), t0());
+    REQUIRE(warn_only->distinct == 1);
+    REQUIRE_FALSE(warn_only->blocked_until);
+}
+
+TEST_CASE("unblock lifts a block and clears the count", "[store]") {
+    StoreUnderTest t(GENERATE(as<std::string>{}, "memory", "redis"));
+    auto& s = *t.store;
+    s.record_unknown_recipient("c", "a@x", 1h, 1, 1h, t0());
+    REQUIRE(s.blocked_until("c", t0())->has_value());
+    REQUIRE(s.unblock("c"));
+    REQUIRE_FALSE(s.blocked_until("c", t0())->has_value());
+    REQUIRE_FALSE(s.unblock("c"));
+}
+
+TEST_CASE("a POP-before-SMTP window opens, extends and ends", "[store]") {
+    StoreUnderTest t(GENERATE(as<std::string>{}, "memory", "redis"));
+    auto& w = *t.windows;
+    REQUIRE_FALSE(w.find("192.0.2.7", t0())->has_value());
+    REQUIRE(w.grant("192.0.2.7", "alice", t0() + 10min, t0()));
+    auto open = w.find("192.0.2.7", t0() + 9min);
+    REQUIRE(open->has_value());
+    REQUIRE((*open)->user == "alice");
+    REQUIRE((*open)->until == t0() + 10min);
+    REQUIRE(w.grant("192.0.2.7", "alice", t0() + 15min, t0() + 5min));
+    REQUIRE(w.find("192.0.2.7", t0() + 14min)->has_value());
+    REQUIRE_FALSE(w.find("192.0.2.7", t0() + 15min)->has_value());
+    REQUIRE_FALSE(w.find("192.0.2.8", t0())->has_value());
+}
+
+// --- the in-memory store only ---
+
+TEST_CASE("memory stays bounded under a flood of new clients", "[store]") {
+    MemoryCounterStore s(1000);
+    s.open_connection("holder", "h", 0, t0());
+    for (int i = 0; i < 20000; ++i) {
+        s.record_message("ip" + std::to_string(i), 1h, 5, t0() + std::chrono::milliseconds(i));
+    }
+    REQUIRE(s.client_count() <= 1000);
+    // A client holding a live connection is never evicted, or its slot would leak.
+    REQUIRE(s.open_connection("holder", "h2", 1, t0())->held == 1);
+}
+
+// --- the Redis store only ---
+
+TEST_CASE("two nodes on one Redis share one limit", "[store][redis]") {
+    StoreUnderTest a("redis");
+    RedisCounterStore b(*a.client, "test:", 60s, a.clock);
+    REQUIRE(a.store->message_rate("203.0.113.0/24", 1h, 3, true, t0())->recorded);
+    REQUIRE(b.message_rate("203.0.113.0/24", 1h, 3, true, t0())->recorded);
+    REQUIRE(a.store->message_rate("203.0.113.0/24", 1h, 3, true, t0())->recorded);
+    auto fourth = b.message_rate("203.0.113.0/24", 1h, 3, true, t0());
+    REQUIRE(fourth->count == 3);
+    REQUIRE_FALSE(fourth->recorded);
+    // Connection ids are the MTA's, and may repeat between nodes: each node
+    // keeps its own.
+    REQUIRE(a.store->open_connection("c", "1", 2, t0())->admitted);
+    REQUIRE(b.open_connection("c", "1", 2, t0())->held == 2);
+    REQUIRE_FALSE(b.open_connection("c", "2", 2, t0())->admitted);
+}
+
+TEST_CASE("a dead node's connections stop counting after the lease, a live node's do not", "[store][redis]") {
+    StoreUnderTest live("redis", 60s);
+    auto dead = std::make_unique<RedisCounterStore>(*live.client, "test:", 60s, live.clock);
+    RedisCounterStore other(*live.client, "test:", 60s, live.clock);
+    REQUIRE(live.store->open_connection("c", "L", 3, t0())->admitted);
+    REQUIRE(dead->open_connection("c", "D1", 3, t0())->admitted);
+    REQUIRE(dead->open_connection("c", "D2", 3, t0())->admitted);
+    dead.reset();  // as if killed: nothing closed
+    REQUIRE_FALSE(other.open_connection("c", "x", 3, t0() + 59s)->admitted);
+    // The live node renews before the lease ends; the dead one cannot.
+    live.clock.advance(50s);
+    REQUIRE(dynamic_cast<RedisCounterStore&>(*live.store).refresh_leases() == 0);
+    auto after = other.open_connection("c", "x", 3, t0() + 61s);
+    REQUIRE(after->admitted);
+    REQUIRE(after->held == 2);  // the live node's connection and this one
+}
+
+TEST_CASE("every key carries the prefix and the client's hash tag, and expires", "[store][redis]") {
+    StoreUnderTest t("redis");
+    // Real time here: Redis expires keys by its own clock.
+    TimePoint now = std::chrono::time_point_cast<Duration>(std::chrono::system_clock::now());
+    t.store->record_message("198.51.100.0/24", 1h, 5, now);
+    t.store->open_connection("198.51.100.0/24", "c1", 5, now);
+    t.store->record_unknown_recipient("198.51.100.0/24", "nobody@x", 1h, 2, 1h, now);
+    t.store->record_unknown_recipient("198.51.100.0/24", "noone@x", 1h, 2, 1h, now);
+    t.windows->grant("198.51.100.9", "bob", now + 10min, now);
+    auto keys = redis_server().call({"KEYS", "*"});
+    REQUIRE(keys.elements.size() == 4);  // messages, connections, block, pop window
+    for (const auto& k : keys.elements) {
+        INFO(k.str);
+        REQUIRE(k.str.rfind("test:", 0) == 0);
+        REQUIRE((k.str.find("{198.51.100.0/24}") != std::string::npos || k.str.find("{198.51.100.9}") != std::string::npos));
+        auto ttl = redis_server().call({"PTTL", k.str});
+        REQUIRE(ttl.integer > 0);
+        REQUIRE(ttl.integer <= 3'600'000);
+    }
+}
+
+TEST_CASE("scripts are sent again after the server forgot them", "[store][redis]") {
+    StoreUnderTest t("redis");
+    REQUIRE(t.store->record_message("c", 1h, 5, t0()).has_value());
+    redis_server().call({"SCRIPT", "FLUSH"});
+    auto again = t.store->message_rate("c", 1h, 5, true, t0());
+    REQUIRE(again.has_value());
+    REQUIRE(again->count == 1);
+}
+
+TEST_CASE("with Redis down a call fails within its deadline, and recovers by itself", "[store][redis]") {
+    StoreUnderTest t("redis");
+    REQUIRE(t.store->record_message("c", 1h, 5, t0()).has_value());
+    redis_server().stop();
+    auto started = std::chrono::steady_clock::now();
+    REQUIRE_FALSE(t.store->message_rate("c", 1h, 5, true, t0()).has_value());
+    // connect_timeout + command_timeout is 700 ms; refused connections fail at once.
+    REQUIRE(std::chrono::steady_clock::now() - started < 700ms);
+    REQUIRE_FALSE(t.client->last_error().empty());
+
+    // In fail mode "open" the node counts alone; in "tempfail" it says so.
+    StoreHealth open_health("redis", true, [&] { return t.client->last_error(); });
+    FailoverCounterStore open(*t.store, open_health, 1000);
+    REQUIRE(open.message_rate("c", 1h, 1, true, t0())->recorded);
+    REQUIRE_FALSE(open.message_rate("c", 1h, 1, true, t0())->recorded);
+    REQUIRE(open_health.degraded());
+    StoreHealth closed_health("redis", false, [&] { return t.client->last_error(); });
+    FailoverCounterStore closed(*t.store, closed_health, 1000);
+    REQUIRE_FALSE(closed.message_rate("c", 1h, 1, true, t0()).has_value());
+
+    redis_server().start();
+    // The back-off is at most a second; within two the store is back.
+    bool back = false;
+    for (int i = 0; i < 40 && !back; ++i) {
+        std::this_thread::sleep_for(50ms);
+        back = open.message_rate("c", 1h, 5, false, t0()).has_value() && !open_health.degraded();
+    }
+    REQUIRE(back);
+}

@@ -1,0 +1,60 @@
+// The Redis client against a real server: ACL logins, what a refused login
+// says (never the password), and deadlines when every connection is busy.
+#include <catch2/catch.hpp>
+
+#include "common/redis_client.h"
+#include "tests/store/redis_server_process.h"
+
+using namespace relayguard;
+using namespace std::chrono_literals;
+
+namespace {
+RedisSettings settings_for(const test::RedisServerProcess& server) {
+    RedisSettings r;
+    r.servers = {server.address()};
+    r.connect_timeout = 200ms;
+    r.command_timeout = 300ms;
+    r.pool_size = 1;
+    return r;
+}
+}  // namespace
+
+TEST_CASE("an ACL user logs in, and a wrong password is refused without being shown", "[redis]") {
+    test::RedisServerProcess server;
+    server.call({"ACL", "SETUSER", "relay", "on", ">s3cret-pass", "~relayguard:*", "+@all"});
+    auto good = settings_for(server);
+    good.username = "relay";
+    good.password = "s3cret-pass";
+    RedisClient client(good);
+    auto set = client.command({"SET", "relayguard:x", "1"}, "relayguard:x");
+    REQUIRE(set);
+    REQUIRE(set->str == "OK");
+    // The ACL keeps this user to its prefix.
+    REQUIRE(client.command({"SET", "other:x", "1"}, "other:x")->is_error());
+
+    auto bad = good;
+    bad.password = "wrong-pass";
+    RedisClient refused(bad);
+    REQUIRE_FALSE(refused.command({"PING"}, ""));
+    INFO(refused.last_error());
+    REQUIRE(refused.last_error().find("WRONGPASS") != std::string::npos);
+    REQUIRE(refused.last_error().find("wrong-pass") == std::string::npos);
+}
+
+TEST_CASE("a call queues for a busy connection instead of opening more than the pool allows", "[redis]") {
+    test::RedisServerProcess server;
+    RedisClient client(settings_for(server));
+    REQUIRE(client.command({"PING"}, ""));
+    // The single pooled connection is held by a slow command.
+    std::thread slow([&] { REQUIRE(client.command({"DEBUG", "SLEEP", "0.25"}, "")->str == "OK"); });
+    std::this_thread::sleep_for(50ms);
+    auto started = std::chrono::steady_clock::now();
+    auto second = client.command({"PING"}, "");
+    auto waited = std::chrono::steady_clock::now() - started;
+    slow.join();
+    REQUIRE(second);
+    REQUIRE(waited > 100ms);
+    auto clients = server.call({"INFO", "clients"});
+    // Its own connection for INFO, and the pool's one.
+    REQUIRE(clients.str.find("connected_clients:2") != std::string::npos);
+}
