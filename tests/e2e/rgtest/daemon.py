@@ -76,6 +76,14 @@ class Relayguard:
         self.proc = None
         return rc
 
+    def kill(self, sig=signal.SIGKILL):
+        """Kills the daemon as a crash would: nothing closed, nothing flushed."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            self.proc.wait()
+        self.out.close()
+        self.proc = None
+
     def alive(self):
         return self.proc is not None and self.proc.poll() is None
 
