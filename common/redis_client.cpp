@@ -359,9 +359,12 @@ Result<RedisValue> RedisClient::on_cluster(const std::vector<std::string>& args,
         std::string code = reply->error_code();
         if (code == "TRYAGAIN") {
             // A slot in the middle of migrating: its keys are split for a moment.
+            // It is retried until the deadline, not counted as an attempt:
+            // moving one slot usually takes milliseconds.
             last = reply->str;
+            --attempt;
             std::this_thread::sleep_for(std::min<std::chrono::steady_clock::duration>(
-                std::chrono::milliseconds(20), deadline - std::chrono::steady_clock::now()));
+                std::chrono::milliseconds(10), deadline - std::chrono::steady_clock::now()));
             continue;
         }
         if (code == "CLUSTERDOWN") {

@@ -12,10 +12,18 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from rgtest.check import check, finish  # noqa: E402
+from rgtest.daemon import Relayguard  # noqa: E402
+from rgtest.fixtures import free_port  # noqa: E402
 from rgtest.nodes import shared_limit_checks, store_config, two_nodes  # noqa: E402
 from rgtest.redis import RedisServer  # noqa: E402
 
 PASSWORD = "pw-relay-7f3a9c"
+
+# Redis not there at all when the daemon starts: it starts anyway and says so.
+nowhere = store_config("single", [f"127.0.0.1:{free_port()}"])
+with Relayguard('[relay]\nlocal_domains = ["example.test"]\n' + nowhere) as lonely:
+    check("redis absent at start: the daemon starts and logs it, naming the fail mode",
+          lonely.wait_for(r"unreachable \(.*Connection refused.*fail_mode = tempfail"), lonely.log()[-1500:])
 
 with RedisServer(unixsocket=True, acl_users={"relay": PASSWORD}) as redis:
     credentials = f'username = "relay"\npassword = "{PASSWORD}"\n'

@@ -17,8 +17,6 @@ local_domains = ["example.test"]
 exempt_group = ""
 [limits.message_rate]
 max = {rate}
-[limits.connections]
-max = {connections}
 """
 
 
@@ -46,8 +44,11 @@ class Node:
 
 @contextlib.contextmanager
 def two_nodes(store_a, store_b=None, rate=10, connections=2):
-    """Yields (node A, node B); store_b defaults to store_a."""
-    base = BASE.format(rate=rate, connections=connections)
+    """Yields (node A, node B); store_b defaults to store_a. connections=None
+    leaves the connection limit off."""
+    base = BASE.format(rate=rate)
+    if connections is not None:
+        base += f"[limits.connections]\nmax = {connections}\n"
     with contextlib.ExitStack() as stack:
         rg_a = stack.enter_context(Relayguard(base + store_a))
         rg_b = stack.enter_context(Relayguard(base + (store_b or store_a)))
