@@ -130,6 +130,7 @@ Result<RedisValue> RedisClient::on_master(const std::vector<std::string>& args, 
             if (sentinel) master_failed();
             return R::failure(lease.error());
         }
+        ++round_trips_;
         auto reply = (*lease)->call(args, deadline);
         if (!reply) {
             pool->discard_all();
@@ -330,6 +331,7 @@ Result<RedisValue> RedisClient::on_cluster(const std::vector<std::string>& args,
             continue;
         }
         Result<RedisValue> reply = R::failure("");
+        ++round_trips_;
         if (ask_to) {
             // ASKING makes the importing node take this one command.
             auto both = (*lease)->pipeline({{"ASKING"}, args}, deadline);

@@ -42,6 +42,9 @@ public:
     std::string describe() const;
     // Why the last failed call failed (never contains a password).
     std::string last_error() const;
+    // Requests sent to a server so far (redirects and retries included), to
+    // measure what a decision costs.
+    std::uint64_t round_trips() const { return round_trips_; }
 
 private:
     SteadyTime deadline() const;
@@ -64,6 +67,7 @@ private:
     void note_failure(const std::string& why);
 
     RedisSettings settings_;
+    std::atomic<std::uint64_t> round_trips_{0};
     mutable std::mutex error_mutex_;
     std::string last_error_;
     std::vector<RedisEndpoint> servers_;
