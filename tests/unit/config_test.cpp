@@ -88,6 +88,10 @@ TEST_CASE("wrong types and values say what was expected", "[config]") {
         {"[limits]\nipv6_prefix = 129", "limits.ipv6_prefix", "from 16 to 128"},
         {"[log]\nlevel = \"loud\"", "log.level", "expected one of"},
         {"[store]\ntype = \"redis\"\n[store.redis]\nservers = [\"localhost\"]", "store.redis.servers", "HOST:PORT"},
+        {"[store.redis]\nkey_prefix = \"rg{x}:\"", "store.redis.key_prefix", "must not contain '{'"},
+        {"[store.redis]\nservers = [\"a:1\", \"b:2\"]", "store.redis.servers", "single mode takes one server"},
+        {"[store.redis]\nmode = \"cluster\"\nservers = [\"unix:/run/r.sock\"]", "store.redis.servers", "over TCP"},
+        {"[store.redis]\nconnection_lease = \"1s\"", "store.redis.connection_lease", "at least"},
     };
     for (const auto& c : cases) {
         INFO(c.text);
