@@ -8,6 +8,7 @@
 // message-rate, connection and harvest limits on (limits high enough never to
 // refuse), so every stage that can touch the store does.
 #include <atomic>
+#include <csignal>
 #include <cstdio>
 #include <cstring>
 #include <string>
@@ -89,6 +90,7 @@ Run drive(CounterStore& store, const Options& o) {
 }  // namespace
 
 int main(int argc, char** argv) {
+    signal(SIGPIPE, SIG_IGN);  // as the daemon blocks it: a dead Redis means EPIPE
     Options o;
     for (int i = 1; i + 1 < argc; i += 2) {
         std::string k = argv[i];

@@ -1,7 +1,9 @@
 // One hiredis connection, owned: where it goes, how long it may take, and
 // replies copied out of hiredis' structures. A connection that failed in the
 // middle of a command is marked broken and never reused, because a late reply
-// would be read as the answer to the next command.
+// would be read as the answer to the next command. hiredis writes without
+// MSG_NOSIGNAL: the daemon blocks SIGPIPE in every thread, so a write to a
+// Redis that died fails with EPIPE instead of ending the process.
 #pragma once
 
 #include <chrono>

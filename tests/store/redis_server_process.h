@@ -33,7 +33,12 @@ inline int free_loopback_port() {
 
 class RedisServerProcess {
 public:
-    RedisServerProcess() : port_(free_loopback_port()) { start(); }
+    RedisServerProcess() : port_(free_loopback_port()) {
+        // As in the daemon, a write to a Redis that died must fail with
+        // EPIPE, not end the process.
+        signal(SIGPIPE, SIG_IGN);
+        start();
+    }
     ~RedisServerProcess() { stop(); }
     RedisServerProcess(const RedisServerProcess&) = delete;
     RedisServerProcess& operator=(const RedisServerProcess&) = delete;
