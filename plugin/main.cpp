@@ -17,7 +17,9 @@
 #include "conf/units.h"
 #include "plugin/milter_front_end.h"
 #include "plugin/policy_server.h"
+#include "common/dns_resolver.h"
 #include "plugin/redis_counter_store.h"
+#include "plugin/resolver_dns_answers.h"
 #include "plugin/store_failover.h"
 #include "policy/memory_counter_store.h"
 
@@ -78,9 +80,6 @@ void log_effective_settings(const relayguard::Config& c) {
 // leave an admin believing a protection is on when it is not.
 bool refuse_unsupported(const relayguard::Config& c) {
     std::vector<std::pair<std::string, std::string>> missing;
-    const auto& dns = c.policy.dns;
-    if (dns.require_sender_domain) missing.emplace_back("dns.require_sender_domain", "DNS checks are not in this version yet");
-    if (dns.require_client_ptr) missing.emplace_back("dns.require_client_ptr", "DNS checks are not in this version yet");
     if (c.policy.relay.allow_pop_before_smtp) {
         missing.emplace_back("relay.allow_pop_before_smtp", "no POP3/IMAP login source is in this version yet");
     }
@@ -182,7 +181,27 @@ int main(int argc, char** argv) {
 
     relayguard::SystemClock clock;
     SharedState state(config, clock);
-    relayguard::DecisionEngine engine(config.policy, state.counters(), clock, &state.pop_windows(), nullptr);
+    // The resolver runs only when a DNS check is on.
+    std::unique_ptr<relayguard::DnsResolver> resolver;
+    std::optional<relayguard::ResolverDnsAnswers> dns;
+    const auto& checks = config.policy.dns;
+    if (checks.require_sender_domain || checks.require_client_ptr || checks.require_forward_confirmed_ptr) {
+        auto made = relayguard::DnsResolver::create(config.resolver);
+        if (!made) {
+            spdlog::critical("dns: {}", made.error());
+            return exit_config;
+        }
+        resolver = std::move(*made);
+        dns.emplace(*resolver);
+        std::string servers;
+        for (const auto& s : config.resolver.servers) servers += (servers.empty() ? "" : ",") + s;
+        spdlog::info("dns: servers {}, each check answers within {} ms (timeout {} x {} tries), cache {} entries",
+                     servers.empty() ? "from /etc/resolv.conf" : servers, resolver->budget().count(),
+                     relayguard::format_duration(config.resolver.timeout), config.resolver.tries,
+                     config.resolver.cache_max_entries);
+    }
+    relayguard::DecisionEngine engine(config.policy, state.counters(), clock, &state.pop_windows(),
+                                      dns ? &*dns : nullptr);
 
     // Bind every socket first, then drop privileges, then serve.
     std::unique_ptr<relayguard::PolicyServer> policy;

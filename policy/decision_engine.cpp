@@ -97,6 +97,7 @@ Decision DecisionEngine::count_mta_failure(SessionState& s, Decision d) {
 
 Decision DecisionEngine::on_connect(SessionState& s, const ConnectFacts& facts) {
     open_session(s, facts);
+    dns_checks_.prepare(s);
     Decision d;
     if (!limits_apply(s)) return d;
     bool want_connections = settings_.limits.connections.max.has_value();

@@ -33,6 +33,8 @@ public:
     // Does `domain` have MX, A or AAAA records?
     virtual DnsStatus sender_domain(std::string_view domain) = 0;
     virtual PtrAnswer client_ptr(const IpAddress& client, bool confirm_forward) = 0;
+    // Called at connect: the PTR check comes later, so its lookup can start now.
+    virtual void prepare_client(const IpAddress& /*client*/) {}
 };
 
 }  // namespace relayguard

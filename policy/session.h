@@ -8,6 +8,7 @@
 #include <optional>
 #include <string>
 
+#include "policy/decision.h"
 #include "policy/ip_address.h"
 
 namespace relayguard {
@@ -67,7 +68,9 @@ struct SessionState {
     std::string sasl_user;
     bool holds_connection_slot = false;
     std::uint32_t failed_commands = 0;
-    bool dns_checked = false;
+    // The PTR check's verdict once it is definite (a temporary failure is
+    // asked again at the next MAIL): the client's DNS does not change mid-session.
+    std::optional<std::optional<Decision>> client_dns;
     Transaction tx;
 };
 

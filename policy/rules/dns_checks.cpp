@@ -22,9 +22,25 @@ std::optional<Decision> DnsChecks::check_sender(const SessionState& s, std::stri
     return std::nullopt;
 }
 
-std::optional<Decision> DnsChecks::check_client(const SessionState& s) const {
+bool DnsChecks::checks_client(const SessionState& s) const {
+    return (settings_.require_client_ptr || settings_.require_forward_confirmed_ptr) && answers_ != nullptr &&
+           !s.exempt_from_dns;
+}
+
+void DnsChecks::prepare(const SessionState& s) const {
+    if (checks_client(s)) answers_->prepare_client(s.client);
+}
+
+std::optional<Decision> DnsChecks::check_client(SessionState& s) const {
+    if (!checks_client(s)) return std::nullopt;
+    if (s.client_dns) return *s.client_dns;
+    auto verdict = ask_client(s);
+    if (!verdict || verdict->verdict != Verdict::tempfail) s.client_dns = verdict;
+    return verdict;
+}
+
+std::optional<Decision> DnsChecks::ask_client(const SessionState& s) const {
     bool confirm = settings_.require_forward_confirmed_ptr;
-    if (!(settings_.require_client_ptr || confirm) || answers_ == nullptr || s.exempt_from_dns) return std::nullopt;
     PtrAnswer a = answers_->client_ptr(s.client, confirm);
     std::string who = "client=" + s.client.to_string();
     switch (a.status) {

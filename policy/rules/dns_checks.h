@@ -18,9 +18,14 @@ public:
     DnsChecks(const DnsCheckSettings& settings, DnsAnswers* answers) : settings_(settings), answers_(answers) {}
 
     std::optional<Decision> check_sender(const SessionState& s, std::string_view sender) const;
-    std::optional<Decision> check_client(const SessionState& s) const;
+    std::optional<Decision> check_client(SessionState& s) const;
+    // At connect: starts the PTR lookup the check will want.
+    void prepare(const SessionState& s) const;
 
 private:
+    bool checks_client(const SessionState& s) const;
+    std::optional<Decision> ask_client(const SessionState& s) const;
+
     const DnsCheckSettings& settings_;
     DnsAnswers* answers_;
 };
