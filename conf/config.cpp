@@ -52,6 +52,18 @@ std::string check_socket_mode(const std::string& v) {
     return "";
 }
 
+std::string check_admin_socket(const std::string& v) {
+    // No TCP: whoever reaches the admin socket may open relay windows.
+    if (v.empty() || (v.rfind("unix:", 0) == 0 && v.size() > 5 && v[5] == '/')) return "";
+    return "the admin socket must be a unix socket, \"unix:/PATH\", or \"\" (off)";
+}
+
+std::string check_login_pattern(const std::string& v) {
+    auto compiled = LoginPattern::compile(v);
+    if (auto* why = std::get_if<std::string>(&compiled)) return *why;
+    return "";
+}
+
 std::string check_log_level(const std::string& v) {
     static const std::set<std::string> levels{"trace", "debug", "info", "warning", "error", "critical", "off"};
     return levels.count(v) ? "" : "expected one of trace, debug, info, warning, error, critical, off";
@@ -478,6 +490,9 @@ void validate(Config& c, const Reader& r, std::vector<ConfigError>& errors) {
     if (redis.key_prefix.find_first_of("{}") != std::string::npos) fail("store.redis.key_prefix", "must not contain '{' or '}'");
     if (c.store.redis.mode == RedisMode::sentinel && c.store.redis.sentinel_master.empty()) {
         fail("store.redis.sentinel_master", "sentinel mode needs the master's name");
+    }
+    if (!c.pop_logins.log_file.empty() && !c.policy.relay.allow_pop_before_smtp) {
+        fail("pop_before_smtp.log_file", "set, but relay.allow_pop_before_smtp is false: the windows would open nothing");
     }
     const auto& d = c.delivery;
     if (d.route == DeliveryRoute::smarthost && d.smarthost.empty()) fail("delivery.smarthost", "route = \"smarthost\" needs a smarthost");

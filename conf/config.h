@@ -9,6 +9,7 @@
 
 #include "delivery/delivery_settings.h"
 #include "policy/ip_group.h"
+#include "policy/login_pattern.h"
 #include "policy/policy_settings.h"
 
 namespace relayguard {
@@ -19,6 +20,7 @@ struct ListenSettings {
     std::string admin = "unix:/run/relayguard/admin.sock";
     std::string socket_mode = "0660";  // unix sockets
     std::string socket_group;
+    std::string admin_group;  // the admin socket's group ("" = socket_group)
     std::uint32_t workers = 256;  // policy connections served at once (one per smtpd process)
     Duration stage_timeout = std::chrono::seconds(10);
     std::uint64_t policy_max_request = 64 * 1024;  // bytes per policy request
@@ -76,6 +78,12 @@ struct LocalDomainSource {
     bool match_subdomains = false;
 };
 
+// Where POP3/IMAP logins are learnt from, besides the admin socket.
+struct PopLoginSettings {
+    std::string log_file;  // followed for login lines ("" = off)
+    std::vector<std::string> log_patterns = default_login_patterns();
+};
+
 struct Config {
     std::string source;  // file the config came from
     ListenSettings listen;
@@ -85,6 +93,7 @@ struct Config {
     PolicySettings policy;
     StoreSettings store;
     ResolverSettings resolver;
+    PopLoginSettings pop_logins;
     DeliverySettings delivery;
     LogSettings log;
 };

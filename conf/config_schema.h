@@ -11,6 +11,8 @@ namespace relayguard {
 std::string check_listener(const std::string& v);
 std::string check_host_port(const std::string& v);
 std::string check_socket_mode(const std::string& v);
+std::string check_admin_socket(const std::string& v);
+std::string check_login_pattern(const std::string& v);
 std::string check_log_level(const std::string& v);
 
 template <class V>
@@ -18,9 +20,10 @@ void config_schema(V& v, Config& c) {
     v.section("listen", [&] {
         v.text("milter", c.listen.milter, check_listener);
         v.text("policy", c.listen.policy, check_listener);
-        v.text("admin", c.listen.admin, check_listener);
+        v.text("admin", c.listen.admin, check_admin_socket);
         v.text("socket_mode", c.listen.socket_mode, check_socket_mode);
         v.text("socket_group", c.listen.socket_group);
+        v.text("admin_group", c.listen.admin_group);
         v.number("workers", c.listen.workers, 1u, 1024u);
         v.duration("stage_timeout", c.listen.stage_timeout, std::chrono::milliseconds(100));
         v.size("policy_max_request", c.listen.policy_max_request, 1024);
@@ -40,7 +43,8 @@ void config_schema(V& v, Config& c) {
         v.groups("trusted_groups", r.trusted_groups);
         v.flag("allow_sasl", r.allow_sasl);
         v.flag("allow_pop_before_smtp", r.allow_pop_before_smtp);
-        v.duration("pop_window", r.pop_window, std::chrono::minutes(1));
+        v.duration("pop_window", r.pop_window, std::chrono::seconds(1));
+        v.number("pop_ipv6_prefix", r.pop_ipv6_prefix, 32, 128);
         v.flag("auth_failure_disables_groups", r.auth_failure_disables_groups);
         v.reply("reply", r.reply);
     });
@@ -109,6 +113,10 @@ void config_schema(V& v, Config& c) {
         v.reply("ptr_reply", d.ptr_reply);
         v.reply("ptr_mismatch_reply", d.ptr_mismatch_reply);
         v.reply("ptr_tempfail_reply", d.ptr_tempfail);
+    });
+    v.section("pop_before_smtp", [&] {
+        v.text("log_file", c.pop_logins.log_file);
+        v.list("log_patterns", c.pop_logins.log_patterns, check_login_pattern);
     });
     v.section("store", [&] {
         auto& s = c.store;

@@ -1,6 +1,7 @@
 // relayguard, the policy daemon: loads the configuration, sets up logging,
 // starts the front ends and runs until SIGTERM or SIGINT.
 #include <csignal>
+#include <filesystem>
 #include <cstdio>
 #include <cstring>
 #include <iostream>
@@ -18,6 +19,8 @@
 #include "plugin/milter_front_end.h"
 #include "plugin/policy_server.h"
 #include "common/dns_resolver.h"
+#include "plugin/admin_server.h"
+#include "plugin/login_log_follower.h"
 #include "plugin/redis_counter_store.h"
 #include "plugin/resolver_dns_answers.h"
 #include "plugin/store_failover.h"
@@ -74,17 +77,6 @@ void log_effective_settings(const relayguard::Config& c) {
         spdlog::warn("relay.mode = \"open\": this server relays mail for ANY client to ANY domain. "
                      "It is an open relay and will be abused by spammers unless something else restricts it.");
     }
-}
-
-// Settings this version parses but cannot yet honour. Starting anyway would
-// leave an admin believing a protection is on when it is not.
-bool refuse_unsupported(const relayguard::Config& c) {
-    std::vector<std::pair<std::string, std::string>> missing;
-    if (c.policy.relay.allow_pop_before_smtp) {
-        missing.emplace_back("relay.allow_pop_before_smtp", "no POP3/IMAP login source is in this version yet");
-    }
-    for (const auto& [key, why] : missing) std::cerr << "relayguard: " << c.source << ": key '" << key << "': " << why << "\n";
-    return !missing.empty();
 }
 
 // Where the counters live: this node's memory, or Redis behind the fail mode.
@@ -159,7 +151,6 @@ int main(int argc, char** argv) {
     auto loaded = load(config_path);
     if (!report_errors(loaded)) return exit_config;
     const relayguard::Config& config = *loaded.config;
-    if (refuse_unsupported(config)) return exit_config;
     if (std::string err = relayguard::setup_logging(config.log, "relayguard"); !err.empty()) {
         std::cerr << "relayguard: " << config.source << ": key 'log': " << err << "\n";
         return exit_config;
@@ -216,6 +207,20 @@ int main(int argc, char** argv) {
         policy_fd = std::move(std::get<relayguard::UniqueFd>(opened));
         if (!addr->is_loopback()) spdlog::warn("policy: listening on {}, which is not loopback", config.listen.policy);
     }
+    relayguard::UniqueFd admin_fd;
+    if (!config.listen.admin.empty()) {
+        auto addr = relayguard::ListenAddress::parse(config.listen.admin);
+        // As systemd's RuntimeDirectory would: the socket's directory may not exist yet.
+        std::error_code ec;
+        std::filesystem::create_directories(std::filesystem::path(addr->path).parent_path(), ec);
+        const std::string& group = config.listen.admin_group.empty() ? config.listen.socket_group : config.listen.admin_group;
+        auto opened = relayguard::open_listener(*addr, config.listen.socket_mode, group);
+        if (auto* err = std::get_if<std::string>(&opened)) {
+            spdlog::critical("admin: cannot listen on {}: {}", config.listen.admin, *err);
+            return 1;
+        }
+        admin_fd = std::move(std::get<relayguard::UniqueFd>(opened));
+    }
     bool milter_on = !config.listen.milter.empty();
     if (milter_on) {
         if (std::string err = relayguard::milter::open(engine, config.listen); !err.empty()) {
@@ -231,6 +236,33 @@ int main(int argc, char** argv) {
         policy = std::make_unique<relayguard::PolicyServer>(engine, config.listen);
         policy->start(std::move(policy_fd));
         spdlog::info("policy: listening on {}", config.listen.policy);
+    }
+    relayguard::AdminServer admin(engine);
+    if (admin_fd) {
+        admin.start(std::move(admin_fd));
+        spdlog::info("admin: listening on {}", config.listen.admin);
+    }
+    std::unique_ptr<relayguard::LoginLogFollower> follower;
+    if (!config.pop_logins.log_file.empty()) {
+        std::vector<relayguard::LoginPattern> patterns;
+        for (const auto& text : config.pop_logins.log_patterns) {
+            patterns.push_back(std::get<relayguard::LoginPattern>(relayguard::LoginPattern::compile(text)));
+        }
+        follower = std::make_unique<relayguard::LoginLogFollower>(
+            config.pop_logins.log_file, std::move(patterns), [&engine](const relayguard::LoginSeen& seen) {
+                auto client = relayguard::IpAddress::parse(seen.address);
+                if (!client) return;
+                auto until = engine.open_pop_window(*client, seen.user, std::nullopt);
+                if (!until) {
+                    spdlog::error("pop-before-smtp: the window store cannot take the login of {} from {}", seen.user,
+                                  client->to_string());
+                    return;
+                }
+                relayguard::log_pop_window(*client, seen.user, *until, engine.now(), "log");
+            });
+        follower->start(std::chrono::milliseconds(250));
+        spdlog::info("pop-before-smtp: following {} for logins ({} patterns)", config.pop_logins.log_file,
+                     config.pop_logins.log_patterns.size());
     }
     std::atomic<bool> milter_ended{false};
     std::thread milter_thread;
@@ -253,6 +285,8 @@ int main(int argc, char** argv) {
         if (sig == SIGTERM || sig == SIGINT) break;
     }
     spdlog::info("received {}, stopping", sig == SIGINT ? "SIGINT" : "SIGTERM");
+    if (follower) follower->stop();
+    admin.stop();
     if (policy) policy->stop();
     if (milter_on) {
         relayguard::milter::stop();

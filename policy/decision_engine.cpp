@@ -29,6 +29,7 @@ DecisionEngine::DecisionEngine(PolicySettings settings, CounterStore& counters, 
     : settings_(std::move(settings)),
       counters_(counters),
       clock_(clock),
+      pop_windows_(pop_windows),
       relay_(settings_.relay, pop_windows),
       message_rate_(settings_.limits.message_rate, counters),
       connections_(settings_.limits.connections, counters),
@@ -271,5 +272,19 @@ Decision DecisionEngine::on_unknown_command(SessionState& s) {
 }
 
 void DecisionEngine::on_close(SessionState& s) { connections_.close(s); }
+
+std::optional<TimePoint> DecisionEngine::open_pop_window(const IpAddress& client, const std::string& user,
+                                                         std::optional<Duration> length) {
+    if (pop_windows_ == nullptr) return std::nullopt;
+    TimePoint now = clock_.now();
+    TimePoint until = now + length.value_or(settings_.relay.pop_window);
+    if (!pop_windows_->grant(relay_.pop_key(client), user, until, now)) return std::nullopt;
+    return until;
+}
+
+std::optional<std::optional<PopWindow>> DecisionEngine::pop_window(const IpAddress& client) {
+    if (pop_windows_ == nullptr) return std::optional<PopWindow>{};
+    return pop_windows_->find(relay_.pop_key(client), clock_.now());
+}
 
 }  // namespace relayguard

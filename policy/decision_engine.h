@@ -59,6 +59,15 @@ public:
     // Gives back what the session holds; safe to call more than once.
     void on_close(SessionState& s);
 
+    // POP-before-SMTP: a POP3/IMAP login from `client` opens relay for
+    // relay.pop_window (or `length`) from now. Answers the window's end, or
+    // std::nullopt when the window store cannot take it.
+    std::optional<TimePoint> open_pop_window(const IpAddress& client, const std::string& user,
+                                             std::optional<Duration> length);
+    // std::nullopt: the store cannot be reached; an empty inner optional: no window.
+    std::optional<std::optional<PopWindow>> pop_window(const IpAddress& client);
+    TimePoint now() const { return clock_.now(); }
+
 private:
     // Counts a refusal as a failed command and escalates to closing the
     // session when that was one failure too many.
@@ -73,6 +82,7 @@ private:
     const PolicySettings settings_;
     CounterStore& counters_;
     const Clock& clock_;
+    PopWindowStore* pop_windows_;
     RelayControl relay_;
     MessageRateLimit message_rate_;
     ConnectionLimit connections_;

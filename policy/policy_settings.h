@@ -36,6 +36,9 @@ struct RelaySettings {
     bool allow_sasl = true;               // SMTP-AUTH users may relay
     bool allow_pop_before_smtp = false;
     Duration pop_window = 30min;
+    // An IPv6 login opens relay for its /N: privacy addresses change within
+    // the customer's /64 between reading and sending mail.
+    int pop_ipv6_prefix = 64;
     // When both groups and AUTH may relay and an AUTH attempt failed in the
     // session, the groups are not consulted: a stolen internal host guessing
     // passwords must not keep relaying on its address.

@@ -32,6 +32,12 @@ bool RelayControl::is_local(std::string_view recipient) const {
     return settings_.local_domains.contains(recipient.substr(at + 1));
 }
 
+std::string RelayControl::pop_key(const IpAddress& client) const {
+    int prefix = settings_.pop_ipv6_prefix;
+    if (client.is_v4() || prefix >= 128) return client.to_string();
+    return client.masked(prefix).to_string() + "/" + std::to_string(prefix);
+}
+
 std::optional<Decision> RelayControl::check(const SessionState& s, std::string_view recipient, TimePoint now) const {
     if (is_local(recipient)) return Decision{Verdict::proceed, {}, "relay", "local domain", {}};
     if (settings_.mode == RelayMode::open) return permit("relay", "open relay mode");
@@ -39,7 +45,7 @@ std::optional<Decision> RelayControl::check(const SessionState& s, std::string_v
     bool groups_barred = settings_.allow_sasl && settings_.auth_failure_disables_groups && s.auth == AuthState::failed;
     if (!s.trusted_group.empty() && !groups_barred) return permit("relay", "trusted group " + s.trusted_group);
     if (settings_.allow_pop_before_smtp && pop_windows_ != nullptr) {
-        auto window = pop_windows_->find(s.client.to_string(), now);
+        auto window = pop_windows_->find(pop_key(s.client), now);
         if (!window) return std::nullopt;
         if (*window) {
             std::string who = (*window)->user.empty() ? "" : " user " + (*window)->user;

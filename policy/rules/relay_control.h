@@ -26,6 +26,8 @@ public:
     bool is_local(std::string_view recipient) const;
 
     static std::string_view domain_of(std::string_view address);
+    // The window store's key for a client: its address, or its IPv6 network.
+    std::string pop_key(const IpAddress& client) const;
 
 private:
     const RelaySettings& settings_;

@@ -1,0 +1,132 @@
+// Log follower; see the header.
+#include "plugin/login_log_follower.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+
+namespace relayguard {
+
+namespace {
+// A longer "line" is not a log line of a login; it is dropped, not buffered.
+constexpr std::size_t max_line = 64 * 1024;
+}  // namespace
+
+LoginLogFollower::LoginLogFollower(std::string path, std::vector<LoginPattern> patterns, OnLogin on_login)
+    : path_(std::move(path)), patterns_(std::move(patterns)), on_login_(std::move(on_login)) {}
+
+LoginLogFollower::~LoginLogFollower() { stop(); }
+
+void LoginLogFollower::start(std::chrono::milliseconds interval) {
+    poll_once();  // position at the end now, so nothing logged before start counts
+    thread_ = std::thread([this, interval] {
+        std::unique_lock lock(mutex_);
+        while (!wake_.wait_for(lock, interval, [this] { return stopping_; })) {
+            lock.unlock();
+            poll_once();
+            lock.lock();
+        }
+    });
+}
+
+void LoginLogFollower::stop() {
+    {
+        std::lock_guard lock(mutex_);
+        stopping_ = true;
+    }
+    wake_.notify_all();
+    if (thread_.joinable()) thread_.join();
+}
+
+bool LoginLogFollower::open_file(bool from_start) {
+    UniqueFd fd(::open(path_.c_str(), O_RDONLY | O_CLOEXEC));
+    if (!fd) return false;
+    struct stat st {};
+    if (::fstat(fd.get(), &st) != 0) return false;
+    fd_ = std::move(fd);
+    inode_ = st.st_ino;
+    device_ = st.st_dev;
+    offset_ = from_start ? 0 : st.st_size;
+    partial_.clear();
+    last_read_.clear();
+    if (offset_ > 0) {
+        last_read_.resize(static_cast<std::size_t>(std::min<off_t>(offset_, 64)));
+        if (::pread(fd_.get(), last_read_.data(), last_read_.size(), offset_ - static_cast<off_t>(last_read_.size())) !=
+            static_cast<ssize_t>(last_read_.size())) {
+            last_read_.clear();
+        }
+    }
+    return true;
+}
+
+void LoginLogFollower::poll_once() {
+    if (!fd_) {
+        // The first time, skip what is there; a file that appears later (after
+        // a rotation while it was missing) is new, and read whole.
+        if (!open_file(started_)) {
+            started_ = true;
+            return;
+        }
+        started_ = true;
+    }
+    read_new();
+    struct stat now {};
+    if (::stat(path_.c_str(), &now) != 0) {
+        fd_.reset();  // removed: wait for it to come back
+        return;
+    }
+    if (now.st_ino != inode_ || now.st_dev != device_) {
+        // Renamed away: what was written to the old file before the switch
+        // was read just above; go on with the new one from its start.
+        if (open_file(true)) read_new();
+    }
+}
+
+// Truncated in place (copytruncate) since the last read: the file is
+// shorter, or, when it has already grown past where we were, the bytes
+// before that point are no longer the ones we read.
+bool LoginLogFollower::rewritten(off_t size) {
+    if (size < offset_) return true;
+    if (last_read_.empty()) return false;
+    std::string now(last_read_.size(), '\0');
+    ssize_t n = ::pread(fd_.get(), now.data(), now.size(), offset_ - static_cast<off_t>(last_read_.size()));
+    return n != static_cast<ssize_t>(now.size()) || now != last_read_;
+}
+
+void LoginLogFollower::read_new() {
+    struct stat st {};
+    if (::fstat(fd_.get(), &st) != 0) return;
+    if (rewritten(st.st_size)) {
+        offset_ = 0;
+        partial_.clear();
+        last_read_.clear();
+    }
+    char buf[8192];
+    while (true) {
+        ssize_t n = ::pread(fd_.get(), buf, sizeof buf, offset_);
+        if (n <= 0) break;
+        offset_ += n;
+        partial_.append(buf, static_cast<std::size_t>(n));
+        last_read_.append(buf, static_cast<std::size_t>(n));
+        if (last_read_.size() > 64) last_read_.erase(0, last_read_.size() - 64);
+        std::size_t start = 0;
+        for (std::size_t nl; (nl = partial_.find('\n', start)) != std::string::npos; start = nl + 1) {
+            take(partial_.substr(start, nl - start));
+        }
+        partial_.erase(0, start);
+        if (partial_.size() > max_line) partial_.clear();
+    }
+}
+
+void LoginLogFollower::take(const std::string& line) {
+    for (const auto& p : patterns_) {
+        if (auto seen = p.match(line)) {
+            on_login_(*seen);
+            return;
+        }
+    }
+}
+
+}  // namespace relayguard

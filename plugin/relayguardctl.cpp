@@ -1,0 +1,131 @@
+// relayguardctl: the admin's command for a running relayguard, over its
+// admin socket (see plugin/admin_server.h for the requests).
+//
+//   relayguardctl [--socket PATH] ping
+//   relayguardctl [--socket PATH] pop grant ADDR [--user NAME] [--minutes N]
+//   relayguardctl [--socket PATH] pop show ADDR
+//
+// Exit status: 0 done, 1 the daemon refused the request, 64 bad usage,
+// 69 the daemon cannot be reached, 77 permission denied on the socket.
+#include <poll.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <iostream>
+#include <string>
+#include <vector>
+
+#include "common/unique_fd.h"
+
+namespace {
+
+constexpr int exit_refused = 1;
+constexpr int exit_usage = 64;
+constexpr int exit_unavailable = 69;
+constexpr int exit_noperm = 77;
+constexpr const char* default_socket = "/run/relayguard/admin.sock";
+
+int usage() {
+    std::cerr << "usage: relayguardctl [--socket PATH] ping\n"
+                 "       relayguardctl [--socket PATH] pop grant ADDR [--user NAME] [--minutes N]\n"
+                 "       relayguardctl [--socket PATH] pop show ADDR\n"
+                 "The socket defaults to " << default_socket << " (listen.admin in the config).\n";
+    return exit_usage;
+}
+
+bool clean_word(const std::string& w) {
+    if (w.empty()) return false;
+    for (unsigned char c : w) {
+        if (c < 0x21 || c == 0x7f) return false;
+    }
+    return true;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    std::string socket_path = default_socket;
+    std::vector<std::string> args;
+    for (int i = 1; i < argc; ++i) {
+        std::string a = argv[i];
+        if (a == "--socket" && i + 1 < argc) {
+            socket_path = argv[++i];
+            if (socket_path.rfind("unix:", 0) == 0) socket_path = socket_path.substr(5);
+        } else if (a == "--help" || a == "-h") {
+            usage();
+            return 0;
+        } else {
+            args.push_back(a);
+        }
+    }
+    std::string request;
+    if (args.size() == 1 && args[0] == "ping") {
+        request = "ping";
+    } else if (args.size() == 3 && args[0] == "pop" && args[1] == "show") {
+        request = "pop show " + args[2];
+    } else if (args.size() >= 3 && args[0] == "pop" && args[1] == "grant") {
+        request = "pop grant " + args[2];
+        for (std::size_t i = 3; i < args.size(); ++i) {
+            if (args[i] == "--user" && i + 1 < args.size()) {
+                // A hook passes what the POP server says; an empty user is none.
+                if (!args[++i].empty()) request += " user=" + args[i];
+            } else if (args[i] == "--minutes" && i + 1 < args.size()) {
+                request += " for=" + args[++i] + "m";
+            } else {
+                return usage();
+            }
+        }
+    } else {
+        return usage();
+    }
+    for (const auto& w : args) {
+        if (!w.empty() && !clean_word(w)) {
+            std::cerr << "relayguardctl: arguments must not contain spaces or control characters\n";
+            return exit_usage;
+        }
+    }
+
+    relayguard::UniqueFd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    sockaddr_un sun{};
+    sun.sun_family = AF_UNIX;
+    if (socket_path.size() >= sizeof sun.sun_path) {
+        std::cerr << "relayguardctl: socket path too long: " << socket_path << "\n";
+        return exit_usage;
+    }
+    std::strncpy(sun.sun_path, socket_path.c_str(), sizeof sun.sun_path - 1);
+    timeval tv{3, 0};
+    ::setsockopt(fd.get(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    ::setsockopt(fd.get(), SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+    if (::connect(fd.get(), reinterpret_cast<sockaddr*>(&sun), sizeof sun) != 0) {
+        int err = errno;
+        std::cerr << "relayguardctl: cannot reach relayguard at " << socket_path << ": " << std::strerror(err);
+        if (err == EACCES || err == EPERM) {
+            std::cerr << " (the socket's group, listen.socket_group, must be one of yours)\n";
+            return exit_noperm;
+        }
+        std::cerr << " (is relayguard running, with listen.admin set to this socket?)\n";
+        return exit_unavailable;
+    }
+    request += "\n";
+    if (::send(fd.get(), request.data(), request.size(), MSG_NOSIGNAL) != static_cast<ssize_t>(request.size())) {
+        std::cerr << "relayguardctl: could not send the request: " << std::strerror(errno) << "\n";
+        return exit_unavailable;
+    }
+    std::string reply;
+    char buf[512];
+    for (ssize_t n; (n = ::recv(fd.get(), buf, sizeof buf, 0)) > 0;) reply.append(buf, static_cast<std::size_t>(n));
+    while (!reply.empty() && (reply.back() == '\n' || reply.back() == '\r')) reply.pop_back();
+    if (reply.rfind("ok", 0) == 0) {
+        std::cout << (reply.size() > 3 ? reply.substr(3) : "ok") << "\n";
+        return 0;
+    }
+    if (reply.rfind("error ", 0) == 0) {
+        std::cerr << "relayguardctl: " << reply.substr(6) << "\n";
+        return exit_refused;
+    }
+    std::cerr << "relayguardctl: no answer from relayguard at " << socket_path << "\n";
+    return exit_unavailable;
+}
