@@ -13,7 +13,10 @@ from .fixtures import FixtureError, free_port, wait_port
 
 
 class Relayguard:
-    def __init__(self, config_body, milter_port=None, policy_port=None, log_settings=""):
+    def __init__(self, config_body, milter_port=None, policy_port=None, log_settings="", admin=None,
+                 listen_extra=""):
+        """admin: the admin socket's path (default: none); listen_extra: more
+        [listen] lines, e.g. admin_group."""
         self.milter_port = milter_port or free_port()
         self.policy_port = policy_port or free_port()
         self.binary = os.environ["RELAYGUARD_BIN"]
@@ -22,7 +25,8 @@ class Relayguard:
         self.logfile = os.path.join(self.dir, "relayguard.log")
         with open(self.config, "w") as f:
             f.write(f'[listen]\nmilter = "inet:127.0.0.1:{self.milter_port}"\n'
-                    f'policy = "inet:127.0.0.1:{self.policy_port}"\nadmin = ""\n'
+                    f'policy = "inet:127.0.0.1:{self.policy_port}"\n'
+                    f'admin = "{"unix:" + admin if admin else ""}"\n{listen_extra}\n'
                     f'stage_timeout = "5s"\n'
                     f'[log]\nlevel = "debug"\n{log_settings}\n')
             f.write(config_body)
