@@ -12,6 +12,8 @@ namespace relayguard {
 namespace {
 // A longer "line" is not a log line of a login; it is dropped, not buffered.
 constexpr std::size_t max_line = 64 * 1024;
+// How many bytes at each end of what was read identify the file.
+constexpr std::size_t fingerprint = 256;
 }  // namespace
 
 LoginLogFollower::LoginLogFollower(std::string path, std::vector<LoginPattern> patterns, OnLogin on_login)
@@ -51,11 +53,15 @@ bool LoginLogFollower::open_file(bool from_start) {
     offset_ = from_start ? 0 : st.st_size;
     partial_.clear();
     last_read_.clear();
+    head_.clear();
     if (offset_ > 0) {
-        last_read_.resize(static_cast<std::size_t>(std::min<off_t>(offset_, 64)));
+        last_read_.resize(static_cast<std::size_t>(std::min<off_t>(offset_, fingerprint)));
+        head_.resize(last_read_.size());
         if (::pread(fd_.get(), last_read_.data(), last_read_.size(), offset_ - static_cast<off_t>(last_read_.size())) !=
-            static_cast<ssize_t>(last_read_.size())) {
+                static_cast<ssize_t>(last_read_.size()) ||
+            ::pread(fd_.get(), head_.data(), head_.size(), 0) != static_cast<ssize_t>(head_.size())) {
             last_read_.clear();
+            head_.clear();
         }
     }
     return true;
@@ -84,15 +90,23 @@ void LoginLogFollower::poll_once() {
     }
 }
 
+namespace {
+
+bool same_bytes(int fd, const std::string& expected, off_t at) {
+    if (expected.empty()) return true;
+    std::string now(expected.size(), '\0');
+    return ::pread(fd, now.data(), now.size(), at) == static_cast<ssize_t>(now.size()) && now == expected;
+}
+
+}  // namespace
+
 // Truncated in place (copytruncate) since the last read: the file is
-// shorter, or, when it has already grown past where we were, the bytes
-// before that point are no longer the ones we read.
+// shorter, or, when it has already grown past where we were, its first bytes
+// or the ones before that point are no longer the ones we read.
 bool LoginLogFollower::rewritten(off_t size) {
     if (size < offset_) return true;
-    if (last_read_.empty()) return false;
-    std::string now(last_read_.size(), '\0');
-    ssize_t n = ::pread(fd_.get(), now.data(), now.size(), offset_ - static_cast<off_t>(last_read_.size()));
-    return n != static_cast<ssize_t>(now.size()) || now != last_read_;
+    if (!same_bytes(fd_.get(), head_, 0)) return true;
+    return !same_bytes(fd_.get(), last_read_, offset_ - static_cast<off_t>(last_read_.size()));
 }
 
 void LoginLogFollower::read_new() {
@@ -102,6 +116,7 @@ void LoginLogFollower::read_new() {
         offset_ = 0;
         partial_.clear();
         last_read_.clear();
+        head_.clear();
     }
     char buf[8192];
     while (true) {
@@ -110,7 +125,11 @@ void LoginLogFollower::read_new() {
         offset_ += n;
         partial_.append(buf, static_cast<std::size_t>(n));
         last_read_.append(buf, static_cast<std::size_t>(n));
-        if (last_read_.size() > 64) last_read_.erase(0, last_read_.size() - 64);
+        if (last_read_.size() > fingerprint) last_read_.erase(0, last_read_.size() - fingerprint);
+        if (head_.size() < fingerprint) {
+            head_.resize(static_cast<std::size_t>(std::min<off_t>(offset_, fingerprint)));
+            if (::pread(fd_.get(), head_.data(), head_.size(), 0) != static_cast<ssize_t>(head_.size())) head_.clear();
+        }
         std::size_t start = 0;
         for (std::size_t nl; (nl = partial_.find('\n', start)) != std::string::npos; start = nl + 1) {
             take(partial_.substr(start, nl - start));

@@ -48,7 +48,10 @@ private:
     off_t offset_ = 0;
     bool started_ = false;
     std::string partial_;
-    std::string last_read_;  // the bytes just before offset_, to notice a rewrite
+    // The file's first bytes and the bytes just before offset_, to notice a
+    // rewrite: log lines repeat, so both ends are compared.
+    std::string head_;
+    std::string last_read_;
 
     std::mutex mutex_;
     bool stopping_ = false;

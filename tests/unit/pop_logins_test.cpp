@@ -123,6 +123,15 @@ TEST_CASE("the follower reads new logins only, across rename and truncation", "[
     follower.poll_once();
     REQUIRE(seen.back() == "after@192.0.2.9");
 
+    // copytruncate again, noticed late: the new file is already longer than
+    // the old one was, and ends with the very same bytes.
+    std::filesystem::resize_file(f.path, 0);
+    f.append(dovecot_login("first", "192.0.2.10"));
+    f.append(dovecot_login("after", "192.0.2.9"));
+    follower.poll_once();
+    REQUIRE(seen[seen.size() - 2] == "first@192.0.2.10");
+    REQUIRE(seen.back() == "after@192.0.2.9");
+
     // Removed and created again later.
     std::filesystem::remove(f.path);
     follower.poll_once();
