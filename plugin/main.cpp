@@ -1,5 +1,7 @@
 // relayguard, the policy daemon: loads the configuration, sets up logging,
 // starts the front ends and runs until SIGTERM or SIGINT.
+#include <unistd.h>
+
 #include <csignal>
 #include <filesystem>
 #include <cstdio>
@@ -287,6 +289,7 @@ int main(int argc, char** argv) {
     spdlog::info("received {}, stopping", sig == SIGINT ? "SIGINT" : "SIGTERM");
     if (follower) follower->stop();
     admin.stop();
+    if (!config.listen.admin.empty()) ::unlink(relayguard::ListenAddress::parse(config.listen.admin)->path.c_str());
     if (policy) policy->stop();
     if (milter_on) {
         relayguard::milter::stop();
