@@ -495,7 +495,9 @@ void validate(Config& c, const Reader& r, std::vector<ConfigError>& errors) {
         fail("pop_before_smtp.log_file", "set, but relay.allow_pop_before_smtp is false: the windows would open nothing");
     }
     const auto& d = c.delivery;
-    if (d.route == DeliveryRoute::smarthost && d.smarthost.empty()) fail("delivery.smarthost", "route = \"smarthost\" needs a smarthost");
+    if (d.route == DeliveryRoute::smarthost && d.smarthosts.empty()) {
+        fail("delivery.smarthosts", "route = \"smarthost\" needs at least one smart host");
+    }
     if (d.auth == SmarthostAuth::smtp_auth && (d.username.empty() || d.password.empty())) {
         fail("delivery.auth", "smtp-auth needs username and password");
     }

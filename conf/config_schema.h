@@ -143,8 +143,8 @@ void config_schema(V& v, Config& c) {
         v.text("listen", d.listen, check_listener);
         v.text("queue_dir", d.queue_dir);
         v.choice("route", d.route, {{"mx", DeliveryRoute::mx}, {"smarthost", DeliveryRoute::smarthost}});
-        v.text("smarthost", d.smarthost);
-        v.number("smarthost_port", d.smarthost_port, std::uint16_t{1}, std::uint16_t{65535});
+        v.list("smarthosts", d.smarthosts, check_host_port);
+        v.number("mx_port", d.mx_port, std::uint16_t{1}, std::uint16_t{65535});
         v.choice("auth", d.auth, {{"none", SmarthostAuth::none}, {"smtp-auth", SmarthostAuth::smtp_auth},
                                   {"pop-before-smtp", SmarthostAuth::pop_before_smtp}});
         v.text("username", d.username);
@@ -152,7 +152,13 @@ void config_schema(V& v, Config& c) {
         v.text("pop_server", d.pop_server);
         v.choice("starttls", d.starttls, {{"opportunistic", StartTlsPolicy::opportunistic},
                                           {"required", StartTlsPolicy::required}, {"off", StartTlsPolicy::off}});
+        v.flag("tls_verify", d.tls_verify);
+        v.text("tls_ca_file", d.tls_ca_file);
+        v.text("helo_name", d.helo_name);
         v.number("threads", d.threads, 1u, 256u);
+        v.duration("connect_timeout", d.connect_timeout, std::chrono::seconds(1));
+        v.duration("command_timeout", d.command_timeout, std::chrono::seconds(1));
+        v.duration("attempt_timeout", d.attempt_timeout, std::chrono::seconds(1));
         v.duration("retry_interval", d.retry_interval, std::chrono::seconds(1));
         v.duration("max_retry_interval", d.max_retry_interval, std::chrono::seconds(1));
         v.duration("warning_delay", d.warning_delay, std::chrono::seconds(0));

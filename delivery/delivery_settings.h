@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "policy/clock.h"
 
@@ -17,16 +18,22 @@ struct DeliverySettings {
     std::string listen = "inet:127.0.0.1:10025";
     std::string queue_dir = "/var/spool/relayguard";
     DeliveryRoute route = DeliveryRoute::mx;
-    std::string smarthost;  // host name or address
-    std::uint16_t smarthost_port = 587;
+    std::vector<std::string> smarthosts;  // "host:port", tried in order; port 465 is implicit TLS
+    std::uint16_t mx_port = 25;           // port of MX hosts
     SmarthostAuth auth = SmarthostAuth::none;
     std::string username;
     std::string password;    // never logged
     std::string pop_server;  // host:port for POP-before-SMTP at the parent
     StartTlsPolicy starttls = StartTlsPolicy::opportunistic;
+    bool tls_verify = true;   // with starttls = "required" and on port 465
+    std::string tls_ca_file;  // "" = the system's CAs
+    std::string helo_name;    // "" = the host name
     std::uint32_t threads = 4;
+    Duration connect_timeout = std::chrono::seconds(30);
+    Duration command_timeout = std::chrono::minutes(5);
+    Duration attempt_timeout = std::chrono::minutes(10);  // watchdog of one delivery attempt
     Duration retry_interval = std::chrono::minutes(5);
-    Duration max_retry_interval = std::chrono::hours(1);
+    Duration max_retry_interval = std::chrono::seconds(4000);
     Duration warning_delay = std::chrono::hours(4);
     Duration message_lifetime = std::chrono::hours(24 * 5);
     std::string report_language = "en";

@@ -127,7 +127,7 @@ TEST_CASE("cross-key checks name the key", "[config]") {
     auto no_domains = load("[relay]\nmode = \"restricted\"\nlocal_domains = []\n");
     REQUIRE(only_error(no_domains).find("test.toml:3: key 'relay.local_domains'") == 0);
     auto smarthost = load(std::string(minimal) + "[delivery]\nroute = \"smarthost\"\n");
-    REQUIRE(only_error(smarthost).find("key 'delivery.smarthost'") != std::string::npos);
+    REQUIRE(only_error(smarthost).find("key 'delivery.smarthosts'") != std::string::npos);
     auto fcrdns = load(std::string(minimal) + "[dns]\nrequire_forward_confirmed_ptr = true\n");
     REQUIRE(only_error(fcrdns).find("test.toml:4: key 'dns.require_forward_confirmed_ptr'") == 0);
 }

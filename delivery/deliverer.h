@@ -1,0 +1,67 @@
+// One delivery attempt of one queued message: route each pending recipient
+// (smart hosts in order, or the recipient domain's MX hosts), speak SMTP to
+// the first host that answers, and record per recipient: delivered (2xx),
+// failed (5xx: that recipient only), or deferred (4xx, timeouts, refused
+// connections, and every fault of our own smart host: its name not
+// resolving, its AUTH refusing, TLS failing). The routing settings are read
+// at each attempt, so a reload applies to mail already queued.
+#pragma once
+
+#include <functional>
+#include <memory>
+
+#include "common/dns_resolver.h"
+#include "delivery/delivery_settings.h"
+#include "delivery/destination_state.h"
+#include "delivery/queue_file.h"
+#include "delivery/smtp_client.h"
+
+namespace relayguard {
+
+struct Hop {
+    std::string name;     // as configured or as the MX record says
+    std::string address;  // IP
+    int port = 25;
+    bool implicit_tls = false;
+};
+
+// Where a group of recipients goes, or why it cannot go anywhere.
+struct Route {
+    std::string destination;  // the circuit breaker's key
+    std::vector<Hop> hops;
+    bool permanent = false;   // null MX, no such domain: fail, do not retry
+    std::string problem;      // when hops is empty
+};
+
+class Deliverer {
+public:
+    using SettingsSource = std::function<std::shared_ptr<const DeliverySettings>()>;
+    Deliverer(SettingsSource settings, DnsResolver& resolver, DestinationState& destinations);
+
+    // Delivers what it can of the message in `path`; answers when the next
+    // attempt is due, or std::nullopt when nothing is left to deliver (the
+    // file is then removed).
+    std::optional<TimePoint> attempt(const std::string& queue_dir, const std::string& id, TimePoint now);
+
+    Route route_smarthosts(const DeliverySettings& s);
+    Route route_mx(const DeliverySettings& s, const std::string& domain);
+
+private:
+    struct Outcome {
+        RecipientState state = RecipientState::pending;
+        std::string reply;  // the remote server's words, or ours
+        std::string relay;  // host[address]:port
+    };
+    // One SMTP session for these recipients; fills `out` per recipient.
+    // Answers false when no hop could be reached (the destination is down).
+    bool send_to(const DeliverySettings& s, const Route& route, const QueuedMessage& m,
+                 const std::vector<std::size_t>& rcpts, std::vector<Outcome>& out, Deadline attempt_deadline);
+    std::vector<Hop> resolve(const std::string& name, int port, bool implicit_tls, SteadyTime deadline,
+                             std::string& problem);
+
+    SettingsSource settings_;
+    DnsResolver& resolver_;
+    DestinationState& destinations_;
+};
+
+}  // namespace relayguard

@@ -1,0 +1,243 @@
+// SMTP/LMTP intake; see the header.
+#include "delivery/intake_server.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <spdlog/spdlog.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <ctime>
+
+namespace relayguard {
+
+namespace {
+
+constexpr int max_sessions = 64;
+constexpr std::size_t max_recipients = 1000;
+constexpr int idle_timeout_ms = 300'000;  // RFC 5321 4.5.3.2.7: 5 minutes
+
+class Lines {
+public:
+    explicit Lines(int fd) : fd_(fd) {}
+    // One line without its CRLF; std::nullopt on close or timeout.
+    std::optional<std::string> next(std::size_t max) {
+        while (true) {
+            auto nl = buf_.find('\n');
+            if (nl != std::string::npos) {
+                std::string line = buf_.substr(0, nl);
+                buf_.erase(0, nl + 1);
+                if (!line.empty() && line.back() == '\r') line.pop_back();
+                return line;
+            }
+            if (buf_.size() > max) return std::nullopt;
+            pollfd p{fd_, POLLIN, 0};
+            if (::poll(&p, 1, idle_timeout_ms) != 1) return std::nullopt;
+            char chunk[16384];
+            ssize_t n = ::recv(fd_, chunk, sizeof chunk, 0);
+            if (n <= 0) return std::nullopt;
+            buf_.append(chunk, static_cast<std::size_t>(n));
+        }
+    }
+
+private:
+    int fd_;
+    std::string buf_;
+};
+
+bool say(int fd, const std::string& line) {
+    std::string out = line + "\r\n";
+    return ::send(fd, out.data(), out.size(), MSG_NOSIGNAL) == static_cast<ssize_t>(out.size());
+}
+
+std::string upper(std::string s) {
+    for (auto& c : s) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+    return s;
+}
+
+// "<addr> PARAMS" after "MAIL FROM:" / "RCPT TO:"; std::nullopt if malformed.
+std::optional<std::pair<std::string, std::string>> path_and_params(std::string_view rest) {
+    while (!rest.empty() && rest.front() == ' ') rest.remove_prefix(1);
+    if (rest.empty() || rest.front() != '<') return std::nullopt;
+    auto close = rest.find('>');
+    if (close == std::string_view::npos) return std::nullopt;
+    std::string addr(rest.substr(1, close - 1));
+    if (!storable_address(addr) || addr.find(' ') != std::string::npos) return std::nullopt;
+    return std::make_pair(addr, std::string(rest.substr(close + 1)));
+}
+
+std::string rfc5322_date() {
+    std::time_t t = std::time(nullptr);
+    std::tm tm{};
+    localtime_r(&t, &tm);
+    char buf[64];
+    std::strftime(buf, sizeof buf, "%a, %d %b %Y %H:%M:%S %z", &tm);
+    return buf;
+}
+
+}  // namespace
+
+IntakeServer::IntakeServer(std::uint64_t max_message_size, Enqueue enqueue, QueueFull full)
+    : max_size_(max_message_size), enqueue_(std::move(enqueue)), full_(std::move(full)) {}
+
+IntakeServer::~IntakeServer() { stop(); }
+
+void IntakeServer::start(UniqueFd listener) {
+    listener_ = std::move(listener);
+    acceptor_ = std::thread([this] { accept_loop(); });
+}
+
+void IntakeServer::stop() {
+    stopping_ = true;
+    if (acceptor_.joinable()) acceptor_.join();
+    // Sessions notice stopping_ at their next command; a session in the
+    // middle of DATA finishes queueing first.
+    while (active_ > 0) std::this_thread::sleep_for(std::chrono::milliseconds(20));
+}
+
+void IntakeServer::accept_loop() {
+    while (!stopping_) {
+        pollfd p{listener_.get(), POLLIN, 0};
+        if (::poll(&p, 1, 200) != 1) continue;
+        sockaddr_storage ss{};
+        socklen_t len = sizeof ss;
+        int fd = ::accept4(listener_.get(), reinterpret_cast<sockaddr*>(&ss), &len, SOCK_CLOEXEC);
+        if (fd < 0) continue;
+        char host[INET6_ADDRSTRLEN] = "?";
+        if (ss.ss_family == AF_INET) ::inet_ntop(AF_INET, &reinterpret_cast<sockaddr_in*>(&ss)->sin_addr, host, sizeof host);
+        if (ss.ss_family == AF_INET6) ::inet_ntop(AF_INET6, &reinterpret_cast<sockaddr_in6*>(&ss)->sin6_addr, host, sizeof host);
+        if (active_ >= max_sessions) {
+            say(fd, "421 4.3.2 Too many connections; try again later");
+            ::close(fd);
+            continue;
+        }
+        ++active_;
+        std::thread([this, fd, peer = std::string(host)] {
+            serve(fd, peer);
+            ::close(fd);
+            --active_;
+        }).detach();
+    }
+}
+
+void IntakeServer::serve(int fd, std::string peer) {
+    Lines in(fd);
+    if (!say(fd, "220 relayguard-relayd ESMTP")) return;
+    std::string helo;
+    bool lmtp = false;
+    std::optional<std::string> sender;
+    std::vector<std::string> rcpts;
+    auto reset = [&] {
+        sender.reset();
+        rcpts.clear();
+    };
+    while (!stopping_) {
+        auto line = in.next(4096);
+        if (!line) return;
+        std::string verb = upper(line->substr(0, line->find(' ')));
+        if (verb == "EHLO" || verb == "LHLO") {
+            lmtp = verb == "LHLO";
+            helo = line->size() > 5 ? line->substr(5) : "";
+            reset();
+            say(fd, "250-relayguard-relayd");
+            say(fd, "250-PIPELINING");
+            say(fd, "250-SIZE " + std::to_string(max_size_));
+            say(fd, "250-8BITMIME");
+            say(fd, "250 ENHANCEDSTATUSCODES");
+        } else if (verb == "HELO") {
+            helo = line->size() > 5 ? line->substr(5) : "";
+            reset();
+            say(fd, "250 relayguard-relayd");
+        } else if (verb == "MAIL" && upper(line->substr(0, 10)) == "MAIL FROM:") {
+            if (sender) {
+                say(fd, "503 5.5.1 Nested MAIL command");
+                continue;
+            }
+            auto parsed = path_and_params(std::string_view(*line).substr(10));
+            if (!parsed) {
+                say(fd, "501 5.1.7 Bad sender address syntax");
+                continue;
+            }
+            std::string params = upper(parsed->second);
+            if (auto at = params.find("SIZE="); at != std::string::npos) {
+                unsigned long long declared = std::strtoull(params.c_str() + at + 5, nullptr, 10);
+                if (declared > max_size_) {
+                    say(fd, "552 5.3.4 Message size exceeds fixed limit");
+                    continue;
+                }
+            }
+            if (full_()) {
+                say(fd, "452 4.3.1 Queue full; try again later");
+                continue;
+            }
+            sender = parsed->first;
+            say(fd, "250 2.1.0 Ok");
+        } else if (verb == "RCPT" && upper(line->substr(0, 8)) == "RCPT TO:") {
+            if (!sender) {
+                say(fd, "503 5.5.1 Need MAIL command");
+                continue;
+            }
+            auto parsed = path_and_params(std::string_view(*line).substr(8));
+            if (!parsed || parsed->first.empty()) {
+                say(fd, "501 5.1.3 Bad recipient address syntax");
+            } else if (rcpts.size() >= max_recipients) {
+                say(fd, "452 4.5.3 Too many recipients");
+            } else {
+                rcpts.push_back(parsed->first);
+                say(fd, "250 2.1.5 Ok");
+            }
+        } else if (verb == "DATA") {
+            if (!sender || rcpts.empty()) {
+                say(fd, "503 5.5.1 Need RCPT command");
+                continue;
+            }
+            say(fd, "354 End data with <CR><LF>.<CR><LF>");
+            std::string content;
+            bool too_big = false;
+            while (true) {
+                auto l = in.next(1 << 20);
+                if (!l) return;  // the client went away: nothing was acknowledged
+                if (*l == ".") break;
+                std::string_view text = *l;
+                if (!text.empty() && text.front() == '.') text.remove_prefix(1);
+                if (content.size() + text.size() + 2 > max_size_) too_big = true;
+                if (!too_big) {
+                    content.append(text);
+                    content += "\r\n";
+                }
+            }
+            if (too_big) {
+                say(fd, "552 5.3.4 Message size exceeds fixed limit");
+                reset();
+                continue;
+            }
+            std::string received = "Received: from " + (helo.empty() ? std::string("unknown") : helo) + " (" + peer +
+                                   ")\r\n\tby relayguard-relayd with " + (lmtp ? "LMTP" : "ESMTP") + "; " +
+                                   rfc5322_date() + "\r\n";
+            auto id = enqueue_(*sender, rcpts, received + content);
+            if (!id) {
+                spdlog::error("intake: could not queue a message from <{}>: {}", *sender, id.error());
+                for (std::size_t i = 0; i < (lmtp ? rcpts.size() : 1); ++i) say(fd, "451 4.3.0 Queue write failed; try again later");
+            } else {
+                spdlog::info("{}: queued from=<{}> nrcpt={} size={} client={}", *id, *sender, rcpts.size(),
+                             content.size(), peer);
+                for (std::size_t i = 0; i < (lmtp ? rcpts.size() : 1); ++i) say(fd, "250 2.0.0 Ok: queued as " + *id);
+            }
+            reset();
+        } else if (verb == "RSET") {
+            reset();
+            say(fd, "250 2.0.0 Ok");
+        } else if (verb == "NOOP") {
+            say(fd, "250 2.0.0 Ok");
+        } else if (verb == "QUIT") {
+            say(fd, "221 2.0.0 Bye");
+            return;
+        } else {
+            say(fd, "502 5.5.2 Command not recognized");
+        }
+    }
+}
+
+}  // namespace relayguard

@@ -1,0 +1,44 @@
+// Takes mail in over SMTP or LMTP on loopback, from Postfix (as relayhost or
+// a transport) or an appliance, and answers 250 only once the message is in
+// the queue on disk, fsynced. A full queue answers 452 at MAIL, a message
+// over the size limit 552, so the sender keeps its mail.
+#pragma once
+
+#include <atomic>
+#include <functional>
+#include <list>
+#include <mutex>
+#include <thread>
+
+#include "common/unique_fd.h"
+#include "delivery/delivery_settings.h"
+#include "delivery/queue_file.h"
+
+namespace relayguard {
+
+class IntakeServer {
+public:
+    // Writes one message durably; answers its queue id, or why not.
+    using Enqueue = std::function<Result<std::string>(const std::string& sender, const std::vector<std::string>& rcpts,
+                                                      const std::string& content)>;
+    using QueueFull = std::function<bool()>;
+    IntakeServer(std::uint64_t max_message_size, Enqueue enqueue, QueueFull full);
+    ~IntakeServer();
+
+    void start(UniqueFd listener);
+    void stop();
+
+private:
+    void accept_loop();
+    void serve(int fd, std::string peer);
+
+    const std::uint64_t max_size_;
+    Enqueue enqueue_;
+    QueueFull full_;
+    UniqueFd listener_;
+    std::atomic<bool> stopping_{false};
+    std::atomic<int> active_{0};
+    std::thread acceptor_;
+};
+
+}  // namespace relayguard

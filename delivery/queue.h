@@ -1,0 +1,38 @@
+// The queue directory: active/ holds one file per message (queue_file.h),
+// tmp/ what is being written, corrupt/ what could not be read. Opening it
+// runs a recovery pass: half-written files in tmp/ are dropped (they were
+// never acknowledged), unreadable ones moved aside, finished ones removed.
+#pragma once
+
+#include <atomic>
+#include <memory>
+#include <mutex>
+#include <set>
+
+#include "delivery/queue_file.h"
+
+namespace relayguard {
+
+struct QueueEntry {
+    std::string id;
+    TimePoint next_attempt;
+};
+
+class Queue {
+public:
+    static Result<std::unique_ptr<Queue>> open(const std::string& dir);
+    explicit Queue(std::string dir) : dir_(std::move(dir)) {}
+
+    Result<std::string> enqueue(const std::string& sender, const std::vector<std::string>& rcpts,
+                                const std::string& content, TimePoint now);
+    // Every message, with its next attempt time, oldest id first.
+    std::vector<QueueEntry> scan();
+    std::size_t size() const { return size_; }
+    const std::string& dir() const { return dir_; }
+
+private:
+    const std::string dir_;
+    std::atomic<std::size_t> size_{0};
+};
+
+}  // namespace relayguard

@@ -1,0 +1,187 @@
+// Queue files; see the header for the format's guarantees.
+//
+//   RGQ1
+//   id 0018f3c2a1b2c-4f2a91
+//   arrival 1732312345678
+//   from sender@example.org
+//   rcpt P user@example.net          <- the P is rewritten in place
+//   size 1234
+//   (empty line)
+//   <size bytes of content>
+//   END
+#include "delivery/queue_file.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <charconv>
+#include <cstring>
+#include <cstdio>
+#include <random>
+
+#include "common/unique_fd.h"
+
+namespace relayguard {
+
+namespace {
+
+constexpr std::string_view magic = "RGQ1\n";
+constexpr std::string_view trailer = "\nEND\n";
+
+bool write_all(int fd, std::string_view data) {
+    while (!data.empty()) {
+        ssize_t n = ::write(fd, data.data(), data.size());
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) return false;
+        data.remove_prefix(static_cast<std::size_t>(n));
+    }
+    return true;
+}
+
+std::optional<long long> number(std::string_view s) {
+    long long v = 0;
+    auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
+    if (ec != std::errc() || end != s.data() + s.size()) return std::nullopt;
+    return v;
+}
+
+}  // namespace
+
+std::string new_queue_id(TimePoint now) {
+    thread_local std::mt19937 random{std::random_device{}()};
+    char buf[40];
+    std::snprintf(buf, sizeof buf, "%011llx-%06x", static_cast<unsigned long long>(now.time_since_epoch().count()),
+                  static_cast<unsigned>(random() & 0xffffff));
+    return buf;
+}
+
+bool storable_address(std::string_view address) {
+    if (address.size() > 1024) return false;
+    for (char c : address) {
+        if (c == '\n' || c == '\r' || c == '\0') return false;
+    }
+    return true;
+}
+
+bool sync_directory(const std::string& path) {
+    UniqueFd fd(::open(path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    return fd && ::fsync(fd.get()) == 0;
+}
+
+Result<std::string> write_queue_file(const std::string& queue_dir, const QueuedMessage& m) {
+    using R = Result<std::string>;
+    std::string header(magic);
+    header += "id " + m.id + "\n";
+    header += "arrival " + std::to_string(m.arrival.time_since_epoch().count()) + "\n";
+    header += "from " + m.sender + "\n";
+    for (const auto& r : m.recipients) header += std::string("rcpt ") + static_cast<char>(r.state) + " " + r.address + "\n";
+    header += "size " + std::to_string(m.content.size()) + "\n\n";
+
+    std::string tmp = queue_dir + "/tmp/" + m.id;
+    std::string final_path = queue_dir + "/active/" + m.id;
+    UniqueFd fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600));
+    if (!fd) return R::failure("create " + tmp + ": " + std::strerror(errno));
+    bool ok = write_all(fd.get(), header) && write_all(fd.get(), m.content) && write_all(fd.get(), trailer) &&
+              ::fsync(fd.get()) == 0;
+    // The next attempt is due at once: the mtime says so.
+    timespec times[2] = {{0, UTIME_OMIT}, {m.arrival.time_since_epoch().count() / 1000,
+                                           (m.arrival.time_since_epoch().count() % 1000) * 1'000'000}};
+    ok = ok && ::futimens(fd.get(), times) == 0;
+    if (!ok) {
+        std::string why = std::strerror(errno);
+        ::unlink(tmp.c_str());
+        return R::failure("write " + tmp + ": " + why);
+    }
+    fd.reset();
+    if (::rename(tmp.c_str(), final_path.c_str()) != 0) {
+        std::string why = std::strerror(errno);
+        ::unlink(tmp.c_str());
+        return R::failure("rename into " + final_path + ": " + why);
+    }
+    if (!sync_directory(queue_dir + "/active")) return R::failure("fsync " + queue_dir + "/active: " + std::strerror(errno));
+    return final_path;
+}
+
+Result<QueuedMessage> read_queue_file(const std::string& path, bool with_content) {
+    using R = Result<QueuedMessage>;
+    UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+    if (!fd) return R::failure(std::string("open: ") + std::strerror(errno));
+    struct stat st {};
+    if (::fstat(fd.get(), &st) != 0) return R::failure("stat failed");
+    std::string data(static_cast<std::size_t>(st.st_size), '\0');
+    std::size_t got = 0;
+    while (got < data.size()) {
+        ssize_t n = ::read(fd.get(), data.data() + got, data.size() - got);
+        if (n <= 0) return R::failure("short read");
+        got += static_cast<std::size_t>(n);
+    }
+    if (data.compare(0, magic.size(), magic) != 0) return R::failure("not a queue file (no RGQ1 header)");
+    QueuedMessage m;
+    std::size_t pos = magic.size();
+    std::optional<std::uint64_t> size;
+    bool have_id = false, have_arrival = false, have_from = false;
+    while (true) {
+        auto nl = data.find('\n', pos);
+        if (nl == std::string::npos) return R::failure("header not terminated");
+        std::string_view line(data.data() + pos, nl - pos);
+        std::size_t line_start = pos;
+        pos = nl + 1;
+        if (line.empty()) break;
+        auto space = line.find(' ');
+        std::string_view key = line.substr(0, space);
+        std::string_view value = space == std::string_view::npos ? std::string_view{} : line.substr(space + 1);
+        if (key == "id") {
+            m.id = value;
+            have_id = true;
+        } else if (key == "arrival") {
+            auto v = number(value);
+            if (!v) return R::failure("bad arrival");
+            m.arrival = TimePoint(Duration(*v));
+            have_arrival = true;
+        } else if (key == "from") {
+            m.sender = value;
+            have_from = true;
+        } else if (key == "rcpt") {
+            if (value.size() < 3 || value[1] != ' ') return R::failure("bad rcpt record");
+            char s = value[0];
+            if (s != 'P' && s != 'D' && s != 'F') return R::failure("bad recipient state");
+            QueuedRecipient r;
+            r.state = static_cast<RecipientState>(s);
+            r.address = value.substr(2);
+            r.state_offset = static_cast<off_t>(line_start + 5);
+            m.recipients.push_back(std::move(r));
+        } else if (key == "size") {
+            auto v = number(value);
+            if (!v || *v < 0) return R::failure("bad size");
+            size = static_cast<std::uint64_t>(*v);
+        } else {
+            return R::failure("unknown record '" + std::string(key) + "'");
+        }
+    }
+    if (!have_id || !have_arrival || !have_from || !size || m.recipients.empty()) {
+        return R::failure("incomplete envelope");
+    }
+    // The content must be followed by END and nothing else: anything else is torn.
+    if (data.size() != pos + *size + trailer.size() || data.compare(pos + *size, trailer.size(), trailer) != 0) {
+        return R::failure("no END record after the content (torn write)");
+    }
+    m.size = *size;
+    if (with_content) m.content = data.substr(pos, *size);
+    return m;
+}
+
+bool mark_recipient(const std::string& path, const QueuedRecipient& r, RecipientState state) {
+    UniqueFd fd(::open(path.c_str(), O_WRONLY | O_CLOEXEC));
+    if (!fd) return false;
+    // The mtime is the next-attempt time: keep it across this write.
+    struct stat st {};
+    if (::fstat(fd.get(), &st) != 0) return false;
+    char c = static_cast<char>(state);
+    if (::pwrite(fd.get(), &c, 1, r.state_offset) != 1) return false;
+    timespec times[2] = {{0, UTIME_OMIT}, st.st_mtim};
+    ::futimens(fd.get(), times);
+    return ::fdatasync(fd.get()) == 0;
+}
+
+}  // namespace relayguard

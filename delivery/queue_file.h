@@ -1,0 +1,56 @@
+// One queued message on disk: envelope and content in one file, written to
+// tmp/, fsynced, renamed into active/ and the directory fsynced, so a message
+// is either wholly queued or not at all. The file ends with an END record: a
+// file without it (a torn write, a disk that lied) is never delivered. Each
+// recipient's state is one byte at a known offset, rewritten in place and
+// fsynced when it is delivered or fails, so a crash re-sends only the rest.
+// The file's mtime is the time of the next delivery attempt: it survives a
+// restart without a second file.
+#pragma once
+
+#include <sys/types.h>
+
+#include <string>
+#include <vector>
+
+#include "common/result.h"
+#include "policy/clock.h"
+
+namespace relayguard {
+
+enum class RecipientState : char { pending = 'P', delivered = 'D', failed = 'F' };
+
+struct QueuedRecipient {
+    std::string address;
+    RecipientState state = RecipientState::pending;
+    off_t state_offset = 0;  // where the state byte lives in the file
+};
+
+struct QueuedMessage {
+    std::string id;
+    TimePoint arrival{};
+    std::string sender;  // "" for the null sender
+    std::vector<QueuedRecipient> recipients;
+    std::string content;  // empty when read without it
+    std::uint64_t size = 0;
+};
+
+// A queue id: the arrival time in hex and a random tail, so ids sort by age.
+std::string new_queue_id(TimePoint now);
+
+// True when an address can be stored: no line breaks, no NUL, not too long.
+bool storable_address(std::string_view address);
+
+// Writes the message durably under `queue_dir`/active/<id> (via tmp/).
+Result<std::string> write_queue_file(const std::string& queue_dir, const QueuedMessage& message);
+
+// Reads and checks a queue file; a failure names what is wrong with it.
+Result<QueuedMessage> read_queue_file(const std::string& path, bool with_content);
+
+// Rewrites one recipient's state byte and fsyncs the file.
+bool mark_recipient(const std::string& path, const QueuedRecipient& recipient, RecipientState state);
+
+// fsync of a directory, so a rename or an unlink in it is on disk.
+bool sync_directory(const std::string& path);
+
+}  // namespace relayguard

@@ -1,0 +1,92 @@
+// The relay client's side of SMTP: one connection to one server, plain or
+// TLS (STARTTLS, or implicit TLS on port 465), EHLO capabilities, AUTH PLAIN
+// or LOGIN, and one message at a time with dot-stuffing. Every read and
+// write has a deadline, so a server that stops answering ends the attempt
+// instead of stalling a delivery thread.
+#pragma once
+
+#include <openssl/ssl.h>
+
+#include <chrono>
+#include <memory>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "common/result.h"
+#include "common/unique_fd.h"
+
+namespace relayguard {
+
+struct SmtpResponse {
+    int code = 0;
+    std::vector<std::string> lines;  // text after "250-" / "250 "
+    std::string text() const;        // "250 first line"
+    bool positive() const { return code >= 200 && code < 400; }
+    bool temporary() const { return code >= 400 && code < 500; }
+    bool permanent() const { return code >= 500; }
+};
+
+// Reads one (multi-line) reply from `buffer`, taking what it used. std::nullopt:
+// not complete yet. A malformed reply is an error.
+Result<std::optional<SmtpResponse>> parse_smtp_response(std::string& buffer);
+
+// "." at the start of a line doubled, bare LF made CRLF, CRLF.CRLF appended.
+std::string dot_stuff(std::string_view content);
+
+using Deadline = std::chrono::steady_clock::time_point;
+
+struct TlsOptions {
+    bool verify = true;       // check the certificate and the host name
+    std::string ca_file;      // "" = the system's CAs
+    std::string server_name;  // for SNI and the name check
+};
+
+class SmtpConnection {
+public:
+    // Connects to `address`:`port` (an IP address). Implicit TLS when asked.
+    static Result<SmtpConnection> open(const std::string& address, int port, Deadline deadline, bool implicit_tls,
+                                       const TlsOptions& tls);
+    SmtpConnection(SmtpConnection&&) noexcept;
+    SmtpConnection& operator=(SmtpConnection&&) noexcept;
+    ~SmtpConnection();
+
+    Result<SmtpResponse> greeting(Deadline deadline) { return read(deadline); }
+    Result<SmtpResponse> command(const std::string& line, Deadline deadline);
+    // EHLO, falling back to HELO; fills capabilities().
+    Result<SmtpResponse> hello(const std::string& name, Deadline deadline);
+    // STARTTLS and the handshake; the capabilities are forgotten (RFC 3207).
+    Result<SmtpResponse> start_tls(const TlsOptions& tls, Deadline deadline);
+    // AUTH with the best offered mechanism (PLAIN, then LOGIN).
+    Result<SmtpResponse> authenticate(const std::string& user, const std::string& password, Deadline deadline);
+    // DATA, the content, the final dot: the server's answer to the dot.
+    Result<SmtpResponse> data(std::string_view content, Deadline deadline);
+
+    bool offers(const std::string& keyword) const { return capabilities_.count(keyword) > 0; }
+    const std::set<std::string>& auth_mechanisms() const { return auth_; }
+    bool encrypted() const { return ssl_ != nullptr; }
+    std::string tls_description() const;  // "TLSv1.3 TLS_AES_256_GCM_SHA384, verified"
+
+private:
+    SmtpConnection() = default;
+    Result<bool> handshake(const TlsOptions& tls, Deadline deadline);
+    Result<SmtpResponse> read(Deadline deadline);
+    bool send(std::string_view data, Deadline deadline);
+    bool set_timeout(Deadline deadline);
+
+    struct FreeSsl {
+        void operator()(SSL* s) const { SSL_free(s); }
+    };
+    struct FreeCtx {
+        void operator()(SSL_CTX* c) const { SSL_CTX_free(c); }
+    };
+    UniqueFd fd_;
+    std::unique_ptr<SSL_CTX, FreeCtx> ctx_;
+    std::unique_ptr<SSL, FreeSsl> ssl_;
+    bool verified_ = false;
+    std::string buffer_;
+    std::set<std::string> capabilities_;
+    std::set<std::string> auth_;
+};
+
+}  // namespace relayguard

@@ -1,0 +1,151 @@
+// The relay client's pieces that need no network: queue files (round trip,
+// torn writes refused, recipient states rewritten in place), the recovery
+// pass, SMTP reply parsing, dot-stuffing, retry timing and the destination
+// state that survives a restart.
+#include <catch2/catch.hpp>
+
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+
+#include "delivery/destination_state.h"
+#include "delivery/queue.h"
+#include "delivery/smtp_client.h"
+
+using namespace relayguard;
+using namespace std::chrono_literals;
+
+namespace {
+
+struct TempDir {
+    std::string path = std::filesystem::temp_directory_path() / ("rg-queue-" + std::to_string(getpid()) + "-" +
+                                                                 std::to_string(std::rand()));
+    TempDir() { std::filesystem::create_directories(path); }
+    ~TempDir() { std::filesystem::remove_all(path); }
+};
+
+TimePoint t0() { return TimePoint(Duration(1'700'000'000'000)); }
+
+}  // namespace
+
+TEST_CASE("a queue file reads back what was written, and a torn one is refused", "[queue]") {
+    TempDir d;
+    auto q = Queue::open(d.path);
+    REQUIRE(q);
+    auto id = (*q)->enqueue("a@example.org", {"x@example.net", "y@example.net"}, "Subject: t\r\n\r\nbody\r\n", t0());
+    REQUIRE(id);
+    std::string path = d.path + "/active/" + *id;
+    auto m = read_queue_file(path, true);
+    REQUIRE(m);
+    REQUIRE(m->sender == "a@example.org");
+    REQUIRE(m->recipients.size() == 2);
+    REQUIRE(m->recipients[1].address == "y@example.net");
+    REQUIRE(m->content == "Subject: t\r\n\r\nbody\r\n");
+    REQUIRE(m->arrival == t0());
+
+    // Cut anywhere, the file is never taken for a whole message.
+    std::string whole;
+    {
+        std::ifstream in(path, std::ios::binary);
+        whole.assign(std::istreambuf_iterator<char>(in), {});
+    }
+    for (std::size_t cut = 0; cut < whole.size(); cut += 7) {
+        std::ofstream(path, std::ios::binary | std::ios::trunc) << whole.substr(0, cut);
+        REQUIRE_FALSE(read_queue_file(path, false));
+    }
+}
+
+TEST_CASE("a recipient's state is rewritten in place, keeping the next-attempt time", "[queue]") {
+    TempDir d;
+    auto q = Queue::open(d.path);
+    auto id = (*q)->enqueue("", {"x@example.net", "y@example.net"}, "x\r\n", t0());
+    std::string path = d.path + "/active/" + *id;
+    struct stat before {};
+    ::stat(path.c_str(), &before);
+    auto m = read_queue_file(path, false);
+    REQUIRE(mark_recipient(path, m->recipients[0], RecipientState::delivered));
+    auto again = read_queue_file(path, true);
+    REQUIRE(again);
+    REQUIRE(again->recipients[0].state == RecipientState::delivered);
+    REQUIRE(again->recipients[1].state == RecipientState::pending);
+    REQUIRE(again->sender.empty());
+    struct stat after {};
+    ::stat(path.c_str(), &after);
+    REQUIRE(after.st_mtim.tv_sec == before.st_mtim.tv_sec);
+    REQUIRE(before.st_mtim.tv_sec == 1'700'000'000);  // due at arrival
+}
+
+TEST_CASE("the recovery pass drops unacknowledged, moves unreadable, removes finished", "[queue]") {
+    TempDir d;
+    std::string keep, done;
+    {
+        auto q = Queue::open(d.path);
+        keep = *(*q)->enqueue("a@x", {"b@y"}, "k\r\n", t0());
+        done = *(*q)->enqueue("a@x", {"b@y"}, "d\r\n", t0());
+        auto m = read_queue_file(d.path + "/active/" + done, false);
+        mark_recipient(d.path + "/active/" + done, m->recipients[0], RecipientState::delivered);
+    }
+    std::ofstream(d.path + "/tmp/half") << "RGQ1\nid half\n";
+    std::ofstream(d.path + "/active/torn") << "RGQ1\nid torn\narrival 1\nfrom \nrcpt P a@b\nsize 10\n\nabc";
+    auto q = Queue::open(d.path);
+    REQUIRE(q);
+    REQUIRE((*q)->size() == 1);
+    REQUIRE(std::filesystem::exists(d.path + "/active/" + keep));
+    REQUIRE_FALSE(std::filesystem::exists(d.path + "/active/" + done));
+    REQUIRE_FALSE(std::filesystem::exists(d.path + "/tmp/half"));
+    REQUIRE(std::filesystem::exists(d.path + "/corrupt/torn"));
+}
+
+TEST_CASE("SMTP replies: single, multi-line, partial and malformed", "[smtp]") {
+    std::string buf = "250-mx.example\r\n250-PIPELINING\r\n250 STARTTLS\r\n220 next";
+    auto r = parse_smtp_response(buf);
+    REQUIRE(r);
+    REQUIRE(*r);
+    REQUIRE((*r)->code == 250);
+    REQUIRE((*r)->lines.size() == 3);
+    REQUIRE((*r)->lines[2] == "STARTTLS");
+    REQUIRE(buf == "220 next");
+    auto partial = parse_smtp_response(buf);
+    REQUIRE(partial);
+    REQUIRE_FALSE(*partial);
+    std::string bad = "hello\r\n";
+    REQUIRE_FALSE(parse_smtp_response(bad));
+    std::string mixed = "250-a\r\n550 b\r\n";
+    REQUIRE_FALSE(parse_smtp_response(mixed));
+    std::string bare = "421\r\n";
+    REQUIRE((*parse_smtp_response(bare))->code == 421);
+}
+
+TEST_CASE("dot-stuffing doubles leading dots and ends the data", "[smtp]") {
+    REQUIRE(dot_stuff("a\r\n.b\r\n") == "a\r\n..b\r\n.\r\n");
+    REQUIRE(dot_stuff(".\r\n") == "..\r\n.\r\n");
+    REQUIRE(dot_stuff("no newline") == "no newline\r\n.\r\n");
+    REQUIRE(dot_stuff("bare\n.lf\n") == "bare\r\n..lf\r\n.\r\n");
+}
+
+TEST_CASE("retries wait as long as the message has waited, within bounds", "[queue]") {
+    REQUIRE(retry_delay(10s, 300s, 4000s) == 300s);
+    REQUIRE(retry_delay(1000s, 300s, 4000s) == 1000s);
+    REQUIRE(retry_delay(100000s, 300s, 4000s) == 4000s);
+}
+
+TEST_CASE("a resting destination stays resting across a restart, and backs off", "[queue]") {
+    TempDir d;
+    std::string file = d.path + "/destinations";
+    TimePoint first;
+    {
+        DestinationState s(file);
+        first = s.failed("smarthost", t0(), 60s, 3600s);
+        REQUIRE(first == t0() + 60s);
+        REQUIRE(s.failed("smarthost", t0(), 60s, 3600s) == t0() + 120s);
+    }
+    DestinationState restarted(file);
+    REQUIRE(restarted.resting_until("smarthost", t0() + 100s) == t0() + 120s);
+    REQUIRE_FALSE(restarted.resting_until("smarthost", t0() + 121s));
+    REQUIRE_FALSE(restarted.resting_until("mx:other.example", t0()));
+    restarted.succeeded("smarthost");
+    DestinationState after_success(file);
+    REQUIRE_FALSE(after_success.resting_until("smarthost", t0()));
+}
