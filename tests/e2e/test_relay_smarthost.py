@@ -1,0 +1,122 @@
+#!/usr/bin/python3
+"""The relay client with real peers: Postfix hands it mail (relayhost), it
+forwards to smtp-sink; a smart host that requires STARTTLS and AUTH (a
+private Postfix with Dovecot SASL) where one recipient of three is unknown;
+failover past a dead smart host; a sink that answers 4xx and then recovers;
+one that is down and then comes up; relayguard-sendmail -t."""
+
+import os
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from rgtest import DovecotInstance, PostfixInstance, free_port, send_message  # noqa: E402
+from rgtest.check import check, finish  # noqa: E402
+from rgtest.relayd import Relayd  # noqa: E402
+from rgtest.sink import SmtpSink  # noqa: E402
+from rgtest.smarthost import mailbox, smarthost_postfix, wait_delivered  # noqa: E402
+from rgtest.tls import make_test_cert  # noqa: E402
+
+FAST = 'retry_interval = "1s"\nmax_retry_interval = "2s"\nconnect_timeout = "2s"\ncommand_timeout = "10s"\n'
+
+
+def smarthosts(*addresses):
+    return 'route = "smarthost"\nsmarthosts = [' + ", ".join(f'"{a}"' for a in addresses) + ']\n'
+
+
+def wait(predicate, timeout=15.0):
+    deadline = time.monotonic() + timeout
+    while not predicate() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return predicate()
+
+
+# --- Postfix -> relay client -> smtp-sink, and relayguard-sendmail ---
+with SmtpSink() as sink:
+    dead = f"127.0.0.1:{free_port()}"
+    with Relayd(smarthosts(dead, sink.address) + FAST) as relayd, \
+            PostfixInstance(port=free_port(), mynetworks="127.0.0.0/8", relay_restrictions="permit_mynetworks, reject",
+                            extra_main_cf={"relayhost": f"[127.0.0.1]:{relayd.port}", "default_transport": "smtp",
+                                           "relay_transport": "smtp", "smtp_tls_security_level": "none"}) as pf:
+        r = send_message("127.0.0.1", pf.port, source="127.0.0.2", sender="app@example.test",
+                         rcpts=["ops@remote.example"], headers={"Subject": "via postfix"})
+        check("Postfix accepts a message for a remote domain", r.delivered, r.summary())
+        check("Postfix hands it to the relay client, which forwards it to the sink past a dead smart host",
+              sink.wait_count(1, 20) == 1, relayd.log()[-2000:])
+        m = sink.messages()[0] if sink.count() else {}
+        check("the sink got the envelope Postfix was given",
+              m.get("sender") == "app@example.test" and m.get("recipients") == ["ops@remote.example"], m)
+        check("the relay client added its Received header",
+              b"by relayguard-relayd with ESMTP" in m.get("data", b""), m.get("data", b"")[:400])
+        check("the delivery is logged with the queue id and status=sent",
+              relayd.wait_for(r"\w+-\w+: to=<ops@remote\.example> relay=\S+\[127\.0\.0\.1\]:\d+ status=sent"))
+        check("the queue is empty afterwards", wait(lambda: not relayd.queued()),
+              relayd.queued())
+
+        p = relayd.sendmail(["-t", "-i"], "From: cron@example.test\nTo: admin@remote.example\n"
+                                          "Bcc: hidden@remote.example\nSubject: report\n\nAll fine.\n.\nstill body\n")
+        check("relayguard-sendmail -t queues and exits 0", p.returncode == 0, p.stderr)
+        check("and the message arrives", sink.wait_count(2, 15) == 2, relayd.log()[-1500:])
+        m = sink.messages()[-1] if sink.count() >= 2 else {}
+        check("-t took To and Bcc as recipients, and the Bcc header was removed",
+              sorted(m.get("recipients", [])) == ["admin@remote.example", "hidden@remote.example"] and
+              b"Bcc" not in m.get("data", b"") and b"still body" in m.get("data", b""), m)
+
+    # --- 4xx, then recovery; down, then up ---
+    with Relayd(smarthosts(sink.address) + FAST) as relayd:
+        sink.restart(soft_reject=("RCPT",))
+        r = send_message("127.0.0.1", relayd.port, sender="a@example.test", rcpts=["b@remote.example"])
+        check("the relay client acknowledges a message only once it is queued", r.delivered, r.summary())
+        check("a 4xx at RCPT defers it", relayd.wait_for(r"to=<b@remote\.example> .*status=deferred \(450"),
+              relayd.log()[-1500:])
+        check("it stays in the queue", len(relayd.queued()) == 1, relayd.queued())
+        before = sink.count()
+        sink.restart(soft_reject=())
+        relayd.queue("flush")
+        check("when the sink accepts again, the message goes out", sink.wait_count(before + 1, 20) == before + 1,
+              relayd.log()[-1500:])
+        check("and leaves the queue", wait(lambda: not relayd.queued()), relayd.queued())
+
+        sink.stop()
+        r = send_message("127.0.0.1", relayd.port, sender="a@example.test", rcpts=["c@remote.example"])
+        check("with the sink down, a message is still accepted", r.delivered, r.summary())
+        check("and deferred as the destination cannot be reached",
+              relayd.wait_for(r"to=<c@remote\.example> relay=none status=deferred"), relayd.log()[-1500:])
+        listed = relayd.queue("list")
+        check("relayguard-relayd queue list shows it", "1 message(s)" in listed.stdout, listed.stdout + listed.stderr)
+        sink.start()
+        check("the sink comes up and the retry delivers it", sink.wait_count(before + 2, 30) == before + 2,
+              relayd.log()[-1500:])
+        check("the queue is empty again", wait(lambda: not relayd.queued()), relayd.queued())
+
+# --- a smart host that requires STARTTLS and AUTH; one recipient of three unknown ---
+certs = tempfile.mkdtemp(prefix="rgtest-certs-")
+cert, key = make_test_cert(certs)
+with DovecotInstance(pop3_port=free_port(), auth_port=free_port()) as dov, \
+        smarthost_postfix(dov, cert, key, free_port()) as sh:
+    settings = (smarthosts(f"127.0.0.1:{sh.port}") + FAST +
+                'auth = "smtp-auth"\nusername = "u1"\npassword = "secret1"\n'
+                f'starttls = "required"\ntls_ca_file = "{cert}"\n')
+    with Relayd(settings) as relayd:
+        r = send_message("127.0.0.1", relayd.port, sender="a@example.test",
+                         rcpts=["user1@example.test", "user2@example.test", "nobody@example.test"])
+        check("the relay client takes a message for three recipients", r.delivered, r.summary())
+        check("the smart host delivers it to the two it knows", wait_delivered(sh, 1, 20) >= 1, relayd.log()[-2000:])
+        check("over TLS with AUTH (Received: with ESMTPSA)",
+              any(b"with ESMTPSA" in msg for msg in mailbox(sh, "user1@example.test")))
+        check("the unknown recipient fails permanently with the smart host's own 550, alone",
+              relayd.wait_for(r"to=<nobody@example\.test> .*status=bounced \(550") and
+              relayd.wait_for(r"to=<user2@example\.test> .*status=sent"), relayd.log()[-2000:])
+        check("the message leaves the queue", wait(lambda: not relayd.queued()), relayd.queued())
+        check("the password is in no log line", "secret1" not in relayd.log())
+
+    bad = settings.replace('password = "secret1"', 'password = "wrong"')
+    with Relayd(bad) as relayd:
+        send_message("127.0.0.1", relayd.port, sender="a@example.test", rcpts=["user1@example.test"])
+        check("a smart host refusing our AUTH (535) defers, never bounces",
+              relayd.wait_for(r"to=<user1@example\.test> relay=none status=deferred \(.*AUTH: 535"), relayd.log()[-1500:])
+        check("the message stays queued", len(relayd.queued()) == 1, relayd.queued())
+        check("the wrong password is in no log line either", '"wrong"' not in relayd.log() and " wrong" not in relayd.log())
+finish()
