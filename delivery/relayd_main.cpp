@@ -123,10 +123,13 @@ public:
         dispatcher_.join();
         for (auto& w : workers_) w.join();
     }
-    void poke() {
+    // A message just queued: due now, so it goes to the threads at once
+    // instead of waiting for the next scan of the directory.
+    void submit(const std::string& id) {
         {
             std::lock_guard lock(mutex_);
-            poked_ = true;
+            if (!in_flight_.insert(id).second) return;
+            work_.push_back(id);
         }
         wake_.notify_all();
     }
@@ -147,8 +150,7 @@ private:
                 }
             }
             if (!work_.empty()) wake_.notify_all();
-            wake_.wait_for(lock, std::chrono::seconds(1), [this] { return stopping_ || poked_; });
-            poked_ = false;
+            wake_.wait_for(lock, std::chrono::seconds(1), [this] { return stopping_; });
         }
     }
     void work() {
@@ -171,7 +173,6 @@ private:
     std::mutex mutex_;
     std::condition_variable wake_;
     bool stopping_ = false;
-    bool poked_ = false;
     std::deque<std::string> work_;
     std::set<std::string> in_flight_;
     std::vector<std::thread> workers_;
@@ -255,7 +256,7 @@ int main(int argc, char** argv) {
         config.delivery.max_message_size,
         [&](const std::string& sender, const std::vector<std::string>& rcpts, const std::string& content) {
             auto id = (*queue)->enqueue(sender, rcpts, content, clock.now());
-            if (id) scheduler.poke();
+            if (id) scheduler.submit(*id);
             return id;
         },
         [&] { return (*queue)->size() >= current()->max_queue_messages; });
