@@ -28,6 +28,11 @@ public:
     // Every message, with its next attempt time, oldest id first.
     std::vector<QueueEntry> scan();
     std::size_t size() const { return size_; }
+    // A message left active/ (delivered, failed, deleted, moved aside).
+    void left() {
+        for (auto n = size_.load(); n > 0 && !size_.compare_exchange_weak(n, n - 1);) {
+        }
+    }
     const std::string& dir() const { return dir_; }
 
 private:

@@ -162,7 +162,7 @@ private:
             std::string id = work_.front();
             work_.pop_front();
             lock.unlock();
-            deliverer_.attempt(queue_.dir(), id, clock.now());
+            if (!deliverer_.attempt(queue_.dir(), id, clock.now())) queue_.left();
             lock.lock();
             in_flight_.erase(id);
         }

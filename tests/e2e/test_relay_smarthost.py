@@ -12,7 +12,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from rgtest import DovecotInstance, PostfixInstance, free_port, send_message  # noqa: E402
+from rgtest import DovecotInstance, PostfixInstance, SmtpSession, free_port, send_message  # noqa: E402
 from rgtest.check import check, finish  # noqa: E402
 from rgtest.relayd import Relayd  # noqa: E402
 from rgtest.sink import SmtpSink  # noqa: E402
@@ -90,6 +90,47 @@ with SmtpSink() as sink:
         check("the sink comes up and the retry delivers it", sink.wait_count(before + 2, 30) == before + 2,
               relayd.log()[-1500:])
         check("the queue is empty again", wait(lambda: not relayd.queued()), relayd.queued())
+
+# --- limits, LMTP, a smart host whose name does not resolve, reload ---
+with SmtpSink() as sink:
+    limits = 'max_message_size = "2KB"\nmax_queue_messages = 1\n'
+    with Relayd(smarthosts("smarthost.invalid:25") + FAST + limits,
+                extra_config='[dns]\nservers = ["127.0.0.1:1"]\ntimeout = "200ms"\ntries = 1\n') as relayd:
+        s = SmtpSession("127.0.0.1", relayd.port)
+        s.ehlo("client.test")
+        big = s.mail("a@example.test", size=10_000)
+        check("a declared SIZE over max_message_size gets 552 5.3.4", big.code == 552 and big.enhanced == "5.3.4", big)
+        s.close()
+        r = send_message("127.0.0.1", relayd.port, sender="a@example.test", rcpts=["x@remote.example"])
+        check("a message is queued", r.delivered, r.summary())
+        check("our smart host's name not resolving defers, never bounces",
+              relayd.wait_for(r"to=<x@remote\.example> relay=none status=deferred \(smarthost\.invalid: lookup failed"),
+              relayd.log()[-1500:])
+        r = send_message("127.0.0.1", relayd.port, sender="a@example.test", rcpts=["y@remote.example"])
+        check("with max_queue_messages reached, MAIL gets 452 4.3.1 and the client keeps its mail",
+              r.mail is not None and r.mail.code == 452 and r.mail.enhanced == "4.3.1", r.summary())
+
+        # SIGHUP: the new routing applies to the message already queued.
+        relayd.write_config(smarthosts(sink.address) + FAST + limits)
+        relayd.reload()
+        check("SIGHUP reloads the config", relayd.wait_for(r"reloaded .*apply to queued mail"), relayd.log()[-800:])
+        relayd.queue("flush")
+        check("and the queued message goes to the new smart host", sink.wait_count(1, 20) == 1, relayd.log()[-1500:])
+
+        # LMTP: one reply per recipient after the data.
+        s = SmtpSession("127.0.0.1", relayd.port)
+        s.raw("LHLO client.test")
+        s.mail("a@example.test")
+        s.rcpt("one@remote.example")
+        s.rcpt("two@remote.example")
+        first = s.data("Subject: lmtp\r\n\r\nhello\r\n")
+        second = s.read_reply("DATA (second recipient)")
+        check("LMTP answers each recipient after the data", first.code == 250 and second.code == 250,
+              (str(first), str(second)))
+        s.quit()
+        check("and the message arrives for both", sink.wait_count(2, 20) == 2 and
+              sorted(sink.messages()[-1]["recipients"]) == ["one@remote.example", "two@remote.example"],
+              relayd.log()[-1500:])
 
 # --- a smart host that requires STARTTLS and AUTH; one recipient of three unknown ---
 certs = tempfile.mkdtemp(prefix="rgtest-certs-")
