@@ -6,6 +6,7 @@ failover past a dead smart host; a sink that answers 4xx and then recovers;
 one that is down and then comes up; relayguard-sendmail -t."""
 
 import os
+import socket
 import sys
 import tempfile
 import time
@@ -132,6 +133,19 @@ with SmtpSink() as sink:
               sorted(sink.messages()[-1]["recipients"]) == ["one@remote.example", "two@remote.example"],
               relayd.log()[-1500:])
 
+# --- a smart host that takes the connection and never answers: the watchdog ---
+hung = socket.socket()
+hung.bind(("127.0.0.1", 0))
+hung.listen(16)  # never accepted: connects succeed, no greeting ever comes
+with Relayd(smarthosts(f"127.0.0.1:{hung.getsockname()[1]}") + FAST.replace('command_timeout = "10s"',
+                                                                          'command_timeout = "1s"')) as relayd:
+    started = time.monotonic()
+    send_message("127.0.0.1", relayd.port, sender="a@example.test", rcpts=["z@remote.example"])
+    deferred = relayd.wait_for(r"to=<z@remote\.example> relay=none status=deferred \(.*no reply in time", timeout=10)
+    check("a hung smart host is given up after command_timeout and the message deferred",
+          deferred and time.monotonic() - started < 5, relayd.log()[-1500:])
+hung.close()
+
 # --- a smart host that requires STARTTLS and AUTH; one recipient of three unknown ---
 certs = tempfile.mkdtemp(prefix="rgtest-certs-")
 cert, key = make_test_cert(certs)
@@ -152,6 +166,15 @@ with DovecotInstance(pop3_port=free_port(), auth_port=free_port()) as dov, \
               relayd.wait_for(r"to=<user2@example\.test> .*status=sent"), relayd.log()[-2000:])
         check("the message leaves the queue", wait(lambda: not relayd.queued()), relayd.queued())
         check("the password is in no log line", "secret1" not in relayd.log())
+
+    opportunistic = (smarthosts(f"127.0.0.1:{sh.port}") + FAST +
+                     'auth = "smtp-auth"\nusername = "u1"\npassword = "secret1"\nstarttls = "opportunistic"\n')
+    with Relayd(opportunistic) as relayd:
+        before = len(mailbox(sh, "user2@example.test"))
+        send_message("127.0.0.1", relayd.port, sender="a@example.test", rcpts=["user2@example.test"])
+        check("opportunistic TLS: a certificate it cannot verify still encrypts, and the mail goes out",
+              relayd.wait_for(r"to=<user2@example\.test> .*status=sent") and
+              wait(lambda: len(mailbox(sh, "user2@example.test")) > before), relayd.log()[-1500:])
 
     bad = settings.replace('password = "secret1"', 'password = "wrong"')
     with Relayd(bad) as relayd:
