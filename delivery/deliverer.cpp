@@ -114,104 +114,147 @@ Route Deliverer::route_mx(const DeliverySettings& s, const std::string& domain) 
     return route;
 }
 
+namespace {
+
+// A session kept open after a delivery, for the next message this thread
+// sends to the same host: TCP, TLS and AUTH handshakes per message are most
+// of what relaying costs. One per delivery thread, closed after 10 s idle.
+struct CachedSession {
+    std::string key;
+    std::optional<SmtpConnection> conn;
+    std::chrono::steady_clock::time_point idle_since;
+};
+thread_local CachedSession cached;
+constexpr auto max_idle = std::chrono::seconds(10);
+
+}  // namespace
+
+Result<SmtpConnection> Deliverer::open_session(const DeliverySettings& s, const Hop& hop, Deadline attempt_deadline) {
+    using R = Result<SmtpConnection>;
+    std::string relay = hop.name + "[" + hop.address + "]:" + std::to_string(hop.port);
+    std::string helo = s.helo_name.empty() ? hostname() : s.helo_name;
+    bool smarthost = s.route == DeliveryRoute::smarthost;
+    auto step = [&] { return earliest(std::chrono::steady_clock::now() + s.command_timeout, attempt_deadline); };
+    TlsOptions tls{s.tls_verify && s.starttls == StartTlsPolicy::required, s.tls_ca_file, hop.name};
+    if (hop.implicit_tls) tls.verify = s.tls_verify;
+    std::string problem;
+    // Opportunistic TLS that fails is tried once more in plaintext.
+    for (int plaintext_retry = 0; plaintext_retry < 2; ++plaintext_retry) {
+        auto conn = SmtpConnection::open(hop.address, hop.port,
+                                         earliest(std::chrono::steady_clock::now() + s.connect_timeout, attempt_deadline),
+                                         hop.implicit_tls, tls);
+        if (!conn) return R::failure(relay + ": " + conn.error());
+        auto greet = conn->greeting(step());
+        if (!greet || greet->code != 220) return R::failure(relay + ": " + (greet ? "greeting " + greet->text() : greet.error()));
+        auto hello = conn->hello(helo, step());
+        if (!hello || hello->code != 250) return R::failure(relay + ": " + (hello ? "EHLO " + hello->text() : hello.error()));
+        bool want_tls = !conn->encrypted() && s.starttls != StartTlsPolicy::off && plaintext_retry == 0;
+        if (want_tls && conn->offers("STARTTLS")) {
+            auto started = conn->start_tls(tls, step());
+            if (!started || started->code != 220) {
+                problem = relay + ": STARTTLS: " + (started ? started->text() : started.error());
+                if (s.starttls == StartTlsPolicy::opportunistic) continue;  // again, in plaintext
+                return R::failure(problem);
+            }
+            hello = conn->hello(helo, step());
+            if (!hello || hello->code != 250) {
+                return R::failure(relay + ": " + (hello ? "EHLO after STARTTLS " + hello->text() : hello.error()));
+            }
+        } else if (s.starttls == StartTlsPolicy::required && !conn->encrypted()) {
+            return R::failure(relay + ": STARTTLS required by delivery.starttls but not offered");
+        }
+        if (smarthost && s.auth == SmarthostAuth::smtp_auth) {
+            auto auth = conn->authenticate(s.username, s.password, step());
+            // 535 or 454 from our own smart host: its problem or our
+            // settings', never a reason to bounce the mail.
+            if (!auth || auth->code != 235) return R::failure(relay + ": AUTH: " + (auth ? auth->text() : auth.error()));
+        }
+        return std::move(*conn);
+    }
+    return R::failure(problem);
+}
+
+Deliverer::Transaction Deliverer::transaction(const DeliverySettings& s, SmtpConnection& conn, const QueuedMessage& m,
+                                              const std::vector<std::size_t>& rcpts, std::vector<Outcome>& out,
+                                              const std::string& relay, Deadline attempt_deadline, std::string& problem) {
+    auto step = [&] { return earliest(std::chrono::steady_clock::now() + s.command_timeout, attempt_deadline); };
+    std::vector<std::string> commands{"MAIL FROM:<" + m.sender + ">"};
+    for (auto i : rcpts) commands.push_back("RCPT TO:<" + m.recipients[i].address + ">");
+    // PIPELINING (RFC 2920): MAIL and every RCPT in one write.
+    auto replies = conn.offers("PIPELINING") ? conn.pipeline(commands, step()) : conn.sequence(commands, step());
+    if (!replies) {
+        problem = relay + ": " + replies.error();
+        return Transaction::broken_before_mail;
+    }
+    const SmtpResponse& mail = (*replies)[0];
+    if (!mail.positive()) {
+        for (auto i : rcpts) out[i] = Outcome{mail.permanent() ? RecipientState::failed : RecipientState::pending,
+                                              "MAIL FROM: " + mail.text(), relay};
+        auto reset = conn.command("RSET", step());
+        return reset && reset->code == 250 ? Transaction::done_reusable : Transaction::done;
+    }
+    std::vector<std::size_t> accepted;
+    for (std::size_t k = 0; k < rcpts.size(); ++k) {
+        const SmtpResponse& r = (*replies)[k + 1];
+        auto i = rcpts[k];
+        if (r.positive()) {
+            accepted.push_back(i);
+        } else {
+            out[i] = Outcome{r.permanent() ? RecipientState::failed : RecipientState::pending, r.text(), relay};
+        }
+    }
+    if (accepted.empty()) {
+        auto reset = conn.command("RSET", step());
+        return reset && reset->code == 250 ? Transaction::done_reusable : Transaction::done;
+    }
+    auto data = conn.data(m.content, earliest(std::chrono::steady_clock::now() + s.command_timeout * 2, attempt_deadline));
+    for (auto i : accepted) {
+        if (!data) {
+            out[i] = Outcome{RecipientState::pending, data.error(), relay};
+        } else {
+            out[i] = Outcome{data->positive()    ? RecipientState::delivered
+                             : data->permanent() ? RecipientState::failed
+                                                 : RecipientState::pending,
+                             data->text(), relay};
+        }
+    }
+    return data ? Transaction::done_reusable : Transaction::done;
+}
+
 bool Deliverer::send_to(const DeliverySettings& s, const Route& route, const QueuedMessage& m,
                         const std::vector<std::size_t>& rcpts, std::vector<Outcome>& out, Deadline attempt_deadline) {
     std::string last_problem = route.problem.empty() ? "no host to try" : route.problem;
-    std::string helo = s.helo_name.empty() ? hostname() : s.helo_name;
-    bool smarthost = s.route == DeliveryRoute::smarthost;
     for (const auto& hop : route.hops) {
         std::string relay = hop.name + "[" + hop.address + "]:" + std::to_string(hop.port);
+        std::string key = relay + "/" + s.username + "/" + std::to_string(static_cast<int>(s.starttls));
+        std::optional<SmtpConnection> conn;
+        bool reused = false;
         auto now = std::chrono::steady_clock::now();
-        auto step = [&] { return earliest(std::chrono::steady_clock::now() + s.command_timeout, attempt_deadline); };
-        TlsOptions tls{s.tls_verify && s.starttls == StartTlsPolicy::required, s.tls_ca_file, hop.name};
-        if (hop.implicit_tls) tls.verify = s.tls_verify;
-        // Opportunistic TLS that fails is tried once more in plaintext.
-        for (int plaintext_retry = 0; plaintext_retry < 2; ++plaintext_retry) {
-            auto conn = SmtpConnection::open(hop.address, hop.port, earliest(now + s.connect_timeout, attempt_deadline),
-                                             hop.implicit_tls, tls);
+        if (cached.conn && cached.key == key && now - cached.idle_since < max_idle) {
+            conn = std::move(cached.conn);
+            reused = true;
+        }
+        cached.conn.reset();
+        for (int round = 0; round < 2; ++round) {
             if (!conn) {
-                last_problem = relay + ": " + conn.error();
-                break;
-            }
-            auto fail_session = [&](const std::string& why) { last_problem = relay + ": " + why; };
-            auto greet = conn->greeting(step());
-            if (!greet || greet->code != 220) {
-                fail_session(greet ? "greeting " + greet->text() : greet.error());
-                break;
-            }
-            auto hello = conn->hello(helo, step());
-            if (!hello || hello->code != 250) {
-                fail_session(hello ? "EHLO " + hello->text() : hello.error());
-                break;
-            }
-            bool want_tls = !conn->encrypted() && s.starttls != StartTlsPolicy::off && plaintext_retry == 0;
-            if (want_tls && conn->offers("STARTTLS")) {
-                auto started = conn->start_tls(tls, step());
-                if (!started || started->code != 220) {
-                    fail_session("STARTTLS: " + (started ? started->text() : started.error()));
-                    if (s.starttls == StartTlsPolicy::opportunistic) continue;  // again, in plaintext
+                auto opened = open_session(s, hop, attempt_deadline);
+                if (!opened) {
+                    last_problem = opened.error();
                     break;
                 }
-                hello = conn->hello(helo, step());
-                if (!hello || hello->code != 250) {
-                    fail_session(hello ? "EHLO after STARTTLS " + hello->text() : hello.error());
-                    break;
-                }
-            } else if (s.starttls == StartTlsPolicy::required && !conn->encrypted()) {
-                fail_session("STARTTLS required by delivery.starttls but not offered");
+                conn.emplace(std::move(*opened));
+                reused = false;
+            }
+            std::string problem;
+            auto result = transaction(s, *conn, m, rcpts, out, relay, attempt_deadline, problem);
+            if (result == Transaction::broken_before_mail) {
+                conn.reset();
+                // A kept session the server has closed meanwhile: open a new one.
+                if (reused) continue;
+                last_problem = problem;
                 break;
             }
-            if (smarthost && s.auth == SmarthostAuth::smtp_auth) {
-                auto auth = conn->authenticate(s.username, s.password, step());
-                if (!auth || auth->code != 235) {
-                    // 535 or 454 from our own smart host: its problem or our
-                    // settings', never a reason to bounce the mail.
-                    fail_session("AUTH: " + (auth ? auth->text() : auth.error()));
-                    break;
-                }
-            }
-            auto mail = conn->command("MAIL FROM:<" + m.sender + ">", step());
-            if (!mail) {
-                fail_session(mail.error());
-                break;
-            }
-            if (!mail->positive()) {
-                for (auto i : rcpts) out[i] = Outcome{mail->permanent() ? RecipientState::failed : RecipientState::pending,
-                                                      "MAIL FROM: " + mail->text(), relay};
-                conn->command("QUIT", step());
-                return true;
-            }
-            std::vector<std::size_t> accepted;
-            for (auto i : rcpts) {
-                auto r = conn->command("RCPT TO:<" + m.recipients[i].address + ">", step());
-                if (!r) {
-                    fail_session(r.error());
-                    accepted.clear();
-                    break;
-                }
-                if (r->positive()) {
-                    accepted.push_back(i);
-                } else {
-                    out[i] = Outcome{r->permanent() ? RecipientState::failed : RecipientState::pending, r->text(), relay};
-                }
-            }
-            if (accepted.empty()) {
-                conn->command("QUIT", step());
-                return true;
-            }
-            auto data = conn->data(m.content, earliest(std::chrono::steady_clock::now() + s.command_timeout * 2,
-                                                       attempt_deadline));
-            for (auto i : accepted) {
-                if (!data) {
-                    out[i] = Outcome{RecipientState::pending, data.error(), relay};
-                } else {
-                    out[i] = Outcome{data->positive() ? RecipientState::delivered
-                                     : data->permanent() ? RecipientState::failed
-                                                         : RecipientState::pending,
-                                     data->text(), relay};
-                }
-            }
-            if (data) conn->command("QUIT", step());
+            if (result == Transaction::done_reusable) cached = CachedSession{key, std::move(conn), std::chrono::steady_clock::now()};
             return true;
         }
     }

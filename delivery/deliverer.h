@@ -52,7 +52,15 @@ private:
         std::string reply;  // the remote server's words, or ours
         std::string relay;  // host[address]:port
     };
-    // One SMTP session for these recipients; fills `out` per recipient.
+    enum class Transaction { done, done_reusable, broken_before_mail };
+    // A connection to `hop` ready for MAIL: greeting, EHLO, STARTTLS, AUTH.
+    Result<SmtpConnection> open_session(const DeliverySettings& s, const Hop& hop, Deadline attempt_deadline);
+    // MAIL, RCPT (pipelined where offered), DATA; fills `out` per recipient.
+    Transaction transaction(const DeliverySettings& s, SmtpConnection& conn, const QueuedMessage& m,
+                            const std::vector<std::size_t>& rcpts, std::vector<Outcome>& out, const std::string& relay,
+                            Deadline attempt_deadline, std::string& problem);
+    // Delivers these recipients through the first hop that takes them,
+    // reusing this thread's open session to the same host when there is one.
     // Answers false when no hop could be reached (the destination is down).
     bool send_to(const DeliverySettings& s, const Route& route, const QueuedMessage& m,
                  const std::vector<std::size_t>& rcpts, std::vector<Outcome>& out, Deadline attempt_deadline);

@@ -5,6 +5,7 @@
 #include <netinet/in.h>
 #include <openssl/err.h>
 #include <openssl/evp.h>
+#include <openssl/hmac.h>
 #include <openssl/x509v3.h>
 #include <poll.h>
 #include <sys/socket.h>
@@ -85,6 +86,20 @@ std::string dot_stuff(std::string_view content) {
     }
     if (!out.empty() && !line_start) out += "\r\n";
     out += ".\r\n";
+    return out;
+}
+
+std::string cram_md5_answer(const std::string& user, const std::string& password, const std::string& challenge) {
+    unsigned char digest[EVP_MAX_MD_SIZE];
+    unsigned int len = 0;
+    HMAC(EVP_md5(), password.data(), static_cast<int>(password.size()),
+         reinterpret_cast<const unsigned char*>(challenge.data()), challenge.size(), digest, &len);
+    static const char hex[] = "0123456789abcdef";
+    std::string out = user + " ";
+    for (unsigned int i = 0; i < len; ++i) {
+        out += hex[digest[i] >> 4];
+        out += hex[digest[i] & 0xf];
+    }
     return out;
 }
 
@@ -210,6 +225,32 @@ Result<SmtpResponse> SmtpConnection::command(const std::string& line, Deadline d
     return read(deadline);
 }
 
+Result<std::vector<SmtpResponse>> SmtpConnection::pipeline(const std::vector<std::string>& lines, Deadline deadline) {
+    using R = Result<std::vector<SmtpResponse>>;
+    std::string all;
+    for (const auto& l : lines) all += l + "\r\n";
+    if (!send(all, deadline)) return R::failure("could not send the envelope");
+    std::vector<SmtpResponse> out;
+    for (std::size_t i = 0; i < lines.size(); ++i) {
+        auto r = read(deadline);
+        if (!r) return R::failure(r.error());
+        out.push_back(std::move(*r));
+    }
+    return out;
+}
+
+Result<std::vector<SmtpResponse>> SmtpConnection::sequence(const std::vector<std::string>& lines, Deadline deadline) {
+    using R = Result<std::vector<SmtpResponse>>;
+    std::vector<SmtpResponse> out;
+    for (const auto& l : lines) {
+        auto r = command(l, deadline);
+        if (!r) return R::failure(r.error());
+        out.push_back(std::move(*r));
+        if (out.size() == 1 && !out[0].positive()) break;
+    }
+    return out;
+}
+
 Result<SmtpResponse> SmtpConnection::hello(const std::string& name, Deadline deadline) {
     capabilities_.clear();
     auth_.clear();
@@ -250,6 +291,18 @@ Result<SmtpResponse> SmtpConnection::start_tls(const TlsOptions& tls, Deadline d
 Result<SmtpResponse> SmtpConnection::authenticate(const std::string& user, const std::string& password,
                                                   Deadline deadline) {
     using R = Result<SmtpResponse>;
+    if (auth_.count("CRAM-MD5") && !encrypted()) {
+        auto r = command("AUTH CRAM-MD5", deadline);
+        if (!r || r->code != 334 || r->lines.empty()) return r;
+        std::string challenge(r->lines[0].size(), '\0');
+        int n = EVP_DecodeBlock(reinterpret_cast<unsigned char*>(challenge.data()),
+                                reinterpret_cast<const unsigned char*>(r->lines[0].data()),
+                                static_cast<int>(r->lines[0].size()));
+        if (n < 0) return R::failure("AUTH CRAM-MD5: malformed challenge");
+        challenge.resize(static_cast<std::size_t>(n));
+        while (!challenge.empty() && challenge.back() == '\0') challenge.pop_back();  // base64 padding
+        return command(base64(cram_md5_answer(user, password, challenge)), deadline);
+    }
     if (auth_.count("PLAIN")) {
         std::string token = std::string(1, '\0') + user + std::string(1, '\0') + password;
         auto r = command("AUTH PLAIN " + base64(token), deadline);

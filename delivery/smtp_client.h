@@ -34,6 +34,9 @@ Result<std::optional<SmtpResponse>> parse_smtp_response(std::string& buffer);
 // "." at the start of a line doubled, bare LF made CRLF, CRLF.CRLF appended.
 std::string dot_stuff(std::string_view content);
 
+// The CRAM-MD5 answer (RFC 2195) to a server's decoded challenge: "user hexdigest".
+std::string cram_md5_answer(const std::string& user, const std::string& password, const std::string& challenge);
+
 using Deadline = std::chrono::steady_clock::time_point;
 
 struct TlsOptions {
@@ -53,11 +56,16 @@ public:
 
     Result<SmtpResponse> greeting(Deadline deadline) { return read(deadline); }
     Result<SmtpResponse> command(const std::string& line, Deadline deadline);
+    // Every line in one write, then every reply (RFC 2920 PIPELINING).
+    Result<std::vector<SmtpResponse>> pipeline(const std::vector<std::string>& lines, Deadline deadline);
+    // The same one at a time; stops after a first line (MAIL) that is refused.
+    Result<std::vector<SmtpResponse>> sequence(const std::vector<std::string>& lines, Deadline deadline);
     // EHLO, falling back to HELO; fills capabilities().
     Result<SmtpResponse> hello(const std::string& name, Deadline deadline);
     // STARTTLS and the handshake; the capabilities are forgotten (RFC 3207).
     Result<SmtpResponse> start_tls(const TlsOptions& tls, Deadline deadline);
-    // AUTH with the best offered mechanism (PLAIN, then LOGIN).
+    // AUTH with the best offered mechanism: CRAM-MD5 on a plaintext
+    // connection (the password never crosses it), else PLAIN, LOGIN.
     Result<SmtpResponse> authenticate(const std::string& user, const std::string& password, Deadline deadline);
     // DATA, the content, the final dot: the server's answer to the dot.
     Result<SmtpResponse> data(std::string_view content, Deadline deadline);

@@ -17,7 +17,7 @@ from rgtest import DovecotInstance, PostfixInstance, SmtpSession, free_port, sen
 from rgtest.check import check, finish  # noqa: E402
 from rgtest.relayd import Relayd  # noqa: E402
 from rgtest.sink import SmtpSink  # noqa: E402
-from rgtest.smarthost import mailbox, smarthost_postfix, wait_delivered  # noqa: E402
+from rgtest.smarthost import delivered_count, mailbox, smarthost_postfix, tls_sessions, wait_delivered  # noqa: E402
 from rgtest.tls import make_test_cert  # noqa: E402
 
 FAST = 'retry_interval = "1s"\nmax_retry_interval = "2s"\nconnect_timeout = "2s"\ncommand_timeout = "10s"\n'
@@ -166,6 +166,17 @@ with DovecotInstance(pop3_port=free_port(), auth_port=free_port()) as dov, \
               relayd.wait_for(r"to=<user2@example\.test> .*status=sent"), relayd.log()[-2000:])
         check("the message leaves the queue", wait(lambda: not relayd.queued()), relayd.queued())
         check("the password is in no log line", "secret1" not in relayd.log())
+
+    with Relayd(settings + "threads = 1\n") as relayd:
+        tls_before = len(tls_sessions(sh))
+        sent_before = delivered_count(sh)
+        for n in range(4):
+            send_message("127.0.0.1", relayd.port, sender="a@example.test", rcpts=["user1@example.test"],
+                         headers={"Subject": f"reuse {n}"})
+        check("four messages to the smart host are delivered", wait_delivered(sh, sent_before + 4, 20) >= sent_before + 4,
+              relayd.log()[-1500:])
+        opened = len(tls_sessions(sh)) - tls_before
+        check("over one kept session: one TLS handshake and one AUTH for all four", opened == 1, opened)
 
     opportunistic = (smarthosts(f"127.0.0.1:{sh.port}") + FAST +
                      'auth = "smtp-auth"\nusername = "u1"\npassword = "secret1"\nstarttls = "opportunistic"\n')

@@ -149,3 +149,8 @@ TEST_CASE("a resting destination stays resting across a restart, and backs off",
     DestinationState after_success(file);
     REQUIRE_FALSE(after_success.resting_until("smarthost", t0()));
 }
+
+TEST_CASE("CRAM-MD5 answers as RFC 2195's example", "[smtp]") {
+    REQUIRE(cram_md5_answer("tim", "tanstaaftanstaaf", "<1896.697170952@postoffice.reston.mci.net>") ==
+            "tim b913a602c7eda7a495b4e6e7334d3890");
+}
