@@ -5,7 +5,7 @@
 // to mail already queued.
 //
 //   relayguard-relayd [--config FILE]
-//   relayguard-relayd [--config FILE] queue list | show ID | flush [ID] | delete ID
+//   relayguard-relayd [--config FILE] queue list | show ID | flush [ID] | delete ID | bounce ID
 #include <spdlog/spdlog.h>
 #include <fcntl.h>
 #include <sys/stat.h>
@@ -94,6 +94,30 @@ int queue_command(const DeliverySettings& s, const std::vector<std::string>& arg
         std::cout << n << " message(s) due now\n";
         return args.size() == 2 && n == 0 ? 1 : 0;
     }
+    if (args.size() == 2 && args[0] == "bounce") {
+        // Gives up now: every recipient still to go fails, as when the
+        // lifetime ends. (The DSN to the sender comes with the report
+        // templates; until then a bounce is logged, not mailed.)
+        auto m = read_queue_file(active + args[1], false);
+        if (!m) {
+            std::cerr << "relayguard-relayd: " << args[1] << ": " << m.error() << "\n";
+            return 1;
+        }
+        std::size_t n = 0;
+        for (const auto& r : m->recipients) {
+            if (r.state != RecipientState::pending) continue;
+            if (!mark_recipient(active + args[1], r, RecipientState::failed)) {
+                std::cerr << "relayguard-relayd: " << args[1] << ": could not record the bounce\n";
+                return 1;
+            }
+            std::cout << args[1] << ": to=<" << r.address << "> status=bounced (by the administrator)\n";
+            ++n;
+        }
+        ::unlink((active + args[1]).c_str());
+        sync_directory(s.queue_dir + "/active");
+        std::cout << args[1] << ": " << n << " recipient(s) bounced, removed from the queue\n";
+        return 0;
+    }
     if (args.size() == 2 && args[0] == "delete") {
         if (::unlink((active + args[1]).c_str()) != 0) {
             std::cerr << "relayguard-relayd: " << args[1] << ": " << std::strerror(errno) << "\n";
@@ -103,7 +127,7 @@ int queue_command(const DeliverySettings& s, const std::vector<std::string>& arg
         std::cout << args[1] << " deleted\n";
         return 0;
     }
-    std::cerr << "usage: relayguard-relayd [--config FILE] queue list | show ID | flush [ID] | delete ID\n";
+    std::cerr << "usage: relayguard-relayd [--config FILE] queue list | show ID | flush [ID] | delete ID | bounce ID\n";
     return exit_usage;
 }
 

@@ -87,6 +87,18 @@ with SmtpSink() as sink:
               relayd.wait_for(r"to=<c@remote\.example> relay=none status=deferred"), relayd.log()[-1500:])
         listed = relayd.queue("list")
         check("relayguard-relayd queue list shows it", "1 message(s)" in listed.stdout, listed.stdout + listed.stderr)
+        qid = relayd.queued()[0]
+        shown = relayd.queue("show", qid)
+        check("queue show gives its envelope", shown.returncode == 0 and "to: <c@remote.example> P" in shown.stdout,
+              shown.stdout + shown.stderr)
+        send_message("127.0.0.1", relayd.port, sender="a@example.test", rcpts=["gone@remote.example"])
+        send_message("127.0.0.1", relayd.port, sender="a@example.test", rcpts=["dropped@remote.example"])
+        ids = [i for i in relayd.queued() if i != qid]
+        bounced = relayd.queue("bounce", ids[0])
+        deleted = relayd.queue("delete", ids[1])
+        check("queue bounce fails what was left and removes it; queue delete removes it",
+              bounced.returncode == 0 and "status=bounced" in bounced.stdout and deleted.returncode == 0 and
+              relayd.queued() == [qid], (bounced.stdout, deleted.stdout, relayd.queued()))
         sink.start()
         check("the sink comes up and the retry delivers it", sink.wait_count(before + 2, 30) == before + 2,
               relayd.log()[-1500:])
@@ -132,6 +144,13 @@ with SmtpSink() as sink:
         check("and the message arrives for both", sink.wait_count(2, 20) == 2 and
               sorted(sink.messages()[-1]["recipients"]) == ["one@remote.example", "two@remote.example"],
               relayd.log()[-1500:])
+
+        idle = SmtpSession("127.0.0.1", relayd.port)
+        started = time.monotonic()
+        rc = relayd.stop()
+        check("SIGTERM stops the daemon at once, an idle client connected or not",
+              rc == 0 and time.monotonic() - started < 5, (rc, time.monotonic() - started))
+        idle.close()
 
 # --- a smart host that takes the connection and never answers: the watchdog ---
 hung = socket.socket()
