@@ -12,6 +12,27 @@ import time
 from .fixtures import FixtureError, free_port, wait_port
 
 
+SANITIZER_REPORT = re.compile(r"ERROR: AddressSanitizer|runtime error:|LeakSanitizer")
+
+
+def stop_process(proc, out, logfile):
+    """SIGTERM, then SIGKILL after 20 s. Answers the exit code (-9 when it had
+    to be killed), or 99 when a sanitizer reported in its log."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+            out.close()
+            return -9
+    out.close()
+    with open(logfile, errors="replace") as f:
+        reported = SANITIZER_REPORT.search(f.read())
+    return (proc.returncode or 99) if reported else proc.returncode
+
+
 class Relayguard:
     def __init__(self, config_body, milter_port=None, policy_port=None, log_settings="", admin=None,
                  listen_extra=""):
@@ -64,19 +85,7 @@ class Relayguard:
     def stop(self):
         if self.proc is None:
             return 0
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-                self.out.close()
-                return -9
-        self.out.close()
-        rc = self.proc.returncode
-        if re.search(r"ERROR: AddressSanitizer|runtime error:|LeakSanitizer", self.log()):
-            rc = rc or 99
+        rc = stop_process(self.proc, self.out, self.logfile)
         self.proc = None
         return rc
 

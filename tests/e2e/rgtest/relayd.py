@@ -9,6 +9,7 @@ import subprocess
 import tempfile
 import time
 
+from .daemon import stop_process
 from .fixtures import FixtureError, free_port, wait_port
 
 
@@ -56,17 +57,7 @@ class Relayd:
     def stop(self):
         if self.proc is None:
             return None
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.out.close()
-        rc = self.proc.returncode
-        if re.search(r"ERROR: AddressSanitizer|runtime error:|LeakSanitizer", self.log()):
-            rc = rc or 99
+        rc = stop_process(self.proc, self.out, self.logfile)
         self.proc = None
         return rc
 
