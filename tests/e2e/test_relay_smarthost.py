@@ -167,9 +167,12 @@ hung.close()
 
 # --- a smart host that requires STARTTLS and AUTH; one recipient of three unknown ---
 certs = tempfile.mkdtemp(prefix="rgtest-certs-")
-cert, key = make_test_cert(certs)
+cert, key = make_test_cert(certs, ips=("127.0.0.1", "127.0.0.46"))
+# An smtps service (implicit TLS) beside the STARTTLS one: port 465 on an
+# address of its own, so it cannot clash with anything on the machine.
+SMTPS = "127.0.0.46:465 inet n - n - - smtpd -o smtpd_tls_wrappermode=yes\n"
 with DovecotInstance(pop3_port=free_port(), auth_port=free_port()) as dov, \
-        smarthost_postfix(dov, cert, key, free_port()) as sh:
+        smarthost_postfix(dov, cert, key, free_port(), extra_master_cf=SMTPS) as sh:
     settings = (smarthosts(f"127.0.0.1:{sh.port}") + FAST +
                 'auth = "smtp-auth"\nusername = "u1"\npassword = "secret1"\n'
                 f'starttls = "required"\ntls_ca_file = "{cert}"\n')
@@ -196,6 +199,15 @@ with DovecotInstance(pop3_port=free_port(), auth_port=free_port()) as dov, \
               relayd.log()[-1500:])
         opened = len(tls_sessions(sh)) - tls_before
         check("over one kept session: one TLS handshake and one AUTH for all four", opened == 1, opened)
+
+    implicit = (smarthosts("127.0.0.46:465") + FAST + 'auth = "smtp-auth"\nusername = "u1"\npassword = "secret1"\n'
+                f'tls_ca_file = "{cert}"\nhelo_name = "relay.test"\n')
+    with Relayd(implicit) as relayd:
+        before = len(mailbox(sh, "user2@example.test"))
+        send_message("127.0.0.1", relayd.port, sender="a@example.test", rcpts=["user2@example.test"])
+        check("port 465: implicit TLS, the certificate verified, AUTH, delivered",
+              relayd.wait_for(r"to=<user2@example\.test> relay=127\.0\.0\.46\[127\.0\.0\.46\]:465 status=sent") and
+              wait(lambda: len(mailbox(sh, "user2@example.test")) > before), relayd.log()[-1500:])
 
     opportunistic = (smarthosts(f"127.0.0.1:{sh.port}") + FAST +
                      'auth = "smtp-auth"\nusername = "u1"\npassword = "secret1"\nstarttls = "opportunistic"\n')

@@ -435,7 +435,7 @@ class PostfixInstance(_Fixture):
                  local_users=("user1@example.test", "user2@example.test"),
                  mydestination="example.test", relay_restrictions=None,
                  recipient_restrictions=None, mynetworks=None, permit_sasl=False,
-                 myhostname="mx.example.test", start_timeout=30.0):
+                 myhostname="mx.example.test", start_timeout=30.0, extra_master_cf=""):
         super().__init__()
         self.port = port
         self.milter = milter
@@ -454,6 +454,7 @@ class PostfixInstance(_Fixture):
         self.permit_sasl = permit_sasl
         self.myhostname = myhostname
         self.start_timeout = start_timeout
+        self.extra_master_cf = extra_master_cf  # more master.cf lines, e.g. an smtps service
         self.master_pid = None
 
     # paths
@@ -585,6 +586,8 @@ class PostfixInstance(_Fixture):
                 f.write(f"{k} = {v}\n")
         with open(self.path("etc", "master.cf"), "w") as f:
             f.write(_MASTER_CF.format(port=f"{LOOPBACK}:{self.port}"))
+            if self.extra_master_cf:
+                f.write(self.extra_master_cf.rstrip("\n") + "\n")
         self._age_config()
         self._launch()
 

@@ -11,9 +11,9 @@ import subprocess
 __all__ = ["make_test_cert", "cert_fingerprint"]
 
 
-def make_test_cert(directory, common_name="smarthost.test", days=1, key_type="rsa:2048"):
+def make_test_cert(directory, common_name="smarthost.test", days=1, key_type="rsa:2048", ips=("127.0.0.1",)):
     """Create <directory>/<common_name>.crt and .key (PEM), self-signed, valid for `days`,
-    with subjectAltName DNS:<common_name>, IP:127.0.0.1.  Returns (cert_path, key_path).
+    with subjectAltName DNS:<common_name> and IP:<each of ips>.  Returns (cert_path, key_path).
 
     The key file is mode 0600 (root-owned when run as root): Postfix's smtpd and Dovecot
     read keys before they drop privileges.
@@ -24,7 +24,7 @@ def make_test_cert(directory, common_name="smarthost.test", days=1, key_type="rs
     argv = ["openssl", "req", "-x509", "-newkey", key_type, "-nodes",
             "-keyout", key, "-out", cert, "-days", str(days),
             "-subj", f"/CN={common_name}",
-            "-addext", f"subjectAltName=DNS:{common_name},IP:127.0.0.1",
+            "-addext", f"subjectAltName=DNS:{common_name}," + ",".join(f"IP:{ip}" for ip in ips),
             "-addext", "basicConstraints=critical,CA:TRUE",
             "-addext", "keyUsage=critical,digitalSignature,keyEncipherment,keyCertSign",
             "-addext", "extendedKeyUsage=serverAuth"]
