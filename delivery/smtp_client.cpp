@@ -171,7 +171,12 @@ Result<bool> SmtpConnection::handshake(const TlsOptions& tls, Deadline deadline)
     ssl_.reset(SSL_new(ctx_.get()));
     SSL_set_fd(ssl_.get(), fd_.get());
     if (!tls.server_name.empty()) {
-        SSL_set_tlsext_host_name(ssl_.get(), tls.server_name.c_str());
+        // SNI carries host names only (RFC 6066 3); an address is checked
+        // against the certificate's IP names all the same.
+        unsigned char scratch[16];
+        bool literal = ::inet_pton(AF_INET, tls.server_name.c_str(), scratch) == 1 ||
+                       ::inet_pton(AF_INET6, tls.server_name.c_str(), scratch) == 1;
+        if (!literal) SSL_set_tlsext_host_name(ssl_.get(), tls.server_name.c_str());
         SSL_set1_host(ssl_.get(), tls.server_name.c_str());
     }
     SSL_set_verify(ssl_.get(), tls.verify ? SSL_VERIFY_PEER : SSL_VERIFY_NONE, nullptr);
