@@ -67,8 +67,8 @@ Route Deliverer::route_smarthosts(const DeliverySettings& s) {
         route.hops.insert(route.hops.end(), hops.begin(), hops.end());
         if (!problem.empty()) route.problem += (route.problem.empty() ? "" : "; ") + problem;
     }
-    // Our own smart host's name not resolving is never the recipient's fault.
-    route.permanent = false;
+    // Never permanent: our own smart host's name not resolving is never the
+    // recipient's fault.
     return route;
 }
 

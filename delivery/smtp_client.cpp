@@ -187,14 +187,7 @@ Result<bool> SmtpConnection::handshake(const TlsOptions& tls, Deadline deadline)
         ssl_.reset();
         return R::failure("TLS handshake: " + why);
     }
-    verified_ = tls.verify && SSL_get_verify_result(ssl_.get()) == X509_V_OK;
     return true;
-}
-
-std::string SmtpConnection::tls_description() const {
-    if (!ssl_) return "plaintext";
-    return std::string(SSL_get_version(ssl_.get())) + " " + SSL_get_cipher(ssl_.get()) +
-           (verified_ ? ", verified" : ", not verified");
 }
 
 bool SmtpConnection::send(std::string_view data, Deadline deadline) {

@@ -71,9 +71,7 @@ public:
     Result<SmtpResponse> data(std::string_view content, Deadline deadline);
 
     bool offers(const std::string& keyword) const { return capabilities_.count(keyword) > 0; }
-    const std::set<std::string>& auth_mechanisms() const { return auth_; }
     bool encrypted() const { return ssl_ != nullptr; }
-    std::string tls_description() const;  // "TLSv1.3 TLS_AES_256_GCM_SHA384, verified"
 
 private:
     SmtpConnection() = default;
@@ -91,7 +89,6 @@ private:
     UniqueFd fd_;
     std::unique_ptr<SSL_CTX, FreeCtx> ctx_;
     std::unique_ptr<SSL, FreeSsl> ssl_;
-    bool verified_ = false;
     std::string buffer_;
     std::set<std::string> capabilities_;
     std::set<std::string> auth_;

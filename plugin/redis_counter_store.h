@@ -39,8 +39,6 @@ public:
     // Renews the lease of every connection this node holds; answers how many
     // clients' leases could not be renewed. Run by the refresher thread.
     std::size_t refresh_leases();
-    // This process's name in connection and message members.
-    const std::string& node_id() const { return node_id_; }
 
 private:
     std::string key(const std::string& client, const char* kind) const;
@@ -53,7 +51,7 @@ private:
     const std::string prefix_;
     const Duration lease_;
     const Clock& clock_;
-    const std::string node_id_;
+    const std::string node_id_;  // this process's name in connection and message members
     std::atomic<std::uint64_t> sequence_{0};
 
     std::mutex held_mutex_;
