@@ -150,6 +150,8 @@ void config_schema(V& v, Config& c) {
         v.text("username", d.username);
         v.secret("password", d.password);
         v.text("pop_server", d.pop_server);
+        v.choice("pop_method", d.pop_method, {{"user", PopLoginMethod::user}, {"apop", PopLoginMethod::apop}});
+        v.duration("pop_login_interval", d.pop_login_interval, std::chrono::seconds(0));
         v.choice("starttls", d.starttls, {{"opportunistic", StartTlsPolicy::opportunistic},
                                           {"required", StartTlsPolicy::required}, {"off", StartTlsPolicy::off}});
         v.flag("tls_verify", d.tls_verify);
@@ -165,6 +167,7 @@ void config_schema(V& v, Config& c) {
         v.duration("message_lifetime", d.message_lifetime, std::chrono::seconds(1));
         v.text("report_language", d.report_language);
         v.text("reports_dir", d.reports_dir);
+        v.size("bounce_size_limit", d.bounce_size_limit, 0);
         v.size("max_message_size", d.max_message_size, 1024);
         v.number("max_queue_messages", d.max_queue_messages, 1u, 100'000'000u);
     });

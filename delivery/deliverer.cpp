@@ -10,6 +10,8 @@
 #include <algorithm>
 #include <map>
 
+#include "delivery/delivery_report.h"
+
 namespace relayguard {
 
 namespace {
@@ -26,18 +28,12 @@ bool is_ip(const std::string& s) {
     return ::inet_pton(AF_INET, s.c_str(), buf) == 1 || ::inet_pton(AF_INET6, s.c_str(), buf) == 1;
 }
 
-std::string hostname() {
-    char h[256] = {};
-    ::gethostname(h, sizeof h - 1);
-    return h;
-}
-
 Deadline earliest(Deadline a, Deadline b) { return std::min(a, b); }
 
 }  // namespace
 
-Deliverer::Deliverer(SettingsSource settings, DnsResolver& resolver, DestinationState& destinations)
-    : settings_(std::move(settings)), resolver_(resolver), destinations_(destinations) {}
+Deliverer::Deliverer(SettingsSource settings, DnsResolver& resolver, DestinationState& destinations, Enqueue enqueue)
+    : settings_(std::move(settings)), resolver_(resolver), destinations_(destinations), enqueue_(std::move(enqueue)) {}
 
 std::vector<Hop> Deliverer::resolve(const std::string& name, int port, bool implicit_tls, SteadyTime deadline,
                                     std::string& problem) {
@@ -132,8 +128,22 @@ constexpr auto max_idle = std::chrono::seconds(10);
 Result<SmtpConnection> Deliverer::open_session(const DeliverySettings& s, const Hop& hop, Deadline attempt_deadline) {
     using R = Result<SmtpConnection>;
     std::string relay = hop.name + "[" + hop.address + "]:" + std::to_string(hop.port);
-    std::string helo = s.helo_name.empty() ? hostname() : s.helo_name;
+    std::string helo = mail_host_name(s);
     bool smarthost = s.route == DeliveryRoute::smarthost;
+    if (smarthost && s.auth == SmarthostAuth::pop_before_smtp) {
+        // The parent relays for us once we have logged into its POP3 server.
+        auto colon = s.pop_server.rfind(':');
+        std::string host = s.pop_server.substr(0, colon);
+        if (host.size() > 2 && host.front() == '[') host = host.substr(1, host.size() - 2);
+        int port = std::stoi(s.pop_server.substr(colon + 1));
+        std::string problem;
+        std::vector<std::string> addresses;
+        for (const auto& h : resolve(host, port, false, earliest(std::chrono::steady_clock::now() + resolver_.budget(), attempt_deadline), problem)) {
+            addresses.push_back(h.address);
+        }
+        auto login = pop_.ensure(s, host, addresses, port, earliest(std::chrono::steady_clock::now() + s.command_timeout, attempt_deadline));
+        if (!login) return R::failure(relay + ": " + login.error());
+    }
     auto step = [&] { return earliest(std::chrono::steady_clock::now() + s.command_timeout, attempt_deadline); };
     TlsOptions tls{s.tls_verify && s.starttls == StartTlsPolicy::required, s.tls_ca_file, hop.name};
     if (hop.implicit_tls) tls.verify = s.tls_verify;
@@ -178,18 +188,30 @@ Deliverer::Transaction Deliverer::transaction(const DeliverySettings& s, SmtpCon
                                               const std::vector<std::size_t>& rcpts, std::vector<Outcome>& out,
                                               const std::string& relay, Deadline attempt_deadline, std::string& problem) {
     auto step = [&] { return earliest(std::chrono::steady_clock::now() + s.command_timeout, attempt_deadline); };
-    std::vector<std::string> commands{"MAIL FROM:<" + m.sender + ">"};
-    for (auto i : rcpts) commands.push_back("RCPT TO:<" + m.recipients[i].address + ">");
+    // DSN (RFC 3461) passes to a next hop that speaks it; for one that does
+    // not, we answer NOTIFY=SUCCESS ourselves with a "relayed" report.
+    bool dsn = conn.offers("DSN");
+    std::string mail = "MAIL FROM:<" + m.sender + ">";
+    if (dsn && !m.ret.empty()) mail += " RET=" + m.ret;
+    if (dsn && !m.envid.empty()) mail += " ENVID=" + m.envid;
+    std::vector<std::string> commands{mail};
+    for (auto i : rcpts) {
+        const auto& r = m.recipients[i];
+        std::string rcpt = "RCPT TO:<" + r.address + ">";
+        if (dsn && !r.notify.empty()) rcpt += " NOTIFY=" + r.notify;
+        if (dsn && !r.orcpt.empty()) rcpt += " ORCPT=" + r.orcpt;
+        commands.push_back(rcpt);
+    }
     // PIPELINING (RFC 2920): MAIL and every RCPT in one write.
     auto replies = conn.offers("PIPELINING") ? conn.pipeline(commands, step()) : conn.sequence(commands, step());
     if (!replies) {
         problem = relay + ": " + replies.error();
         return Transaction::broken_before_mail;
     }
-    const SmtpResponse& mail = (*replies)[0];
-    if (!mail.positive()) {
-        for (auto i : rcpts) out[i] = Outcome{mail.permanent() ? RecipientState::failed : RecipientState::pending,
-                                              "MAIL FROM: " + mail.text(), relay};
+    const SmtpResponse& mail_reply = (*replies)[0];
+    if (!mail_reply.positive()) {
+        for (auto i : rcpts) out[i] = Outcome{mail_reply.permanent() ? RecipientState::failed : RecipientState::pending,
+                                              "MAIL FROM: " + mail_reply.text(), relay, dsn, false};
         auto reset = conn.command("RSET", step());
         return reset && reset->code == 250 ? Transaction::done_reusable : Transaction::done;
     }
@@ -200,7 +222,7 @@ Deliverer::Transaction Deliverer::transaction(const DeliverySettings& s, SmtpCon
         if (r.positive()) {
             accepted.push_back(i);
         } else {
-            out[i] = Outcome{r.permanent() ? RecipientState::failed : RecipientState::pending, r.text(), relay};
+            out[i] = Outcome{r.permanent() ? RecipientState::failed : RecipientState::pending, r.text(), relay, dsn, false};
         }
     }
     if (accepted.empty()) {
@@ -210,12 +232,12 @@ Deliverer::Transaction Deliverer::transaction(const DeliverySettings& s, SmtpCon
     auto data = conn.data(m.content, earliest(std::chrono::steady_clock::now() + s.command_timeout * 2, attempt_deadline));
     for (auto i : accepted) {
         if (!data) {
-            out[i] = Outcome{RecipientState::pending, data.error(), relay};
+            out[i] = Outcome{RecipientState::pending, data.error(), relay, dsn, false};
         } else {
             out[i] = Outcome{data->positive()    ? RecipientState::delivered
                              : data->permanent() ? RecipientState::failed
                                                  : RecipientState::pending,
-                             data->text(), relay};
+                             data->text(), relay, dsn, false};
         }
     }
     return data ? Transaction::done_reusable : Transaction::done;
@@ -306,24 +328,39 @@ std::optional<TimePoint> Deliverer::attempt(const std::string& queue_dir, const 
         }
     }
     bool expired = now - m.arrival >= s.message_lifetime;
+    std::vector<std::size_t> done;  // recipients this attempt settled
     std::size_t pending = 0;
     for (const auto& [domain, rcpts] : groups) {
         for (auto i : rcpts) {
             auto& o = out[i];
-            auto& r = m.recipients[i];
             if (o.state == RecipientState::pending && expired) {
                 o.state = RecipientState::failed;
-                o.reply = "message lifetime expired; last problem: " + o.reply;
+                o.expired = true;
             }
+            if (o.state == RecipientState::pending) ++pending;
+            else done.push_back(i);
+        }
+    }
+    bool warn = pending > 0 && !m.warned && m.warned_offset != 0 && s.warning_delay.count() > 0 &&
+                now - m.arrival >= s.warning_delay;
+    if (!send_reports(s, path, m, out, done, warn, now)) {
+        // No bounce could be queued: its recipients wait for the next
+        // attempt rather than fail unannounced.
+        for (auto i : done) {
+            if (out[i].state == RecipientState::failed) out[i].state = RecipientState::pending, ++pending;
+        }
+    }
+    for (const auto& [domain, rcpts] : groups) {
+        for (auto i : rcpts) {
+            auto& o = out[i];
+            auto& r = m.recipients[i];
             const char* status = o.state == RecipientState::delivered ? "sent"
                                  : o.state == RecipientState::failed  ? "bounced"
                                                                       : "deferred";
-            spdlog::info("{}: to=<{}> relay={} status={} ({})", id, r.address, o.relay.empty() ? "none" : o.relay,
-                         status, o.reply);
-            if (o.state != RecipientState::pending) {
-                if (!mark_recipient(path, r, o.state)) spdlog::error("{}: could not record the state of <{}>", id, r.address);
-            } else {
-                ++pending;
+            spdlog::info("{}: to=<{}> relay={} status={} ({}{})", id, r.address, o.relay.empty() ? "none" : o.relay,
+                         status, o.expired ? "message lifetime expired; last problem: " : "", o.reply);
+            if (o.state != RecipientState::pending && !mark_recipient(path, r, o.state)) {
+                spdlog::error("{}: could not record the state of <{}>", id, r.address);
             }
         }
     }
@@ -337,6 +374,75 @@ std::optional<TimePoint> Deliverer::attempt(const std::string& queue_dir, const 
     timespec times[2] = {{0, UTIME_OMIT}, {next.time_since_epoch().count() / 1000, (next.time_since_epoch().count() % 1000) * 1'000'000}};
     ::utimensat(AT_FDCWD, path.c_str(), times, 0);
     return next;
+}
+
+bool Deliverer::send_reports(const DeliverySettings& s, const std::string& path, const QueuedMessage& m,
+                             const std::vector<Outcome>& out, const std::vector<std::size_t>& done, bool warn,
+                             TimePoint now) {
+    DeliveryReport base;
+    base.reporting_mta = mail_host_name(s);
+    base.queue_id = m.id;
+    base.sender = m.sender;
+    base.envid = m.envid;
+    base.arrival = m.arrival;
+    base.now = now;
+    base.retry_until = m.arrival + s.message_lifetime;
+    auto entry = [&](std::size_t i, bool permanent) {
+        const Outcome& o = out[i];
+        std::string reply = o.expired ? "message lifetime expired; last problem: " + o.reply : o.reply;
+        std::string status = o.expired ? "4.4.7" : enhanced_status(o.reply, permanent);
+        std::string remote = o.relay.substr(0, o.relay.find('['));
+        // The remote server's own words when it answered; ours otherwise.
+        return ReportRecipient{m.recipients[i].address, m.recipients[i].orcpt, status, remote, reply};
+    };
+    DeliveryReport failure = base, relayed = base, delay = base;
+    failure.kind = ReportKind::failure;
+    failure.full_message = m.ret != "HDRS" && m.size <= s.bounce_size_limit;
+    relayed.kind = ReportKind::relayed;
+    delay.kind = ReportKind::delay;
+    for (auto i : done) {
+        const auto& r = m.recipients[i];
+        if (out[i].state == RecipientState::failed && notify_wants(r, "FAILURE")) failure.recipients.push_back(entry(i, true));
+        if (out[i].state == RecipientState::delivered && !out[i].dsn_passed && notify_wants(r, "SUCCESS")) {
+            auto e = entry(i, false);
+            e.status = "2.0.0";
+            relayed.recipients.push_back(e);
+        }
+    }
+    if (warn) {
+        for (std::size_t i = 0; i < m.recipients.size(); ++i) {
+            if (m.recipients[i].state == RecipientState::pending && out[i].state == RecipientState::pending &&
+                notify_wants(m.recipients[i], "DELAY")) {
+                delay.recipients.push_back(entry(i, false));
+            }
+        }
+    }
+    if (m.sender.empty()) {
+        // A report that cannot be delivered is dropped, never reported on:
+        // that is how bounce loops start.
+        if (!failure.recipients.empty()) {
+            spdlog::warn("{}: bounce of a message from the null sender dropped ({} recipient(s))", m.id,
+                         failure.recipients.size());
+        }
+        return true;
+    }
+    bool ok = true;
+    for (auto* report : {&failure, &relayed, &delay}) {
+        if (report->recipients.empty()) continue;
+        auto queued = enqueue_(report_message(s, *report, m.content));
+        std::string_view kind = report_kind_name(report->kind);
+        if (!queued) {
+            spdlog::error("{}: could not queue the {} report to <{}>: {}", m.id, kind, m.sender, queued.error());
+            if (report == &failure) ok = false;
+            continue;
+        }
+        spdlog::info("{}: sender notified: {} report {} to <{}> ({} recipient(s))", m.id, kind, *queued, m.sender,
+                     report->recipients.size());
+    }
+    if (warn && !delay.recipients.empty() && !mark_warned(path, m)) {
+        spdlog::error("{}: could not record that the delay warning was sent", m.id);
+    }
+    return ok;
 }
 
 }  // namespace relayguard

@@ -5,16 +5,24 @@
 // connections, and every fault of our own smart host: its name not
 // resolving, its AUTH refusing, TLS failing). The routing settings are read
 // at each attempt, so a reload applies to mail already queued.
+//
+// The sender hears of it (delivery_report.h): a bounce for recipients that
+// failed or outlived the message lifetime, one warning once the warning
+// delay has passed, and a "relayed" notice where NOTIFY=SUCCESS was asked
+// of a next hop that does not speak DSN. Each report is queued before the
+// recipients it covers are marked done, so a crash between the two sends a
+// report twice, never not at all.
 #pragma once
 
 #include <functional>
 #include <memory>
 
 #include "common/dns_resolver.h"
+#include "common/smtp_client.h"
 #include "delivery/delivery_settings.h"
 #include "delivery/destination_state.h"
+#include "delivery/pop3_client.h"
 #include "delivery/queue_file.h"
-#include "delivery/smtp_client.h"
 
 namespace relayguard {
 
@@ -36,7 +44,9 @@ struct Route {
 class Deliverer {
 public:
     using SettingsSource = std::function<std::shared_ptr<const DeliverySettings>()>;
-    Deliverer(SettingsSource settings, DnsResolver& resolver, DestinationState& destinations);
+    // Queues a report (a new message); answers its id or why not.
+    using Enqueue = std::function<Result<std::string>(QueuedMessage)>;
+    Deliverer(SettingsSource settings, DnsResolver& resolver, DestinationState& destinations, Enqueue enqueue);
 
     // Delivers what it can of the message in `path`; answers when the next
     // attempt is due, or std::nullopt when nothing is left to deliver (the
@@ -51,7 +61,13 @@ private:
         RecipientState state = RecipientState::pending;
         std::string reply;  // the remote server's words, or ours
         std::string relay;  // host[address]:port
+        bool dsn_passed = false;  // the next hop took NOTIFY/ORCPT (RFC 3461)
+        bool expired = false;     // failed because the lifetime ended
     };
+    // Queues the reports this attempt calls for; answers false when a
+    // bounce could not be queued (its recipients then stay pending).
+    bool send_reports(const DeliverySettings& s, const std::string& path, const QueuedMessage& m,
+                      const std::vector<Outcome>& out, const std::vector<std::size_t>& done, bool warn, TimePoint now);
     enum class Transaction { done, done_reusable, broken_before_mail };
     // A connection to `hop` ready for MAIL: greeting, EHLO, STARTTLS, AUTH.
     Result<SmtpConnection> open_session(const DeliverySettings& s, const Hop& hop, Deadline attempt_deadline);
@@ -70,6 +86,8 @@ private:
     SettingsSource settings_;
     DnsResolver& resolver_;
     DestinationState& destinations_;
+    Enqueue enqueue_;
+    PopBeforeSmtp pop_;
 };
 
 }  // namespace relayguard

@@ -13,6 +13,7 @@ namespace relayguard {
 enum class DeliveryRoute { mx, smarthost };
 enum class SmarthostAuth { none, smtp_auth, pop_before_smtp };
 enum class StartTlsPolicy { off, opportunistic, required };
+enum class PopLoginMethod { user, apop };
 
 struct DeliverySettings {
     std::string listen = "inet:127.0.0.1:10025";
@@ -24,6 +25,8 @@ struct DeliverySettings {
     std::string username;
     std::string password;    // never logged
     std::string pop_server;  // host:port for POP-before-SMTP at the parent
+    PopLoginMethod pop_method = PopLoginMethod::user;
+    Duration pop_login_interval = std::chrono::minutes(1);  // a login is reused this long
     StartTlsPolicy starttls = StartTlsPolicy::opportunistic;
     bool tls_verify = true;   // with starttls = "required" and on port 465
     std::string tls_ca_file;  // "" = the system's CAs
@@ -38,6 +41,7 @@ struct DeliverySettings {
     Duration message_lifetime = std::chrono::hours(24 * 5);
     std::string report_language = "en";
     std::string reports_dir = "/usr/share/relayguard/reports";
+    std::uint64_t bounce_size_limit = 50ull << 10;  // a bounce holds the whole message up to this size
     std::uint64_t max_message_size = 50ull << 20;
     std::uint32_t max_queue_messages = 100000;
 };

@@ -1,6 +1,8 @@
 // SMTP/LMTP intake; see the header.
 #include "delivery/intake_server.h"
 
+#include "common/text_codec.h"
+
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <poll.h>
@@ -59,11 +61,6 @@ bool say(int fd, const std::string& line) {
     return ::send(fd, out.data(), out.size(), MSG_NOSIGNAL) == static_cast<ssize_t>(out.size());
 }
 
-std::string upper(std::string s) {
-    for (auto& c : s) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
-    return s;
-}
-
 // "<addr> PARAMS" after "MAIL FROM:" / "RCPT TO:"; std::nullopt if malformed.
 std::optional<std::pair<std::string, std::string>> path_and_params(std::string_view rest) {
     while (!rest.empty() && rest.front() == ' ') rest.remove_prefix(1);
@@ -73,6 +70,52 @@ std::optional<std::pair<std::string, std::string>> path_and_params(std::string_v
     std::string addr(rest.substr(1, close - 1));
     if (!storable_address(addr) || addr.find(' ') != std::string::npos) return std::nullopt;
     return std::make_pair(addr, std::string(rest.substr(close + 1)));
+}
+
+// ESMTP parameters ("SIZE=123 RET=HDRS"): keywords upper-cased, values as given.
+std::vector<std::pair<std::string, std::string>> esmtp_params(std::string_view text) {
+    std::vector<std::pair<std::string, std::string>> out;
+    while (!text.empty()) {
+        while (!text.empty() && text.front() == ' ') text.remove_prefix(1);
+        auto end = text.find(' ');
+        std::string_view word = text.substr(0, end);
+        text.remove_prefix(end == std::string_view::npos ? text.size() : end);
+        if (word.empty()) continue;
+        auto eq = word.find('=');
+        out.emplace_back(ascii_upper(word.substr(0, eq)), eq == std::string_view::npos ? "" : std::string(word.substr(eq + 1)));
+    }
+    return out;
+}
+
+// RFC 3461 xtext: printable ASCII but '+' and '=', or "+XX" hex.
+bool valid_xtext(std::string_view v) {
+    for (std::size_t i = 0; i < v.size(); ++i) {
+        char c = v[i];
+        if (c == '+') {
+            auto hex = [](char h) { return (h >= '0' && h <= '9') || (h >= 'A' && h <= 'F'); };
+            if (i + 2 >= v.size() || !hex(v[i + 1]) || !hex(v[i + 2])) return false;
+            i += 2;
+        } else if (c < 33 || c > 126 || c == '=') {
+            return false;
+        }
+    }
+    return true;
+}
+
+// NOTIFY=NEVER, or any of SUCCESS, FAILURE, DELAY; answers the upper-cased
+// value, or "" when invalid.
+std::string valid_notify(std::string_view v) {
+    std::string u = ascii_upper(v);
+    if (u == "NEVER") return u;
+    std::string_view rest = u;
+    if (rest.empty()) return "";
+    while (!rest.empty()) {
+        auto comma = rest.find(',');
+        auto item = rest.substr(0, comma);
+        if (item != "SUCCESS" && item != "FAILURE" && item != "DELAY") return "";
+        rest.remove_prefix(comma == std::string_view::npos ? rest.size() : comma + 1);
+    }
+    return u;
 }
 
 std::string rfc5322_date() {
@@ -134,16 +177,12 @@ void IntakeServer::serve(int fd, std::string peer) {
     if (!say(fd, "220 relayguard-relayd ESMTP")) return;
     std::string helo;
     bool lmtp = false;
-    std::optional<std::string> sender;
-    std::vector<std::string> rcpts;
-    auto reset = [&] {
-        sender.reset();
-        rcpts.clear();
-    };
+    std::optional<QueuedMessage> envelope;  // from MAIL on
+    auto reset = [&] { envelope.reset(); };
     while (!stopping_) {
         auto line = in.next(4096);
         if (!line) return;
-        std::string verb = upper(line->substr(0, line->find(' ')));
+        std::string verb = ascii_upper(line->substr(0, line->find(' ')));
         if (verb == "EHLO" || verb == "LHLO") {
             lmtp = verb == "LHLO";
             helo = line->size() > 5 ? line->substr(5) : "";
@@ -152,13 +191,14 @@ void IntakeServer::serve(int fd, std::string peer) {
             say(fd, "250-PIPELINING");
             say(fd, "250-SIZE " + std::to_string(max_size_));
             say(fd, "250-8BITMIME");
+            say(fd, "250-DSN");
             say(fd, "250 ENHANCEDSTATUSCODES");
         } else if (verb == "HELO") {
             helo = line->size() > 5 ? line->substr(5) : "";
             reset();
             say(fd, "250 relayguard-relayd");
-        } else if (verb == "MAIL" && upper(line->substr(0, 10)) == "MAIL FROM:") {
-            if (sender) {
+        } else if (verb == "MAIL" && ascii_upper(line->substr(0, 10)) == "MAIL FROM:") {
+            if (envelope) {
                 say(fd, "503 5.5.1 Nested MAIL command");
                 continue;
             }
@@ -167,36 +207,66 @@ void IntakeServer::serve(int fd, std::string peer) {
                 say(fd, "501 5.1.7 Bad sender address syntax");
                 continue;
             }
-            std::string params = upper(parsed->second);
-            if (auto at = params.find("SIZE="); at != std::string::npos) {
-                unsigned long long declared = std::strtoull(params.c_str() + at + 5, nullptr, 10);
-                if (declared > max_size_) {
-                    say(fd, "552 5.3.4 Message size exceeds fixed limit");
-                    continue;
+            QueuedMessage m;
+            m.sender = parsed->first;
+            std::string refusal;
+            for (const auto& [key, value] : esmtp_params(parsed->second)) {
+                if (key == "SIZE") {
+                    auto declared = parse_whole_number(value);
+                    if (!declared || *declared < 0) refusal = "501 5.5.4 Bad SIZE parameter";
+                    else if (static_cast<unsigned long long>(*declared) > max_size_) refusal = "552 5.3.4 Message size exceeds fixed limit";
+                } else if (key == "RET") {
+                    m.ret = ascii_upper(value);
+                    if (m.ret != "FULL" && m.ret != "HDRS") refusal = "501 5.5.4 Bad RET parameter";
+                } else if (key == "ENVID") {
+                    if (value.empty() || value.size() > 100 || !valid_xtext(value)) refusal = "501 5.5.4 Bad ENVID parameter";
+                    m.envid = value;
                 }
+            }
+            if (!refusal.empty()) {
+                say(fd, refusal);
+                continue;
             }
             if (full_()) {
                 say(fd, "452 4.3.1 Queue full; try again later");
                 continue;
             }
-            sender = parsed->first;
+            envelope = std::move(m);
             say(fd, "250 2.1.0 Ok");
-        } else if (verb == "RCPT" && upper(line->substr(0, 8)) == "RCPT TO:") {
-            if (!sender) {
+        } else if (verb == "RCPT" && ascii_upper(line->substr(0, 8)) == "RCPT TO:") {
+            if (!envelope) {
                 say(fd, "503 5.5.1 Need MAIL command");
                 continue;
             }
             auto parsed = path_and_params(std::string_view(*line).substr(8));
             if (!parsed || parsed->first.empty()) {
                 say(fd, "501 5.1.3 Bad recipient address syntax");
-            } else if (rcpts.size() >= max_recipients) {
+                continue;
+            }
+            QueuedRecipient r{parsed->first, RecipientState::pending, 0, "", ""};
+            std::string refusal;
+            for (const auto& [key, value] : esmtp_params(parsed->second)) {
+                if (key == "NOTIFY") {
+                    r.notify = valid_notify(value);
+                    if (r.notify.empty()) refusal = "501 5.5.4 Bad NOTIFY parameter";
+                } else if (key == "ORCPT") {
+                    auto semi = value.find(';');
+                    if (semi == std::string::npos || semi == 0 || value.size() > 500 || !valid_xtext(value.substr(semi + 1))) {
+                        refusal = "501 5.5.4 Bad ORCPT parameter";
+                    }
+                    r.orcpt = value;
+                }
+            }
+            if (!refusal.empty()) {
+                say(fd, refusal);
+            } else if (envelope->recipients.size() >= max_recipients) {
                 say(fd, "452 4.5.3 Too many recipients");
             } else {
-                rcpts.push_back(parsed->first);
+                envelope->recipients.push_back(std::move(r));
                 say(fd, "250 2.1.5 Ok");
             }
         } else if (verb == "DATA") {
-            if (!sender || rcpts.empty()) {
+            if (!envelope || envelope->recipients.empty()) {
                 say(fd, "503 5.5.1 Need RCPT command");
                 continue;
             }
@@ -223,14 +293,16 @@ void IntakeServer::serve(int fd, std::string peer) {
             std::string received = "Received: from " + (helo.empty() ? std::string("unknown") : helo) + " (" + peer +
                                    ")\r\n\tby relayguard-relayd with " + (lmtp ? "LMTP" : "ESMTP") + "; " +
                                    rfc5322_date() + "\r\n";
-            auto id = enqueue_(*sender, rcpts, received + content);
+            std::size_t nrcpt = envelope->recipients.size();
+            std::string from = envelope->sender;
+            envelope->content = received + content;
+            auto id = enqueue_(std::move(*envelope));
             if (!id) {
-                spdlog::error("intake: could not queue a message from <{}>: {}", *sender, id.error());
-                for (std::size_t i = 0; i < (lmtp ? rcpts.size() : 1); ++i) say(fd, "451 4.3.0 Queue write failed; try again later");
+                spdlog::error("intake: could not queue a message from <{}>: {}", from, id.error());
+                for (std::size_t i = 0; i < (lmtp ? nrcpt : 1); ++i) say(fd, "451 4.3.0 Queue write failed; try again later");
             } else {
-                spdlog::info("{}: queued from=<{}> nrcpt={} size={} client={}", *id, *sender, rcpts.size(),
-                             content.size(), peer);
-                for (std::size_t i = 0; i < (lmtp ? rcpts.size() : 1); ++i) say(fd, "250 2.0.0 Ok: queued as " + *id);
+                spdlog::info("{}: queued from=<{}> nrcpt={} size={} client={}", *id, from, nrcpt, content.size(), peer);
+                for (std::size_t i = 0; i < (lmtp ? nrcpt : 1); ++i) say(fd, "250 2.0.0 Ok: queued as " + *id);
             }
             reset();
         } else if (verb == "RSET") {

@@ -1,7 +1,8 @@
 // Takes mail in over SMTP or LMTP on loopback, from Postfix (as relayhost or
 // a transport) or an appliance, and answers 250 only once the message is in
 // the queue on disk, fsynced. A full queue answers 452 at MAIL, a message
-// over the size limit 552, so the sender keeps its mail.
+// over the size limit 552, so the sender keeps its mail. DSN (RFC 3461) is
+// offered: NOTIFY, ORCPT, RET and ENVID are kept with the message.
 #pragma once
 
 #include <atomic>
@@ -19,8 +20,8 @@ namespace relayguard {
 class IntakeServer {
 public:
     // Writes one message durably; answers its queue id, or why not.
-    using Enqueue = std::function<Result<std::string>(const std::string& sender, const std::vector<std::string>& rcpts,
-                                                      const std::string& content)>;
+    // Envelope (with RFC 3461 DSN parameters) and content are filled in.
+    using Enqueue = std::function<Result<std::string>(QueuedMessage message)>;
     using QueueFull = std::function<bool()>;
     IntakeServer(std::uint64_t max_message_size, Enqueue enqueue, QueueFull full);
     ~IntakeServer();

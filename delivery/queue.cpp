@@ -62,18 +62,22 @@ Result<std::unique_ptr<Queue>> Queue::open(const std::string& dir) {
     return q;
 }
 
-Result<std::string> Queue::enqueue(const std::string& sender, const std::vector<std::string>& rcpts,
-                                   const std::string& content, TimePoint now) {
-    QueuedMessage m;
-    m.id = new_queue_id(now);
-    m.arrival = now;
-    m.sender = sender;
-    for (const auto& r : rcpts) m.recipients.push_back(QueuedRecipient{r, RecipientState::pending, 0});
-    m.content = content;
+Result<std::string> Queue::enqueue(QueuedMessage m, TimePoint now) {
+    if (m.id.empty()) m.id = new_queue_id(now);
+    if (m.arrival == TimePoint{}) m.arrival = now;
     auto written = write_queue_file(dir_, m);
     if (!written) return Result<std::string>::failure(written.error());
     ++size_;
     return m.id;
+}
+
+Result<std::string> Queue::enqueue(const std::string& sender, const std::vector<std::string>& rcpts,
+                                   const std::string& content, TimePoint now) {
+    QueuedMessage m;
+    m.sender = sender;
+    for (const auto& r : rcpts) m.recipients.push_back(QueuedRecipient{r, RecipientState::pending, 0, "", ""});
+    m.content = content;
+    return enqueue(std::move(m), now);
 }
 
 std::vector<QueueEntry> Queue::scan() {

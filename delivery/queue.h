@@ -23,6 +23,8 @@ public:
     static Result<std::unique_ptr<Queue>> open(const std::string& dir);
     explicit Queue(std::string dir) : dir_(std::move(dir)) {}
 
+    // Writes `message` durably; its id and arrival are set here when empty.
+    Result<std::string> enqueue(QueuedMessage message, TimePoint now);
     Result<std::string> enqueue(const std::string& sender, const std::vector<std::string>& rcpts,
                                 const std::string& content, TimePoint now);
     // Every message, with its next attempt time, oldest id first.

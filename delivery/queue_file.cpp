@@ -4,7 +4,12 @@
 //   id 0018f3c2a1b2c-4f2a91
 //   arrival 1732312345678
 //   from sender@example.org
+//   ret HDRS                         (RFC 3461, when given)
+//   envid QQ314159                   (RFC 3461, when given)
+//   warned N                         <- rewritten in place to Y
 //   rcpt P user@example.net          <- the P is rewritten in place
+//   notify FAILURE,DELAY             (of the rcpt above, when given)
+//   orcpt rfc822;user@example.net    (of the rcpt above, when given)
 //   size 1234
 //   (empty line)
 //   <size bytes of content>
@@ -20,6 +25,7 @@
 #include <cstdio>
 #include <random>
 
+#include "common/text_codec.h"
 #include "common/unique_fd.h"
 
 namespace relayguard {
@@ -39,12 +45,6 @@ bool write_all(int fd, std::string_view data) {
     return true;
 }
 
-std::optional<long long> number(std::string_view s) {
-    long long v = 0;
-    auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
-    if (ec != std::errc() || end != s.data() + s.size()) return std::nullopt;
-    return v;
-}
 
 }  // namespace
 
@@ -75,7 +75,14 @@ Result<std::string> write_queue_file(const std::string& queue_dir, const QueuedM
     header += "id " + m.id + "\n";
     header += "arrival " + std::to_string(m.arrival.time_since_epoch().count()) + "\n";
     header += "from " + m.sender + "\n";
-    for (const auto& r : m.recipients) header += std::string("rcpt ") + static_cast<char>(r.state) + " " + r.address + "\n";
+    if (!m.ret.empty()) header += "ret " + m.ret + "\n";
+    if (!m.envid.empty()) header += "envid " + m.envid + "\n";
+    header += m.warned ? "warned Y\n" : "warned N\n";
+    for (const auto& r : m.recipients) {
+        header += std::string("rcpt ") + static_cast<char>(r.state) + " " + r.address + "\n";
+        if (!r.notify.empty()) header += "notify " + r.notify + "\n";
+        if (!r.orcpt.empty()) header += "orcpt " + r.orcpt + "\n";
+    }
     header += "size " + std::to_string(m.content.size()) + "\n\n";
 
     std::string tmp = queue_dir + "/tmp/" + m.id;
@@ -135,7 +142,7 @@ Result<QueuedMessage> read_queue_file(const std::string& path, bool with_content
             m.id = value;
             have_id = true;
         } else if (key == "arrival") {
-            auto v = number(value);
+            auto v = parse_whole_number(value);
             if (!v) return R::failure("bad arrival");
             m.arrival = TimePoint(Duration(*v));
             have_arrival = true;
@@ -151,8 +158,20 @@ Result<QueuedMessage> read_queue_file(const std::string& path, bool with_content
             r.address = value.substr(2);
             r.state_offset = static_cast<off_t>(line_start + 5);
             m.recipients.push_back(std::move(r));
+        } else if (key == "ret") {
+            if (value != "FULL" && value != "HDRS") return R::failure("bad ret record");
+            m.ret = value;
+        } else if (key == "envid") {
+            m.envid = value;
+        } else if (key == "warned") {
+            if (value != "Y" && value != "N") return R::failure("bad warned record");
+            m.warned = value == "Y";
+            m.warned_offset = static_cast<off_t>(line_start + 7);
+        } else if (key == "notify" || key == "orcpt") {
+            if (m.recipients.empty()) return R::failure(std::string(key) + " record before any rcpt");
+            (key == "notify" ? m.recipients.back().notify : m.recipients.back().orcpt) = value;
         } else if (key == "size") {
-            auto v = number(value);
+            auto v = parse_whole_number(value);
             if (!v || *v < 0) return R::failure("bad size");
             size = static_cast<std::uint64_t>(*v);
         } else {
@@ -171,17 +190,42 @@ Result<QueuedMessage> read_queue_file(const std::string& path, bool with_content
     return m;
 }
 
-bool mark_recipient(const std::string& path, const QueuedRecipient& r, RecipientState state) {
+namespace {
+
+// One byte rewritten in place and fsynced, the mtime (the next-attempt
+// time) kept across the write.
+bool rewrite_byte(const std::string& path, off_t offset, char c) {
     UniqueFd fd(::open(path.c_str(), O_WRONLY | O_CLOEXEC));
     if (!fd) return false;
-    // The mtime is the next-attempt time: keep it across this write.
     struct stat st {};
     if (::fstat(fd.get(), &st) != 0) return false;
-    char c = static_cast<char>(state);
-    if (::pwrite(fd.get(), &c, 1, r.state_offset) != 1) return false;
+    if (::pwrite(fd.get(), &c, 1, offset) != 1) return false;
     timespec times[2] = {{0, UTIME_OMIT}, st.st_mtim};
     ::futimens(fd.get(), times);
     return ::fdatasync(fd.get()) == 0;
+}
+
+}  // namespace
+
+bool mark_recipient(const std::string& path, const QueuedRecipient& r, RecipientState state) {
+    return rewrite_byte(path, r.state_offset, static_cast<char>(state));
+}
+
+bool mark_warned(const std::string& path, const QueuedMessage& m) {
+    // A file from before the record existed cannot hold the mark: it gets
+    // no warning rather than one at every attempt.
+    return m.warned_offset != 0 && rewrite_byte(path, m.warned_offset, 'Y');
+}
+
+bool notify_wants(const QueuedRecipient& r, std::string_view event) {
+    if (r.notify.empty()) return event != "SUCCESS";
+    std::string_view rest = r.notify;
+    while (!rest.empty()) {
+        auto comma = rest.find(',');
+        if (rest.substr(0, comma) == event) return true;
+        rest.remove_prefix(comma == std::string_view::npos ? rest.size() : comma + 1);
+    }
+    return false;
 }
 
 }  // namespace relayguard

@@ -24,6 +24,10 @@ struct QueuedRecipient {
     std::string address;
     RecipientState state = RecipientState::pending;
     off_t state_offset = 0;  // where the state byte lives in the file
+    // RFC 3461, as the client gave them: NOTIFY ("" = not given, the
+    // default FAILURE,DELAY) and ORCPT ("rfc822;xtext").
+    std::string notify;
+    std::string orcpt;
 };
 
 struct QueuedMessage {
@@ -33,7 +37,17 @@ struct QueuedMessage {
     std::vector<QueuedRecipient> recipients;
     std::string content;  // empty when read without it
     std::uint64_t size = 0;
+    std::string ret;    // RFC 3461 RET: "FULL", "HDRS" or ""
+    std::string envid;  // RFC 3461 ENVID, xtext as given
+    // The delay warning went out; one byte rewritten in place, like a
+    // recipient's state.
+    bool warned = false;
+    off_t warned_offset = 0;
 };
+
+// True when this recipient's NOTIFY asks for a report of `event`
+// ("SUCCESS", "FAILURE" or "DELAY"); without NOTIFY, failures and delays.
+bool notify_wants(const QueuedRecipient& recipient, std::string_view event);
 
 // A queue id: the arrival time in hex and a random tail, so ids sort by age.
 std::string new_queue_id(TimePoint now);
@@ -49,6 +63,9 @@ Result<QueuedMessage> read_queue_file(const std::string& path, bool with_content
 
 // Rewrites one recipient's state byte and fsyncs the file.
 bool mark_recipient(const std::string& path, const QueuedRecipient& recipient, RecipientState state);
+
+// Records that the delay warning was sent, and fsyncs the file.
+bool mark_warned(const std::string& path, const QueuedMessage& message);
 
 // fsync of a directory, so a rename or an unlink in it is on disk.
 bool sync_directory(const std::string& path);

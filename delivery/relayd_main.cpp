@@ -26,6 +26,7 @@
 #include "conf/config.h"
 #include "conf/units.h"
 #include "delivery/deliverer.h"
+#include "delivery/delivery_report.h"
 #include "delivery/intake_server.h"
 #include "delivery/queue.h"
 
@@ -96,26 +97,48 @@ int queue_command(const DeliverySettings& s, const std::vector<std::string>& arg
     }
     if (args.size() == 2 && args[0] == "bounce") {
         // Gives up now: every recipient still to go fails, as when the
-        // lifetime ends. (The DSN to the sender comes with the report
-        // templates; until then a bounce is logged, not mailed.)
-        auto m = read_queue_file(active + args[1], false);
+        // lifetime ends, and the sender gets the bounce (unless NOTIFY said
+        // otherwise, or the message is itself a report).
+        auto m = read_queue_file(active + args[1], true);
         if (!m) {
             std::cerr << "relayguard-relayd: " << args[1] << ": " << m.error() << "\n";
             return 1;
         }
-        std::size_t n = 0;
+        SystemClock clock;
+        DeliveryReport report;
+        report.reporting_mta = mail_host_name(s);
+        report.queue_id = m->id;
+        report.sender = m->sender;
+        report.envid = m->envid;
+        report.arrival = m->arrival;
+        report.now = clock.now();
+        report.full_message = m->ret != "HDRS" && m->size <= s.bounce_size_limit;
+        std::vector<const QueuedRecipient*> bounced;
         for (const auto& r : m->recipients) {
             if (r.state != RecipientState::pending) continue;
-            if (!mark_recipient(active + args[1], r, RecipientState::failed)) {
+            bounced.push_back(&r);
+            if (notify_wants(r, "FAILURE")) {
+                report.recipients.push_back({r.address, r.orcpt, "5.0.0", "", "returned to the sender by the administrator"});
+            }
+        }
+        if (!m->sender.empty() && !report.recipients.empty()) {
+            auto queued = q.enqueue(report_message(s, report, m->content), report.now);
+            if (!queued) {
+                std::cerr << "relayguard-relayd: " << args[1] << ": could not queue the bounce: " << queued.error() << "\n";
+                return 1;
+            }
+            std::cout << args[1] << ": bounce " << *queued << " queued to <" << m->sender << ">\n";
+        }
+        for (const auto* r : bounced) {
+            if (!mark_recipient(active + args[1], *r, RecipientState::failed)) {
                 std::cerr << "relayguard-relayd: " << args[1] << ": could not record the bounce\n";
                 return 1;
             }
-            std::cout << args[1] << ": to=<" << r.address << "> status=bounced (by the administrator)\n";
-            ++n;
+            std::cout << args[1] << ": to=<" << r->address << "> status=bounced (by the administrator)\n";
         }
         ::unlink((active + args[1]).c_str());
         sync_directory(s.queue_dir + "/active");
-        std::cout << args[1] << ": " << n << " recipient(s) bounced, removed from the queue\n";
+        std::cout << args[1] << ": " << bounced.size() << " recipient(s) bounced, removed from the queue\n";
         return 0;
     }
     if (args.size() == 2 && args[0] == "delete") {
@@ -256,7 +279,9 @@ int main(int argc, char** argv) {
         return exit_config;
     }
     DestinationState destinations(config.delivery.queue_dir + "/destinations");
-    Deliverer deliverer(current, **resolver, destinations);
+    SystemClock clock;
+    Deliverer deliverer(current, **resolver, destinations,
+                        [&](QueuedMessage report) { return (*queue)->enqueue(std::move(report), clock.now()); });
 
     auto addr = ListenAddress::parse(config.delivery.listen);
     UniqueFd listener;
@@ -275,11 +300,10 @@ int main(int argc, char** argv) {
     }
 
     Scheduler scheduler(**queue, deliverer, config.delivery.threads);
-    SystemClock clock;
     IntakeServer intake(
         config.delivery.max_message_size,
-        [&](const std::string& sender, const std::vector<std::string>& rcpts, const std::string& content) {
-            auto id = (*queue)->enqueue(sender, rcpts, content, clock.now());
+        [&](QueuedMessage m) {
+            auto id = (*queue)->enqueue(std::move(m), clock.now());
             if (id) scheduler.submit(*id);
             return id;
         },

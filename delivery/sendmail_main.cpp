@@ -3,7 +3,11 @@
 // client's queue (durably, as the SMTP intake does) and exits 0 only then;
 // relayguard-relayd picks it up within a second.
 //
-//   relayguard-sendmail [-t] [-i|-oi] [-f SENDER] [-F NAME] [--config FILE] [RECIPIENT...]
+//   relayguard-sendmail [-t] [-i|-oi] [-f SENDER] [-F NAME] [-N DSN] [-R RET] [-V ENVID]
+//                       [--config FILE] [RECIPIENT...]
+// -N, -R and -V are Sendmail's and Postfix's: the RFC 3461 NOTIFY for every
+// recipient ("never" or any of "success,failure,delay"), RET ("full" or
+// "hdrs") and ENVID of the message.
 //
 // Exit status: 0 queued, 64 usage, 65 no recipients, 75 the queue could not
 // take it (try again), 78 bad config.
@@ -16,6 +20,7 @@
 #include <vector>
 
 #include "common/system_clock.h"
+#include "common/text_codec.h"
 #include "conf/config.h"
 #include "delivery/queue.h"
 
@@ -57,6 +62,7 @@ int main(int argc, char** argv) {
     std::string sender;
     std::string config_path = std::getenv("RELAYGUARD_CONFIG") ? std::getenv("RELAYGUARD_CONFIG") : "/etc/relayguard/relayguard.toml";
     std::vector<std::string> rcpts;
+    std::string notify, ret, envid;
     for (int i = 1; i < argc; ++i) {
         std::string a = argv[i];
         if (a == "-t") from_headers = true;
@@ -64,12 +70,30 @@ int main(int argc, char** argv) {
         else if (a == "-f" && i + 1 < argc) sender = argv[++i];
         else if (a.rfind("-f", 0) == 0 && a.size() > 2) sender = a.substr(2);
         else if (a == "-F" && i + 1 < argc) ++i;
+        else if (a == "-N" && i + 1 < argc) notify = relayguard::ascii_upper(argv[++i]);
+        else if (a == "-R" && i + 1 < argc) ret = relayguard::ascii_upper(argv[++i]);
+        else if (a == "-V" && i + 1 < argc) envid = argv[++i];
         else if (a == "--config" && i + 1 < argc) config_path = argv[++i];
         else if (a.rfind("-o", 0) == 0 || a.rfind("-b", 0) == 0 || a == "--") continue;  // sendmail options with no meaning here
         else if (!a.empty() && a[0] == '-') {
             std::cerr << "relayguard-sendmail: unsupported option " << a << "\n";
             return exit_usage;
         } else rcpts.push_back(a);
+    }
+    auto notify_ok = [&] {
+        if (notify.empty() || notify == "NEVER") return true;
+        for (std::size_t start = 0; start <= notify.size();) {
+            auto comma = std::min(notify.find(',', start), notify.size());
+            auto item = notify.substr(start, comma - start);
+            if (item != "SUCCESS" && item != "FAILURE" && item != "DELAY") return false;
+            start = comma + 1;
+        }
+        return true;
+    };
+    if (!notify_ok() || (!ret.empty() && ret != "FULL" && ret != "HDRS") || !relayguard::storable_address(envid) ||
+        envid.find(' ') != std::string::npos || envid.size() > 100) {
+        std::cerr << "relayguard-sendmail: bad -N, -R or -V value\n";
+        return exit_usage;
     }
     auto loaded = relayguard::load_config_file(config_path);
     for (const auto& e : loaded.errors) std::cerr << "relayguard-sendmail: " << e.to_string() << "\n";
@@ -125,7 +149,18 @@ int main(int argc, char** argv) {
     }
     relayguard::Queue queue(s.queue_dir);
     relayguard::SystemClock clock;
-    auto id = queue.enqueue(sender, rcpts, content, clock.now());
+    relayguard::QueuedMessage m;
+    m.sender = sender;
+    for (const auto& r : rcpts) m.recipients.push_back({r, relayguard::RecipientState::pending, 0, notify, ""});
+    m.ret = ret;
+    // ENVID travels as xtext (RFC 3461 4).
+    for (unsigned char c : envid) {
+        static constexpr char hex[] = "0123456789ABCDEF";
+        if (c < 33 || c > 126 || c == '+' || c == '=') m.envid += {'+', hex[c >> 4], hex[c & 15]};
+        else m.envid += static_cast<char>(c);
+    }
+    m.content = content;
+    auto id = queue.enqueue(std::move(m), clock.now());
     if (!id) {
         std::cerr << "relayguard-sendmail: could not queue the message: " << id.error() << "\n";
         return exit_tempfail;

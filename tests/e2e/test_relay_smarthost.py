@@ -96,12 +96,17 @@ with SmtpSink() as sink:
         ids = [i for i in relayd.queued() if i != qid]
         bounced = relayd.queue("bounce", ids[0])
         deleted = relayd.queue("delete", ids[1])
-        check("queue bounce fails what was left and removes it; queue delete removes it",
+        # The bounce to a@example.test is a new message, queued beside the one left.
+        check("queue bounce fails what was left, removes it and queues the bounce; queue delete removes it",
               bounced.returncode == 0 and "status=bounced" in bounced.stdout and deleted.returncode == 0 and
-              relayd.queued() == [qid], (bounced.stdout, deleted.stdout, relayd.queued()))
+              qid in relayd.queued() and ids[0] not in relayd.queued() and ids[1] not in relayd.queued()
+              and len(relayd.queued()) == 2, (bounced.stdout, deleted.stdout, relayd.queued()))
         sink.start()
-        check("the sink comes up and the retry delivers it", sink.wait_count(before + 2, 30) == before + 2,
-              relayd.log()[-1500:])
+        check("the sink comes up and the retry delivers it, and the bounce",
+              sink.wait_count(before + 3, 30) == before + 3, relayd.log()[-1500:])
+        check("the bounce went to the sender from the null sender",
+              any(m["sender"] == "" and m["recipients"] == ["a@example.test"] for m in sink.messages()),
+              [(m["sender"], m["recipients"]) for m in sink.messages()])
         check("the queue is empty again", wait(lambda: not relayd.queued()), relayd.queued())
 
 # --- limits, LMTP, a smart host whose name does not resolve, reload ---

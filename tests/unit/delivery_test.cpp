@@ -12,7 +12,7 @@
 
 #include "delivery/destination_state.h"
 #include "delivery/queue.h"
-#include "delivery/smtp_client.h"
+#include "common/smtp_client.h"
 
 using namespace relayguard;
 using namespace std::chrono_literals;

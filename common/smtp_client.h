@@ -1,11 +1,10 @@
-// The relay client's side of SMTP: one connection to one server, plain or
+// The client side of SMTP, used by the relay client to deliver and by the
+// policy daemon to hand its alerts to the relay client: one connection to one server, plain or
 // TLS (STARTTLS, or implicit TLS on port 465), EHLO capabilities, AUTH PLAIN
 // or LOGIN, and one message at a time with dot-stuffing. Every read and
 // write has a deadline, so a server that stops answering ends the attempt
 // instead of stalling a delivery thread.
 #pragma once
-
-#include <openssl/ssl.h>
 
 #include <chrono>
 #include <memory>
@@ -13,8 +12,8 @@
 #include <string>
 #include <vector>
 
+#include "common/client_stream.h"
 #include "common/result.h"
-#include "common/unique_fd.h"
 
 namespace relayguard {
 
@@ -37,22 +36,13 @@ std::string dot_stuff(std::string_view content);
 // The CRAM-MD5 answer (RFC 2195) to a server's decoded challenge: "user hexdigest".
 std::string cram_md5_answer(const std::string& user, const std::string& password, const std::string& challenge);
 
-using Deadline = std::chrono::steady_clock::time_point;
-
-struct TlsOptions {
-    bool verify = true;       // check the certificate and the host name
-    std::string ca_file;      // "" = the system's CAs
-    std::string server_name;  // for SNI and the name check
-};
-
 class SmtpConnection {
 public:
     // Connects to `address`:`port` (an IP address). Implicit TLS when asked.
     static Result<SmtpConnection> open(const std::string& address, int port, Deadline deadline, bool implicit_tls,
                                        const TlsOptions& tls);
-    SmtpConnection(SmtpConnection&&) noexcept;
-    SmtpConnection& operator=(SmtpConnection&&) noexcept;
-    ~SmtpConnection();
+    SmtpConnection(SmtpConnection&&) noexcept = default;
+    SmtpConnection& operator=(SmtpConnection&&) noexcept = default;
 
     Result<SmtpResponse> greeting(Deadline deadline) { return read(deadline); }
     Result<SmtpResponse> command(const std::string& line, Deadline deadline);
@@ -71,24 +61,14 @@ public:
     Result<SmtpResponse> data(std::string_view content, Deadline deadline);
 
     bool offers(const std::string& keyword) const { return capabilities_.count(keyword) > 0; }
-    bool encrypted() const { return ssl_ != nullptr; }
+    bool encrypted() const { return stream_.encrypted(); }
 
 private:
-    SmtpConnection() = default;
-    Result<bool> handshake(const TlsOptions& tls, Deadline deadline);
+    explicit SmtpConnection(ClientStream stream) : stream_(std::move(stream)) {}
     Result<SmtpResponse> read(Deadline deadline);
     bool send(std::string_view data, Deadline deadline);
-    bool set_timeout(Deadline deadline);
 
-    struct FreeSsl {
-        void operator()(SSL* s) const { SSL_free(s); }
-    };
-    struct FreeCtx {
-        void operator()(SSL_CTX* c) const { SSL_CTX_free(c); }
-    };
-    UniqueFd fd_;
-    std::unique_ptr<SSL_CTX, FreeCtx> ctx_;
-    std::unique_ptr<SSL, FreeSsl> ssl_;
+    ClientStream stream_;
     std::string buffer_;
     std::set<std::string> capabilities_;
     std::set<std::string> auth_;

@@ -1,0 +1,22 @@
+// Small text encodings both daemons need: base64 (SMTP AUTH, POP3 APOP's
+// neighbours, RFC 2047 subjects), ASCII case folding for protocol verbs,
+// and whole-string number parsing that refuses trailing junk.
+#pragma once
+
+#include <optional>
+#include <string>
+#include <string_view>
+
+namespace relayguard {
+
+std::string base64_encode(std::string_view in);
+// std::nullopt when `in` is not base64.
+std::optional<std::string> base64_decode(std::string_view in);
+
+// ASCII upper case: protocol keywords, never user text.
+std::string ascii_upper(std::string_view s);
+
+// The whole of `s` as a decimal number, or std::nullopt.
+std::optional<long long> parse_whole_number(std::string_view s);
+
+}  // namespace relayguard

@@ -1,0 +1,142 @@
+// POP3 login for POP-before-SMTP; see the header.
+#include "delivery/pop3_client.h"
+
+#include <openssl/evp.h>
+#include <spdlog/spdlog.h>
+
+#include "common/text_codec.h"
+
+namespace relayguard {
+
+namespace {
+
+// One reply line without its CRLF.
+Result<std::string> read_line(ClientStream& stream, std::string& buffer, Deadline deadline) {
+    while (true) {
+        auto nl = buffer.find("\r\n");
+        if (nl != std::string::npos) {
+            std::string line = buffer.substr(0, nl);
+            buffer.erase(0, nl + 2);
+            return line;
+        }
+        if (buffer.size() > 8192) return Result<std::string>::failure("reply line too long");
+        auto got = stream.receive(buffer, deadline);
+        if (!got) return Result<std::string>::failure(got.error());
+    }
+}
+
+bool ok(const std::string& line) { return line.rfind("+OK", 0) == 0; }
+
+// A server's words for a log line: printable, short.
+std::string words(const std::string& line) {
+    std::string out;
+    for (char c : line.substr(0, 200)) out += (c < 0x20 || c == 0x7f) ? ' ' : c;
+    return out;
+}
+
+}  // namespace
+
+std::string apop_digest(const std::string& timestamp, const std::string& password) {
+    unsigned char digest[EVP_MAX_MD_SIZE];
+    unsigned int len = 0;
+    std::string input = timestamp + password;
+    EVP_Digest(input.data(), input.size(), digest, &len, EVP_md5(), nullptr);
+    static constexpr char hex[] = "0123456789abcdef";
+    std::string out;
+    for (unsigned int i = 0; i < len; ++i) {
+        out += hex[digest[i] >> 4];
+        out += hex[digest[i] & 15];
+    }
+    return out;
+}
+
+std::string apop_timestamp(std::string_view greeting) {
+    auto open = greeting.find('<');
+    auto close = greeting.find('>', open);
+    if (open == std::string_view::npos || close == std::string_view::npos) return "";
+    std::string_view ts = greeting.substr(open, close - open + 1);
+    if (ts.find('@') == std::string_view::npos) return "";
+    return std::string(ts);
+}
+
+Result<bool> pop3_login(const std::string& address, int port, const DeliverySettings& s, const TlsOptions& tls,
+                        Deadline deadline) {
+    using R = Result<bool>;
+    bool implicit_tls = port == 995;
+    auto stream = ClientStream::open(address, port, deadline, implicit_tls, tls);
+    if (!stream) return R::failure(stream.error());
+    std::string buffer;
+    auto command = [&](const std::string& line) -> Result<std::string> {
+        if (!stream->send(line + "\r\n", deadline)) return Result<std::string>::failure("connection lost");
+        return read_line(*stream, buffer, deadline);
+    };
+    auto greeting = read_line(*stream, buffer, deadline);
+    if (!greeting) return R::failure("greeting: " + greeting.error());
+    if (!ok(*greeting)) return R::failure("greeting: " + words(*greeting));
+    std::string timestamp = apop_timestamp(*greeting);
+
+    // CAPA (RFC 2449): a multi-line list ending in ".", or -ERR.
+    bool stls = false;
+    auto capa = command("CAPA");
+    if (!capa) return R::failure("CAPA: " + capa.error());
+    if (ok(*capa)) {
+        while (true) {
+            auto line = read_line(*stream, buffer, deadline);
+            if (!line) return R::failure("CAPA: " + line.error());
+            if (*line == ".") break;
+            if (ascii_upper(*line) == "STLS") stls = true;
+        }
+    }
+    if (!stream->encrypted() && s.starttls != StartTlsPolicy::off && stls) {
+        auto started = command("STLS");
+        if (!started) return R::failure("STLS: " + started.error());
+        if (!ok(*started)) return R::failure("STLS: " + words(*started));
+        if (!buffer.empty()) return R::failure("data after STLS's reply (possible injection)");
+        auto h = stream->handshake(tls, deadline);
+        if (!h) return R::failure("STLS: " + h.error());
+    }
+    if (!stream->encrypted() && s.starttls == StartTlsPolicy::required) {
+        return R::failure("TLS required by delivery.starttls but STLS not offered");
+    }
+    if (s.pop_method == PopLoginMethod::apop) {
+        if (timestamp.empty()) return R::failure("APOP: the server's greeting has no timestamp (APOP not offered)");
+        auto r = command("APOP " + s.username + " " + apop_digest(timestamp, s.password));
+        if (!r) return R::failure("APOP: " + r.error());
+        if (!ok(*r)) return R::failure("APOP: " + words(*r));
+    } else {
+        auto r = command("USER " + s.username);
+        if (!r) return R::failure("USER: " + r.error());
+        if (!ok(*r)) return R::failure("USER: " + words(*r));
+        r = command("PASS " + s.password);
+        if (!r) return R::failure("PASS: " + r.error());
+        if (!ok(*r)) return R::failure("PASS: " + words(*r));
+    }
+    // The login is what counts; a QUIT that goes astray changes nothing.
+    (void)command("QUIT");
+    return stream->encrypted();
+}
+
+Result<bool> PopBeforeSmtp::ensure(const DeliverySettings& s, const std::string& host,
+                                   const std::vector<std::string>& addresses, int port, Deadline deadline) {
+    std::lock_guard lock(mutex_);
+    std::string key = s.pop_server + "/" + s.username + "/" + (s.pop_method == PopLoginMethod::apop ? "apop" : "user");
+    auto now = std::chrono::steady_clock::now();
+    if (key == last_key_ && now - last_ok_ < s.pop_login_interval) return true;
+    TlsOptions tls{s.tls_verify && (s.starttls == StartTlsPolicy::required || port == 995), s.tls_ca_file, host};
+    std::string problem = "no address for " + host;
+    for (const auto& address : addresses) {
+        auto login = pop3_login(address, port, s, tls, deadline);
+        if (login) {
+            spdlog::info("pop-before-smtp: logged in as {} at {}[{}]:{}{}", s.username, host, address, port,
+                         *login ? " over TLS" : "");
+            last_key_ = key;
+            last_ok_ = std::chrono::steady_clock::now();
+            return true;
+        }
+        problem = host + "[" + address + "]:" + std::to_string(port) + ": " + login.error();
+    }
+    last_key_.clear();
+    return Result<bool>::failure("pop-before-smtp login failed: " + problem);
+}
+
+}  // namespace relayguard

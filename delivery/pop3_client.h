@@ -1,0 +1,42 @@
+// POP-before-SMTP at the parent: some smart hosts relay only for an address
+// that logged into their POP3 server a short while ago. Before the SMTP
+// session the relay client logs in (APOP, or USER/PASS; STLS where offered,
+// implicit TLS on port 995), reads no mail, and quits. A login is good for
+// pop_login_interval, so a busy queue does not log in for every message.
+#pragma once
+
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "common/client_stream.h"
+#include "delivery/delivery_settings.h"
+
+namespace relayguard {
+
+// The APOP digest (RFC 1939 7): MD5 of the greeting's timestamp and the
+// password, in lower-case hex.
+std::string apop_digest(const std::string& timestamp, const std::string& password);
+
+// The "<...@...>" timestamp in a POP3 greeting, or "" when there is none.
+std::string apop_timestamp(std::string_view greeting);
+
+// One login at `address`:`port` and QUIT. Errors say which step failed and
+// the server's words; never the password.
+Result<bool> pop3_login(const std::string& address, int port, const DeliverySettings& settings,
+                        const TlsOptions& tls, Deadline deadline);
+
+class PopBeforeSmtp {
+public:
+    // Logs in at the first of `addresses` that answers, unless a login with
+    // the same settings succeeded less than pop_login_interval ago.
+    Result<bool> ensure(const DeliverySettings& settings, const std::string& host,
+                        const std::vector<std::string>& addresses, int port, Deadline deadline);
+
+private:
+    std::mutex mutex_;  // one login at a time; the others wait for it
+    std::chrono::steady_clock::time_point last_ok_{};
+    std::string last_key_;
+};
+
+}  // namespace relayguard
