@@ -1,11 +1,13 @@
 // Small text encodings both daemons need: base64 (SMTP AUTH, POP3 APOP's
 // neighbours, RFC 2047 subjects), ASCII case folding for protocol verbs,
-// and whole-string number parsing that refuses trailing junk.
+// whole-string number parsing that refuses trailing junk, and mail dates.
 #pragma once
 
 #include <optional>
 #include <string>
 #include <string_view>
+
+#include "policy/clock.h"
 
 namespace relayguard {
 
@@ -15,6 +17,9 @@ std::optional<std::string> base64_decode(std::string_view in);
 
 // ASCII upper case: protocol keywords, never user text.
 std::string ascii_upper(std::string_view s);
+
+// "Mon, 23 Nov 2026 00:30:00 +0000": a mail Date, always in UTC.
+std::string rfc5322_date(TimePoint t);
 
 // The whole of `s` as a decimal number, or std::nullopt.
 std::optional<long long> parse_whole_number(std::string_view s);

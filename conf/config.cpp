@@ -69,6 +69,28 @@ std::string check_log_level(const std::string& v) {
     return levels.count(v) ? "" : "expected one of trace, debug, info, warning, error, critical, off";
 }
 
+std::string check_alert_event(const std::string& v) {
+    return alert_event_from(v) ? "" : "expected harvest_block, rate_limit or store_lost";
+}
+
+std::string check_mail_address(const std::string& v) {
+    auto at = v.rfind('@');
+    if (at == std::string::npos || at == 0 || at + 1 == v.size()) return "expected an address local@domain";
+    for (char c : v) {
+        if (static_cast<unsigned char>(c) <= ' ' || c == '<' || c == '>' || c == 0x7f) return "expected an address local@domain";
+    }
+    return "";
+}
+
+std::string check_ip_port(const std::string& v) {
+    if (std::string why = check_host_port(v); !why.empty() || v.rfind("unix:", 0) == 0) {
+        return why.empty() ? "expected IP:PORT" : why;
+    }
+    std::string host = v.substr(0, v.rfind(':'));
+    if (host.size() > 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
+    return IpAddress::parse(host) ? "" : "expected an IP address (no host name) before the port";
+}
+
 namespace {
 
 std::string check_reply(const SmtpReply& r) {
@@ -493,6 +515,9 @@ void validate(Config& c, const Reader& r, std::vector<ConfigError>& errors) {
     }
     if (!c.pop_logins.log_file.empty() && !c.policy.relay.allow_pop_before_smtp) {
         fail("pop_before_smtp.log_file", "set, but relay.allow_pop_before_smtp is false: the windows would open nothing");
+    }
+    if (!c.alerts.sender.empty()) {
+        if (std::string why = check_mail_address(c.alerts.sender); !why.empty()) fail("alerts.sender", why);
     }
     const auto& d = c.delivery;
     if (d.route == DeliveryRoute::smarthost && d.smarthosts.empty()) {

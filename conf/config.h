@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "delivery/delivery_settings.h"
+#include "policy/alert_throttle.h"
 #include "policy/ip_group.h"
 #include "policy/login_pattern.h"
 #include "policy/policy_settings.h"
@@ -95,6 +96,7 @@ struct Config {
     ResolverSettings resolver;
     PopLoginSettings pop_logins;
     DeliverySettings delivery;
+    AlertSettings alerts;
     LogSettings log;
 };
 

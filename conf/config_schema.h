@@ -14,6 +14,9 @@ std::string check_socket_mode(const std::string& v);
 std::string check_admin_socket(const std::string& v);
 std::string check_login_pattern(const std::string& v);
 std::string check_log_level(const std::string& v);
+std::string check_alert_event(const std::string& v);
+std::string check_mail_address(const std::string& v);
+std::string check_ip_port(const std::string& v);
 
 template <class V>
 void config_schema(V& v, Config& c) {
@@ -170,6 +173,15 @@ void config_schema(V& v, Config& c) {
         v.size("bounce_size_limit", d.bounce_size_limit, 0);
         v.size("max_message_size", d.max_message_size, 1024);
         v.number("max_queue_messages", d.max_queue_messages, 1u, 100'000'000u);
+    });
+    v.section("alerts", [&] {
+        auto& a = c.alerts;
+        v.list("recipients", a.recipients, check_mail_address);
+        v.list("events", a.events, check_alert_event);
+        v.text("sender", a.sender);
+        v.text("submit", a.submit, check_ip_port);
+        v.duration("per_client_interval", a.per_client_interval, std::chrono::seconds(1));
+        v.number("max_per_hour", a.max_per_hour, 1u, 100000u);
     });
     v.section("log", [&] {
         v.text("level", c.log.level, check_log_level);

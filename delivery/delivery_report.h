@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "common/text_codec.h"
 #include "delivery/delivery_settings.h"
 #include "delivery/queue_file.h"
 #include "delivery/report_template.h"
@@ -43,9 +44,6 @@ std::string enhanced_status(std::string_view reply, bool permanent);
 
 // RFC 3461 xtext ("+2B" for "+"); undecodable text is kept as it is.
 std::string xtext_decode(std::string_view text);
-
-// "Mon, 23 Nov 2026 00:30:00 +0000"
-std::string rfc5322_date(TimePoint t);
 
 // "4h 0m", "2d 3h", "45s": the two largest units.
 std::string human_duration(Duration d);

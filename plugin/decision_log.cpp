@@ -8,6 +8,11 @@
 namespace relayguard {
 namespace {
 
+RefusalObserver& observer() {
+    static RefusalObserver o;
+    return o;
+}
+
 std::string quoted(std::string_view v) {
     std::string out = "\"";
     for (char c : v) {
@@ -40,11 +45,14 @@ void log_decision(const SessionState& s, const Decision& d, const DecisionContex
     }
     if (d.refused()) {
         security_log()->info("refused {}", line(s, d, ctx));
+        if (observer()) observer()(s, d, ctx);
     } else if (d.verdict == Verdict::permit) {
         spdlog::info("permit {}", line(s, d, ctx));
     } else if (d.verdict == Verdict::discard) {
         security_log()->info("discarded {}", line(s, d, ctx));
     }
 }
+
+void set_refusal_observer(RefusalObserver o) { observer() = std::move(o); }
 
 }  // namespace relayguard

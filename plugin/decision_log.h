@@ -4,6 +4,7 @@
 //   refused client=192.0.2.7 rule=relay stage=rcpt verdict=reject reply="554 5.7.1 Relay access denied" ...
 #pragma once
 
+#include <functional>
 #include <string_view>
 
 #include "policy/decision.h"
@@ -19,5 +20,10 @@ struct DecisionContext {
 };
 
 void log_decision(const SessionState& s, const Decision& d, const DecisionContext& ctx);
+
+// Called with every enforced refusal after it is logged (the alerts listen
+// here). Set once at start, before any front end runs.
+using RefusalObserver = std::function<void(const SessionState&, const Decision&, const DecisionContext&)>;
+void set_refusal_observer(RefusalObserver observer);
 
 }  // namespace relayguard

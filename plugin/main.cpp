@@ -22,6 +22,8 @@
 #include "plugin/policy_server.h"
 #include "common/dns_resolver.h"
 #include "plugin/admin_server.h"
+#include "plugin/alert_mailer.h"
+#include "plugin/decision_log.h"
 #include "plugin/login_log_follower.h"
 #include "plugin/redis_counter_store.h"
 #include "plugin/resolver_dns_answers.h"
@@ -84,7 +86,7 @@ void log_effective_settings(const relayguard::Config& c) {
 // Where the counters live: this node's memory, or Redis behind the fail mode.
 class SharedState {
 public:
-    SharedState(const relayguard::Config& c, const relayguard::Clock& clock) {
+    SharedState(const relayguard::Config& c, const relayguard::Clock& clock, relayguard::AlertMailer& alerts) {
         if (c.store.type == relayguard::StoreType::memory) {
             memory_.emplace(c.store.memory_max_clients);
             return;
@@ -94,6 +96,9 @@ public:
         health_ = std::make_unique<relayguard::StoreHealth>(
             "redis " + redis_->describe(), c.policy.store_fail_mode == relayguard::StoreFailMode::open,
             [client = redis_.get()] { return client->last_error(); });
+        health_->on_change([&alerts](bool lost, const std::string& what, const std::string& why) {
+            alerts.on_store_change(lost, what, why);
+        });
         redis_counters_ = std::make_unique<relayguard::RedisCounterStore>(*redis_, r.key_prefix, r.connection_lease, clock);
         redis_windows_ = std::make_unique<relayguard::RedisPopWindowStore>(*redis_, r.key_prefix);
         failover_counters_.emplace(*redis_counters_, *health_, c.store.memory_max_clients);
@@ -173,7 +178,18 @@ int main(int argc, char** argv) {
     log_effective_settings(config);
 
     relayguard::SystemClock clock;
-    SharedState state(config, clock);
+    relayguard::AlertMailer alerts(config.alerts, clock);
+    if (!config.alerts.recipients.empty()) {
+        relayguard::set_refusal_observer(
+            [&alerts](const relayguard::SessionState& s, const relayguard::Decision& d,
+                      const relayguard::DecisionContext& ctx) { alerts.on_refusal(s, d, ctx.stage); });
+        std::string events;
+        for (const auto& e : config.alerts.events) events += (events.empty() ? "" : ",") + e;
+        spdlog::info("alerts: {} to {} recipient(s) via {}, at most one per client and event every {}, {} an hour",
+                     events, config.alerts.recipients.size(), config.alerts.submit,
+                     relayguard::format_duration(config.alerts.per_client_interval), config.alerts.max_per_hour);
+    }
+    SharedState state(config, clock, alerts);
     // The resolver runs only when a DNS check is on.
     std::unique_ptr<relayguard::DnsResolver> resolver;
     std::optional<relayguard::ResolverDnsAnswers> dns;
@@ -295,6 +311,7 @@ int main(int argc, char** argv) {
         relayguard::milter::stop();
         milter_thread.join();
     }
+    relayguard::set_refusal_observer(nullptr);
     spdlog::info("relayguard stopped");
     return 0;
 }

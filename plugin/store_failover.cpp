@@ -20,6 +20,7 @@ void StoreHealth::succeeded() {
         spdlog::warn("store: {} reachable again after {} s ({} calls failed); counting in Redis, shared by every node",
                      what_, lasted.count(), failures_);
         degraded_ = false;
+        if (listener_) listener_(false, what_, "");
     } else if (!ever_succeeded_) {
         spdlog::info("store: {} answered; counting in Redis, shared by every node", what_);
     }
@@ -37,7 +38,9 @@ void StoreHealth::failed() {
         since_ = now;
         failures_ = 1;
         next_reminder_ = now + reminder_every;
-        spdlog::error("store: {} unreachable ({}); {} until it is back", what_, why_(), mode);
+        std::string why = why_();
+        spdlog::error("store: {} unreachable ({}); {} until it is back", what_, why, mode);
+        if (listener_) listener_(true, what_, why);
     } else if (now >= next_reminder_) {
         next_reminder_ = now + reminder_every;
         auto lasted = std::chrono::duration_cast<std::chrono::seconds>(now - since_);

@@ -22,6 +22,10 @@ public:
     StoreHealth(std::string what, bool fail_open, std::function<std::string()> why);
     void succeeded();
     void failed();
+    // Told when the store is lost (true, with why) and when it is back.
+    void on_change(std::function<void(bool lost, const std::string& what, const std::string& why)> listener) {
+        listener_ = std::move(listener);
+    }
     bool fail_open() const { return fail_open_; }
     bool degraded() const { return degraded_; }
 
@@ -35,6 +39,7 @@ private:
     std::chrono::steady_clock::time_point since_{};
     std::chrono::steady_clock::time_point next_reminder_{};
     std::uint64_t failures_ = 0;
+    std::function<void(bool, const std::string&, const std::string&)> listener_;
 };
 
 class FailoverCounterStore final : public CounterStore {

@@ -1,0 +1,55 @@
+// Which alerts to the admin go out, so that an attack does not become a
+// mail flood: one alert per event and client every per_client_interval, and
+// at most max_per_hour alerts about clients in any hour. What is held back
+// is counted and said in the next alert that goes. Losing the store is not
+// about a client: only the interval holds it back, never the hourly cap, so
+// an outage is always told.
+#pragma once
+
+#include <cstdint>
+#include <deque>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "policy/clock.h"
+
+namespace relayguard {
+
+enum class AlertEvent { harvest_block, rate_limit, store_lost };
+
+// "harvest_block", "rate_limit", "store_lost"
+const char* to_string(AlertEvent e);
+std::optional<AlertEvent> alert_event_from(std::string_view name);
+
+struct AlertSettings {
+    std::vector<std::string> recipients;  // none: no alerts
+    std::vector<std::string> events{"harvest_block", "rate_limit", "store_lost"};
+    std::string sender;                    // "" = relayguard@<host name>
+    std::string submit = "127.0.0.1:10025";  // the relay client's intake
+    Duration per_client_interval = std::chrono::hours(1);
+    std::uint32_t max_per_hour = 20;
+
+    bool wants(AlertEvent e) const;
+};
+
+class AlertThrottle {
+public:
+    AlertThrottle(Duration per_key_interval, std::uint32_t max_per_hour)
+        : interval_(per_key_interval), max_per_hour_(max_per_hour) {}
+
+    // Whether an alert of `event` about `key` (a client, or "" for the
+    // store) may go now. When it may, the answer is how many alerts were
+    // held back since the last one went.
+    std::optional<std::uint64_t> admit(AlertEvent event, const std::string& key, TimePoint now);
+
+private:
+    const Duration interval_;
+    const std::uint32_t max_per_hour_;
+    std::map<std::pair<AlertEvent, std::string>, TimePoint> last_;
+    std::deque<TimePoint> sent_;  // client alerts of the last hour
+    std::uint64_t held_back_ = 0;
+};
+
+}  // namespace relayguard

@@ -1,0 +1,48 @@
+// The alert throttle: what reaches the admin when a client keeps being
+// refused, when many clients are, and when the store comes and goes.
+#include <catch2/catch.hpp>
+
+#include "policy/alert_throttle.h"
+
+using namespace relayguard;
+using namespace std::chrono_literals;
+
+namespace {
+TimePoint at(Duration d) { return TimePoint(Duration(1'700'000'000'000)) + d; }
+}  // namespace
+
+TEST_CASE("one alert per client and event in the interval", "[alerts]") {
+    AlertThrottle t(1h, 20);
+    REQUIRE(t.admit(AlertEvent::harvest_block, "192.0.2.7", at(0s)) == std::uint64_t{0});
+    // The same client refused again and again: the admin already knows.
+    for (int i = 1; i < 50; ++i) REQUIRE_FALSE(t.admit(AlertEvent::harvest_block, "192.0.2.7", at(Duration(i * 1000))));
+    // Another event about it, or another client, is news.
+    REQUIRE(t.admit(AlertEvent::rate_limit, "192.0.2.7", at(60s)));
+    REQUIRE(t.admit(AlertEvent::harvest_block, "192.0.2.8", at(60s)));
+    // After the interval the same news may go again.
+    REQUIRE(t.admit(AlertEvent::harvest_block, "192.0.2.7", at(1h)));
+}
+
+TEST_CASE("at most max_per_hour alerts about clients, the rest counted in the next", "[alerts]") {
+    AlertThrottle t(1h, 3);
+    for (int i = 0; i < 3; ++i) REQUIRE(t.admit(AlertEvent::harvest_block, "10.0.0." + std::to_string(i), at(0s)));
+    for (int i = 3; i < 10; ++i) REQUIRE_FALSE(t.admit(AlertEvent::harvest_block, "10.0.0." + std::to_string(i), at(1s)));
+    // A client held back once is not counted twice for its next refusal.
+    REQUIRE_FALSE(t.admit(AlertEvent::harvest_block, "10.0.0.5", at(2s)));
+    // The store is not about a client: never capped.
+    REQUIRE(t.admit(AlertEvent::store_lost, "lost", at(3s)) == std::uint64_t{7});
+    // An hour after the first three, room again; nothing more was held back.
+    REQUIRE(t.admit(AlertEvent::rate_limit, "10.0.0.99", at(3600s)) == std::uint64_t{0});
+}
+
+TEST_CASE("alert settings: events by name, none without recipients", "[alerts]") {
+    AlertSettings s;
+    REQUIRE_FALSE(s.wants(AlertEvent::harvest_block));
+    s.recipients = {"postmaster@example.test"};
+    REQUIRE(s.wants(AlertEvent::harvest_block));
+    s.events = {"store_lost"};
+    REQUIRE_FALSE(s.wants(AlertEvent::rate_limit));
+    REQUIRE(s.wants(AlertEvent::store_lost));
+    REQUIRE(alert_event_from("rate_limit") == AlertEvent::rate_limit);
+    REQUIRE_FALSE(alert_event_from("flood"));
+}
