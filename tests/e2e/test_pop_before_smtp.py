@@ -8,10 +8,8 @@ ends, the limits still apply, and a login still works with relayguard down."""
 import grp
 import os
 import re
-import shutil
 import subprocess
 import sys
-import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -19,20 +17,12 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from rgtest import DovecotInstance, PostfixInstance, free_port, send_message  # noqa: E402
 from rgtest.check import check, finish  # noqa: E402
 from rgtest.daemon import Relayguard  # noqa: E402
-from rgtest.pop3 import pop3_login  # noqa: E402
+from rgtest.pop3 import PostLoginHook, pop3_login  # noqa: E402
 
-SOURCE = os.environ["RELAYGUARD_SOURCE_DIR"]
 WINDOW = 4  # seconds
 
-# The hook runs as user dovecot: it needs the ctl, the script and the socket
-# in places that user can reach.
-shared = tempfile.mkdtemp(prefix="rgtest-pop-")
-os.chmod(shared, 0o755)
-ctl = os.path.join(shared, "relayguardctl")
-shutil.copy(os.environ["RELAYGUARDCTL"], ctl)
-hook = os.path.join(shared, "relayguard-postlogin.sh")
-shutil.copy(os.path.join(SOURCE, "contrib/dovecot/relayguard-postlogin.sh"), hook)
-socket_path = os.path.join(shared, "admin.sock")
+hook = PostLoginHook("rgtest-pop-")
+ctl, socket_path = hook.ctl, hook.socket_path
 
 CONFIG = f"""
 [relay]
@@ -45,9 +35,7 @@ exempt_group = ""
 max = 3
 """
 
-POSTLOGIN = (f"RELAYGUARDCTL={ctl}\nRELAYGUARD_ADMIN_SOCKET={socket_path}\n"
-             "export RELAYGUARDCTL RELAYGUARD_ADMIN_SOCKET\n"
-             f". {hook}\n")
+POSTLOGIN = hook.script
 
 
 def relay(port, source):
@@ -130,5 +118,5 @@ try:
         check("relayguardctl says the daemon cannot be reached, exit 69",
               p.returncode == 69 and "is relayguard running" in p.stderr, p.stdout + p.stderr)
 finally:
-    shutil.rmtree(shared, ignore_errors=True)
+    hook.close()
 finish()

@@ -8,10 +8,7 @@ over STLS, in plaintext when told so, and APOP are each seen in Dovecot's log.""
 
 import os
 import re
-import shutil
-import subprocess
 import sys
-import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -20,20 +17,12 @@ from rgtest import DovecotInstance, PostfixInstance, free_port, send_message  # 
 from rgtest.check import check, finish  # noqa: E402
 from rgtest.daemon import Relayguard  # noqa: E402
 from rgtest.relayd import Relayd  # noqa: E402
+from rgtest.pop3 import PostLoginHook  # noqa: E402
 from rgtest.tls import make_test_cert  # noqa: E402
 
-SOURCE = os.environ["RELAYGUARD_SOURCE_DIR"]
-
-# The post-login hook runs as user dovecot: the ctl, the script and the socket must be
-# where that user can reach them.
-shared = tempfile.mkdtemp(prefix="rgtest-popparent-")
-os.chmod(shared, 0o755)
-ctl = os.path.join(shared, "relayguardctl")
-shutil.copy(os.environ["RELAYGUARDCTL"], ctl)
-hook = os.path.join(shared, "relayguard-postlogin.sh")
-shutil.copy(os.path.join(SOURCE, "contrib/dovecot/relayguard-postlogin.sh"), hook)
-socket_path = os.path.join(shared, "admin.sock")
-cert, key = make_test_cert(os.path.join(shared, "tls"), "pop.parent.test")
+hook = PostLoginHook("rgtest-popparent-")
+socket_path = hook.socket_path
+cert, key = make_test_cert(os.path.join(hook.dir, "tls"), "pop.parent.test")
 
 PARENT_POLICY = """
 [relay]
@@ -41,9 +30,7 @@ local_domains = ["parent.test"]
 allow_pop_before_smtp = true
 pop_window = "10m"
 """
-POSTLOGIN = (f"RELAYGUARDCTL={ctl}\nRELAYGUARD_ADMIN_SOCKET={socket_path}\n"
-             "export RELAYGUARDCTL RELAYGUARD_ADMIN_SOCKET\n"
-             f". {hook}\n")
+POSTLOGIN = hook.script
 DOVECOT_EXTRA = f"""
 default_vsz_limit = 0
 ssl = yes
@@ -106,6 +93,9 @@ try:
                   wait_login(dov, lambda m, rest: m == "PLAIN" and ", TLS," in rest), logins(dov))
             check("the parent's policy daemon opened the window from the hook",
                   rg.wait_for(r'pop-before-smtp window client=127\.0\.0\.1 user="u1"'), rg.log()[-1500:])
+            deadline = time.monotonic() + 5  # the file goes just after the log line
+            while relayd.queued() and time.monotonic() < deadline:
+                time.sleep(0.05)
             check("the queue is empty", not relayd.queued(), relayd.queued())
 
             # APOP: the password never crosses the wire.
@@ -133,5 +123,5 @@ try:
                   relayd.wait_for(r"to=<third@far\.example> relay=none status=deferred \(.*APOP: -ERR", timeout=20),
                   relayd.log()[-1500:])
 finally:
-    shutil.rmtree(shared, ignore_errors=True)
+    hook.close()
 finish()

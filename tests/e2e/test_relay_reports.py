@@ -111,6 +111,9 @@ with Dnsmasq(port=free_port(),
         check("RET=HDRS: the bounce returns headers only",
               bounce.get("returned_type") == "text/rfc822-headers"
               and "BODY-OF-THE-LATE-ONE" not in bounce.get("returned", ""), bounce.get("returned_type"))
+        deadline = time.monotonic() + 5  # the bounce is queued first, then the message removed
+        while late_id in relayd.queued() and time.monotonic() < deadline:
+            time.sleep(0.05)
         check("the message has left the queue", late_id not in relayd.queued(), relayd.queued())
         sender_count = sender_mx.count()
         check("the sink that deferred never got the message", late.count() == 0, late.count())

@@ -13,18 +13,14 @@
 #include "delivery/destination_state.h"
 #include "delivery/queue.h"
 #include "common/smtp_client.h"
+#include "temp_dir.h"
 
 using namespace relayguard;
 using namespace std::chrono_literals;
 
 namespace {
 
-struct TempDir {
-    std::string path = std::filesystem::temp_directory_path() / ("rg-queue-" + std::to_string(getpid()) + "-" +
-                                                                 std::to_string(std::rand()));
-    TempDir() { std::filesystem::create_directories(path); }
-    ~TempDir() { std::filesystem::remove_all(path); }
-};
+using test::TempDir;
 
 TimePoint t0() { return TimePoint(Duration(1'700'000'000'000)); }
 

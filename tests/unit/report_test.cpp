@@ -11,22 +11,19 @@
 #include "delivery/delivery_report.h"
 #include "delivery/pop3_client.h"
 #include "delivery/queue.h"
+#include "temp_dir.h"
 
 using namespace relayguard;
 using namespace std::chrono_literals;
 
 namespace {
 
-struct TempDir {
-    std::string path = std::filesystem::temp_directory_path() / ("rg-report-" + std::to_string(getpid()) + "-" +
-                                                                 std::to_string(std::rand()));
-    TempDir() { std::filesystem::create_directories(path); }
-    ~TempDir() { std::filesystem::remove_all(path); }
-    void write(const std::string& name, const std::string& text) const {
-        std::filesystem::create_directories(std::filesystem::path(path + "/" + name).parent_path());
-        std::ofstream(path + "/" + name, std::ios::binary) << text;
-    }
-};
+using test::TempDir;
+
+void write_file(const TempDir& d, const std::string& name, const std::string& text) {
+    std::filesystem::create_directories(std::filesystem::path(d.path + "/" + name).parent_path());
+    std::ofstream(d.path + "/" + name, std::ios::binary) << text;
+}
 
 TimePoint t0() { return TimePoint(Duration(1'700'000'000'000)); }
 
@@ -72,9 +69,9 @@ TEST_CASE("a broken template is refused with the reason", "[report]") {
 TEST_CASE("a missing or broken language falls back to English, then to the built-in text", "[report]") {
     TempDir d;
     auto values = report_values(failure_report());
-    d.write("en/failure.txt", "Subject: English {recipient}\n\nen\n");
-    d.write("de/failure.txt", "Subject: Unzustellbar: {recipient}\n\nGr\xc3\xbc\xc3\x9f" "e\n");
-    d.write("cs/failure.txt", "Subject: x\n\n{broken\n");
+    write_file(d, "en/failure.txt", "Subject: English {recipient}\n\nen\n");
+    write_file(d, "de/failure.txt", "Subject: Unzustellbar: {recipient}\n\nGr\xc3\xbc\xc3\x9f" "e\n");
+    write_file(d, "cs/failure.txt", "Subject: x\n\n{broken\n");
     REQUIRE(load_report_text(d.path, "de", ReportKind::failure, values).subject == "Unzustellbar: bob@example.net");
     REQUIRE(load_report_text(d.path, "de", ReportKind::failure, values).language == "de");
     auto broken = load_report_text(d.path, "cs", ReportKind::failure, values);
