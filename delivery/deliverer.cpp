@@ -211,7 +211,7 @@ Deliverer::Transaction Deliverer::transaction(const DeliverySettings& s, SmtpCon
     const SmtpResponse& mail_reply = (*replies)[0];
     if (!mail_reply.positive()) {
         for (auto i : rcpts) out[i] = Outcome{mail_reply.permanent() ? RecipientState::failed : RecipientState::pending,
-                                              "MAIL FROM: " + mail_reply.text(), relay, dsn, false};
+                                              mail_reply.text(), relay, dsn, false, true};
         auto reset = conn.command("RSET", step());
         return reset && reset->code == 250 ? Transaction::done_reusable : Transaction::done;
     }
@@ -222,7 +222,7 @@ Deliverer::Transaction Deliverer::transaction(const DeliverySettings& s, SmtpCon
         if (r.positive()) {
             accepted.push_back(i);
         } else {
-            out[i] = Outcome{r.permanent() ? RecipientState::failed : RecipientState::pending, r.text(), relay, dsn, false};
+            out[i] = Outcome{r.permanent() ? RecipientState::failed : RecipientState::pending, r.text(), relay, dsn, false, true};
         }
     }
     if (accepted.empty()) {
@@ -237,7 +237,7 @@ Deliverer::Transaction Deliverer::transaction(const DeliverySettings& s, SmtpCon
             out[i] = Outcome{data->positive()    ? RecipientState::delivered
                              : data->permanent() ? RecipientState::failed
                                                  : RecipientState::pending,
-                             data->text(), relay, dsn, false};
+                             data->text(), relay, dsn, false, true};
         }
     }
     return data ? Transaction::done_reusable : Transaction::done;
@@ -389,11 +389,12 @@ bool Deliverer::send_reports(const DeliverySettings& s, const std::string& path,
     base.retry_until = m.arrival + s.message_lifetime;
     auto entry = [&](std::size_t i, bool permanent) {
         const Outcome& o = out[i];
-        std::string reply = o.expired ? "message lifetime expired; last problem: " + o.reply : o.reply;
-        std::string status = o.expired ? "4.4.7" : enhanced_status(o.reply, permanent);
+        std::string reason = o.expired ? "message lifetime expired; last problem: " + o.reply : o.reply;
+        std::string status = o.expired ? "4.4.7" : enhanced_status(o.from_server ? o.reply : "", permanent);
         std::string remote = o.relay.substr(0, o.relay.find('['));
         // The remote server's own words when it answered; ours otherwise.
-        return ReportRecipient{m.recipients[i].address, m.recipients[i].orcpt, status, remote, reply};
+        return ReportRecipient{m.recipients[i].address, m.recipients[i].orcpt, status, remote,
+                               o.from_server ? o.reply : "", reason};
     };
     DeliveryReport failure = base, relayed = base, delay = base;
     failure.kind = ReportKind::failure;
@@ -432,15 +433,18 @@ bool Deliverer::send_reports(const DeliverySettings& s, const std::string& path,
         auto queued = enqueue_(report_message(s, *report, m.content));
         std::string_view kind = report_kind_name(report->kind);
         if (!queued) {
+            // A bounce holds its recipients back (see the caller); a warning
+            // is tried again at the next attempt; a "relayed" notice cannot
+            // hold back mail already delivered, so it is only logged.
             spdlog::error("{}: could not queue the {} report to <{}>: {}", m.id, kind, m.sender, queued.error());
             if (report == &failure) ok = false;
             continue;
         }
         spdlog::info("{}: sender notified: {} report {} to <{}> ({} recipient(s))", m.id, kind, *queued, m.sender,
                      report->recipients.size());
-    }
-    if (warn && !delay.recipients.empty() && !mark_warned(path, m)) {
-        spdlog::error("{}: could not record that the delay warning was sent", m.id);
+        if (report == &delay && !mark_warned(path, m)) {
+            spdlog::error("{}: could not record that the delay warning was sent", m.id);
+        }
     }
     return ok;
 }

@@ -61,8 +61,9 @@ private:
         RecipientState state = RecipientState::pending;
         std::string reply;  // the remote server's words, or ours
         std::string relay;  // host[address]:port
-        bool dsn_passed = false;  // the next hop took NOTIFY/ORCPT (RFC 3461)
-        bool expired = false;     // failed because the lifetime ended
+        bool dsn_passed = false;   // the next hop took NOTIFY/ORCPT (RFC 3461)
+        bool expired = false;      // failed because the lifetime ended
+        bool from_server = false;  // `reply` is a server's reply, not our words
     };
     // Queues the reports this attempt calls for; answers false when a
     // bounce could not be queued (its recipients then stay pending).

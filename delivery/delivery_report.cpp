@@ -29,6 +29,31 @@ std::string header_safe(std::string_view s, std::size_t max = 900) {
     return out;
 }
 
+// Text from outside (a server's reply, an address) fit for a report's body:
+// one line, no control characters, bytes that are not UTF-8 made '?', and
+// short, so no line of the report nears SMTP's 998-octet limit.
+std::string text_line(std::string_view s, std::size_t max = 500) {
+    std::string out;
+    std::size_t i = 0;
+    while (i < s.size() && out.size() < max) {
+        auto c = static_cast<unsigned char>(s[i]);
+        std::size_t n = c < 0x80 ? 1 : (c >> 5) == 0x6 ? 2 : (c >> 4) == 0xe ? 3 : (c >> 3) == 0x1e ? 4 : 0;
+        bool ok = n > 0 && i + n <= s.size();
+        for (std::size_t k = 1; ok && k < n; ++k) ok = (static_cast<unsigned char>(s[i + k]) & 0xc0) == 0x80;
+        if (!ok) {
+            out += '?';
+            ++i;
+        } else if (n == 1) {
+            out += (c < 0x20 || c == 0x7f) ? ' ' : static_cast<char>(c);
+            ++i;
+        } else {
+            out.append(s.substr(i, n));
+            i += n;
+        }
+    }
+    return out;
+}
+
 // RFC 2047 encoded words for a UTF-8 subject, never splitting a character.
 std::string encode_subject(std::string_view s) {
     if (is_ascii(s)) return header_safe(s);
@@ -36,7 +61,7 @@ std::string encode_subject(std::string_view s) {
     std::size_t i = 0;
     while (i < s.size()) {
         std::size_t end = std::min(s.size(), i + 45);
-        while (end < s.size() && (static_cast<unsigned char>(s[end]) & 0xc0) == 0x80) --end;
+        while (end > i + 1 && end < s.size() && (static_cast<unsigned char>(s[end]) & 0xc0) == 0x80) --end;
         if (!out.empty()) out += "\r\n ";
         out += "=?UTF-8?B?" + base64_encode(s.substr(i, end - i)) + "?=";
         i = end;
@@ -158,13 +183,15 @@ std::string human_duration(Duration d) {
 std::map<std::string, std::string> report_values(const DeliveryReport& r) {
     std::map<std::string, std::string> v;
     std::string list;
-    for (const auto& rc : r.recipients) list += (list.empty() ? "" : "\n") + ("<" + rc.address + ">: " + rc.reply);
+    for (const auto& rc : r.recipients) {
+        list += (list.empty() ? "" : "\n") + text_line("<" + rc.address + ">: " + rc.reason);
+    }
     v["recipients"] = list;
-    v["recipient"] = r.recipients.empty() ? "" : r.recipients.front().address;
-    v["reason"] = r.recipients.empty() ? "" : r.recipients.front().reply;
+    v["recipient"] = r.recipients.empty() ? "" : text_line(r.recipients.front().address);
+    v["reason"] = r.recipients.empty() ? "" : text_line(r.recipients.front().reason);
     v["queue_time"] = human_duration(r.now - r.arrival);
     v["queue_id"] = r.queue_id;
-    v["sender"] = r.sender;
+    v["sender"] = text_line(r.sender);
     v["arrival"] = rfc5322_date(r.arrival);
     v["retry_until"] = rfc5322_date(r.retry_until);
     v["reporting_mta"] = r.reporting_mta;
@@ -199,7 +226,13 @@ std::string compose_delivery_report(const DeliveryReport& r, const ReportText& t
     m += "--" + boundary + "\r\n";
     m += "Content-Type: text/plain; charset=utf-8\r\n";
     m += "Content-Description: Notification\r\n";
-    if (is_ascii(text.body)) {
+    bool short_lines = true;
+    for (std::size_t start = 0; start < text.body.size();) {
+        auto nl = text.body.find('\n', start);
+        if ((nl == std::string::npos ? text.body.size() : nl) - start > 900) short_lines = false;
+        start = nl == std::string::npos ? text.body.size() : nl + 1;
+    }
+    if (is_ascii(text.body) && short_lines) {
         m += "Content-Transfer-Encoding: 7bit\r\n\r\n" + crlf(text.body);
     } else {
         m += "Content-Transfer-Encoding: quoted-printable\r\n\r\n" + quoted_printable(text.body);
@@ -209,10 +242,11 @@ std::string compose_delivery_report(const DeliveryReport& r, const ReportText& t
     // 2. The machine's.
     m += "\r\n--" + boundary + "\r\n";
     m += "Content-Type: message/delivery-status\r\nContent-Description: Delivery report\r\n\r\n";
-    m += "Reporting-MTA: dns; " + r.reporting_mta + "\r\n";
-    m += "X-Relayguard-Queue-ID: " + r.queue_id + "\r\n";
+    // RFC 3464 2.2: Original-Envelope-Id first, extension fields last.
     if (!r.envid.empty()) m += "Original-Envelope-Id: " + header_safe(xtext_decode(r.envid)) + "\r\n";
+    m += "Reporting-MTA: dns; " + r.reporting_mta + "\r\n";
     m += "Arrival-Date: " + rfc5322_date(r.arrival) + "\r\n";
+    m += "X-Relayguard-Queue-ID: " + r.queue_id + "\r\n";
     for (const auto& rc : r.recipients) {
         m += "\r\n";
         if (auto semi = rc.orcpt.find(';'); semi != std::string::npos) {
@@ -223,11 +257,9 @@ std::string compose_delivery_report(const DeliveryReport& r, const ReportText& t
         m += "Action: " + std::string(action_of(r.kind)) + "\r\n";
         m += "Status: " + rc.status + "\r\n";
         if (!rc.remote_mta.empty()) m += "Remote-MTA: dns; " + header_safe(rc.remote_mta) + "\r\n";
-        if (!rc.reply.empty()) {
-            // The remote server's own words; our own under an X- type.
-            m += "Diagnostic-Code: " + std::string(rc.remote_mta.empty() ? "X-Relayguard" : "smtp") + "; " +
-                 header_safe(rc.reply) + "\r\n";
-        }
+        // The remote server's own words as it said them; ours under an X- type.
+        if (!rc.diagnostic.empty()) m += "Diagnostic-Code: smtp; " + header_safe(rc.diagnostic) + "\r\n";
+        else if (!rc.reason.empty()) m += "Diagnostic-Code: X-Relayguard; " + header_safe(rc.reason) + "\r\n";
         m += "Last-Attempt-Date: " + rfc5322_date(r.now) + "\r\n";
         if (r.kind == ReportKind::delay) m += "Will-Retry-Until: " + rfc5322_date(r.retry_until) + "\r\n";
     }

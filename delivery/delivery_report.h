@@ -21,8 +21,9 @@ struct ReportRecipient {
     std::string address;     // Final-Recipient
     std::string orcpt;       // ORCPT as given ("rfc822;xtext"), or ""
     std::string status;      // "5.1.1"
-    std::string remote_mta;  // the host that answered, or "" when none did
-    std::string reply;       // the remote server's reply, or our own words
+    std::string remote_mta;  // the host we spoke to, or ""
+    std::string diagnostic;  // the remote server's own reply, or "" when none answered
+    std::string reason;      // for the sender to read: that reply, or our own words
 };
 
 struct DeliveryReport {

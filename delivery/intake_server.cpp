@@ -107,15 +107,25 @@ bool valid_xtext(std::string_view v) {
 std::string valid_notify(std::string_view v) {
     std::string u = ascii_upper(v);
     if (u == "NEVER") return u;
-    std::string_view rest = u;
-    if (rest.empty()) return "";
-    while (!rest.empty()) {
-        auto comma = rest.find(',');
-        auto item = rest.substr(0, comma);
-        if (item != "SUCCESS" && item != "FAILURE" && item != "DELAY") return "";
-        rest.remove_prefix(comma == std::string_view::npos ? rest.size() : comma + 1);
+    std::size_t start = 0;
+    while (true) {
+        auto comma = u.find(',', start);
+        std::string_view item = std::string_view(u).substr(start, comma == std::string::npos ? std::string::npos : comma - start);
+        if (item != "SUCCESS" && item != "FAILURE" && item != "DELAY") return "";  // an empty item too
+        if (comma == std::string::npos) return u;
+        start = comma + 1;
     }
-    return u;
+}
+
+// ORCPT=addr-type;xtext: the type an atom ("rfc822"), the address xtext.
+bool valid_orcpt(std::string_view v) {
+    auto semi = v.find(';');
+    if (semi == std::string_view::npos || semi == 0 || v.size() > 500) return false;
+    for (char c : v.substr(0, semi)) {
+        bool atom = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-';
+        if (!atom) return false;
+    }
+    return semi + 1 < v.size() && valid_xtext(v.substr(semi + 1));
 }
 
 std::string rfc5322_date() {
@@ -250,10 +260,7 @@ void IntakeServer::serve(int fd, std::string peer) {
                     r.notify = valid_notify(value);
                     if (r.notify.empty()) refusal = "501 5.5.4 Bad NOTIFY parameter";
                 } else if (key == "ORCPT") {
-                    auto semi = value.find(';');
-                    if (semi == std::string::npos || semi == 0 || value.size() > 500 || !valid_xtext(value.substr(semi + 1))) {
-                        refusal = "501 5.5.4 Bad ORCPT parameter";
-                    }
+                    if (!valid_orcpt(value)) refusal = "501 5.5.4 Bad ORCPT parameter";
                     r.orcpt = value;
                 }
             }

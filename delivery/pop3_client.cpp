@@ -59,8 +59,11 @@ std::string apop_timestamp(std::string_view greeting) {
     return std::string(ts);
 }
 
-Result<bool> pop3_login(const std::string& address, int port, const DeliverySettings& s, const TlsOptions& tls,
-                        Deadline deadline) {
+namespace {
+
+// One attempt; `use_stls` false skips STLS even where offered.
+Result<bool> login_once(const std::string& address, int port, const DeliverySettings& s, const TlsOptions& tls,
+                        Deadline deadline, bool use_stls, bool& stls_failed) {
     using R = Result<bool>;
     bool implicit_tls = port == 995;
     auto stream = ClientStream::open(address, port, deadline, implicit_tls, tls);
@@ -87,13 +90,16 @@ Result<bool> pop3_login(const std::string& address, int port, const DeliverySett
             if (ascii_upper(*line) == "STLS") stls = true;
         }
     }
-    if (!stream->encrypted() && s.starttls != StartTlsPolicy::off && stls) {
+    if (!stream->encrypted() && s.starttls != StartTlsPolicy::off && stls && use_stls) {
         auto started = command("STLS");
         if (!started) return R::failure("STLS: " + started.error());
         if (!ok(*started)) return R::failure("STLS: " + words(*started));
         if (!buffer.empty()) return R::failure("data after STLS's reply (possible injection)");
         auto h = stream->handshake(tls, deadline);
-        if (!h) return R::failure("STLS: " + h.error());
+        if (!h) {
+            stls_failed = true;
+            return R::failure("STLS: " + h.error());
+        }
     }
     if (!stream->encrypted() && s.starttls == StartTlsPolicy::required) {
         return R::failure("TLS required by delivery.starttls but STLS not offered");
@@ -114,6 +120,20 @@ Result<bool> pop3_login(const std::string& address, int port, const DeliverySett
     // The login is what counts; a QUIT that goes astray changes nothing.
     (void)command("QUIT");
     return stream->encrypted();
+}
+
+}  // namespace
+
+Result<bool> pop3_login(const std::string& address, int port, const DeliverySettings& s, const TlsOptions& tls,
+                        Deadline deadline) {
+    bool stls_failed = false;
+    auto first = login_once(address, port, s, tls, deadline, true, stls_failed);
+    // Opportunistic TLS whose handshake fails is tried once more in
+    // plaintext, as the SMTP side does.
+    if (!first && stls_failed && s.starttls == StartTlsPolicy::opportunistic) {
+        return login_once(address, port, s, tls, deadline, false, stls_failed);
+    }
+    return first;
 }
 
 Result<bool> PopBeforeSmtp::ensure(const DeliverySettings& s, const std::string& host,

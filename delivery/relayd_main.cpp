@@ -118,7 +118,7 @@ int queue_command(const DeliverySettings& s, const std::vector<std::string>& arg
             if (r.state != RecipientState::pending) continue;
             bounced.push_back(&r);
             if (notify_wants(r, "FAILURE")) {
-                report.recipients.push_back({r.address, r.orcpt, "5.0.0", "", "returned to the sender by the administrator"});
+                report.recipients.push_back({r.address, r.orcpt, "5.0.0", "", "", "returned to the sender by the administrator"});
             }
         }
         if (!m->sender.empty() && !report.recipients.empty()) {

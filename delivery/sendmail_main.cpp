@@ -90,8 +90,14 @@ int main(int argc, char** argv) {
         }
         return true;
     };
-    if (!notify_ok() || (!ret.empty() && ret != "FULL" && ret != "HDRS") || !relayguard::storable_address(envid) ||
-        envid.find(' ') != std::string::npos || envid.size() > 100) {
+    // ENVID travels as xtext (RFC 3461 4), at most 100 characters so encoded.
+    std::string envid_xtext;
+    for (unsigned char c : envid) {
+        static constexpr char hex[] = "0123456789ABCDEF";
+        if (c < 33 || c > 126 || c == '+' || c == '=') envid_xtext += {'+', hex[c >> 4], hex[c & 15]};
+        else envid_xtext += static_cast<char>(c);
+    }
+    if (!notify_ok() || (!ret.empty() && ret != "FULL" && ret != "HDRS") || envid_xtext.size() > 100) {
         std::cerr << "relayguard-sendmail: bad -N, -R or -V value\n";
         return exit_usage;
     }
@@ -147,18 +153,17 @@ int main(int argc, char** argv) {
         ::gethostname(host, sizeof host - 1);
         sender = std::string(pw ? pw->pw_name : "root") + "@" + host;
     }
+    if (!relayguard::storable_address(sender) || sender.find_first_of(" <>") != std::string::npos) {
+        std::cerr << "relayguard-sendmail: bad sender address\n";
+        return exit_usage;
+    }
     relayguard::Queue queue(s.queue_dir);
     relayguard::SystemClock clock;
     relayguard::QueuedMessage m;
     m.sender = sender;
     for (const auto& r : rcpts) m.recipients.push_back({r, relayguard::RecipientState::pending, 0, notify, ""});
     m.ret = ret;
-    // ENVID travels as xtext (RFC 3461 4).
-    for (unsigned char c : envid) {
-        static constexpr char hex[] = "0123456789ABCDEF";
-        if (c < 33 || c > 126 || c == '+' || c == '=') m.envid += {'+', hex[c >> 4], hex[c & 15]};
-        else m.envid += static_cast<char>(c);
-    }
+    m.envid = envid_xtext;
     m.content = content;
     auto id = queue.enqueue(std::move(m), clock.now());
     if (!id) {

@@ -77,7 +77,12 @@ void AlertMailer::on_store_change(bool lost, const std::string& store, const std
                                    "). Limits are now counted as store.fail_mode says, until it is back."
                              : " is reachable again; counting is shared by every node once more.") +
                        "\r\n\r\nevent=store_lost state=" + (lost ? "lost" : "back") + " store=\"" + store + "\"\r\n";
-    // Losing and regaining are throttled apart: the return is always news.
+    // Losing and regaining are throttled apart, and each makes the other
+    // news again: a second outage within the hour is told too.
+    {
+        std::lock_guard lock(mutex_);
+        throttle_.forget(AlertEvent::store_lost, lost ? "back" : "lost");
+    }
     raise(AlertEvent::store_lost, lost ? "lost" : "back",
           "[relayguard] store_lost: " + store + (lost ? " unreachable" : " back") + " on " + host_, std::move(body));
 }
@@ -123,7 +128,11 @@ void AlertMailer::run() {
     std::unique_lock lock(mutex_);
     while (true) {
         wake_.wait(lock, [&] { return stopping_ || !queue_.empty(); });
-        if (queue_.empty()) return;  // stopping, nothing left
+        if (stopping_) {
+            // Each alert may take send_timeout: a stop must not wait for them all.
+            if (!queue_.empty()) spdlog::warn("alert: stopping; {} alert(s) not sent", queue_.size());
+            return;
+        }
         Pending alert = std::move(queue_.front());
         queue_.pop_front();
         lock.unlock();

@@ -28,10 +28,12 @@ bool AlertSettings::wants(AlertEvent e) const {
 }
 
 std::optional<std::uint64_t> AlertThrottle::admit(AlertEvent event, const std::string& key, TimePoint now) {
-    // Forget what no longer holds anything back, so an attack from many
-    // addresses cannot grow the map without bound.
-    if (last_.size() > 10000) {
-        for (auto it = last_.begin(); it != last_.end();) it = now - it->second >= interval_ ? last_.erase(it) : ++it;
+    // Forget what no longer holds anything back, oldest first, so an attack
+    // from many addresses grows the map only as far as one interval holds.
+    while (!order_.empty() && now - order_.front().first >= interval_) {
+        auto it = last_.find(order_.front().second);
+        if (it != last_.end() && it->second == order_.front().first) last_.erase(it);
+        order_.pop_front();
     }
     while (!sent_.empty() && now - sent_.front() >= std::chrono::hours(1)) sent_.pop_front();
 
@@ -42,16 +44,18 @@ std::optional<std::uint64_t> AlertThrottle::admit(AlertEvent event, const std::s
         return std::nullopt;
     }
     bool about_client = event != AlertEvent::store_lost;
+    last_[k] = now;
+    order_.emplace_back(now, k);
     if (about_client && sent_.size() >= max_per_hour_) {
-        ++held_back_;
-        last_[k] = now;  // held back once is enough; not counted again each refusal
+        ++held_back_;  // held back once is enough; not counted again each refusal
         return std::nullopt;
     }
-    last_[k] = now;
     if (about_client) sent_.push_back(now);
     auto held = held_back_;
     held_back_ = 0;
     return held;
 }
+
+void AlertThrottle::forget(AlertEvent event, const std::string& key) { last_.erase({event, key}); }
 
 }  // namespace relayguard

@@ -43,11 +43,16 @@ public:
     // store) may go now. When it may, the answer is how many alerts were
     // held back since the last one went.
     std::optional<std::uint64_t> admit(AlertEvent event, const std::string& key, TimePoint now);
+    // Makes the next alert of `event` about `key` news again (the store
+    // lost after it came back is a new outage, however soon).
+    void forget(AlertEvent event, const std::string& key);
 
 private:
+    using Key = std::pair<AlertEvent, std::string>;
     const Duration interval_;
     const std::uint32_t max_per_hour_;
-    std::map<std::pair<AlertEvent, std::string>, TimePoint> last_;
+    std::map<Key, TimePoint> last_;
+    std::deque<std::pair<TimePoint, Key>> order_;  // last_'s entries by age, to expire them in O(1) each
     std::deque<TimePoint> sent_;  // client alerts of the last hour
     std::uint64_t held_back_ = 0;
 };

@@ -46,3 +46,22 @@ TEST_CASE("alert settings: events by name, none without recipients", "[alerts]")
     REQUIRE(alert_event_from("rate_limit") == AlertEvent::rate_limit);
     REQUIRE_FALSE(alert_event_from("flood"));
 }
+
+TEST_CASE("the store lost again after it came back is told again", "[alerts]") {
+    AlertThrottle t(1h, 20);
+    REQUIRE(t.admit(AlertEvent::store_lost, "lost", at(0s)));
+    t.forget(AlertEvent::store_lost, "back");
+    REQUIRE(t.admit(AlertEvent::store_lost, "back", at(10s)));
+    REQUIRE_FALSE(t.admit(AlertEvent::store_lost, "lost", at(20s)));
+    t.forget(AlertEvent::store_lost, "lost");
+    REQUIRE(t.admit(AlertEvent::store_lost, "lost", at(20s)));
+}
+
+TEST_CASE("an entry expires after the interval: the client is news again", "[alerts]") {
+    AlertThrottle t(1min, 100000);
+    for (int i = 0; i < 5000; ++i) REQUIRE(t.admit(AlertEvent::rate_limit, "c" + std::to_string(i), at(Duration(i * 100))));
+    // Client c0 was seen 500 s ago, longer than the interval: news again.
+    REQUIRE(t.admit(AlertEvent::rate_limit, "c0", at(500s)));
+    // c4999 was seen 100 ms ago: not.
+    REQUIRE_FALSE(t.admit(AlertEvent::rate_limit, "c4999", at(Duration(4999 * 100 + 100))));
+}

@@ -37,6 +37,7 @@ DeliveryReport failure_report() {
     r.now = t0() + 26h;
     r.retry_until = t0() + 120h;
     r.recipients.push_back({"bob@example.net", "rfc822;Bob+2B1@example.net", "5.1.1", "mx.example.net",
+                            "550 5.1.1 <bob@example.net>: Recipient address rejected",
                             "550 5.1.1 <bob@example.net>: Recipient address rejected"});
     return r;
 }
@@ -109,7 +110,8 @@ TEST_CASE("the report carries RFC 3464's fields and the original headers", "[rep
     REQUIRE(compose_delivery_report(r, text, original, "B").find("secret body") != std::string::npos);
     // Our own words, when no server answered, go under an X- type.
     r.recipients[0].remote_mta = "";
-    r.recipients[0].reply = "connect to x: Connection refused";
+    r.recipients[0].diagnostic = "";
+    r.recipients[0].reason = "connect to x: Connection refused";
     REQUIRE(compose_delivery_report(r, text, original, "B").find("Diagnostic-Code: X-Relayguard; connect to x") !=
             std::string::npos);
 }
@@ -187,4 +189,24 @@ TEST_CASE("every shipped template renders without a fallback", "[report]") {
             REQUIRE(t->body.find("bob@example.net") != std::string::npos);
         }
     }
+}
+
+TEST_CASE("hostile replies cannot break a report: long, 8-bit, control characters", "[report]") {
+    auto r = failure_report();
+    r.recipients[0].reason = std::string(70000, 'x') + "\r\nInjected: yes\xff\xfe";
+    r.recipients[0].diagnostic = r.recipients[0].reason;
+    auto values = report_values(r);
+    REQUIRE(values["reason"].find('\n') == std::string::npos);
+    REQUIRE(values["reason"].find('\r') == std::string::npos);
+    auto text = render_report_template("Subject: {reason}\n\n{recipients}\n", values);
+    REQUIRE(text);
+    std::string m = compose_delivery_report(r, *text, "Subject: x\r\n\r\nbody\r\n", "B");
+    std::size_t longest = 0;
+    for (std::size_t start = 0; start < m.size();) {
+        auto nl = m.find("\r\n", start);
+        longest = std::max(longest, (nl == std::string::npos ? m.size() : nl) - start);
+        start = nl == std::string::npos ? m.size() : nl + 2;
+    }
+    REQUIRE(longest <= 998);
+    REQUIRE(m.find("\r\nInjected: yes") == std::string::npos);
 }
