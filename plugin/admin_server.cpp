@@ -95,7 +95,11 @@ std::string AdminServer::handle(std::string_view request) {
     if (words.empty()) return "error empty request";
     if (words[0] == "ping" && words.size() == 1) return "ok relayguard is running";
     if (words[0] == "pop") return pop_command(words);
-    return "error unknown command '" + words[0] + "'; commands: ping, pop grant, pop show";
+    if (words[0] == "reload" && words.size() == 1) {
+        std::string errors = reload_ ? reload_() : "reload is not available";
+        return errors.empty() ? "ok configuration reloaded" : "error " + errors;
+    }
+    return "error unknown command '" + words[0] + "'; commands: ping, pop grant, pop show, reload";
 }
 
 std::string AdminServer::pop_command(const std::vector<std::string>& words) {
@@ -104,12 +108,12 @@ std::string AdminServer::pop_command(const std::vector<std::string>& words) {
     }
     auto client = IpAddress::parse(words[2]);
     if (!client) return "error '" + words[2] + "' is not an IP address";
-    if (!engine_.settings().relay.allow_pop_before_smtp) {
+    if (!engine_.current()->settings().relay.allow_pop_before_smtp) {
         return "error relay.allow_pop_before_smtp is false: a window would open nothing";
     }
-    TimePoint now = engine_.now();
+    TimePoint now = engine_.current()->now();
     if (words[1] == "show") {
-        auto window = engine_.pop_window(*client);
+        auto window = engine_.current()->pop_window(*client);
         if (!window) return "error the window store cannot be reached";
         if (!*window) return "ok no window for " + client->to_string();
         return "ok window for " + client->to_string() + " until " + iso_time((*window)->until) + " user=\"" +
@@ -129,7 +133,7 @@ std::string AdminServer::pop_command(const std::vector<std::string>& words) {
             return "error unexpected '" + w + "'";
         }
     }
-    auto until = engine_.open_pop_window(*client, user, length);
+    auto until = engine_.current()->open_pop_window(*client, user, length);
     if (!until) return "error the window store cannot be reached";
     log_pop_window(*client, user, *until, now, "admin");
     return "ok window for " + client->to_string() + " until " + iso_time(*until);

@@ -7,20 +7,24 @@
 //   ping
 //   pop grant ADDR [user=NAME] [for=DURATION]
 //   pop show ADDR
+//   reload
 #pragma once
 
 #include <atomic>
+#include <functional>
 #include <string>
 #include <thread>
 
 #include "common/unique_fd.h"
-#include "policy/decision_engine.h"
+#include "plugin/engine_holder.h"
 
 namespace relayguard {
 
 class AdminServer {
 public:
-    explicit AdminServer(DecisionEngine& engine) : engine_(engine) {}
+    // `reload` re-reads the configuration; it answers "" or the errors.
+    AdminServer(EngineHolder& engine, std::function<std::string()> reload)
+        : engine_(engine), reload_(std::move(reload)) {}
     ~AdminServer();
     AdminServer(const AdminServer&) = delete;
     AdminServer& operator=(const AdminServer&) = delete;
@@ -35,7 +39,8 @@ private:
     void accept_loop();
     std::string pop_command(const std::vector<std::string>& words);
 
-    DecisionEngine& engine_;
+    EngineHolder& engine_;
+    std::function<std::string()> reload_;
     UniqueFd listener_;
     std::atomic<bool> stopping_{false};
     std::thread acceptor_;

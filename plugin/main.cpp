@@ -171,6 +171,7 @@ int main(int argc, char** argv) {
     sigaddset(&stop, SIGTERM);
     sigaddset(&stop, SIGINT);
     sigaddset(&stop, SIGPIPE);
+    sigaddset(&stop, SIGHUP);
     pthread_sigmask(SIG_BLOCK, &stop, nullptr);
     sigdelset(&stop, SIGPIPE);
 
@@ -209,8 +210,47 @@ int main(int argc, char** argv) {
                      relayguard::format_duration(config.resolver.timeout), config.resolver.tries,
                      config.resolver.cache_max_entries);
     }
-    relayguard::DecisionEngine engine(config.policy, state.counters(), clock, &state.pop_windows(),
-                                      dns ? &*dns : nullptr);
+    relayguard::EngineHolder engine(std::make_shared<relayguard::DecisionEngine>(
+        config.policy, state.counters(), clock, &state.pop_windows(), dns ? &*dns : nullptr));
+
+    // SIGHUP and `relayguardctl reload`: the new policy applies to the next
+    // decision; a config with errors is refused and the running one stays.
+    // Answers "" or the errors.
+    std::mutex reload_mutex;
+    auto reload = [&]() -> std::string {
+        std::lock_guard lock(reload_mutex);
+        auto fresh = load(config_path);
+        if (!fresh.config) {
+            std::string errors;
+            for (const auto& e : fresh.errors) {
+                spdlog::error("reload refused, the running configuration stays: {}", e.to_string());
+                errors += (errors.empty() ? "" : "; ") + e.to_string();
+            }
+            return errors;
+        }
+        const relayguard::Config& c = *fresh.config;
+        auto& next = c.policy;
+        bool wants_dns = next.dns.require_sender_domain || next.dns.require_client_ptr || next.dns.require_forward_confirmed_ptr;
+        if (wants_dns && !dns) spdlog::warn("reload: DNS checks were off at start; they start working after a restart");
+        // Sockets, store, workers, alerts and logging are set up once, at start.
+        auto section = [](const std::string& text, const std::string& name) {
+            auto at = text.find("\n[" + name + "]\n");
+            if (at == std::string::npos) return std::string();
+            auto end = text.find("\n[", at + 1);
+            return text.substr(at, end == std::string::npos ? std::string::npos : end - at);
+        };
+        std::string before = relayguard::render_config(config), after = relayguard::render_config(c);
+        for (const char* name : {"listen", "daemon", "store", "alerts", "log", "pop_before_smtp"}) {
+            if (section(before, name) != section(after, name)) {
+                spdlog::warn("reload: [{}] changed; that part applies after a restart", name);
+            }
+        }
+        engine.replace(std::make_shared<relayguard::DecisionEngine>(next, state.counters(), clock, &state.pop_windows(),
+                                                                    dns ? &*dns : nullptr));
+        spdlog::info("reload: configuration {} applied", c.source);
+        log_effective_settings(c);
+        return "";
+    };
 
     // Bind every socket first, then drop privileges, then serve.
     std::unique_ptr<relayguard::PolicyServer> policy;
@@ -255,7 +295,7 @@ int main(int argc, char** argv) {
         policy->start(std::move(policy_fd));
         spdlog::info("policy: listening on {}", config.listen.policy);
     }
-    relayguard::AdminServer admin(engine);
+    relayguard::AdminServer admin(engine, reload);
     if (admin_fd) {
         admin.start(std::move(admin_fd));
         spdlog::info("admin: listening on {}", config.listen.admin);
@@ -268,15 +308,16 @@ int main(int argc, char** argv) {
         }
         follower = std::make_unique<relayguard::LoginLogFollower>(
             config.pop_logins.log_file, std::move(patterns), [&engine](const relayguard::LoginSeen& seen) {
+                auto current = engine.current();
                 auto client = relayguard::IpAddress::parse(seen.address);
                 if (!client) return;
-                auto until = engine.open_pop_window(*client, seen.user, std::nullopt);
+                auto until = current->open_pop_window(*client, seen.user, std::nullopt);
                 if (!until) {
                     spdlog::error("pop-before-smtp: the window store cannot take the login of {} from {}", seen.user,
                                   client->to_string());
                     return;
                 }
-                relayguard::log_pop_window(*client, seen.user, *until, engine.now(), "log");
+                relayguard::log_pop_window(*client, seen.user, *until, current->now(), "log");
             });
         follower->start(std::chrono::milliseconds(250));
         spdlog::info("pop-before-smtp: following {} for logins ({} patterns)", config.pop_logins.log_file,
@@ -301,6 +342,10 @@ int main(int argc, char** argv) {
     while (!milter_ended) {
         sig = sigtimedwait(&stop, nullptr, &tick);
         if (sig == SIGTERM || sig == SIGINT) break;
+        if (sig == SIGHUP) {
+            spdlog::info("received SIGHUP: reading the configuration again");
+            reload();
+        }
     }
     spdlog::info("received {}, stopping", sig == SIGINT ? "SIGINT" : "SIGTERM");
     if (follower) follower->stop();

@@ -21,7 +21,7 @@
 namespace relayguard::milter {
 namespace {
 
-DecisionEngine* g_engine = nullptr;
+EngineHolder* g_engine = nullptr;
 std::atomic<std::uint64_t> g_next_connection{0};
 
 struct MilterSession {
@@ -108,7 +108,7 @@ sfsistat on_connect(SMFICTX* ctx, char* hostname, _SOCK_ADDR* sa) {
     }
     auto s = std::make_unique<MilterSession>();
     std::string id = "m" + std::to_string(::getpid()) + "-" + std::to_string(++g_next_connection);
-    Decision d = g_engine->on_connect(s->state, ConnectFacts{*addr, hostname ? hostname : "", id});
+    Decision d = g_engine->current()->on_connect(s->state, ConnectFacts{*addr, hostname ? hostname : "", id});
     MilterSession& ref = *s;
     smfi_setpriv(ctx, s.release());
     return answer(ctx, ref, d, "connect");
@@ -117,7 +117,7 @@ sfsistat on_connect(SMFICTX* ctx, char* hostname, _SOCK_ADDR* sa) {
 sfsistat on_helo(SMFICTX* ctx, char* helo) {
     MilterSession* s = session(ctx);
     if (s == nullptr) return SMFIS_CONTINUE;
-    return answer(ctx, *s, g_engine->on_helo(s->state, helo ? helo : ""), "helo");
+    return answer(ctx, *s, g_engine->current()->on_helo(s->state, helo ? helo : ""), "helo");
 }
 
 sfsistat on_envfrom(SMFICTX* ctx, char** argv) {
@@ -135,7 +135,7 @@ sfsistat on_envfrom(SMFICTX* ctx, char** argv) {
             if (ec == std::errc{} || ec == std::errc::result_out_of_range) facts.declared_size = n;
         }
     }
-    return answer(ctx, *s, g_engine->on_mail(s->state, facts), "mail");
+    return answer(ctx, *s, g_engine->current()->on_mail(s->state, facts), "mail");
 }
 
 sfsistat on_envrcpt(SMFICTX* ctx, char** argv) {
@@ -146,7 +146,7 @@ sfsistat on_envrcpt(SMFICTX* ctx, char** argv) {
         facts.rejected_by_mta = true;
         facts.mta_status = macro(ctx, "{rcpt_host}");
     }
-    Decision d = g_engine->on_rcpt(s->state, facts);
+    Decision d = g_engine->current()->on_rcpt(s->state, facts);
     if (facts.rejected_by_mta && d.verdict != Verdict::close) {
         // The MTA has already refused it; our answer would be ignored.
         log_decision(s->state, d, DecisionContext{"milter", "rcpt", s->sender, facts.recipient});
@@ -158,30 +158,30 @@ sfsistat on_envrcpt(SMFICTX* ctx, char** argv) {
 sfsistat on_header(SMFICTX* ctx, char* name, char* value) {
     MilterSession* s = session(ctx);
     if (s == nullptr) return SMFIS_CONTINUE;
-    return answer(ctx, *s, g_engine->on_header(s->state, name ? name : "", value ? value : ""), "header");
+    return answer(ctx, *s, g_engine->current()->on_header(s->state, name ? name : "", value ? value : ""), "header");
 }
 
 sfsistat on_body(SMFICTX* ctx, unsigned char*, size_t len) {
     MilterSession* s = session(ctx);
     if (s == nullptr) return SMFIS_CONTINUE;
-    return answer(ctx, *s, g_engine->on_body(s->state, len), "body");
+    return answer(ctx, *s, g_engine->current()->on_body(s->state, len), "body");
 }
 
 sfsistat on_eom(SMFICTX* ctx) {
     MilterSession* s = session(ctx);
     if (s == nullptr) return SMFIS_CONTINUE;
-    return answer(ctx, *s, g_engine->on_eom(s->state, EomFacts{}), "eom");
+    return answer(ctx, *s, g_engine->current()->on_eom(s->state, EomFacts{}), "eom");
 }
 
 sfsistat on_abort(SMFICTX* ctx) {
-    if (MilterSession* s = session(ctx)) g_engine->on_abort(s->state);
+    if (MilterSession* s = session(ctx)) g_engine->current()->on_abort(s->state);
     return SMFIS_CONTINUE;
 }
 
 sfsistat on_unknown(SMFICTX* ctx, const char*) {
     MilterSession* s = session(ctx);
     if (s == nullptr) return SMFIS_CONTINUE;
-    Decision d = g_engine->on_unknown_command(s->state);
+    Decision d = g_engine->current()->on_unknown_command(s->state);
     // The MTA refuses the command itself; we only count it, or close.
     if (d.verdict != Verdict::close) return SMFIS_CONTINUE;
     return answer(ctx, *s, d, "unknown");
@@ -190,13 +190,13 @@ sfsistat on_unknown(SMFICTX* ctx, const char*) {
 sfsistat on_close(SMFICTX* ctx) {
     std::unique_ptr<MilterSession> s(session(ctx));
     smfi_setpriv(ctx, nullptr);
-    if (s) g_engine->on_close(s->state);
+    if (s) g_engine->current()->on_close(s->state);
     return SMFIS_CONTINUE;
 }
 
 }  // namespace
 
-std::string open(DecisionEngine& engine, const ListenSettings& settings) {
+std::string open(EngineHolder& engine, const ListenSettings& settings) {
     g_engine = &engine;
     auto addr = ListenAddress::parse(settings.milter);
     if (!addr) return "bad milter address \"" + settings.milter + "\"";

@@ -7,12 +7,12 @@
 #include <string>
 
 #include "conf/config.h"
-#include "policy/decision_engine.h"
+#include "plugin/engine_holder.h"
 
 namespace relayguard::milter {
 
 // Registers the callbacks and binds the socket. Answers an error, or "".
-std::string open(DecisionEngine& engine, const ListenSettings& settings);
+std::string open(EngineHolder& engine, const ListenSettings& settings);
 // Serves until stop() (or libmilter's own signal handling) ends it.
 // Answers libmilter's exit status.
 int run();

@@ -45,7 +45,7 @@ struct PolicyConnection {
 
 }  // namespace
 
-PolicyServer::PolicyServer(DecisionEngine& engine, const ListenSettings& settings)
+PolicyServer::PolicyServer(EngineHolder& engine, const ListenSettings& settings)
     : engine_(engine), settings_(settings) {}
 
 PolicyServer::~PolicyServer() { stop(); }
@@ -138,6 +138,8 @@ void PolicyServer::serve(int fd, std::uint64_t id) {
                 open = write_all(fd, "action=DUNNO\n\n");
                 continue;
             }
+            // The engine in force for this request: a reload never changes it midway.
+            auto engine = engine_.current();
             std::string state(req->get("protocol_state"));
             std::string sender(req->get("sender"));
             std::string recipient(req->get("recipient"));
@@ -145,11 +147,11 @@ void PolicyServer::serve(int fd, std::uint64_t id) {
             if (session_key != conn.session_key) {
                 conn = PolicyConnection{};
                 conn.session_key = session_key;
-                engine_.open_session(conn.session, ConnectFacts{*client, std::string(req->get("client_name")),
+                engine->open_session(conn.session, ConnectFacts{*client, std::string(req->get("client_name")),
                                                                 "policy-" + std::to_string(id) + "-" + session_key});
             }
             std::string sasl_user(req->get("sasl_username"));
-            if (!sasl_user.empty()) engine_.on_auth(conn.session, AuthFacts{true, sasl_user, std::string(req->get("sasl_method"))});
+            if (!sasl_user.empty()) engine->on_auth(conn.session, AuthFacts{true, sasl_user, std::string(req->get("sasl_method"))});
 
             Decision d;
             std::string instance(req->get("instance"));
@@ -158,7 +160,7 @@ void PolicyServer::serve(int fd, std::uint64_t id) {
                 conn.instance = instance;
                 auto size = number(req->get("size"));
                 MailFacts mail{sender, size && *size > 0 ? size : std::nullopt, sasl_user};
-                conn.mail_decision = engine_.on_mail(conn.session, mail);
+                conn.mail_decision = engine->on_mail(conn.session, mail);
                 log_decision(conn.session, conn.mail_decision, {"policy", "mail", sender, ""});
             }
             if (state == "MAIL") {
@@ -169,13 +171,13 @@ void PolicyServer::serve(int fd, std::uint64_t id) {
                     d = conn.mail_decision;
                     d.warnings.clear();
                 } else {
-                    d = engine_.on_rcpt(conn.session, RcptFacts{recipient, false, ""});
+                    d = engine->on_rcpt(conn.session, RcptFacts{recipient, false, ""});
                     log_decision(conn.session, d, {"policy", "rcpt", sender, recipient});
                 }
             } else if (state == "END-OF-MESSAGE") {
                 auto size = number(req->get("size"));
                 auto count = number(req->get("recipient_count"));
-                d = engine_.on_eom(conn.session, EomFacts{size, static_cast<std::uint32_t>(count.value_or(0))});
+                d = engine->on_eom(conn.session, EomFacts{size, static_cast<std::uint32_t>(count.value_or(0))});
                 log_decision(conn.session, d, {"policy", "eom", sender, ""});
                 conn.instance.clear();
             }

@@ -12,13 +12,13 @@
 
 #include "common/unique_fd.h"
 #include "conf/config.h"
-#include "policy/decision_engine.h"
+#include "plugin/engine_holder.h"
 
 namespace relayguard {
 
 class PolicyServer {
 public:
-    PolicyServer(DecisionEngine& engine, const ListenSettings& settings);
+    PolicyServer(EngineHolder& engine, const ListenSettings& settings);
     ~PolicyServer();
     PolicyServer(const PolicyServer&) = delete;
     PolicyServer& operator=(const PolicyServer&) = delete;
@@ -33,7 +33,7 @@ private:
     void accept_loop();
     void serve(int fd, std::uint64_t id);
 
-    DecisionEngine& engine_;
+    EngineHolder& engine_;
     const ListenSettings& settings_;
     UniqueFd listener_;
     std::atomic<bool> stopping_{false};

@@ -4,6 +4,7 @@
 //   relayguardctl [--socket PATH] ping
 //   relayguardctl [--socket PATH] pop grant ADDR [--user NAME] [--minutes N]
 //   relayguardctl [--socket PATH] pop show ADDR
+//   relayguardctl [--socket PATH] reload
 //
 // Exit status: 0 done, 1 the daemon refused the request, 64 bad usage,
 // 69 the daemon cannot be reached, 77 permission denied on the socket.
@@ -32,6 +33,7 @@ int usage() {
     std::cerr << "usage: relayguardctl [--socket PATH] ping\n"
                  "       relayguardctl [--socket PATH] pop grant ADDR [--user NAME] [--minutes N]\n"
                  "       relayguardctl [--socket PATH] pop show ADDR\n"
+                 "       relayguardctl [--socket PATH] reload\n"
                  "The socket defaults to " << default_socket << " (listen.admin in the config).\n";
     return exit_usage;
 }
@@ -62,8 +64,8 @@ int main(int argc, char** argv) {
         }
     }
     std::string request;
-    if (args.size() == 1 && args[0] == "ping") {
-        request = "ping";
+    if (args.size() == 1 && (args[0] == "ping" || args[0] == "reload")) {
+        request = args[0];
     } else if (args.size() == 3 && args[0] == "pop" && args[1] == "show") {
         request = "pop show " + args[2];
     } else if (args.size() >= 3 && args[0] == "pop" && args[1] == "grant") {

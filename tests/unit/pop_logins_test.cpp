@@ -144,7 +144,10 @@ TEST_CASE("the admin socket's requests open and show windows, and refuse what is
     auto s = base_settings();
     s.relay.allow_pop_before_smtp = true;
     Harness h(s);
-    AdminServer admin(h.engine);
+    // The harness owns its engine; the holder only points at it.
+    EngineHolder holder(std::shared_ptr<DecisionEngine>(&h.engine, [](DecisionEngine*) {}));
+    int reloads = 0;
+    AdminServer admin(holder, [&] { return ++reloads == 1 ? std::string() : std::string("f.toml:3: key 'x': bad"); });
     REQUIRE(admin.handle("ping").rfind("ok", 0) == 0);
     REQUIRE(admin.handle("pop grant 192.0.2.5 user=u1 for=10m").rfind("ok window for 192.0.2.5", 0) == 0);
     REQUIRE(admin.handle("pop show 192.0.2.5").find("user=\"u1\"") != std::string::npos);
@@ -154,13 +157,16 @@ TEST_CASE("the admin socket's requests open and show windows, and refuse what is
     REQUIRE(admin.handle("pop grant 192.0.2.5 color=red").rfind("error", 0) == 0);
     REQUIRE(admin.handle("reboot").rfind("error unknown command", 0) == 0);
     REQUIRE(admin.handle("").rfind("error", 0) == 0);
+    REQUIRE(admin.handle("reload") == "ok configuration reloaded");
+    REQUIRE(admin.handle("reload") == "error f.toml:3: key 'x': bad");
     // The window opens relay for that client.
     auto c = h.connect("192.0.2.5");
     h.mail(c, "a@example.org");
     REQUIRE(h.rcpt(c, "x@foreign.example").verdict == Verdict::permit);
 
     Harness h2(base_settings());
-    AdminServer admin2(h2.engine);
+    EngineHolder holder2(std::shared_ptr<DecisionEngine>(&h2.engine, [](DecisionEngine*) {}));
+    AdminServer admin2(holder2, nullptr);
     REQUIRE(admin2.handle("pop grant 192.0.2.5").find("allow_pop_before_smtp") != std::string::npos);
 }
 

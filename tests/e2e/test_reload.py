@@ -1,0 +1,102 @@
+#!/usr/bin/python3
+"""Reloading the policy daemon under a private Postfix (milter and policy service): SIGHUP
+and `relayguardctl reload` apply new relay rules and limits to the next decision, an SMTP
+session open across the reload goes on and delivers, and a config with an error is
+refused with its file, line and key while the running rules stay in force."""
+
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from rgtest import PostfixInstance, SmtpSession, free_port, send_message  # noqa: E402
+from rgtest.check import check, finish  # noqa: E402
+from rgtest.daemon import Relayguard  # noqa: E402
+
+CTL = os.environ["RELAYGUARDCTL"]
+RULES = """
+[relay]
+local_domains = ["{domains}"]
+[limits]
+exempt_group = ""
+[limits.message_rate]
+max = {rate}
+"""
+sock_dir = tempfile.mkdtemp(prefix="rgtest-reload-")
+socket_path = os.path.join(sock_dir, "admin.sock")
+
+
+def rewrite(rg, body):
+    """Keeps the fixture's [listen] and [log] head, replaces the rules."""
+    with open(rg.config) as f:
+        head = f.read().split("\n[relay]\n")[0]
+    with open(rg.config, "w") as f:
+        f.write(head + body)
+
+
+def ctl(*args):
+    return subprocess.run([CTL, "--socket", socket_path, *args], capture_output=True, text=True, timeout=10)
+
+
+with Relayguard(RULES.format(domains="example.test", rate=100), admin=socket_path) as rg, \
+        PostfixInstance(port=free_port(), milter=rg.milter, policy=rg.policy, policy_at=("rcpt",),
+                        mydestination="example.test other.test",
+                        local_users=("user1@example.test", "user1@other.test")) as pf:
+    r = send_message("127.0.0.1", pf.port, source="127.0.0.31", sender="s@example.org", rcpts=["user1@other.test"])
+    check("before the reload other.test is not local: relaying refused (554)",
+          r.rcpts and r.rcpts[0][1].code == 554, r.summary())
+
+    # A session opened before the reload ...
+    s = SmtpSession("127.0.0.1", pf.port, source="127.0.0.32")
+    s.ehlo("client.example")
+    check("a session opened before the reload takes MAIL", s.mail("s@example.org").code == 250)
+
+    rewrite(rg, RULES.format(domains='example.test", "other.test', rate=1))
+    rg.proc.send_signal(signal.SIGHUP)
+    check("SIGHUP: the daemon logs that the new configuration applies",
+          rg.wait_for(r"reload: configuration \S+ applied"), rg.log()[-1500:])
+
+    # ... goes on under the new rules and delivers.
+    c = s.rcpt("user1@other.test")
+    check("that session, still open, now may send to other.test", c.code == 250, c)
+    d = s.data("Subject: across the reload\r\n\r\nhello\r\n")
+    check("and its message is accepted", d.code == 250, d)
+    s.quit()
+    s.close()
+    check("the daemon is still the same process", rg.alive())
+
+    r = send_message("127.0.0.1", pf.port, source="127.0.0.33", sender="s@example.org", rcpts=["user1@other.test"])
+    check("a new session relays to other.test", r.delivered, r.summary())
+    r = send_message("127.0.0.1", pf.port, source="127.0.0.33", sender="s@example.org", rcpts=["user1@other.test"])
+    check("and the new message rate (1) holds: the second message is refused (450)",
+          not r.delivered and r.mail is not None and r.mail.code == 450, r.summary())
+
+    # A broken config: refused, named, and the running rules stay.
+    rewrite(rg, RULES.format(domains="example.test", rate=1) + "[limits.recipients]\nmax = \"many\"\n")
+    p = ctl("reload")
+    check("relayguardctl reload of a broken config exits 1 and names file, line and key",
+          p.returncode == 1 and "relayguard.toml:" in p.stderr and "limits.recipients.max" in p.stderr,
+          p.stdout + p.stderr)
+    check("the log says the reload was refused and the running configuration stays",
+          rg.wait_for(r"reload refused, the running configuration stays: .*limits\.recipients\.max"), rg.log()[-1500:])
+    r = send_message("127.0.0.1", pf.port, source="127.0.0.34", sender="s@example.org", rcpts=["user1@other.test"])
+    check("other.test is still local (the broken file changed nothing)", r.delivered, r.summary())
+
+    rewrite(rg, RULES.format(domains="example.test", rate=100))
+    p = ctl("reload")
+    check("relayguardctl reload of a good config exits 0", p.returncode == 0, p.stdout + p.stderr)
+    r = send_message("127.0.0.1", pf.port, source="127.0.0.35", sender="s@example.org", rcpts=["user1@other.test"])
+    check("after it, other.test is foreign again (554)", r.rcpts and r.rcpts[0][1].code == 554, r.summary())
+
+    with open(rg.config) as f:
+        text = f.read()
+    with open(rg.config, "w") as f:
+        f.write(text.replace('stage_timeout = "5s"', 'stage_timeout = "4s"'))
+    ctl("reload")
+    check("a changed [listen] is said to need a restart",
+          rg.wait_for(r"reload: \[listen\] changed; that part applies after a restart"), rg.log()[-1000:])
+finish()
