@@ -40,6 +40,7 @@ public:
 
     // "single 127.0.0.1:6379", "sentinel master 'mymaster' via ...", ...
     std::string describe() const;
+    bool cluster() const { return settings_.mode == RedisMode::cluster; }
     // Why the last failed call failed (never contains a password).
     std::string last_error() const;
     // Requests sent to a server so far (redirects and retries included), to

@@ -4,10 +4,13 @@
 #include <poll.h>
 #include <sys/socket.h>
 
+#include <nlohmann/json.hpp>
+
 #include <sstream>
 
 #include "common/logging.h"
 #include "conf/units.h"
+#include "plugin/decision_log.h"
 
 namespace relayguard {
 
@@ -54,6 +57,18 @@ std::optional<std::string> read_line(int fd) {
     return std::nullopt;
 }
 
+// Every reply is one line of JSON: {"ok": true, ..., "text": "for people"}
+// or {"ok": false, "error": "why"}. relayguardctl prints "text", or the
+// whole object with --json.
+std::string success(nlohmann::json j) {
+    j["ok"] = true;
+    return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+}
+
+std::string failure(const std::string& why) {
+    return nlohmann::json{{"ok", false}, {"error", why}}.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+}
+
 }  // namespace
 
 void log_pop_window(const IpAddress& client, const std::string& user, TimePoint until, TimePoint now, const char* via) {
@@ -83,7 +98,7 @@ void AdminServer::accept_loop() {
         UniqueFd conn(::accept4(listener_.get(), nullptr, nullptr, SOCK_CLOEXEC));
         if (!conn) continue;
         auto line = read_line(conn.get());
-        std::string reply = line ? handle(*line) : "error no request line within 2 s, or one over 1024 bytes";
+        std::string reply = line ? handle(*line) : failure("no request line within 2 s, or one over 1024 bytes");
         reply += "\n";
         ::send(conn.get(), reply.data(), reply.size(), MSG_NOSIGNAL);
     }
@@ -92,32 +107,129 @@ void AdminServer::accept_loop() {
 std::string AdminServer::handle(std::string_view request) {
     if (!request.empty() && request.back() == '\r') request.remove_suffix(1);
     auto words = words_of(request);
-    if (words.empty()) return "error empty request";
-    if (words[0] == "ping" && words.size() == 1) return "ok relayguard is running";
+    if (words.empty()) return failure("empty request");
+    if (words[0] == "ping" && words.size() == 1) return success({{"text", "relayguard is running"}});
+    if (words[0] == "status" && words.size() == 1) return status();
+    if (words[0] == "ip") return ip_command(words);
     if (words[0] == "pop") return pop_command(words);
     if (words[0] == "reload" && words.size() == 1) {
-        std::string errors = reload_ ? reload_() : "reload is not available";
-        return errors.empty() ? "ok configuration reloaded" : "error " + errors;
+        std::string errors = hooks_.reload ? hooks_.reload() : "reload is not available";
+        if (!errors.empty()) return failure(errors);
+        return success({{"text", "configuration reloaded"}});
     }
-    return "error unknown command '" + words[0] + "'; commands: ping, pop grant, pop show, reload";
+    return failure("unknown command '" + words[0] + "'; commands: ping, status, ip show, ip unblock, pop grant, "
+                   "pop show, pop list, reload");
+}
+
+std::string AdminServer::status() {
+    auto engine = engine_.current();
+    auto up = std::chrono::duration_cast<std::chrono::seconds>(std::chrono::steady_clock::now() - started_).count();
+    nlohmann::json j{{"version", "0.1.0"}, {"uptime_seconds", up}};
+    if (hooks_.store) j["store"] = hooks_.store();
+    nlohmann::json decisions = nlohmann::json::array();
+    std::string table;
+    for (const auto& [k, n] : decision_counts()) {
+        decisions.push_back({{"stage", k.stage}, {"rule", k.rule}, {"verdict", k.verdict}, {"count", n}});
+        table += "  " + k.stage + " " + k.rule + " " + k.verdict + ": " + std::to_string(n) + "\n";
+    }
+    j["decisions"] = decisions;
+    std::string store_text = j.contains("store") ? j["store"].value("text", "") : "";
+    j["text"] = "relayguard 0.1.0, up " + std::to_string(up) + " s\nstore: " + store_text +
+                "\ndecisions since start (stage rule verdict: count):\n" + (table.empty() ? "  none yet\n" : table);
+    return success(std::move(j));
+}
+
+std::string AdminServer::ip_command(const std::vector<std::string>& words) {
+    if (words.size() != 3 || (words[1] != "show" && words[1] != "unblock")) return failure("usage: ip show ADDR | ip unblock ADDR");
+    auto client = IpAddress::parse(words[2]);
+    if (!client) return failure("'" + words[2] + "' is not an IP address");
+    auto engine = engine_.current();
+    if (words[1] == "unblock") {
+        bool was = engine->unblock(*client);
+        security_log()->info("unblocked client={} by=admin was_blocked={}", client->to_string(), was ? "yes" : "no");
+        return success({{"client", client->to_string()}, {"was_blocked", was},
+                        {"text", was ? "block lifted for " + client->to_string()
+                                     : "no block for " + client->to_string() + "; its unknown recipients forgotten"}});
+    }
+    auto r = engine->inspect(*client);
+    if (!r) return failure("the counter store cannot be reached");
+    const auto& l = engine->settings().limits;
+    TimePoint now = engine->now();
+    auto secs = [](Duration d) { return std::chrono::duration_cast<std::chrono::seconds>(d).count(); };
+    auto limit = [](const std::optional<std::uint32_t>& m) { return m ? nlohmann::json(*m) : nlohmann::json(nullptr); };
+    auto of = [](const std::optional<std::uint32_t>& m) { return m ? " of " + std::to_string(*m) : std::string(" (no limit)"); };
+    nlohmann::json j{{"client", client->to_string()},
+                     {"key", r->key},
+                     {"exempt_from_limits", r->exempt_from_limits},
+                     {"trusted_group", r->trusted_group},
+                     {"messages", {{"count", r->counters.messages}, {"limit", limit(l.message_rate.max)},
+                                   {"window_seconds", secs(l.message_rate.window)}}},
+                     {"connections", {{"count", r->counters.connections}, {"limit", limit(l.connections.max)}}},
+                     {"unknown_recipients", {{"count", r->counters.unknown_recipients},
+                                             {"limit", limit(l.unknown_recipients.max)},
+                                             {"window_seconds", secs(l.unknown_recipients.window)}}}};
+    std::string text = "client " + client->to_string() + (r->key != client->to_string() ? " (counted as " + r->key + ")" : "") +
+                       (r->exempt_from_limits ? ", exempt from limits" : "") +
+                       (r->trusted_group.empty() ? "" : ", trusted group " + r->trusted_group) + "\n" +
+                       "  messages:           " + std::to_string(r->counters.messages) + of(l.message_rate.max) +
+                       " in " + std::to_string(secs(l.message_rate.window)) + " s\n" +
+                       "  connections:        " + std::to_string(r->counters.connections) + of(l.connections.max) + "\n" +
+                       "  unknown recipients: " + std::to_string(r->counters.unknown_recipients) +
+                       of(l.unknown_recipients.max) + " in " + std::to_string(secs(l.unknown_recipients.window)) + " s\n";
+    if (r->counters.blocked_until) {
+        j["blocked"] = {{"until", iso_time(*r->counters.blocked_until)}, {"seconds_left", secs(*r->counters.blocked_until - now)}};
+        text += "  blocked (directory harvest) until " + iso_time(*r->counters.blocked_until) + ", " +
+                std::to_string(secs(*r->counters.blocked_until - now)) + " s left\n";
+    } else {
+        j["blocked"] = nullptr;
+        text += "  not blocked\n";
+    }
+    if (r->pop_window) {
+        j["pop_window"] = {{"user", r->pop_window->user}, {"until", iso_time(r->pop_window->until)},
+                           {"seconds_left", secs(r->pop_window->until - now)}};
+        text += "  pop-before-smtp window until " + iso_time(r->pop_window->until) + " (user \"" + r->pop_window->user +
+                "\", " + std::to_string(secs(r->pop_window->until - now)) + " s left)\n";
+    } else {
+        j["pop_window"] = nullptr;
+    }
+    j["text"] = text;
+    return success(std::move(j));
 }
 
 std::string AdminServer::pop_command(const std::vector<std::string>& words) {
+    if (words.size() == 2 && words[1] == "list") {
+        if (!hooks_.pop_list) return failure("pop list is not available");
+        auto windows = hooks_.pop_list();
+        if (!windows) return failure("the window store cannot be reached");
+        TimePoint now = engine_.current()->now();
+        nlohmann::json list = nlohmann::json::array();
+        std::string text;
+        for (const auto& [client, w] : *windows) {
+            auto left = std::chrono::duration_cast<std::chrono::seconds>(w.until - now).count();
+            list.push_back({{"client", client}, {"user", w.user}, {"until", iso_time(w.until)}, {"seconds_left", left}});
+            text += client + " user=\"" + w.user + "\" until " + iso_time(w.until) + " (" + std::to_string(left) + " s left)\n";
+        }
+        return success({{"windows", list}, {"text", text.empty() ? "no open windows\n" : text}});
+    }
     if (words.size() < 3 || (words[1] != "grant" && words[1] != "show")) {
-        return "error usage: pop grant ADDR [user=NAME] [for=DURATION] | pop show ADDR";
+        return failure("usage: pop grant ADDR [user=NAME] [for=DURATION] | pop show ADDR | pop list");
     }
     auto client = IpAddress::parse(words[2]);
-    if (!client) return "error '" + words[2] + "' is not an IP address";
-    if (!engine_.current()->settings().relay.allow_pop_before_smtp) {
-        return "error relay.allow_pop_before_smtp is false: a window would open nothing";
+    if (!client) return failure("'" + words[2] + "' is not an IP address");
+    auto engine = engine_.current();
+    if (!engine->settings().relay.allow_pop_before_smtp) {
+        return failure("relay.allow_pop_before_smtp is false: a window would open nothing");
     }
-    TimePoint now = engine_.current()->now();
+    TimePoint now = engine->now();
     if (words[1] == "show") {
-        auto window = engine_.current()->pop_window(*client);
-        if (!window) return "error the window store cannot be reached";
-        if (!*window) return "ok no window for " + client->to_string();
-        return "ok window for " + client->to_string() + " until " + iso_time((*window)->until) + " user=\"" +
-               (*window)->user + "\"";
+        auto window = engine->pop_window(*client);
+        if (!window) return failure("the window store cannot be reached");
+        if (!*window) return success({{"client", client->to_string()}, {"window", nullptr},
+                                      {"text", "no window for " + client->to_string()}});
+        return success({{"client", client->to_string()},
+                        {"window", {{"user", (*window)->user}, {"until", iso_time((*window)->until)}}},
+                        {"text", "window for " + client->to_string() + " until " + iso_time((*window)->until) +
+                                     " user=\"" + (*window)->user + "\""}});
     }
     std::string user;
     std::optional<Duration> length;
@@ -127,16 +239,17 @@ std::string AdminServer::pop_command(const std::vector<std::string>& words) {
             user = w.substr(5);
         } else if (w.rfind("for=", 0) == 0) {
             auto d = parse_duration(w.substr(4));
-            if (!d || *d <= Duration::zero()) return "error for=" + w.substr(4) + " is not a duration such as 30m";
+            if (!d || *d <= Duration::zero()) return failure("for=" + w.substr(4) + " is not a duration such as 30m");
             length = *d;
         } else {
-            return "error unexpected '" + w + "'";
+            return failure("unexpected '" + w + "'");
         }
     }
-    auto until = engine_.current()->open_pop_window(*client, user, length);
-    if (!until) return "error the window store cannot be reached";
+    auto until = engine->open_pop_window(*client, user, length);
+    if (!until) return failure("the window store cannot be reached");
     log_pop_window(*client, user, *until, now, "admin");
-    return "ok window for " + client->to_string() + " until " + iso_time(*until);
+    return success({{"client", client->to_string()}, {"until", iso_time(*until)},
+                    {"text", "window for " + client->to_string() + " until " + iso_time(*until)}});
 }
 
 }  // namespace relayguard

@@ -1,17 +1,18 @@
 // The admin socket: relayguardctl and the POP3/IMAP login hooks talk to the
 // daemon here. Unix sockets only, created with listen.socket_mode and
 // listen.socket_group, because whoever may write to it may open relay
-// windows. One request line in, one reply line out ("ok ..." or
-// "error ..."), then the connection closes.
+// windows. One request line in, one reply line of JSON out
+// ({"ok":true,...,"text":"..."} or {"ok":false,"error":"..."}), then the
+// connection closes.
 //
-//   ping
-//   pop grant ADDR [user=NAME] [for=DURATION]
-//   pop show ADDR
-//   reload
+//   ping | status | reload
+//   ip show ADDR | ip unblock ADDR
+//   pop grant ADDR [user=NAME] [for=DURATION] | pop show ADDR | pop list
 #pragma once
 
 #include <atomic>
 #include <functional>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <thread>
 
@@ -22,9 +23,13 @@ namespace relayguard {
 
 class AdminServer {
 public:
-    // `reload` re-reads the configuration; it answers "" or the errors.
-    AdminServer(EngineHolder& engine, std::function<std::string()> reload)
-        : engine_(engine), reload_(std::move(reload)) {}
+    // What only the daemon's wiring knows.
+    struct Hooks {
+        std::function<std::string()> reload;      // re-reads the config: "" or the errors
+        std::function<nlohmann::json()> store;    // the store's kind and health, with a "text"
+        std::function<std::optional<std::vector<std::pair<std::string, PopWindow>>>()> pop_list;
+    };
+    AdminServer(EngineHolder& engine, Hooks hooks) : engine_(engine), hooks_(std::move(hooks)) {}
     ~AdminServer();
     AdminServer(const AdminServer&) = delete;
     AdminServer& operator=(const AdminServer&) = delete;
@@ -38,9 +43,12 @@ public:
 private:
     void accept_loop();
     std::string pop_command(const std::vector<std::string>& words);
+    std::string ip_command(const std::vector<std::string>& words);
+    std::string status();
 
     EngineHolder& engine_;
-    std::function<std::string()> reload_;
+    Hooks hooks_;
+    const std::chrono::steady_clock::time_point started_ = std::chrono::steady_clock::now();
     UniqueFd listener_;
     std::atomic<bool> stopping_{false};
     std::thread acceptor_;

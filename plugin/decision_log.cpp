@@ -3,6 +3,8 @@
 // forge a second log line.
 #include "plugin/decision_log.h"
 
+#include <mutex>
+
 #include "common/logging.h"
 
 namespace relayguard {
@@ -11,6 +13,17 @@ namespace {
 RefusalObserver& observer() {
     static RefusalObserver o;
     return o;
+}
+
+std::mutex counts_mutex;
+std::map<DecisionKey, std::uint64_t>& counts() {
+    static std::map<DecisionKey, std::uint64_t> c;
+    return c;
+}
+
+void count(std::string_view stage, const Decision& d) {
+    std::lock_guard lock(counts_mutex);
+    ++counts()[DecisionKey{std::string(stage), d.rule.empty() ? "-" : d.rule, to_string(d.verdict)}];
 }
 
 std::string quoted(std::string_view v) {
@@ -39,6 +52,7 @@ std::string line(const SessionState& s, const Decision& d, const DecisionContext
 }  // namespace
 
 void log_decision(const SessionState& s, const Decision& d, const DecisionContext& ctx) {
+    count(ctx.stage, d);
     for (const auto& w : d.warnings) {
         if (w.refused()) security_log()->warn("would-refuse (warn mode) {}", line(s, w, ctx));
         else spdlog::warn("{}", line(s, w, ctx));
@@ -54,5 +68,10 @@ void log_decision(const SessionState& s, const Decision& d, const DecisionContex
 }
 
 void set_refusal_observer(RefusalObserver o) { observer() = std::move(o); }
+
+std::map<DecisionKey, std::uint64_t> decision_counts() {
+    std::lock_guard lock(counts_mutex);
+    return counts();
+}
 
 }  // namespace relayguard

@@ -5,6 +5,8 @@
 #pragma once
 
 #include <functional>
+#include <map>
+#include <string>
 #include <string_view>
 
 #include "policy/decision.h"
@@ -20,6 +22,14 @@ struct DecisionContext {
 };
 
 void log_decision(const SessionState& s, const Decision& d, const DecisionContext& ctx);
+
+// How many decisions were made since start, by stage, rule and verdict
+// ("-" for a decision no rule made).
+struct DecisionKey {
+    std::string stage, rule, verdict;
+    auto operator<=>(const DecisionKey&) const = default;
+};
+std::map<DecisionKey, std::uint64_t> decision_counts();
 
 // Called with every enforced refusal after it is logged (the alerts listen
 // here). Set once at start, before any front end runs.

@@ -1,30 +1,31 @@
 // relayguard, the policy daemon: loads the configuration, sets up logging,
 // starts the front ends and runs until SIGTERM or SIGINT.
+#include <nlohmann/json.hpp>
 #include <unistd.h>
 
+#include <atomic>
 #include <csignal>
-#include <filesystem>
 #include <cstdio>
 #include <cstring>
+#include <filesystem>
 #include <iostream>
+#include <mutex>
 #include <string>
-
-#include <atomic>
 #include <thread>
 
+#include "common/dns_resolver.h"
 #include "common/listen_socket.h"
 #include "common/logging.h"
 #include "common/privileges.h"
 #include "common/system_clock.h"
 #include "conf/config.h"
 #include "conf/units.h"
-#include "plugin/milter_front_end.h"
-#include "plugin/policy_server.h"
-#include "common/dns_resolver.h"
 #include "plugin/admin_server.h"
 #include "plugin/alert_mailer.h"
 #include "plugin/decision_log.h"
 #include "plugin/login_log_follower.h"
+#include "plugin/milter_front_end.h"
+#include "plugin/policy_server.h"
 #include "plugin/redis_counter_store.h"
 #include "plugin/resolver_dns_answers.h"
 #include "plugin/store_failover.h"
@@ -116,6 +117,19 @@ public:
     relayguard::PopWindowStore& pop_windows() {
         if (memory_) return memory_windows_;
         return *failover_windows_;
+    }
+    // For `relayguardctl status`.
+    nlohmann::json describe() const {
+        if (memory_) {
+            return {{"type", "memory"}, {"clients", memory_->client_count()},
+                    {"text", "memory (this node only), " + std::to_string(memory_->client_count()) + " clients counted"}};
+        }
+        bool up = !health_->degraded();
+        std::string mode = health_->fail_open() ? "open" : "tempfail";
+        return {{"type", "redis"}, {"server", redis_->describe()}, {"reachable", up}, {"fail_mode", mode},
+                {"round_trips", redis_->round_trips()},
+                {"text", "redis " + redis_->describe() + (up ? ", reachable" : ", UNREACHABLE (" + redis_->last_error() + ")") +
+                             ", fail_mode " + mode}};
     }
 
 private:
@@ -295,7 +309,10 @@ int main(int argc, char** argv) {
         policy->start(std::move(policy_fd));
         spdlog::info("policy: listening on {}", config.listen.policy);
     }
-    relayguard::AdminServer admin(engine, reload);
+    relayguard::AdminServer admin(
+        engine, relayguard::AdminServer::Hooks{
+                    reload, [&state] { return state.describe(); },
+                    [&state, &clock] { return state.pop_windows().list(clock.now(), 10000); }});
     if (admin_fd) {
         admin.start(std::move(admin_fd));
         spdlog::info("admin: listening on {}", config.listen.admin);

@@ -1,6 +1,8 @@
 // Counters in Redis; see the header and redis_scripts.h.
 #include "plugin/redis_counter_store.h"
 
+#include <algorithm>
+
 #include <spdlog/spdlog.h>
 #include <unistd.h>
 
@@ -18,6 +20,7 @@ const RedisScript refresh_script(redis_scripts::refresh_connections);
 const RedisScript unknown_recipient_script(redis_scripts::unknown_recipient);
 const RedisScript unblock_script(redis_scripts::unblock);
 const RedisScript grant_pop_script(redis_scripts::grant_pop_window);
+const RedisScript inspect_script(redis_scripts::inspect);
 
 std::string ms(TimePoint t) { return std::to_string(t.time_since_epoch().count()); }
 std::string ms(Duration d) { return std::to_string(d.count()); }
@@ -147,6 +150,17 @@ bool RedisCounterStore::unblock(const std::string& client) {
     return reply && reply->type == RedisValue::Type::integer && reply->integer == 1;
 }
 
+std::optional<ClientCounters> RedisCounterStore::inspect(const std::string& client, Duration rate_window,
+                                                         Duration unknown_window, TimePoint now) {
+    auto r = integers(redis_.run(inspect_script,
+                                 {key(client, "msg"), key(client, "conn"), key(client, "unknown"), key(client, "block")},
+                                 {ms(now), ms(rate_window), ms(unknown_window)}),
+                      4);
+    if (!r) return std::nullopt;
+    return ClientCounters{static_cast<std::uint32_t>((*r)[0]), static_cast<std::uint32_t>((*r)[1]),
+                          static_cast<std::uint32_t>((*r)[2]), time_or_none((*r)[3])};
+}
+
 std::size_t RedisCounterStore::refresh_leases() {
     std::map<std::string, std::set<std::string>> held;
     {
@@ -188,6 +202,26 @@ std::optional<std::optional<PopWindow>> RedisPopWindowStore::find(const std::str
     long long end = std::strtoll(until.str.c_str(), nullptr, 10);
     if (end <= now.time_since_epoch().count()) return std::optional<PopWindow>{};
     return std::optional<PopWindow>{PopWindow{reply->elements[1].str, TimePoint(Duration(end))}};
+}
+
+std::optional<PopWindowStore::WindowList> RedisPopWindowStore::list(TimePoint now, std::size_t max) {
+    if (redis_.cluster()) return std::nullopt;
+    WindowList out;
+    std::string cursor = "0";
+    std::string head = prefix_ + "pop:{";
+    do {
+        auto reply = redis_.command({"SCAN", cursor, "MATCH", head + "*", "COUNT", "500"}, "");
+        if (!reply || reply->type != RedisValue::Type::array || reply->elements.size() != 2) return std::nullopt;
+        cursor = reply->elements[0].str;
+        for (const auto& k : reply->elements[1].elements) {
+            if (k.str.size() <= head.size() + 1 || out.size() >= max) continue;
+            std::string client = k.str.substr(head.size(), k.str.size() - head.size() - 1);
+            auto w = find(client, now);
+            if (w && *w) out.emplace_back(client, **w);
+        }
+    } while (cursor != "0" && out.size() < max);
+    std::sort(out.begin(), out.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
+    return out;
 }
 
 bool RedisPopWindowStore::grant(const std::string& client, const std::string& user, TimePoint until, TimePoint now) {

@@ -35,6 +35,8 @@ public:
                                                                     TimePoint now) override;
     std::optional<std::optional<TimePoint>> blocked_until(const std::string& client, TimePoint now) override;
     bool unblock(const std::string& client) override;
+    std::optional<ClientCounters> inspect(const std::string& client, Duration rate_window, Duration unknown_window,
+                                          TimePoint now) override;
 
     // Renews the lease of every connection this node holds; answers how many
     // clients' leases could not be renewed. Run by the refresher thread.
@@ -68,6 +70,9 @@ public:
     RedisPopWindowStore(RedisClient& redis, std::string key_prefix) : redis_(redis), prefix_(std::move(key_prefix)) {}
     std::optional<std::optional<PopWindow>> find(const std::string& client, TimePoint now) override;
     bool grant(const std::string& client, const std::string& user, TimePoint until, TimePoint now) override;
+    // SCAN on the one master; on Cluster the keys are spread over several
+    // masters and this answers std::nullopt (not listed).
+    std::optional<WindowList> list(TimePoint now, std::size_t max) override;
 
 private:
     std::string key(const std::string& client) const { return prefix_ + "pop:{" + client + "}"; }

@@ -91,6 +91,19 @@ redis.call('DEL', KEYS[1], KEYS[2])
 return was
 )lua";
 
+// KEYS: messages, connections, unknown recipients, block
+// ARGV: now, rate window, unknown window
+// Returns {messages, connections, unknown, blocked_until or 0}; changes nothing.
+inline constexpr const char* inspect = R"lua(
+local now = tonumber(ARGV[1])
+local messages = redis.call('ZCOUNT', KEYS[1], '(' .. (now - tonumber(ARGV[2])), '+inf')
+local connections = redis.call('ZCOUNT', KEYS[2], '(' .. now, '+inf')
+local unknown = redis.call('ZCOUNT', KEYS[3], '(' .. (now - tonumber(ARGV[3])), '+inf')
+local blocked = tonumber(redis.call('GET', KEYS[4]) or '0')
+if blocked <= now then blocked = 0 end
+return {messages, connections, unknown, blocked}
+)lua";
+
 // KEYS: POP-before-SMTP window (hash: user, until). ARGV: until, user, now
 // Opens or extends the window; never shortens one.
 inline constexpr const char* grant_pop_window = R"lua(

@@ -1,10 +1,12 @@
 // relayguardctl: the admin's command for a running relayguard, over its
-// admin socket (see plugin/admin_server.h for the requests).
+// admin socket (see plugin/admin_server.h for the requests). The daemon
+// answers one line of JSON; this prints its "text" for people, or the whole
+// object with --json.
 //
-//   relayguardctl [--socket PATH] ping
-//   relayguardctl [--socket PATH] pop grant ADDR [--user NAME] [--minutes N]
-//   relayguardctl [--socket PATH] pop show ADDR
-//   relayguardctl [--socket PATH] reload
+//   relayguardctl [--socket PATH] [--json] ping | status | reload
+//   relayguardctl [--socket PATH] [--json] ip show ADDR | ip unblock ADDR
+//   relayguardctl [--socket PATH] [--json] pop grant ADDR [--user NAME] [--minutes N]
+//   relayguardctl [--socket PATH] [--json] pop show ADDR | pop list
 //
 // Exit status: 0 done, 1 the daemon refused the request, 64 bad usage,
 // 69 the daemon cannot be reached, 77 permission denied on the socket.
@@ -19,6 +21,8 @@
 #include <string>
 #include <vector>
 
+#include <nlohmann/json.hpp>
+
 #include "common/unique_fd.h"
 
 namespace {
@@ -30,10 +34,10 @@ constexpr int exit_noperm = 77;
 constexpr const char* default_socket = "/run/relayguard/admin.sock";
 
 int usage() {
-    std::cerr << "usage: relayguardctl [--socket PATH] ping\n"
-                 "       relayguardctl [--socket PATH] pop grant ADDR [--user NAME] [--minutes N]\n"
-                 "       relayguardctl [--socket PATH] pop show ADDR\n"
-                 "       relayguardctl [--socket PATH] reload\n"
+    std::cerr << "usage: relayguardctl [--socket PATH] [--json] ping | status | reload\n"
+                 "       relayguardctl [--socket PATH] [--json] ip show ADDR | ip unblock ADDR\n"
+                 "       relayguardctl [--socket PATH] [--json] pop grant ADDR [--user NAME] [--minutes N]\n"
+                 "       relayguardctl [--socket PATH] [--json] pop show ADDR | pop list\n"
                  "The socket defaults to " << default_socket << " (listen.admin in the config).\n";
     return exit_usage;
 }
@@ -50,12 +54,15 @@ bool clean_word(const std::string& w) {
 
 int main(int argc, char** argv) {
     std::string socket_path = default_socket;
+    bool json = false;
     std::vector<std::string> args;
     for (int i = 1; i < argc; ++i) {
         std::string a = argv[i];
         if (a == "--socket" && i + 1 < argc) {
             socket_path = argv[++i];
             if (socket_path.rfind("unix:", 0) == 0) socket_path = socket_path.substr(5);
+        } else if (a == "--json") {
+            json = true;
         } else if (a == "--help" || a == "-h") {
             usage();
             return 0;
@@ -64,8 +71,12 @@ int main(int argc, char** argv) {
         }
     }
     std::string request;
-    if (args.size() == 1 && (args[0] == "ping" || args[0] == "reload")) {
+    if (args.size() == 1 && (args[0] == "ping" || args[0] == "reload" || args[0] == "status")) {
         request = args[0];
+    } else if (args.size() == 3 && args[0] == "ip" && (args[1] == "show" || args[1] == "unblock")) {
+        request = "ip " + args[1] + " " + args[2];
+    } else if (args.size() == 2 && args[0] == "pop" && args[1] == "list") {
+        request = "pop list";
     } else if (args.size() == 3 && args[0] == "pop" && args[1] == "show") {
         request = "pop show " + args[2];
     } else if (args.size() >= 3 && args[0] == "pop" && args[1] == "grant") {
@@ -117,17 +128,22 @@ int main(int argc, char** argv) {
         return exit_unavailable;
     }
     std::string reply;
-    char buf[512];
+    char buf[4096];
     for (ssize_t n; (n = ::recv(fd.get(), buf, sizeof buf, 0)) > 0;) reply.append(buf, static_cast<std::size_t>(n));
-    while (!reply.empty() && (reply.back() == '\n' || reply.back() == '\r')) reply.pop_back();
-    if (reply.rfind("ok", 0) == 0) {
-        std::cout << (reply.size() > 3 ? reply.substr(3) : "ok") << "\n";
-        return 0;
+    auto answer = nlohmann::json::parse(reply, nullptr, false);
+    if (answer.is_discarded() || !answer.is_object() || !answer.contains("ok")) {
+        std::cerr << "relayguardctl: no answer from relayguard at " << socket_path << "\n";
+        return exit_unavailable;
     }
-    if (reply.rfind("error ", 0) == 0) {
-        std::cerr << "relayguardctl: " << reply.substr(6) << "\n";
-        return exit_refused;
+    bool ok = answer.value("ok", false);
+    if (json) {
+        answer.erase("text");
+        (ok ? std::cout : std::cerr) << answer.dump(2) << "\n";
+    } else if (ok) {
+        std::string text = answer.value("text", "ok");
+        std::cout << text << (text.empty() || text.back() != '\n' ? "\n" : "");
+    } else {
+        std::cerr << "relayguardctl: " << answer.value("error", "refused") << "\n";
     }
-    std::cerr << "relayguardctl: no answer from relayguard at " << socket_path << "\n";
-    return exit_unavailable;
+    return ok ? 0 : exit_refused;
 }

@@ -101,6 +101,12 @@ std::optional<std::optional<TimePoint>> FailoverCounterStore::blocked_until(cons
                   [&] { return fallback_.blocked_until(client, now); });
 }
 
+std::optional<ClientCounters> FailoverCounterStore::inspect(const std::string& client, Duration rate_window,
+                                                            Duration unknown_window, TimePoint now) {
+    return either([&] { return primary_.inspect(client, rate_window, unknown_window, now); },
+                  [&] { return fallback_.inspect(client, rate_window, unknown_window, now); });
+}
+
 bool FailoverCounterStore::unblock(const std::string& client) {
     bool a = primary_.unblock(client);
     bool b = fallback_.unblock(client);
@@ -117,6 +123,18 @@ std::optional<std::optional<PopWindow>> FailoverPopWindowStore::find(const std::
         if (local && *local) return local;
     }
     return r ? r : std::optional<std::optional<PopWindow>>{std::optional<PopWindow>{}};
+}
+
+std::optional<PopWindowStore::WindowList> FailoverPopWindowStore::list(TimePoint now, std::size_t max) {
+    auto r = primary_.list(now, max);
+    if (!health_.fail_open()) return r;
+    // Windows granted locally while Redis was away are open too.
+    auto local = fallback_.list(now, max);
+    if (!r) return local;
+    for (auto& w : *local) {
+        if (r->size() < max) r->push_back(std::move(w));
+    }
+    return r;
 }
 
 bool FailoverPopWindowStore::grant(const std::string& client, const std::string& user, TimePoint until, TimePoint now) {

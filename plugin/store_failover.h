@@ -59,6 +59,8 @@ public:
                                                                     TimePoint now) override;
     std::optional<std::optional<TimePoint>> blocked_until(const std::string& client, TimePoint now) override;
     bool unblock(const std::string& client) override;
+    std::optional<ClientCounters> inspect(const std::string& client, Duration rate_window, Duration unknown_window,
+                                          TimePoint now) override;
 
 private:
     template <class Call, class Fallback>
@@ -74,6 +76,7 @@ public:
     FailoverPopWindowStore(PopWindowStore& primary, StoreHealth& health) : primary_(primary), health_(health) {}
     std::optional<std::optional<PopWindow>> find(const std::string& client, TimePoint now) override;
     bool grant(const std::string& client, const std::string& user, TimePoint until, TimePoint now) override;
+    std::optional<WindowList> list(TimePoint now, std::size_t max) override;
 
 private:
     PopWindowStore& primary_;

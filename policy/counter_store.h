@@ -29,6 +29,14 @@ struct UnknownRecipientOutcome {
     std::optional<TimePoint> blocked_until; // set when this or an earlier call blocked the client
 };
 
+// What a store holds for one client, read without changing anything.
+struct ClientCounters {
+    std::uint32_t messages = 0;            // in the message-rate window
+    std::uint32_t connections = 0;         // held now (cluster-wide on Redis)
+    std::uint32_t unknown_recipients = 0;  // distinct, in the harvest window
+    std::optional<TimePoint> blocked_until;
+};
+
 class CounterStore {
 public:
     virtual ~CounterStore() = default;
@@ -56,6 +64,9 @@ public:
     virtual std::optional<std::optional<TimePoint>> blocked_until(const std::string& client, TimePoint now) = 0;
     // Lifts a block and forgets the unknown recipients (admin command).
     virtual bool unblock(const std::string& client) = 0;
+    // Every counter of the client, for `relayguardctl ip show`.
+    virtual std::optional<ClientCounters> inspect(const std::string& client, Duration rate_window,
+                                                  Duration unknown_window, TimePoint now) = 0;
 };
 
 }  // namespace relayguard

@@ -287,4 +287,21 @@ std::optional<std::optional<PopWindow>> DecisionEngine::pop_window(const IpAddre
     return pop_windows_->find(relay_.pop_key(client), clock_.now());
 }
 
+std::optional<DecisionEngine::ClientReport> DecisionEngine::inspect(const IpAddress& client) {
+    TimePoint now = clock_.now();
+    SessionState s;
+    open_session(s, ConnectFacts{client, "", "admin"});
+    auto counters = counters_.inspect(s.client_key, settings_.limits.message_rate.window,
+                                      settings_.limits.unknown_recipients.window, now);
+    if (!counters) return std::nullopt;
+    ClientReport r{s.client_key, *counters, std::nullopt, s.exempt_from_limits, s.trusted_group};
+    if (pop_windows_ != nullptr) {
+        auto w = pop_windows_->find(relay_.pop_key(client), now);
+        if (w && *w) r.pop_window = **w;
+    }
+    return r;
+}
+
+bool DecisionEngine::unblock(const IpAddress& client) { return counters_.unblock(client_key(client)); }
+
 }  // namespace relayguard

@@ -68,6 +68,19 @@ public:
     std::optional<std::optional<PopWindow>> pop_window(const IpAddress& client);
     TimePoint now() const { return clock_.now(); }
 
+    // Every counter and block of a client, with its counting key, for the
+    // admin; std::nullopt when the store cannot be reached.
+    struct ClientReport {
+        std::string key;
+        ClientCounters counters;
+        std::optional<PopWindow> pop_window;
+        bool exempt_from_limits = false;
+        std::string trusted_group;
+    };
+    std::optional<ClientReport> inspect(const IpAddress& client);
+    // Lifts the client's harvest block; whether there was one.
+    bool unblock(const IpAddress& client);
+
 private:
     // Counts a refusal as a failed command and escalates to closing the
     // session when that was one failure too many.

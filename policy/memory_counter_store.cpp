@@ -17,12 +17,12 @@ void MemoryCounterStore::drop_older(std::deque<TimePoint>& events, TimePoint cut
     while (!events.empty() && events.front() <= cutoff) events.pop_front();
 }
 
-std::optional<TimePoint> MemoryCounterStore::active_block(const ClientCounters& c, TimePoint now) {
+std::optional<TimePoint> MemoryCounterStore::active_block(const ClientEntry& c, TimePoint now) {
     if (c.blocked_until > now) return c.blocked_until;
     return std::nullopt;
 }
 
-MemoryCounterStore::ClientCounters& MemoryCounterStore::entry(const std::string& client, TimePoint now) {
+MemoryCounterStore::ClientEntry& MemoryCounterStore::entry(const std::string& client, TimePoint now) {
     auto it = clients_.find(client);
     if (it != clients_.end()) return it->second;
     if (clients_.size() >= max_clients_) make_room(now);
@@ -55,7 +55,7 @@ std::optional<ConnectionOutcome> MemoryCounterStore::open_connection(const std::
                                                                      const std::string& connection_id,
                                                                      std::uint32_t limit, TimePoint now) {
     std::lock_guard lock(mutex_);
-    ClientCounters& c = entry(client, now);
+    ClientEntry& c = entry(client, now);
     ConnectionOutcome out;
     out.blocked_until = active_block(c, now);
     if (c.connections.count(connection_id) || limit == 0 || c.connections.size() < limit) {
@@ -76,7 +76,7 @@ void MemoryCounterStore::close_connection(const std::string& client, const std::
 std::optional<RateOutcome> MemoryCounterStore::message_rate(const std::string& client, Duration window,
                                                             std::uint32_t limit, bool record, TimePoint now) {
     std::lock_guard lock(mutex_);
-    ClientCounters& c = entry(client, now);
+    ClientEntry& c = entry(client, now);
     drop_older(c.messages, now - window);
     RateOutcome out{static_cast<std::uint32_t>(c.messages.size()), false};
     if (record && out.count < limit) {
@@ -90,7 +90,7 @@ std::optional<RateOutcome> MemoryCounterStore::message_rate(const std::string& c
 std::optional<RateOutcome> MemoryCounterStore::record_message(const std::string& client, Duration window,
                                                               std::uint32_t limit, TimePoint now) {
     std::lock_guard lock(mutex_);
-    ClientCounters& c = entry(client, now);
+    ClientEntry& c = entry(client, now);
     drop_older(c.messages, now - window);
     RateOutcome out{static_cast<std::uint32_t>(c.messages.size()), true};
     c.messages.push_back(now);
@@ -104,7 +104,7 @@ std::optional<UnknownRecipientOutcome> MemoryCounterStore::record_unknown_recipi
     const std::string& client, const std::string& recipient, Duration window, std::uint32_t threshold,
     Duration block_for, TimePoint now) {
     std::lock_guard lock(mutex_);
-    ClientCounters& c = entry(client, now);
+    ClientEntry& c = entry(client, now);
     std::erase_if(c.unknown, [cutoff = now - window](const auto& kv) { return kv.second <= cutoff; });
     auto found = c.unknown.find(recipient);
     if (found != c.unknown.end()) {
@@ -139,6 +139,20 @@ bool MemoryCounterStore::unblock(const std::string& client) {
     it->second.blocked_until = TimePoint{};
     it->second.unknown.clear();
     return was;
+}
+
+std::optional<ClientCounters> MemoryCounterStore::inspect(const std::string& client, Duration rate_window,
+                                                          Duration unknown_window, TimePoint now) {
+    std::lock_guard lock(mutex_);
+    ClientCounters out;
+    auto it = clients_.find(client);
+    if (it == clients_.end()) return out;
+    const ClientEntry& c = it->second;
+    for (auto t : c.messages) out.messages += t > now - rate_window ? 1 : 0;
+    out.connections = static_cast<std::uint32_t>(c.connections.size());
+    for (const auto& [rcpt, seen] : c.unknown) out.unknown_recipients += seen > now - unknown_window ? 1 : 0;
+    out.blocked_until = active_block(c, now);
+    return out;
 }
 
 }  // namespace relayguard

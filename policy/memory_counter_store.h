@@ -32,11 +32,13 @@ public:
                                                                     TimePoint now) override;
     std::optional<std::optional<TimePoint>> blocked_until(const std::string& client, TimePoint now) override;
     bool unblock(const std::string& client) override;
+    std::optional<ClientCounters> inspect(const std::string& client, Duration rate_window, Duration unknown_window,
+                                          TimePoint now) override;
 
     std::size_t client_count() const;
 
 private:
-    struct ClientCounters {
+    struct ClientEntry {
         std::deque<TimePoint> messages;                      // oldest first, at most `limit`
         std::unordered_map<std::string, TimePoint> unknown;  // recipient -> last seen
         std::unordered_set<std::string> connections;
@@ -44,14 +46,14 @@ private:
         TimePoint idle_after{};  // after this, no counter of the entry can matter
     };
 
-    ClientCounters& entry(const std::string& client, TimePoint now);
+    ClientEntry& entry(const std::string& client, TimePoint now);
     void make_room(TimePoint now);
     static void drop_older(std::deque<TimePoint>& events, TimePoint cutoff);
-    static std::optional<TimePoint> active_block(const ClientCounters& c, TimePoint now);
+    static std::optional<TimePoint> active_block(const ClientEntry& c, TimePoint now);
 
     mutable std::mutex mutex_;
     std::size_t max_clients_;
-    std::unordered_map<std::string, ClientCounters> clients_;
+    std::unordered_map<std::string, ClientEntry> clients_;
 };
 
 }  // namespace relayguard

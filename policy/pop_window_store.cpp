@@ -1,6 +1,8 @@
 // In-memory POP-before-SMTP windows for a single node.
 #include "policy/pop_window_store.h"
 
+#include <algorithm>
+
 namespace relayguard {
 
 std::optional<std::optional<PopWindow>> MemoryPopWindowStore::find(const std::string& client, TimePoint now) {
@@ -20,6 +22,16 @@ bool MemoryPopWindowStore::grant(const std::string& client, const std::string& u
     if (until > w.until) w.until = until;
     if (!user.empty()) w.user = user;
     return true;
+}
+
+std::optional<PopWindowStore::WindowList> MemoryPopWindowStore::list(TimePoint now, std::size_t max) {
+    std::lock_guard lock(mutex_);
+    WindowList out;
+    for (const auto& [client, w] : windows_) {
+        if (w.until > now && out.size() < max) out.emplace_back(client, w);
+    }
+    std::sort(out.begin(), out.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
+    return out;
 }
 
 }  // namespace relayguard

@@ -6,6 +6,7 @@
 #include <mutex>
 #include <optional>
 #include <string>
+#include <vector>
 #include <unordered_map>
 
 #include "policy/clock.h"
@@ -25,6 +26,10 @@ public:
     // Opens or extends the window of `client` to `until`.
     // Answers false when the store cannot take it (unreachable, or full).
     virtual bool grant(const std::string& client, const std::string& user, TimePoint until, TimePoint now) = 0;
+    // Every open window (at most `max`), for the admin; std::nullopt when
+    // the store cannot be reached or cannot list.
+    using WindowList = std::vector<std::pair<std::string, PopWindow>>;
+    virtual std::optional<WindowList> list(TimePoint now, std::size_t max) = 0;
 };
 
 class MemoryPopWindowStore final : public PopWindowStore {
@@ -32,6 +37,7 @@ public:
     explicit MemoryPopWindowStore(std::size_t max_windows = 100000) : max_windows_(max_windows) {}
     std::optional<std::optional<PopWindow>> find(const std::string& client, TimePoint now) override;
     bool grant(const std::string& client, const std::string& user, TimePoint until, TimePoint now) override;
+    std::optional<WindowList> list(TimePoint now, std::size_t max) override;
 
 private:
     std::mutex mutex_;

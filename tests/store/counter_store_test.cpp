@@ -136,6 +136,29 @@ TEST_CASE("unblock lifts a block and clears the count", "[store]") {
     REQUIRE_FALSE(s.unblock("c"));
 }
 
+TEST_CASE("inspect reads every counter of a client and changes none", "[store]") {
+    StoreUnderTest t(GENERATE(as<std::string>{}, "memory", "redis"));
+    auto& s = *t.store;
+    REQUIRE(s.inspect("c", 1h, 1h, t0())->messages == 0);
+    s.record_message("c", 1h, 10, t0());
+    s.record_message("c", 1h, 10, t0() + 1s);
+    s.open_connection("c", "conn-1", 0, t0());
+    s.record_unknown_recipient("c", "a@x", 1h, 3, 1h, t0());
+    s.record_unknown_recipient("c", "b@x", 1h, 3, 1h, t0());
+    auto seen = s.inspect("c", 1h, 1h, t0() + 2s);
+    REQUIRE(seen);
+    REQUIRE(seen->messages == 2);
+    REQUIRE(seen->connections == 1);
+    REQUIRE(seen->unknown_recipients == 2);
+    REQUIRE_FALSE(seen->blocked_until);
+    // Reading twice gives the same; the windows still slide.
+    REQUIRE(s.inspect("c", 1h, 1h, t0() + 2s)->messages == 2);
+    REQUIRE(s.inspect("c", 1h, 1h, t0() + 1h + 500ms)->messages == 1);
+    s.record_unknown_recipient("c", "c@x", 1h, 3, 1h, t0() + 3s);
+    REQUIRE(s.inspect("c", 1h, 1h, t0() + 4s)->blocked_until == t0() + 3s + 1h);
+    REQUIRE(s.inspect("other", 1h, 1h, t0())->connections == 0);
+}
+
 TEST_CASE("a POP-before-SMTP window opens, extends and ends", "[store]") {
     StoreUnderTest t(GENERATE(as<std::string>{}, "memory", "redis"));
     auto& w = *t.windows;

@@ -281,6 +281,9 @@ TEST_CASE("an unreachable store follows the fail mode", "[limits][store]") {
         }
         std::optional<std::optional<TimePoint>> blocked_until(const std::string&, TimePoint) override { return std::nullopt; }
         bool unblock(const std::string&) override { return false; }
+        std::optional<ClientCounters> inspect(const std::string&, Duration, Duration, TimePoint) override {
+            return std::nullopt;
+        }
     };
     auto settings = base_settings();
     settings.limits.message_rate.max = 5;

@@ -2,6 +2,7 @@
 // IPv6), the log follower across rotation and truncation, and the admin
 // socket's requests through a real engine.
 #include <catch2/catch.hpp>
+#include <nlohmann/json.hpp>
 
 #include <unistd.h>
 
@@ -147,18 +148,23 @@ TEST_CASE("the admin socket's requests open and show windows, and refuse what is
     // The harness owns its engine; the holder only points at it.
     EngineHolder holder(std::shared_ptr<DecisionEngine>(&h.engine, [](DecisionEngine*) {}));
     int reloads = 0;
-    AdminServer admin(holder, [&] { return ++reloads == 1 ? std::string() : std::string("f.toml:3: key 'x': bad"); });
-    REQUIRE(admin.handle("ping").rfind("ok", 0) == 0);
-    REQUIRE(admin.handle("pop grant 192.0.2.5 user=u1 for=10m").rfind("ok window for 192.0.2.5", 0) == 0);
-    REQUIRE(admin.handle("pop show 192.0.2.5").find("user=\"u1\"") != std::string::npos);
-    REQUIRE(admin.handle("pop show 192.0.2.6") == "ok no window for 192.0.2.6");
-    REQUIRE(admin.handle("pop grant not-an-ip").rfind("error", 0) == 0);
-    REQUIRE(admin.handle("pop grant 192.0.2.5 for=ten").rfind("error", 0) == 0);
-    REQUIRE(admin.handle("pop grant 192.0.2.5 color=red").rfind("error", 0) == 0);
-    REQUIRE(admin.handle("reboot").rfind("error unknown command", 0) == 0);
-    REQUIRE(admin.handle("").rfind("error", 0) == 0);
-    REQUIRE(admin.handle("reload") == "ok configuration reloaded");
-    REQUIRE(admin.handle("reload") == "error f.toml:3: key 'x': bad");
+    AdminServer::Hooks hooks;
+    hooks.reload = [&] { return ++reloads == 1 ? std::string() : std::string("f.toml:3: key 'x': bad"); };
+    AdminServer admin(holder, hooks);
+    auto ask = [&](const std::string& request) { return nlohmann::json::parse(admin.handle(request)); };
+    auto ok = [&](const std::string& request) { return ask(request).value("ok", false); };
+    REQUIRE(ok("ping"));
+    REQUIRE(ask("pop grant 192.0.2.5 user=u1 for=10m").value("text", "").rfind("window for 192.0.2.5", 0) == 0);
+    REQUIRE(ask("pop show 192.0.2.5")["window"]["user"] == "u1");
+    REQUIRE(ask("pop show 192.0.2.6")["window"].is_null());
+    REQUIRE_FALSE(ok("pop grant not-an-ip"));
+    REQUIRE_FALSE(ok("pop grant 192.0.2.5 for=ten"));
+    REQUIRE_FALSE(ok("pop grant 192.0.2.5 color=red"));
+    REQUIRE(ask("reboot").value("error", "").rfind("unknown command", 0) == 0);
+    REQUIRE_FALSE(ok(""));
+    REQUIRE(ok("reload"));
+    REQUIRE(ask("reload")["error"] == "f.toml:3: key 'x': bad");
+    REQUIRE_FALSE(ok("pop list"));  // no list hook here
     // The window opens relay for that client.
     auto c = h.connect("192.0.2.5");
     h.mail(c, "a@example.org");
@@ -166,8 +172,32 @@ TEST_CASE("the admin socket's requests open and show windows, and refuse what is
 
     Harness h2(base_settings());
     EngineHolder holder2(std::shared_ptr<DecisionEngine>(&h2.engine, [](DecisionEngine*) {}));
-    AdminServer admin2(holder2, nullptr);
-    REQUIRE(admin2.handle("pop grant 192.0.2.5").find("allow_pop_before_smtp") != std::string::npos);
+    AdminServer admin2(holder2, {});
+    REQUIRE(nlohmann::json::parse(admin2.handle("pop grant 192.0.2.5"))["error"].get<std::string>().find(
+                "allow_pop_before_smtp") != std::string::npos);
+}
+
+TEST_CASE("ip show reports a client's counters and block; ip unblock lifts it", "[pop][admin]") {
+    auto s = base_settings();
+    s.limits.message_rate.max = 5;
+    s.limits.unknown_recipients.max = 2;
+    Harness h(s);
+    EngineHolder holder(std::shared_ptr<DecisionEngine>(&h.engine, [](DecisionEngine*) {}));
+    AdminServer admin(holder, {});
+    auto c = h.connect("192.0.2.9");
+    h.mail(c, "a@example.org");
+    h.engine.on_rcpt(c, RcptFacts{"nobody1@example.test", true, "5.1.1"});
+    h.engine.on_rcpt(c, RcptFacts{"nobody2@example.test", true, "5.1.1"});
+    auto shown = nlohmann::json::parse(admin.handle("ip show 192.0.2.9"));
+    REQUIRE(shown["ok"] == true);
+    REQUIRE(shown["connections"]["count"] == 1);
+    REQUIRE(shown["messages"]["limit"] == 5);
+    REQUIRE(shown["blocked"]["seconds_left"] == 3600);
+    REQUIRE(shown["text"].get<std::string>().find("blocked (directory harvest)") != std::string::npos);
+    auto lifted = nlohmann::json::parse(admin.handle("ip unblock 192.0.2.9"));
+    REQUIRE(lifted["was_blocked"] == true);
+    REQUIRE(nlohmann::json::parse(admin.handle("ip show 192.0.2.9"))["blocked"].is_null());
+    REQUIRE(nlohmann::json::parse(admin.handle("ip show nonsense"))["ok"] == false);
 }
 
 TEST_CASE("an IPv6 login opens relay for its /64, and a window never lifts the limits", "[pop]") {
