@@ -1,0 +1,140 @@
+#!/usr/bin/python3
+"""The Debian package as an admin meets it: `cpack -G DEB` builds it from this build
+tree, dpkg installs it on this machine, and then the installed units' own commands run
+as the units say (user relayguard, their ExecStartPre and ExecStart, the runtime
+directory): the policy daemon on the packaged example config answers Postfix's policy
+protocol and relayguardctl, reloads on SIGHUP, the relay client takes a message into its
+queue; both stop cleanly; purging removes the user and the queue."""
+
+import configparser
+import grp
+import os
+import pwd
+import shlex
+import signal
+import smtplib
+import socket
+import subprocess
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from rgtest.check import check, finish  # noqa: E402
+from rgtest.fixtures import wait_port  # noqa: E402
+
+BUILD = os.environ["RELAYGUARD_BUILD_DIR"]
+if os.geteuid() != 0:
+    print("SKIP: installing a package needs root")
+    sys.exit(0)
+
+
+def run(*argv, **kw):
+    return subprocess.run(list(argv), capture_output=True, text=True, timeout=kw.pop("timeout", 120), **kw)
+
+
+def unit(name):
+    """ExecStartPre, ExecStart, User, RuntimeDirectory of an installed unit."""
+    cp = configparser.ConfigParser(strict=False, interpolation=None)
+    cp.optionxform = str
+    cp.read(f"/lib/systemd/system/{name}")
+    return cp["Service"]
+
+
+def as_user(user, argv):
+    """As systemd's User= does: the daemon itself runs as the user (setpriv execs,
+    so signals reach the daemon, not a wrapper)."""
+    return ["setpriv", "--reuid", user, "--regid", user, "--init-groups", "--", *argv]
+
+
+for old in ("relayguard",):
+    run("dpkg", "--purge", old)
+p = run("cpack", "-G", "DEB", cwd=BUILD, timeout=600)
+debs = sorted(f for f in os.listdir(BUILD) if f.startswith("relayguard_") and f.endswith(".deb"))
+check("cpack builds the .deb", p.returncode == 0 and debs, p.stdout[-1500:] + p.stderr[-1500:])
+p = run("dpkg", "-i", os.path.join(BUILD, debs[-1]))
+check("dpkg installs it", p.returncode == 0, p.stdout + p.stderr)
+
+try:
+    for path in ("/usr/sbin/relayguard", "/usr/sbin/relayguard-relayd", "/usr/bin/relayguardctl",
+                 "/usr/bin/relayguard-sendmail", "/usr/share/man/man8/relayguardctl.8",
+                 "/usr/share/man/man5/relayguard.toml.5", "/usr/share/relayguard/reports/de/failure.txt",
+                 "/usr/share/relayguard/relayguard-postlogin.sh", "/lib/systemd/system/relayguard.service"):
+        check(f"installed: {path}", os.path.exists(path))
+    check("the user relayguard exists", pwd.getpwnam("relayguard") is not None)
+    st = os.stat("/etc/relayguard/relayguard.toml")
+    check("the config is 0640, group relayguard (it may hold passwords)",
+          st.st_mode & 0o777 == 0o640 and st.st_gid == grp.getgrnam("relayguard").gr_gid, oct(st.st_mode))
+    st = os.stat("/var/spool/relayguard")
+    check("the queue directory belongs to relayguard", st.st_uid == pwd.getpwnam("relayguard").pw_uid)
+    conffiles = run("dpkg-query", "-W", "-f=${Conffiles}", "relayguard").stdout
+    check("the config is a conffile (an admin's edits survive upgrades)", "/etc/relayguard/relayguard.toml" in conffiles,
+          conffiles)
+
+    policy_unit = unit("relayguard.service")
+    check("the unit is hardened: its own user, no new privileges, read-only system",
+          policy_unit["User"] == "relayguard" and policy_unit["NoNewPrivileges"] == "yes"
+          and policy_unit["ProtectSystem"] == "strict", dict(policy_unit))
+    # What systemd does before ExecStart: RuntimeDirectory, owned by the unit's user.
+    os.makedirs("/run/relayguard", exist_ok=True)
+    os.chown("/run/relayguard", pwd.getpwnam("relayguard").pw_uid, grp.getgrnam("relayguard").gr_gid)
+    os.chmod("/run/relayguard", 0o750)
+    pre = run(*as_user("relayguard", shlex.split(policy_unit["ExecStartPre"])))
+    check("ExecStartPre (--check-config of the packaged config) passes", pre.returncode == 0, pre.stdout + pre.stderr)
+
+    log = open("/run/relayguard/test-policy.log", "w")
+    daemon = subprocess.Popen(as_user("relayguard", shlex.split(policy_unit["ExecStart"])), stdout=log,
+                              stderr=subprocess.STDOUT)
+    wait_port("127.0.0.1", 10040, timeout=15, proc=daemon, what="packaged relayguard policy")
+    with socket.create_connection(("127.0.0.1", 10040), timeout=5) as s:
+        s.sendall(b"request=smtpd_access_policy\nprotocol_state=RCPT\nclient_address=192.0.2.80\n"
+                  b"client_port=1\nsender=a@example.org\nrecipient=x@foreign.example\ninstance=p1\n\n")
+        reply = s.recv(300).decode()
+    check("the installed daemon answers Postfix's policy protocol: relaying refused", "action=554" in reply, reply)
+    ctl = run("relayguardctl", "status")
+    check("relayguardctl status reaches it on /run/relayguard/admin.sock",
+          ctl.returncode == 0 and "store: memory" in ctl.stdout, ctl.stdout + ctl.stderr)
+    ctl = run("relayguardctl", "--json", "ip", "show", "192.0.2.80")
+    check("relayguardctl --json ip show answers", ctl.returncode == 0 and '"client": "192.0.2.80"' in ctl.stdout,
+          ctl.stdout + ctl.stderr)
+    st = os.stat("/run/relayguard/admin.sock")
+    check("the admin socket is not world-accessible", st.st_mode & 0o007 == 0, oct(st.st_mode))
+    daemon.send_signal(signal.SIGHUP)
+    deadline = time.monotonic() + 10
+    while "reload: configuration" not in open("/run/relayguard/test-policy.log").read() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    check("SIGHUP (the unit's ExecReload) reloads", "reload: configuration /etc/relayguard/relayguard.toml applied"
+          in open("/run/relayguard/test-policy.log").read())
+
+    relayd_unit = unit("relayguard-relayd.service")
+    rlog = open("/run/relayguard/test-relayd.log", "w")
+    relayd = subprocess.Popen(as_user("relayguard", shlex.split(relayd_unit["ExecStart"])), stdout=rlog,
+                              stderr=subprocess.STDOUT)
+    wait_port("127.0.0.1", 10025, timeout=15, proc=relayd, what="packaged relayguard-relayd")
+    with smtplib.SMTP("127.0.0.1", 10025, timeout=10) as s:
+        code, reply = s.sendmail("a@example.org", ["b@example.net"], b"Subject: packaged\r\n\r\nhi\r\n") or (250, b"")
+    listed = run(*as_user("relayguard", ["relayguard-relayd", "--config", "/etc/relayguard/relayguard.toml",
+                                         "queue", "list"]))
+    check("the packaged relay client queued a message in /var/spool/relayguard",
+          listed.returncode == 0 and "1 message(s)" in listed.stdout, listed.stdout + listed.stderr)
+
+    for proc, what in ((relayd, "relayguard-relayd"), (daemon, "relayguard")):
+        proc.send_signal(signal.SIGTERM)
+        try:
+            rc = proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            rc = -9
+        check(f"{what} stops cleanly on SIGTERM", rc == 0, rc)
+finally:
+    p = run("dpkg", "--purge", "relayguard")
+    check("dpkg --purge removes it, with its user and queue",
+          p.returncode == 0 and not os.path.exists("/var/spool/relayguard")
+          and not os.path.exists("/usr/sbin/relayguard"), p.stdout + p.stderr)
+    try:
+        pwd.getpwnam("relayguard")
+        check("the user relayguard is gone", False)
+    except KeyError:
+        pass
+    subprocess.run(["rm", "-rf", "/run/relayguard"])
+finish()
