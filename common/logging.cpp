@@ -9,6 +9,7 @@
 namespace relayguard {
 namespace {
 std::shared_ptr<spdlog::logger> g_security;
+std::shared_ptr<spdlog::logger> g_connections;
 }
 
 std::string setup_logging(const LogSettings& settings, const std::string& program) {
@@ -38,6 +39,18 @@ std::string setup_logging(const LogSettings& settings, const std::string& progra
         g_security->set_pattern("%Y-%m-%dT%H:%M:%S.%e%z %n[%P] %l: %v");
         g_security->set_level(spdlog::level::info);
         g_security->flush_on(spdlog::level::info);
+
+        if (settings.connection_log) {
+            std::vector<spdlog::sink_ptr> connection_sinks = sinks;
+            if (!settings.connection_log_file.empty()) {
+                connection_sinks.push_back(std::make_shared<spdlog::sinks::basic_file_sink_mt>(settings.connection_log_file));
+            }
+            g_connections = std::make_shared<spdlog::logger>(program + "/connection", connection_sinks.begin(),
+                                                             connection_sinks.end());
+            g_connections->set_pattern("%Y-%m-%dT%H:%M:%S.%e%z %n[%P] %l: %v");
+            g_connections->set_level(spdlog::level::info);
+            g_connections->flush_on(spdlog::level::info);
+        }
     } catch (const spdlog::spdlog_ex& e) {
         return e.what();
     }
@@ -48,5 +61,7 @@ std::shared_ptr<spdlog::logger> security_log() {
     if (!g_security) g_security = spdlog::default_logger();
     return g_security;
 }
+
+std::shared_ptr<spdlog::logger> connection_log() { return g_connections; }
 
 }  // namespace relayguard

@@ -17,5 +17,7 @@ std::string setup_logging(const LogSettings& settings, const std::string& progra
 
 // The security log: refusals only. Lines also go to the main log.
 std::shared_ptr<spdlog::logger> security_log();
+// The connection log (log.connection_log), or nullptr when it is off.
+std::shared_ptr<spdlog::logger> connection_log();
 
 }  // namespace relayguard

@@ -69,7 +69,8 @@ struct LogSettings {
     std::string level = "info";
     std::vector<std::string> targets{"stderr"};  // "stderr", "syslog" or a file path
     std::string security_log;                    // refusals also go to this file
-    bool connection_log = false;                 // one line per connection and close
+    bool connection_log = false;                 // one line per SMTP session, at its close
+    std::string connection_log_file;             // also into this file ("" = the main log only)
 };
 
 // The relay section as written, before it is turned into a DomainSet.

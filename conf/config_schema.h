@@ -188,6 +188,7 @@ void config_schema(V& v, Config& c) {
         v.list("targets", c.log.targets);
         v.text("security_log", c.log.security_log);
         v.flag("connection_log", c.log.connection_log);
+        v.text("connection_log_file", c.log.connection_log_file);
     });
 }
 

@@ -27,7 +27,36 @@ std::atomic<std::uint64_t> g_next_connection{0};
 struct MilterSession {
     SessionState state;
     std::string sender;
+    // For the connection log.
+    std::string helo;
+    std::uint32_t messages = 0, recipients = 0, refusals = 0;
+    std::string last_rule;
+    bool closed_by_us = false;
+    std::chrono::steady_clock::time_point started = std::chrono::steady_clock::now();
 };
+
+// Client text for a key="value" log field: no quotes, no control characters.
+std::string log_quoted(std::string_view v) {
+    std::string out = "\"";
+    for (char c : v.substr(0, 256)) {
+        if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) out += '?';
+        else if (c == '"' || c == '\\') { out += '\\'; out += c; }
+        else out += c;
+    }
+    return out + "\"";
+}
+
+void log_session(const MilterSession& s) {
+    auto log = connection_log();
+    if (!log) return;
+    auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - s.started).count();
+    const char* result = s.closed_by_us ? "closed" : s.refusals > 0 ? "refused" : "ok";
+    log->info("session client={} ptr={} helo={} sasl_user={} messages={} recipients={} refusals={} last_rule={} "
+              "result={} duration={}.{:03}s via=milter",
+              s.state.client.to_string(), log_quoted(s.state.client_name), log_quoted(s.helo),
+              log_quoted(s.state.sasl_user), s.messages, s.recipients, s.refusals, log_quoted(s.last_rule), result,
+              ms / 1000, ms % 1000);
+}
 
 MilterSession* session(SMFICTX* ctx) { return static_cast<MilterSession*>(smfi_getpriv(ctx)); }
 
@@ -53,6 +82,15 @@ std::string milter_text(const std::string& text) {
 
 sfsistat answer(SMFICTX* ctx, MilterSession& s, const Decision& d, std::string_view stage, std::string_view rcpt = {}) {
     log_decision(s.state, d, DecisionContext{"milter", stage, s.sender, rcpt});
+    if (d.refused()) {
+        ++s.refusals;
+        s.last_rule = d.rule;
+        if (d.verdict == Verdict::close) s.closed_by_us = true;
+    } else if (stage == "rcpt") {
+        ++s.recipients;
+    } else if (stage == "eom" && d.verdict != Verdict::discard) {
+        ++s.messages;
+    }
     auto reply = [&](const SmtpReply& r) {
         std::string code = std::to_string(r.code);
         std::string text = milter_text(r.text);
@@ -117,6 +155,7 @@ sfsistat on_connect(SMFICTX* ctx, char* hostname, _SOCK_ADDR* sa) {
 sfsistat on_helo(SMFICTX* ctx, char* helo) {
     MilterSession* s = session(ctx);
     if (s == nullptr) return SMFIS_CONTINUE;
+    s->helo = helo ? helo : "";
     return answer(ctx, *s, g_engine->current()->on_helo(s->state, helo ? helo : ""), "helo");
 }
 
@@ -190,7 +229,10 @@ sfsistat on_unknown(SMFICTX* ctx, const char*) {
 sfsistat on_close(SMFICTX* ctx) {
     std::unique_ptr<MilterSession> s(session(ctx));
     smfi_setpriv(ctx, nullptr);
-    if (s) g_engine->current()->on_close(s->state);
+    if (s) {
+        g_engine->current()->on_close(s->state);
+        log_session(*s);
+    }
     return SMFIS_CONTINUE;
 }
 

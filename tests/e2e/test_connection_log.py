@@ -1,0 +1,77 @@
+#!/usr/bin/python3
+"""The connection log through a private Postfix: one key=value line per SMTP session at
+its close, with the client, its PTR, HELO, messages, recipients, refusals and result, in
+the main log and in log.connection_log_file, in a form grep and scripts can read."""
+
+import os
+import re
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from rgtest import PostfixInstance, SmtpSession, free_port, send_message  # noqa: E402
+from rgtest.check import check, finish  # noqa: E402
+from rgtest.daemon import Relayguard  # noqa: E402
+
+rg = Relayguard('[relay]\nlocal_domains = ["example.test"]\n[limits]\nexempt_group = ""\n'
+                '[limits.failed_commands]\nmax = 2\n', log_settings='connection_log = true\nconnection_log_file = "CONN"')
+conn_file = os.path.join(rg.dir, "connections.log")
+with open(rg.config) as f:
+    text = f.read().replace("CONN", conn_file)
+with open(rg.config, "w") as f:
+    f.write(text)
+
+LINE = re.compile(r"session (.*) via=milter")
+
+
+def sessions(client):
+    out = []
+    with open(conn_file) as f:
+        for line in f:
+            m = LINE.search(line)
+            if m and f"client={client} " in line:
+                out.append(dict(re.findall(r'(\w+)=("(?:[^"\\]|\\.)*"|\S+)', m.group(1))))
+    return out
+
+
+def wait_sessions(client, n=1, timeout=10):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if len(sessions(client)) >= n:
+            break
+        time.sleep(0.1)
+    return sessions(client)
+
+
+with rg, PostfixInstance(port=free_port(), milter=rg.milter,
+                         local_users=("user1@example.test", "user2@example.test")) as pf:
+    r = send_message("127.0.0.1", pf.port, source="127.0.0.51", sender="s@example.org",
+                     rcpts=["user1@example.test", "user2@example.test"], helo="client51.example")
+    check("a message to two local users goes through", r.delivered, r.summary())
+    got = wait_sessions("127.0.0.51")
+    s = got[0] if got else {}
+    check("one line for the session: 1 message, 2 recipients, result ok",
+          len(got) == 1 and s.get("messages") == "1" and s.get("recipients") == "2" and s.get("result") == "ok"
+          and s.get("refusals") == "0", got)
+    check("with the HELO and the PTR Postfix gave", s.get("helo") == '"client51.example"' and "ptr" in s, s)
+    check("and how long it lasted", re.fullmatch(r"\d+\.\d{3}s", s.get("duration", "")) is not None, s)
+
+    r = send_message("127.0.0.1", pf.port, source="127.0.0.52", sender="s@example.org", rcpts=["x@foreign.example"])
+    got = wait_sessions("127.0.0.52")
+    s = got[0] if got else {}
+    check("a relay attempt: result refused, the rule named, no message",
+          s.get("result") == "refused" and s.get("last_rule") == '"relay"' and s.get("messages") == "0", got)
+
+    sess = SmtpSession("127.0.0.1", pf.port, source="127.0.0.53", closed_ok=True)
+    sess.ehlo("noisy.example")
+    sess.mail("s@example.org")
+    codes = [sess.rcpt(f"x{i}@foreign.example").code for i in range(3)]
+    check("three refused relay attempts, the third answered 421 (failed_commands max = 2)",
+          codes == [554, 554, 421], codes)
+    sess.close()
+    got = wait_sessions("127.0.0.53")
+    check("a session ended for failed commands: result closed",
+          got and got[0].get("result") == "closed" and got[0].get("last_rule") == '"failed_commands"', got)
+    check("the lines are in the main log too", "relayguard/connection" in rg.log() and "client=127.0.0.51" in rg.log())
+finish()
