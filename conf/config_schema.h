@@ -144,6 +144,7 @@ void config_schema(V& v, Config& c) {
     v.section("delivery", [&] {
         auto& d = c.delivery;
         v.text("listen", d.listen, check_listener);
+        v.text("admin", d.admin, check_admin_socket);
         v.text("queue_dir", d.queue_dir);
         v.choice("route", d.route, {{"mx", DeliveryRoute::mx}, {"smarthost", DeliveryRoute::smarthost}});
         v.list("smarthosts", d.smarthosts, check_host_port);

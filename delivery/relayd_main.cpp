@@ -18,6 +18,12 @@
 #include <set>
 #include <thread>
 
+#include <nlohmann/json.hpp>
+
+#include <filesystem>
+#include <sstream>
+
+#include "common/admin_socket.h"
 #include "common/dns_resolver.h"
 #include "common/listen_socket.h"
 #include "common/logging.h"
@@ -29,6 +35,7 @@
 #include "delivery/delivery_report.h"
 #include "delivery/intake_server.h"
 #include "delivery/queue.h"
+#include "delivery/queue_admin.h"
 
 namespace {
 
@@ -42,116 +49,13 @@ ConfigLoad load(const std::string& path) {
     return load_config_file(path);
 }
 
-std::string iso(TimePoint t) {
-    std::time_t secs = std::chrono::system_clock::to_time_t(std::chrono::system_clock::time_point(t));
-    std::tm tm{};
-    localtime_r(&secs, &tm);
-    char buf[32];
-    std::strftime(buf, sizeof buf, "%Y-%m-%d %H:%M:%S", &tm);
-    return buf;
-}
-
-// The queue commands work on the directory itself, like postqueue/postsuper:
-// a running daemon sees the changes at its next scan (each second).
+// `relayguard-relayd queue ...`: the answer printed, as postqueue prints.
 int queue_command(const DeliverySettings& s, const std::vector<std::string>& args) {
-    std::string active = s.queue_dir + "/active/";
-    auto set_due_now = [&](const std::string& id) {
-        timespec times[2] = {{0, UTIME_OMIT}, {0, UTIME_NOW}};
-        return ::utimensat(AT_FDCWD, (active + id).c_str(), times, 0) == 0;
-    };
-    Queue q(s.queue_dir);
-    if (args.size() == 1 && args[0] == "list") {
-        auto entries = q.scan();
-        for (const auto& e : entries) {
-            auto m = read_queue_file(active + e.id, false);
-            if (!m) {
-                std::cout << e.id << "  (unreadable: " << m.error() << ")\n";
-                continue;
-            }
-            std::size_t pending = 0;
-            for (const auto& r : m->recipients) pending += r.state == RecipientState::pending;
-            std::cout << e.id << "  " << m->size << " bytes  arrived " << iso(m->arrival) << "  next " << iso(e.next_attempt)
-                      << "  from <" << m->sender << ">  " << pending << "/" << m->recipients.size() << " to go\n";
-        }
-        std::cout << entries.size() << " message(s) in " << s.queue_dir << "\n";
-        return 0;
-    }
-    if (args.size() == 2 && args[0] == "show") {
-        auto m = read_queue_file(active + args[1], true);
-        if (!m) {
-            std::cerr << "relayguard-relayd: " << args[1] << ": " << m.error() << "\n";
-            return 1;
-        }
-        std::cout << "id: " << m->id << "\narrival: " << iso(m->arrival) << "\nfrom: <" << m->sender << ">\n";
-        for (const auto& r : m->recipients) std::cout << "to: <" << r.address << "> " << static_cast<char>(r.state) << "\n";
-        std::cout << "size: " << m->size << "\n\n" << m->content.substr(0, m->content.find("\r\n\r\n")) << "\n";
-        return 0;
-    }
-    if ((args.size() == 1 || args.size() == 2) && args[0] == "flush") {
-        std::size_t n = 0;
-        for (const auto& e : q.scan()) {
-            if (args.size() == 1 || e.id == args[1]) n += set_due_now(e.id);
-        }
-        std::cout << n << " message(s) due now\n";
-        return args.size() == 2 && n == 0 ? 1 : 0;
-    }
-    if (args.size() == 2 && args[0] == "bounce") {
-        // Gives up now: every recipient still to go fails, as when the
-        // lifetime ends, and the sender gets the bounce (unless NOTIFY said
-        // otherwise, or the message is itself a report).
-        auto m = read_queue_file(active + args[1], true);
-        if (!m) {
-            std::cerr << "relayguard-relayd: " << args[1] << ": " << m.error() << "\n";
-            return 1;
-        }
-        SystemClock clock;
-        DeliveryReport report;
-        report.reporting_mta = mail_host_name(s);
-        report.queue_id = m->id;
-        report.sender = m->sender;
-        report.envid = m->envid;
-        report.arrival = m->arrival;
-        report.now = clock.now();
-        report.full_message = m->ret != "HDRS" && m->size <= s.bounce_size_limit;
-        std::vector<const QueuedRecipient*> bounced;
-        for (const auto& r : m->recipients) {
-            if (r.state != RecipientState::pending) continue;
-            bounced.push_back(&r);
-            if (notify_wants(r, "FAILURE")) {
-                report.recipients.push_back({r.address, r.orcpt, "5.0.0", "", "", "returned to the sender by the administrator"});
-            }
-        }
-        if (!m->sender.empty() && !report.recipients.empty()) {
-            auto queued = q.enqueue(report_message(s, report, m->content), report.now);
-            if (!queued) {
-                std::cerr << "relayguard-relayd: " << args[1] << ": could not queue the bounce: " << queued.error() << "\n";
-                return 1;
-            }
-            std::cout << args[1] << ": bounce " << *queued << " queued to <" << m->sender << ">\n";
-        }
-        for (const auto* r : bounced) {
-            if (!mark_recipient(active + args[1], *r, RecipientState::failed)) {
-                std::cerr << "relayguard-relayd: " << args[1] << ": could not record the bounce\n";
-                return 1;
-            }
-            std::cout << args[1] << ": to=<" << r->address << "> status=bounced (by the administrator)\n";
-        }
-        ::unlink((active + args[1]).c_str());
-        sync_directory(s.queue_dir + "/active");
-        std::cout << args[1] << ": " << bounced.size() << " recipient(s) bounced, removed from the queue\n";
-        return 0;
-    }
-    if (args.size() == 2 && args[0] == "delete") {
-        if (::unlink((active + args[1]).c_str()) != 0) {
-            std::cerr << "relayguard-relayd: " << args[1] << ": " << std::strerror(errno) << "\n";
-            return 1;
-        }
-        sync_directory(s.queue_dir + "/active");
-        std::cout << args[1] << " deleted\n";
-        return 0;
-    }
-    std::cerr << "usage: relayguard-relayd [--config FILE] queue list | show ID | flush [ID] | delete ID | bounce ID\n";
-    return exit_usage;
+    auto a = queue_request(s, args);
+    std::cout << a.text;
+    if (a.ok) return 0;
+    std::cerr << "relayguard-relayd: " << a.error << "\n";
+    return a.usage ? exit_usage : 1;
 }
 
 // The delivery threads and what feeds them.
@@ -294,9 +198,68 @@ int main(int argc, char** argv) {
         listener = std::move(std::get<UniqueFd>(opened));
         if (!addr->is_loopback()) spdlog::warn("intake: listening on {}, which is not loopback", config.delivery.listen);
     }
+    UniqueFd admin_fd;
+    if (!config.delivery.admin.empty()) {
+        auto admin_addr = ListenAddress::parse(config.delivery.admin);
+        std::error_code ec;
+        std::filesystem::create_directories(std::filesystem::path(admin_addr->path).parent_path(), ec);
+        const std::string& group = config.listen.admin_group.empty() ? config.listen.socket_group : config.listen.admin_group;
+        auto opened = open_listener(*admin_addr, config.listen.socket_mode, group);
+        if (auto* err = std::get_if<std::string>(&opened)) {
+            spdlog::critical("admin: cannot listen on {}: {}", config.delivery.admin, *err);
+            return 1;
+        }
+        admin_fd = std::move(std::get<UniqueFd>(opened));
+    }
     if (std::string err = drop_privileges(config.daemon.user, config.daemon.group); !err.empty()) {
         spdlog::critical("daemon.user: {}", err);
         return 1;
+    }
+
+    // SIGHUP and `relayguardctl reload relayd`: "" or the errors.
+    std::mutex reload_mutex;
+    auto reload = [&]() -> std::string {
+        std::lock_guard reloading(reload_mutex);
+        auto again = load(config_path);
+        if (!again.config) {
+            std::string errors;
+            for (const auto& e : again.errors) {
+                spdlog::error("reload refused, the running configuration stays: {}", e.to_string());
+                errors += (errors.empty() ? "" : "; ") + e.to_string();
+            }
+            return errors;
+        }
+        std::lock_guard lock(settings_mutex);
+        settings = std::make_shared<const DeliverySettings>(again.config->delivery);
+        spdlog::info("reloaded {}: routing and lifetimes apply to queued mail from the next attempt", again.config->source);
+        return "";
+    };
+    auto reply = [](nlohmann::json j) { return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace); };
+    AdminSocket admin(
+        [&](std::string_view request) {
+            std::vector<std::string> words;
+            std::istringstream in{std::string(request)};
+            for (std::string w; in >> w;) words.push_back(w);
+            if (words.size() == 1 && words[0] == "ping") return reply({{"ok", true}, {"text", "relayguard-relayd is running"}});
+            if (words.size() == 1 && words[0] == "reload") {
+                std::string errors = reload();
+                if (!errors.empty()) return reply({{"ok", false}, {"error", errors}});
+                return reply({{"ok", true}, {"text", "configuration reloaded"}});
+            }
+            if (!words.empty() && words[0] == "queue") {
+                auto a = queue_request(*current(), std::vector<std::string>(words.begin() + 1, words.end()));
+                if (!a.ok) return reply({{"ok", false}, {"error", a.error}});
+                nlohmann::json j = a.data;
+                j["ok"] = true;
+                j["text"] = a.text;
+                return reply(std::move(j));
+            }
+            return reply({{"ok", false}, {"error", "unknown request; requests: ping, reload, queue list|show|flush|delete|bounce"}});
+        },
+        reply({{"ok", false}, {"error", "no request line within 2 s, or one over 1024 bytes"}}));
+    if (admin_fd) {
+        admin.start(std::move(admin_fd));
+        spdlog::info("admin: listening on {}", config.delivery.admin);
     }
 
     Scheduler scheduler(**queue, deliverer, config.delivery.threads);
@@ -320,19 +283,14 @@ int main(int argc, char** argv) {
         int sig = 0;
         sigwait(&signals, &sig);
         if (sig == SIGHUP) {
-            auto again = load(config_path);
-            if (!again.config) {
-                for (const auto& e : again.errors) spdlog::error("reload refused: {}", e.to_string());
-                continue;
-            }
-            std::lock_guard lock(settings_mutex);
-            settings = std::make_shared<const DeliverySettings>(again.config->delivery);
-            spdlog::info("reloaded {}: routing and lifetimes apply to queued mail from the next attempt", again.config->source);
+            reload();
             continue;
         }
         spdlog::info("received {}, stopping", sig == SIGINT ? "SIGINT" : "SIGTERM");
         break;
     }
     intake.stop();
+    admin.stop();
+    if (!config.delivery.admin.empty()) ::unlink(ListenAddress::parse(config.delivery.admin)->path.c_str());
     return 0;
 }

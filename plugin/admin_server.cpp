@@ -1,9 +1,6 @@
 // The admin socket; see the header.
 #include "plugin/admin_server.h"
 
-#include <poll.h>
-#include <sys/socket.h>
-
 #include <nlohmann/json.hpp>
 
 #include <sstream>
@@ -15,9 +12,6 @@
 namespace relayguard {
 
 namespace {
-
-constexpr std::size_t max_request = 1024;
-constexpr int io_timeout_ms = 2000;
 
 std::vector<std::string> words_of(std::string_view line) {
     std::vector<std::string> out;
@@ -42,21 +36,6 @@ std::string iso_time(TimePoint t) {
     return buf;
 }
 
-// Reads one line (up to max_request bytes) within the timeout.
-std::optional<std::string> read_line(int fd) {
-    std::string line;
-    char buf[256];
-    while (line.size() <= max_request) {
-        pollfd p{fd, POLLIN, 0};
-        if (::poll(&p, 1, io_timeout_ms) <= 0) return std::nullopt;
-        ssize_t n = ::recv(fd, buf, sizeof buf, 0);
-        if (n <= 0) return line.empty() ? std::nullopt : std::optional<std::string>(line);
-        line.append(buf, static_cast<std::size_t>(n));
-        if (auto nl = line.find('\n'); nl != std::string::npos) return line.substr(0, nl);
-    }
-    return std::nullopt;
-}
-
 // Every reply is one line of JSON: {"ok": true, ..., "text": "for people"}
 // or {"ok": false, "error": "why"}. relayguardctl prints "text", or the
 // whole object with --json.
@@ -77,32 +56,15 @@ void log_pop_window(const IpAddress& client, const std::string& user, TimePoint 
                          std::chrono::duration_cast<std::chrono::seconds>(until - now).count(), via);
 }
 
-AdminServer::~AdminServer() { stop(); }
+AdminServer::AdminServer(EngineHolder& engine, Hooks hooks)
+    : engine_(engine),
+      hooks_(std::move(hooks)),
+      socket_([this](std::string_view request) { return handle(request); },
+              failure("no request line within 2 s, or one over 1024 bytes")) {}
 
-void AdminServer::start(UniqueFd listener) {
-    listener_ = std::move(listener);
-    acceptor_ = std::thread([this] { accept_loop(); });
-}
+void AdminServer::start(UniqueFd listener) { socket_.start(std::move(listener)); }
 
-void AdminServer::stop() {
-    stopping_ = true;
-    if (acceptor_.joinable()) acceptor_.join();
-}
-
-void AdminServer::accept_loop() {
-    // Requests are short and each has a timeout, so one at a time is enough;
-    // a login hook that finds the socket busy waits a few milliseconds.
-    while (!stopping_) {
-        pollfd p{listener_.get(), POLLIN, 0};
-        if (::poll(&p, 1, 200) <= 0) continue;
-        UniqueFd conn(::accept4(listener_.get(), nullptr, nullptr, SOCK_CLOEXEC));
-        if (!conn) continue;
-        auto line = read_line(conn.get());
-        std::string reply = line ? handle(*line) : failure("no request line within 2 s, or one over 1024 bytes");
-        reply += "\n";
-        ::send(conn.get(), reply.data(), reply.size(), MSG_NOSIGNAL);
-    }
-}
+void AdminServer::stop() { socket_.stop(); }
 
 std::string AdminServer::handle(std::string_view request) {
     if (!request.empty() && request.back() == '\r') request.remove_suffix(1);

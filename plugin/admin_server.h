@@ -16,7 +16,7 @@
 #include <string>
 #include <thread>
 
-#include "common/unique_fd.h"
+#include "common/admin_socket.h"
 #include "plugin/engine_holder.h"
 
 namespace relayguard {
@@ -29,8 +29,7 @@ public:
         std::function<nlohmann::json()> store;    // the store's kind and health, with a "text"
         std::function<std::optional<std::vector<std::pair<std::string, PopWindow>>>()> pop_list;
     };
-    AdminServer(EngineHolder& engine, Hooks hooks) : engine_(engine), hooks_(std::move(hooks)) {}
-    ~AdminServer();
+    AdminServer(EngineHolder& engine, Hooks hooks);
     AdminServer(const AdminServer&) = delete;
     AdminServer& operator=(const AdminServer&) = delete;
 
@@ -41,7 +40,6 @@ public:
     std::string handle(std::string_view request);
 
 private:
-    void accept_loop();
     std::string pop_command(const std::vector<std::string>& words);
     std::string ip_command(const std::vector<std::string>& words);
     std::string status();
@@ -49,9 +47,7 @@ private:
     EngineHolder& engine_;
     Hooks hooks_;
     const std::chrono::steady_clock::time_point started_ = std::chrono::steady_clock::now();
-    UniqueFd listener_;
-    std::atomic<bool> stopping_{false};
-    std::thread acceptor_;
+    AdminSocket socket_;
 };
 
 // What a POP3/IMAP login opened, on the security log, for grep and audits.

@@ -7,6 +7,8 @@
 //   relayguardctl [--socket PATH] [--json] ip show ADDR | ip unblock ADDR
 //   relayguardctl [--socket PATH] [--json] pop grant ADDR [--user NAME] [--minutes N]
 //   relayguardctl [--socket PATH] [--json] pop show ADDR | pop list
+//   relayguardctl [--relayd-socket PATH] [--json] queue list | show ID | flush [ID] | delete ID | bounce ID
+//   relayguardctl [--relayd-socket PATH] [--json] reload relayd
 //
 // Exit status: 0 done, 1 the daemon refused the request, 64 bad usage,
 // 69 the daemon cannot be reached, 77 permission denied on the socket.
@@ -32,13 +34,17 @@ constexpr int exit_usage = 64;
 constexpr int exit_unavailable = 69;
 constexpr int exit_noperm = 77;
 constexpr const char* default_socket = "/run/relayguard/admin.sock";
+constexpr const char* default_relayd_socket = "/run/relayguard/relayd.sock";
 
 int usage() {
     std::cerr << "usage: relayguardctl [--socket PATH] [--json] ping | status | reload\n"
                  "       relayguardctl [--socket PATH] [--json] ip show ADDR | ip unblock ADDR\n"
                  "       relayguardctl [--socket PATH] [--json] pop grant ADDR [--user NAME] [--minutes N]\n"
                  "       relayguardctl [--socket PATH] [--json] pop show ADDR | pop list\n"
-                 "The socket defaults to " << default_socket << " (listen.admin in the config).\n";
+                 "       relayguardctl [--relayd-socket PATH] [--json] queue list | show ID | flush [ID] | delete ID | bounce ID\n"
+                 "       relayguardctl [--relayd-socket PATH] [--json] reload relayd\n"
+                 "The sockets default to " << default_socket << " (listen.admin) and " << default_relayd_socket
+              << " (delivery.admin).\n";
     return exit_usage;
 }
 
@@ -54,6 +60,7 @@ bool clean_word(const std::string& w) {
 
 int main(int argc, char** argv) {
     std::string socket_path = default_socket;
+    std::string relayd_socket = default_relayd_socket;
     bool json = false;
     std::vector<std::string> args;
     for (int i = 1; i < argc; ++i) {
@@ -61,6 +68,9 @@ int main(int argc, char** argv) {
         if (a == "--socket" && i + 1 < argc) {
             socket_path = argv[++i];
             if (socket_path.rfind("unix:", 0) == 0) socket_path = socket_path.substr(5);
+        } else if (a == "--relayd-socket" && i + 1 < argc) {
+            relayd_socket = argv[++i];
+            if (relayd_socket.rfind("unix:", 0) == 0) relayd_socket = relayd_socket.substr(5);
         } else if (a == "--json") {
             json = true;
         } else if (a == "--help" || a == "-h") {
@@ -71,7 +81,18 @@ int main(int argc, char** argv) {
         }
     }
     std::string request;
-    if (args.size() == 1 && (args[0] == "ping" || args[0] == "reload" || args[0] == "status")) {
+    std::string daemon = "relayguard";
+    if (!args.empty() && args[0] == "queue" && args.size() >= 2 && args.size() <= 3) {
+        // The relay client's queue.
+        request = "queue";
+        for (std::size_t i = 1; i < args.size(); ++i) request += " " + args[i];
+        socket_path = relayd_socket;
+        daemon = "relayguard-relayd";
+    } else if (args.size() == 2 && args[0] == "reload" && args[1] == "relayd") {
+        request = "reload";
+        socket_path = relayd_socket;
+        daemon = "relayguard-relayd";
+    } else if (args.size() == 1 && (args[0] == "ping" || args[0] == "reload" || args[0] == "status")) {
         request = args[0];
     } else if (args.size() == 3 && args[0] == "ip" && (args[1] == "show" || args[1] == "unblock")) {
         request = "ip " + args[1] + " " + args[2];
@@ -114,12 +135,13 @@ int main(int argc, char** argv) {
     ::setsockopt(fd.get(), SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
     if (::connect(fd.get(), reinterpret_cast<sockaddr*>(&sun), sizeof sun) != 0) {
         int err = errno;
-        std::cerr << "relayguardctl: cannot reach relayguard at " << socket_path << ": " << std::strerror(err);
+        std::cerr << "relayguardctl: cannot reach " << daemon << " at " << socket_path << ": " << std::strerror(err);
         if (err == EACCES || err == EPERM) {
             std::cerr << " (the socket's group, listen.socket_group, must be one of yours)\n";
             return exit_noperm;
         }
-        std::cerr << " (is relayguard running, with listen.admin set to this socket?)\n";
+        std::cerr << " (is " << daemon << " running, with " << (daemon == "relayguard" ? "listen.admin" : "delivery.admin")
+                  << " set to this socket?)\n";
         return exit_unavailable;
     }
     request += "\n";
@@ -132,7 +154,7 @@ int main(int argc, char** argv) {
     for (ssize_t n; (n = ::recv(fd.get(), buf, sizeof buf, 0)) > 0;) reply.append(buf, static_cast<std::size_t>(n));
     auto answer = nlohmann::json::parse(reply, nullptr, false);
     if (answer.is_discarded() || !answer.is_object() || !answer.contains("ok")) {
-        std::cerr << "relayguardctl: no answer from relayguard at " << socket_path << "\n";
+        std::cerr << "relayguardctl: no answer from " << daemon << " at " << socket_path << "\n";
         return exit_unavailable;
     }
     bool ok = answer.value("ok", false);

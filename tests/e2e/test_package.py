@@ -113,10 +113,11 @@ try:
     wait_port("127.0.0.1", 10025, timeout=15, proc=relayd, what="packaged relayguard-relayd")
     with smtplib.SMTP("127.0.0.1", 10025, timeout=10) as s:
         code, reply = s.sendmail("a@example.org", ["b@example.net"], b"Subject: packaged\r\n\r\nhi\r\n") or (250, b"")
-    listed = run(*as_user("relayguard", ["relayguard-relayd", "--config", "/etc/relayguard/relayguard.toml",
-                                         "queue", "list"]))
-    check("the packaged relay client queued a message in /var/spool/relayguard",
-          listed.returncode == 0 and "1 message(s)" in listed.stdout, listed.stdout + listed.stderr)
+    listed = run("relayguardctl", "queue", "list")
+    # Its delivery by MX may already have failed (no network here), leaving the bounce to a@example.org queued.
+    check("relayguardctl queue list (on /run/relayguard/relayd.sock) shows the queue in /var/spool/relayguard",
+          listed.returncode == 0 and "message(s) in /var/spool/relayguard" in listed.stdout
+          and "a@example.org" in listed.stdout, listed.stdout + listed.stderr)
 
     for proc, what in ((relayd, "relayguard-relayd"), (daemon, "relayguard")):
         proc.send_signal(signal.SIGTERM)

@@ -17,6 +17,8 @@ from rgtest.check import check, finish  # noqa: E402
 from rgtest.daemon import Relayguard  # noqa: E402
 from rgtest.nodes import store_config  # noqa: E402
 from rgtest.redis import RedisServer  # noqa: E402
+from rgtest.relayd import Relayd  # noqa: E402
+from rgtest.sink import SmtpSink  # noqa: E402
 
 CTL = os.environ["RELAYGUARDCTL"]
 LOCAL = "user1@example.test"
@@ -108,4 +110,44 @@ with Relayguard(RULES, admin=sock_a) as m:
     check("status of a daemon on the memory store", st.get("store", {}).get("type") == "memory", st)
 p = ctl(sock_a, "status")
 check("a daemon that is gone: exit 69", p.returncode == 69, p.stdout + p.stderr)
+
+# The relay client's queue, through its own admin socket.
+with SmtpSink(soft_reject=["RCPT"]) as sink, \
+        Relayd(f'route = "smarthost"\nsmarthosts = ["{sink.address}"]\nretry_interval = "1h"\n') as relayd:
+    def qctl(*args):
+        return subprocess.run([CTL, "--relayd-socket", relayd.admin_socket, *args], capture_output=True, text=True,
+                              timeout=10)
+    ids = []
+    for rcpt in ("a@remote.example", "b@remote.example", "c@remote.example"):
+        send_message("127.0.0.1", relayd.port, sender="s@example.test", rcpts=[rcpt])
+    relayd.wait_for(r"to=<c@remote\.example> .*status=deferred")
+    listed = qctl("--json", "queue", "list")
+    messages = json.loads(listed.stdout).get("messages", []) if listed.returncode == 0 else []
+    check("queue list --json: the three deferred messages with their recipients",
+          sorted(m["pending"][0] for m in messages) == ["a@remote.example", "b@remote.example", "c@remote.example"],
+          listed.stdout + listed.stderr)
+    ids = {m["pending"][0]: m["id"] for m in messages}
+    p = qctl("queue", "show", ids.get("a@remote.example", "x"))
+    check("queue show: envelope and headers", p.returncode == 0 and "to: <a@remote.example> P" in p.stdout,
+          p.stdout + p.stderr)
+    p = qctl("queue", "delete", ids.get("b@remote.example", "x"))
+    check("queue delete removes one", p.returncode == 0 and ids.get("b@remote.example", "x") not in relayd.queued(),
+          p.stdout + p.stderr)
+    p = qctl("queue", "bounce", ids.get("c@remote.example", "x"))
+    check("queue bounce gives one up and queues the bounce", p.returncode == 0 and "status=bounced" in p.stdout,
+          p.stdout + p.stderr)
+    sink.restart(soft_reject=())
+    p = qctl("queue", "flush")
+    check("queue flush makes the rest due now", p.returncode == 0 and "due now" in p.stdout, p.stdout + p.stderr)
+    check("and they go out (the message and the bounce)", sink.wait_count(2, 20) == 2, relayd.log()[-1500:])
+    p = qctl("queue", "show", "../../etc/passwd")
+    check("a queue id with a path in it is refused", p.returncode == 1 and "not a queue id" in p.stderr,
+          p.stdout + p.stderr)
+    p = qctl("reload", "relayd")
+    check("reload relayd reloads the relay client", p.returncode == 0 and relayd.wait_for(r"reloaded "),
+          p.stdout + p.stderr)
+p = subprocess.run([CTL, "--relayd-socket", os.path.join(sockets, "none.sock"), "queue", "list"],
+                   capture_output=True, text=True, timeout=10)
+check("no relay client: exit 69 naming relayguard-relayd",
+      p.returncode == 69 and "relayguard-relayd" in p.stderr, p.stderr)
 finish()

@@ -23,6 +23,7 @@ class Relayd:
         self.queue_dir = os.path.join(self.dir, "queue")
         self.config = os.path.join(self.dir, "relayguard.toml")
         self.logfile = os.path.join(self.dir, "relayd.log")
+        self.admin_socket = os.path.join(self.dir, "relayd.sock")
         self.write_config(delivery_settings, extra_config)
         self.proc = None
         self.out = None
@@ -32,6 +33,7 @@ class Relayd:
             f.write(f'[listen]\nadmin = ""\n[log]\nlevel = "debug"\n'
                     f'[relay]\nlocal_domains = ["example.test"]\n{extra_config}\n'
                     f'[delivery]\nlisten = "inet:127.0.0.1:{self.port}"\nqueue_dir = "{self.queue_dir}"\n'
+                    f'admin = "unix:{self.admin_socket}"\n'
                     f'{delivery_settings}\n')
 
     @property

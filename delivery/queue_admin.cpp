@@ -1,0 +1,153 @@
+// Queue commands; see the header.
+#include "delivery/queue_admin.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <ctime>
+
+#include "common/system_clock.h"
+#include "delivery/delivery_report.h"
+#include "delivery/queue.h"
+
+namespace relayguard {
+
+namespace {
+
+std::string iso(TimePoint t) {
+    std::time_t secs = std::chrono::system_clock::to_time_t(std::chrono::system_clock::time_point(t));
+    std::tm tm{};
+    localtime_r(&secs, &tm);
+    char buf[32];
+    std::strftime(buf, sizeof buf, "%Y-%m-%d %H:%M:%S", &tm);
+    return buf;
+}
+
+QueueAnswer failed(const std::string& why) {
+    QueueAnswer a;
+    a.ok = false;
+    a.error = why;
+    return a;
+}
+
+// A queue id names a file in active/: no path tricks.
+bool plain_id(const std::string& id) {
+    return !id.empty() && id.find('/') == std::string::npos && id != "." && id != "..";
+}
+
+}  // namespace
+
+QueueAnswer queue_request(const DeliverySettings& s, const std::vector<std::string>& args) {
+    std::string active = s.queue_dir + "/active/";
+    Queue q(s.queue_dir);
+    QueueAnswer a;
+    if (args.size() >= 2 && !plain_id(args[1])) return failed("'" + args[1] + "' is not a queue id");
+    if (args.size() == 1 && args[0] == "list") {
+        auto entries = q.scan();
+        a.data["messages"] = nlohmann::json::array();
+        for (const auto& e : entries) {
+            auto m = read_queue_file(active + e.id, false);
+            if (!m) {
+                a.text += e.id + "  (unreadable: " + m.error() + ")\n";
+                continue;
+            }
+            std::size_t pending = 0;
+            nlohmann::json to = nlohmann::json::array();
+            for (const auto& r : m->recipients) {
+                pending += r.state == RecipientState::pending;
+                if (r.state == RecipientState::pending) to.push_back(r.address);
+            }
+            a.data["messages"].push_back({{"id", e.id}, {"size", m->size}, {"arrival", iso(m->arrival)},
+                                          {"next_attempt", iso(e.next_attempt)}, {"sender", m->sender},
+                                          {"pending", to}, {"recipients", m->recipients.size()}});
+            a.text += e.id + "  " + std::to_string(m->size) + " bytes  arrived " + iso(m->arrival) + "  next " +
+                      iso(e.next_attempt) + "  from <" + m->sender + ">  " + std::to_string(pending) + "/" +
+                      std::to_string(m->recipients.size()) + " to go\n";
+        }
+        a.text += std::to_string(entries.size()) + " message(s) in " + s.queue_dir + "\n";
+        return a;
+    }
+    if (args.size() == 2 && args[0] == "show") {
+        auto m = read_queue_file(active + args[1], true);
+        if (!m) return failed(args[1] + ": " + m.error());
+        nlohmann::json rcpts = nlohmann::json::array();
+        a.text = "id: " + m->id + "\narrival: " + iso(m->arrival) + "\nfrom: <" + m->sender + ">\n";
+        for (const auto& r : m->recipients) {
+            a.text += "to: <" + r.address + "> " + static_cast<char>(r.state) + "\n";
+            rcpts.push_back({{"address", r.address}, {"state", std::string(1, static_cast<char>(r.state))}});
+        }
+        std::string headers = m->content.substr(0, m->content.find("\r\n\r\n"));
+        a.text += "size: " + std::to_string(m->size) + "\n\n" + headers + "\n";
+        a.data = {{"id", m->id}, {"arrival", iso(m->arrival)}, {"sender", m->sender}, {"recipients", rcpts},
+                  {"size", m->size}, {"headers", headers}, {"warned", m->warned}};
+        return a;
+    }
+    if ((args.size() == 1 || args.size() == 2) && args[0] == "flush") {
+        std::size_t n = 0;
+        for (const auto& e : q.scan()) {
+            if (args.size() == 1 || e.id == args[1]) {
+                timespec times[2] = {{0, UTIME_OMIT}, {0, UTIME_NOW}};
+                n += ::utimensat(AT_FDCWD, (active + e.id).c_str(), times, 0) == 0;
+            }
+        }
+        if (args.size() == 2 && n == 0) return failed(args[1] + ": no such message");
+        a.text = std::to_string(n) + " message(s) due now\n";
+        a.data = {{"due_now", n}};
+        return a;
+    }
+    if (args.size() == 2 && args[0] == "bounce") {
+        // Gives up now: every recipient still to go fails, as when the
+        // lifetime ends, and the sender gets the bounce (unless NOTIFY said
+        // otherwise, or the message is itself a report).
+        auto m = read_queue_file(active + args[1], true);
+        if (!m) return failed(args[1] + ": " + m.error());
+        SystemClock clock;
+        DeliveryReport report;
+        report.reporting_mta = mail_host_name(s);
+        report.queue_id = m->id;
+        report.sender = m->sender;
+        report.envid = m->envid;
+        report.arrival = m->arrival;
+        report.now = clock.now();
+        report.full_message = m->ret != "HDRS" && m->size <= s.bounce_size_limit;
+        std::vector<const QueuedRecipient*> bounced;
+        for (const auto& r : m->recipients) {
+            if (r.state != RecipientState::pending) continue;
+            bounced.push_back(&r);
+            if (notify_wants(r, "FAILURE")) {
+                report.recipients.push_back({r.address, r.orcpt, "5.0.0", "", "", "returned to the sender by the administrator"});
+            }
+        }
+        if (!m->sender.empty() && !report.recipients.empty()) {
+            auto queued = q.enqueue(report_message(s, report, m->content), report.now);
+            if (!queued) return failed(args[1] + ": could not queue the bounce: " + queued.error());
+            a.text += args[1] + ": bounce " + *queued + " queued to <" + m->sender + ">\n";
+            a.data["bounce"] = *queued;
+        }
+        for (const auto* r : bounced) {
+            if (!mark_recipient(active + args[1], *r, RecipientState::failed)) {
+                return failed(args[1] + ": could not record the bounce");
+            }
+            a.text += args[1] + ": to=<" + r->address + "> status=bounced (by the administrator)\n";
+        }
+        ::unlink((active + args[1]).c_str());
+        sync_directory(s.queue_dir + "/active");
+        a.text += args[1] + ": " + std::to_string(bounced.size()) + " recipient(s) bounced, removed from the queue\n";
+        a.data["bounced"] = bounced.size();
+        return a;
+    }
+    if (args.size() == 2 && args[0] == "delete") {
+        if (::unlink((active + args[1]).c_str()) != 0) return failed(args[1] + ": " + std::strerror(errno));
+        sync_directory(s.queue_dir + "/active");
+        a.text = args[1] + " deleted\n";
+        a.data = {{"deleted", args[1]}};
+        return a;
+    }
+    QueueAnswer u = failed("usage: queue list | show ID | flush [ID] | delete ID | bounce ID");
+    u.usage = true;
+    return u;
+}
+
+}  // namespace relayguard

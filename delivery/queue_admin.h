@@ -1,0 +1,26 @@
+// The queue commands (list, show, flush, delete, bounce), shared by
+// `relayguard-relayd queue ...` and the relay client's admin socket (and so
+// `relayguardctl queue ...`). They work on the queue directory itself, like
+// postqueue/postsuper: a running daemon sees each change at its next scan.
+#pragma once
+
+#include <nlohmann/json.hpp>
+
+#include <string>
+#include <vector>
+
+#include "delivery/delivery_settings.h"
+
+namespace relayguard {
+
+struct QueueAnswer {
+    bool ok = true;
+    bool usage = false;   // the request itself was malformed
+    std::string text;     // for people
+    std::string error;    // when !ok
+    nlohmann::json data = nlohmann::json::object();  // for scripts
+};
+
+QueueAnswer queue_request(const DeliverySettings& settings, const std::vector<std::string>& args);
+
+}  // namespace relayguard
