@@ -74,8 +74,13 @@ std::string RedisClient::describe() const {
 }
 
 Result<RedisValue> RedisClient::command(const std::vector<std::string>& args, std::string_view routing_key) {
+    auto start = std::chrono::steady_clock::now();
     auto reply = settings_.mode == RedisMode::cluster ? on_cluster(args, routing_key, deadline()) : on_master(args, deadline());
-    if (!reply) note_failure(reply.error());
+    latency_.observe(std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+    if (!reply) {
+        ++failures_;
+        note_failure(reply.error());
+    }
     return reply;
 }
 

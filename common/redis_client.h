@@ -11,6 +11,7 @@
 #include <memory>
 #include <shared_mutex>
 
+#include "common/metrics.h"
 #include "common/redis_pool.h"
 #include "conf/config.h"
 
@@ -46,6 +47,9 @@ public:
     // Requests sent to a server so far (redirects and retries included), to
     // measure what a decision costs.
     std::uint64_t round_trips() const { return round_trips_; }
+    // Calls that failed (after redirects and retries), and each call's time.
+    std::uint64_t failures() const { return failures_; }
+    const LatencyHistogram& latency() const { return latency_; }
 
 private:
     SteadyTime deadline() const;
@@ -69,6 +73,8 @@ private:
 
     RedisSettings settings_;
     std::atomic<std::uint64_t> round_trips_{0};
+    std::atomic<std::uint64_t> failures_{0};
+    LatencyHistogram latency_;
     mutable std::mutex error_mutex_;
     std::string last_error_;
     std::vector<RedisEndpoint> servers_;

@@ -91,6 +91,8 @@ std::string check_ip_port(const std::string& v) {
     return IpAddress::parse(host) ? "" : "expected an IP address (no host name) before the port";
 }
 
+std::string check_optional_ip_port(const std::string& v) { return v.empty() ? "" : check_ip_port(v); }
+
 namespace {
 
 std::string check_reply(const SmtpReply& r) {

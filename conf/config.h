@@ -19,6 +19,7 @@ struct ListenSettings {
     std::string milter = "inet:127.0.0.1:8893";   // "inet:HOST:PORT", "unix:PATH" or "" (off)
     std::string policy = "inet:127.0.0.1:10040";
     std::string admin = "unix:/run/relayguard/admin.sock";
+    std::string metrics;  // "IP:PORT" of the Prometheus endpoint, "" = none
     std::string socket_mode = "0660";  // unix sockets
     std::string socket_group;
     std::string admin_group;  // the admin socket's group ("" = socket_group)

@@ -17,6 +17,7 @@ std::string check_log_level(const std::string& v);
 std::string check_alert_event(const std::string& v);
 std::string check_mail_address(const std::string& v);
 std::string check_ip_port(const std::string& v);
+std::string check_optional_ip_port(const std::string& v);
 
 template <class V>
 void config_schema(V& v, Config& c) {
@@ -24,6 +25,7 @@ void config_schema(V& v, Config& c) {
         v.text("milter", c.listen.milter, check_listener);
         v.text("policy", c.listen.policy, check_listener);
         v.text("admin", c.listen.admin, check_admin_socket);
+        v.text("metrics", c.listen.metrics, check_optional_ip_port);
         v.text("socket_mode", c.listen.socket_mode, check_socket_mode);
         v.text("socket_group", c.listen.socket_group);
         v.text("admin_group", c.listen.admin_group);
@@ -145,6 +147,7 @@ void config_schema(V& v, Config& c) {
         auto& d = c.delivery;
         v.text("listen", d.listen, check_listener);
         v.text("admin", d.admin, check_admin_socket);
+        v.text("metrics", d.metrics, check_optional_ip_port);
         v.text("queue_dir", d.queue_dir);
         v.choice("route", d.route, {{"mx", DeliveryRoute::mx}, {"smarthost", DeliveryRoute::smarthost}});
         v.list("smarthosts", d.smarthosts, check_host_port);

@@ -357,6 +357,9 @@ std::optional<TimePoint> Deliverer::attempt(const std::string& queue_dir, const 
             const char* status = o.state == RecipientState::delivered ? "sent"
                                  : o.state == RecipientState::failed  ? "bounced"
                                                                       : "deferred";
+            ++(o.state == RecipientState::delivered ? counts_.sent
+               : o.state == RecipientState::failed  ? counts_.bounced
+                                                    : counts_.deferred);
             spdlog::info("{}: to=<{}> relay={} status={} ({}{})", id, r.address, o.relay.empty() ? "none" : o.relay,
                          status, o.expired ? "message lifetime expired; last problem: " : "", o.reply);
             if (o.state != RecipientState::pending && !mark_recipient(path, r, o.state)) {
@@ -442,6 +445,7 @@ bool Deliverer::send_reports(const DeliverySettings& s, const std::string& path,
         }
         spdlog::info("{}: sender notified: {} report {} to <{}> ({} recipient(s))", m.id, kind, *queued, m.sender,
                      report->recipients.size());
+        ++(report == &failure ? counts_.failure_reports : report == &delay ? counts_.delay_reports : counts_.relayed_reports);
         if (report == &delay && !mark_warned(path, m)) {
             spdlog::error("{}: could not record that the delay warning was sent", m.id);
         }

@@ -14,6 +14,7 @@
 // report twice, never not at all.
 #pragma once
 
+#include <atomic>
 #include <functional>
 #include <memory>
 
@@ -53,6 +54,13 @@ public:
     // file is then removed).
     std::optional<TimePoint> attempt(const std::string& queue_dir, const std::string& id, TimePoint now);
 
+    // Recipients by result, and reports by kind, since start (for metrics).
+    struct Counts {
+        std::atomic<std::uint64_t> sent{0}, bounced{0}, deferred{0};
+        std::atomic<std::uint64_t> failure_reports{0}, delay_reports{0}, relayed_reports{0};
+    };
+    const Counts& counts() const { return counts_; }
+
     Route route_smarthosts(const DeliverySettings& s);
     Route route_mx(const DeliverySettings& s, const std::string& domain);
 
@@ -89,6 +97,7 @@ private:
     DestinationState& destinations_;
     Enqueue enqueue_;
     PopBeforeSmtp pop_;
+    Counts counts_;
 };
 
 }  // namespace relayguard

@@ -18,6 +18,7 @@ enum class PopLoginMethod { user, apop };
 struct DeliverySettings {
     std::string listen = "inet:127.0.0.1:10025";
     std::string admin = "unix:/run/relayguard/relayd.sock";  // relayguardctl queue ...; "" = none
+    std::string metrics;  // "IP:PORT" of the Prometheus endpoint, "" = none
     std::string queue_dir = "/var/spool/relayguard";
     DeliveryRoute route = DeliveryRoute::mx;
     std::vector<std::string> smarthosts;  // "host:port", tried in order; port 465 is implicit TLS

@@ -27,6 +27,7 @@
 #include "common/dns_resolver.h"
 #include "common/listen_socket.h"
 #include "common/logging.h"
+#include "common/metrics.h"
 #include "common/privileges.h"
 #include "common/system_clock.h"
 #include "conf/config.h"
@@ -260,6 +261,41 @@ int main(int argc, char** argv) {
     if (admin_fd) {
         admin.start(std::move(admin_fd));
         spdlog::info("admin: listening on {}", config.delivery.admin);
+    }
+
+    MetricsExporter metrics;
+    metrics.add([&](std::vector<prometheus::MetricFamily>& out) {
+        using prometheus::MetricType;
+        auto entries = (*queue)->scan();
+        auto size = metric_family("relayguard_queue_messages", "Messages in the queue", MetricType::Gauge);
+        size.metric.push_back(metric_sample({}, static_cast<double>(entries.size()), MetricType::Gauge));
+        // A queue id begins with its arrival time in milliseconds, in hex.
+        double oldest = 0;
+        auto now_ms = clock.now().time_since_epoch().count();
+        for (const auto& e : entries) {
+            long long arrival = std::strtoll(e.id.substr(0, e.id.find('-')).c_str(), nullptr, 16);
+            if (arrival > 0) oldest = std::max(oldest, static_cast<double>(now_ms - arrival) / 1000.0);
+        }
+        auto age = metric_family("relayguard_queue_oldest_seconds", "Age of the oldest queued message", MetricType::Gauge);
+        age.metric.push_back(metric_sample({}, oldest, MetricType::Gauge));
+        const auto& c = deliverer.counts();
+        auto deliveries = metric_family("relayguard_deliveries_total", "Recipient delivery attempts by result", MetricType::Counter);
+        for (auto [result, n] : {std::pair{"sent", &c.sent}, std::pair{"bounced", &c.bounced}, std::pair{"deferred", &c.deferred}}) {
+            deliveries.metric.push_back(metric_sample({{"result", result}}, static_cast<double>(n->load()), MetricType::Counter));
+        }
+        auto reports = metric_family("relayguard_reports_total", "Delivery reports sent to senders, by kind", MetricType::Counter);
+        for (auto [kind, n] : {std::pair{"failure", &c.failure_reports}, std::pair{"delay", &c.delay_reports},
+                               std::pair{"relayed", &c.relayed_reports}}) {
+            reports.metric.push_back(metric_sample({{"kind", kind}}, static_cast<double>(n->load()), MetricType::Counter));
+        }
+        for (auto* f : {&size, &age, &deliveries, &reports}) out.push_back(std::move(*f));
+    });
+    if (!config.delivery.metrics.empty()) {
+        if (auto served = metrics.serve(config.delivery.metrics); !served) {
+            spdlog::critical("metrics: {}", served.error());
+            return 1;
+        }
+        spdlog::info("metrics: serving /metrics on {}", config.delivery.metrics);
     }
 
     Scheduler scheduler(**queue, deliverer, config.delivery.threads);

@@ -21,6 +21,16 @@ std::map<DecisionKey, std::uint64_t>& counts() {
     return c;
 }
 
+std::map<std::string, LatencyHistogram>& latency() {
+    // Every stage a front end reports, made at once so lookups need no lock.
+    static std::map<std::string, LatencyHistogram> l = [] {
+        std::map<std::string, LatencyHistogram> m;
+        for (const char* stage : {"connect", "helo", "mail", "rcpt", "header", "body", "eom", "unknown"}) m[stage];
+        return m;
+    }();
+    return l;
+}
+
 void count(std::string_view stage, const Decision& d) {
     std::lock_guard lock(counts_mutex);
     ++counts()[DecisionKey{std::string(stage), d.rule.empty() ? "-" : d.rule, to_string(d.verdict)}];
@@ -53,6 +63,12 @@ std::string line(const SessionState& s, const Decision& d, const DecisionContext
 
 void log_decision(const SessionState& s, const Decision& d, const DecisionContext& ctx) {
     count(ctx.stage, d);
+    if (ctx.started != std::chrono::steady_clock::time_point{}) {
+        auto it = latency().find(std::string(ctx.stage));
+        if (it != latency().end()) {
+            it->second.observe(std::chrono::duration<double>(std::chrono::steady_clock::now() - ctx.started).count());
+        }
+    }
     for (const auto& w : d.warnings) {
         if (w.refused()) security_log()->warn("would-refuse (warn mode) {}", line(s, w, ctx));
         else spdlog::warn("{}", line(s, w, ctx));
@@ -68,6 +84,8 @@ void log_decision(const SessionState& s, const Decision& d, const DecisionContex
 }
 
 void set_refusal_observer(RefusalObserver o) { observer() = std::move(o); }
+
+const std::map<std::string, LatencyHistogram>& decision_latency() { return latency(); }
 
 std::map<DecisionKey, std::uint64_t> decision_counts() {
     std::lock_guard lock(counts_mutex);

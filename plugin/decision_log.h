@@ -4,11 +4,13 @@
 //   refused client=192.0.2.7 rule=relay stage=rcpt verdict=reject reply="554 5.7.1 Relay access denied" ...
 #pragma once
 
+#include <chrono>
 #include <functional>
 #include <map>
 #include <string>
 #include <string_view>
 
+#include "common/metrics.h"
 #include "policy/decision.h"
 #include "policy/session.h"
 
@@ -19,6 +21,8 @@ struct DecisionContext {
     std::string_view stage;      // "connect", "mail", "rcpt", ...
     std::string_view sender;
     std::string_view recipient;
+    // When the front end asked the engine; unset: not timed.
+    std::chrono::steady_clock::time_point started{};
 };
 
 void log_decision(const SessionState& s, const Decision& d, const DecisionContext& ctx);
@@ -30,6 +34,8 @@ struct DecisionKey {
     auto operator<=>(const DecisionKey&) const = default;
 };
 std::map<DecisionKey, std::uint64_t> decision_counts();
+// How long the engine took to decide, by stage (front end to answer).
+const std::map<std::string, LatencyHistogram>& decision_latency();
 
 // Called with every enforced refusal after it is logged (the alerts listen
 // here). Set once at start, before any front end runs.

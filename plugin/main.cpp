@@ -16,6 +16,7 @@
 #include "common/dns_resolver.h"
 #include "common/listen_socket.h"
 #include "common/logging.h"
+#include "common/metrics.h"
 #include "common/privileges.h"
 #include "common/system_clock.h"
 #include "conf/config.h"
@@ -117,6 +118,22 @@ public:
     relayguard::PopWindowStore& pop_windows() {
         if (memory_) return memory_windows_;
         return *failover_windows_;
+    }
+    // Adds the store's metrics.
+    void add_metrics(relayguard::MetricsExporter& m) {
+        if (memory_) return;
+        m.add([this](std::vector<prometheus::MetricFamily>& out) {
+            using prometheus::MetricType;
+            auto requests = relayguard::metric_family("relayguard_redis_requests_total", "Redis requests sent (redirects included)", MetricType::Counter);
+            requests.metric.push_back(relayguard::metric_sample({}, static_cast<double>(redis_->round_trips()), MetricType::Counter));
+            auto failures = relayguard::metric_family("relayguard_redis_failures_total", "Redis calls that failed after redirects and retries", MetricType::Counter);
+            failures.metric.push_back(relayguard::metric_sample({}, static_cast<double>(redis_->failures()), MetricType::Counter));
+            auto latency = relayguard::metric_family("relayguard_redis_call_seconds", "Time of one Redis call, redirects included", MetricType::Histogram);
+            latency.metric.push_back(redis_->latency().sample({}));
+            auto up = relayguard::metric_family("relayguard_store_reachable", "1 while Redis answers, 0 while the fail mode applies", MetricType::Gauge);
+            up.metric.push_back(relayguard::metric_sample({}, health_->degraded() ? 0 : 1, MetricType::Gauge));
+            for (auto* f : {&requests, &failures, &latency, &up}) out.push_back(std::move(*f));
+        });
     }
     // For `relayguardctl status`.
     nlohmann::json describe() const {
@@ -223,6 +240,43 @@ int main(int argc, char** argv) {
                      servers.empty() ? "from /etc/resolv.conf" : servers, resolver->budget().count(),
                      relayguard::format_duration(config.resolver.timeout), config.resolver.tries,
                      config.resolver.cache_max_entries);
+    }
+    relayguard::MetricsExporter metrics;
+    metrics.add([](std::vector<prometheus::MetricFamily>& out) {
+        using prometheus::MetricType;
+        auto decisions = relayguard::metric_family("relayguard_decisions_total", "Decisions by SMTP stage, rule and verdict", MetricType::Counter);
+        for (const auto& [k, n] : relayguard::decision_counts()) {
+            decisions.metric.push_back(relayguard::metric_sample({{"stage", k.stage}, {"rule", k.rule}, {"verdict", k.verdict}},
+                                                                 static_cast<double>(n), MetricType::Counter));
+        }
+        auto latency = relayguard::metric_family("relayguard_decision_seconds", "Time to decide, by SMTP stage", MetricType::Histogram);
+        for (const auto& [stage, h] : relayguard::decision_latency()) {
+            if (h.count() > 0) latency.metric.push_back(h.sample({{"stage", stage}}));
+        }
+        out.push_back(std::move(decisions));
+        out.push_back(std::move(latency));
+    });
+    state.add_metrics(metrics);
+    if (resolver) {
+        metrics.add([&resolver](std::vector<prometheus::MetricFamily>& out) {
+            using prometheus::MetricType;
+            auto queries = relayguard::metric_family("relayguard_dns_queries_total", "DNS queries sent (cache misses)", MetricType::Counter);
+            queries.metric.push_back(relayguard::metric_sample({}, static_cast<double>(resolver->queries_sent()), MetricType::Counter));
+            auto hits = relayguard::metric_family("relayguard_dns_cache_hits_total", "DNS lookups answered from the cache", MetricType::Counter);
+            hits.metric.push_back(relayguard::metric_sample({}, static_cast<double>(resolver->cache_hits()), MetricType::Counter));
+            auto size = relayguard::metric_family("relayguard_dns_cache_entries", "Answers held in the DNS cache", MetricType::Gauge);
+            size.metric.push_back(relayguard::metric_sample({}, static_cast<double>(resolver->cache_size()), MetricType::Gauge));
+            out.push_back(std::move(queries));
+            out.push_back(std::move(hits));
+            out.push_back(std::move(size));
+        });
+    }
+    if (!config.listen.metrics.empty()) {
+        if (auto served = metrics.serve(config.listen.metrics); !served) {
+            spdlog::critical("metrics: {}", served.error());
+            return 1;
+        }
+        spdlog::info("metrics: serving /metrics on {}", config.listen.metrics);
     }
     relayguard::EngineHolder engine(std::make_shared<relayguard::DecisionEngine>(
         config.policy, state.counters(), clock, &state.pop_windows(), dns ? &*dns : nullptr));

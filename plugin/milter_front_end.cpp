@@ -80,8 +80,9 @@ std::string milter_text(const std::string& text) {
     return out;
 }
 
-sfsistat answer(SMFICTX* ctx, MilterSession& s, const Decision& d, std::string_view stage, std::string_view rcpt = {}) {
-    log_decision(s.state, d, DecisionContext{"milter", stage, s.sender, rcpt});
+sfsistat answer(SMFICTX* ctx, MilterSession& s, const Decision& d, std::string_view stage, std::string_view rcpt = {},
+               std::chrono::steady_clock::time_point started = {}) {
+    log_decision(s.state, d, DecisionContext{"milter", stage, s.sender, rcpt, started});
     if (d.refused()) {
         ++s.refusals;
         s.last_rule = d.rule;
@@ -146,10 +147,11 @@ sfsistat on_connect(SMFICTX* ctx, char* hostname, _SOCK_ADDR* sa) {
     }
     auto s = std::make_unique<MilterSession>();
     std::string id = "m" + std::to_string(::getpid()) + "-" + std::to_string(++g_next_connection);
+    auto started = std::chrono::steady_clock::now();
     Decision d = g_engine->current()->on_connect(s->state, ConnectFacts{*addr, hostname ? hostname : "", id});
     MilterSession& ref = *s;
     smfi_setpriv(ctx, s.release());
-    return answer(ctx, ref, d, "connect");
+    return answer(ctx, ref, d, "connect", {}, started);
 }
 
 sfsistat on_helo(SMFICTX* ctx, char* helo) {
@@ -174,7 +176,8 @@ sfsistat on_envfrom(SMFICTX* ctx, char** argv) {
             if (ec == std::errc{} || ec == std::errc::result_out_of_range) facts.declared_size = n;
         }
     }
-    return answer(ctx, *s, g_engine->current()->on_mail(s->state, facts), "mail");
+    auto started = std::chrono::steady_clock::now();
+    return answer(ctx, *s, g_engine->current()->on_mail(s->state, facts), "mail", {}, started);
 }
 
 sfsistat on_envrcpt(SMFICTX* ctx, char** argv) {
@@ -185,13 +188,14 @@ sfsistat on_envrcpt(SMFICTX* ctx, char** argv) {
         facts.rejected_by_mta = true;
         facts.mta_status = macro(ctx, "{rcpt_host}");
     }
+    auto started = std::chrono::steady_clock::now();
     Decision d = g_engine->current()->on_rcpt(s->state, facts);
     if (facts.rejected_by_mta && d.verdict != Verdict::close) {
         // The MTA has already refused it; our answer would be ignored.
-        log_decision(s->state, d, DecisionContext{"milter", "rcpt", s->sender, facts.recipient});
+        log_decision(s->state, d, DecisionContext{"milter", "rcpt", s->sender, facts.recipient, started});
         return SMFIS_CONTINUE;
     }
-    return answer(ctx, *s, d, "rcpt", facts.recipient);
+    return answer(ctx, *s, d, "rcpt", facts.recipient, started);
 }
 
 sfsistat on_header(SMFICTX* ctx, char* name, char* value) {
@@ -209,7 +213,8 @@ sfsistat on_body(SMFICTX* ctx, unsigned char*, size_t len) {
 sfsistat on_eom(SMFICTX* ctx) {
     MilterSession* s = session(ctx);
     if (s == nullptr) return SMFIS_CONTINUE;
-    return answer(ctx, *s, g_engine->current()->on_eom(s->state, EomFacts{}), "eom");
+    auto started = std::chrono::steady_clock::now();
+    return answer(ctx, *s, g_engine->current()->on_eom(s->state, EomFacts{}), "eom", {}, started);
 }
 
 sfsistat on_abort(SMFICTX* ctx) {

@@ -140,6 +140,7 @@ void PolicyServer::serve(int fd, std::uint64_t id) {
             }
             // The engine in force for this request: a reload never changes it midway.
             auto engine = engine_.current();
+            auto started = std::chrono::steady_clock::now();
             std::string state(req->get("protocol_state"));
             std::string sender(req->get("sender"));
             std::string recipient(req->get("recipient"));
@@ -161,7 +162,7 @@ void PolicyServer::serve(int fd, std::uint64_t id) {
                 auto size = number(req->get("size"));
                 MailFacts mail{sender, size && *size > 0 ? size : std::nullopt, sasl_user};
                 conn.mail_decision = engine->on_mail(conn.session, mail);
-                log_decision(conn.session, conn.mail_decision, {"policy", "mail", sender, ""});
+                log_decision(conn.session, conn.mail_decision, {"policy", "mail", sender, "", started});
             }
             if (state == "MAIL") {
                 d = conn.mail_decision;
@@ -172,13 +173,13 @@ void PolicyServer::serve(int fd, std::uint64_t id) {
                     d.warnings.clear();
                 } else {
                     d = engine->on_rcpt(conn.session, RcptFacts{recipient, false, ""});
-                    log_decision(conn.session, d, {"policy", "rcpt", sender, recipient});
+                    log_decision(conn.session, d, {"policy", "rcpt", sender, recipient, started});
                 }
             } else if (state == "END-OF-MESSAGE") {
                 auto size = number(req->get("size"));
                 auto count = number(req->get("recipient_count"));
                 d = engine->on_eom(conn.session, EomFacts{size, static_cast<std::uint32_t>(count.value_or(0))});
-                log_decision(conn.session, d, {"policy", "eom", sender, ""});
+                log_decision(conn.session, d, {"policy", "eom", sender, "", started});
                 conn.instance.clear();
             }
             open = write_all(fd, action_for(d) + "\n\n");
