@@ -1,8 +1,9 @@
 #!/usr/bin/python3
 """The Prometheus endpoints, scraped over HTTP as Prometheus would: the policy daemon's
 decisions by stage, rule and verdict with their latency, its Redis requests, failures
-and reachability (Redis killed mid-test), and the relay client's queue size and age and
-deliveries by result."""
+and reachability (Redis killed mid-test), its DNS lookups against a private dnsmasq, and
+the relay client's queue size and age and deliveries by result; the example Grafana
+dashboard uses only metrics that exist."""
 
 import os
 import re
@@ -12,7 +13,7 @@ import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from rgtest import PostfixInstance, free_port, send_message  # noqa: E402
+from rgtest import Dnsmasq, PostfixInstance, free_port, send_message  # noqa: E402
 from rgtest.check import check, finish  # noqa: E402
 from rgtest.daemon import Relayguard  # noqa: E402
 from rgtest.nodes import store_config  # noqa: E402
@@ -41,15 +42,16 @@ def value(samples, name, **labels):
     return samples.get((name, want))
 
 
-with RedisServer() as redis:
+with RedisServer() as redis, Dnsmasq(port=free_port(), hosts={"sender.test": "127.0.0.1"}) as dns:
     mport = free_port()
     rules = ('[relay]\nlocal_domains = ["example.test"]\n[limits]\nexempt_group = ""\n[limits.message_rate]\nmax = 50\n'
+             f'[dns]\nservers = ["{dns.server}"]\nrequire_sender_domain = true\n'
              + store_config("single", [redis.address], fail_mode="tempfail"))
     with Relayguard(rules, listen_extra=f'metrics = "127.0.0.1:{mport}"') as rg, \
             PostfixInstance(port=free_port(), milter=rg.milter) as pf:
         for _ in range(3):
-            send_message("127.0.0.1", pf.port, source="127.0.0.61", sender="s@example.org", rcpts=[LOCAL])
-        send_message("127.0.0.1", pf.port, source="127.0.0.62", sender="s@example.org", rcpts=["x@foreign.example"])
+            send_message("127.0.0.1", pf.port, source="127.0.0.61", sender="s@sender.test", rcpts=[LOCAL])
+        send_message("127.0.0.1", pf.port, source="127.0.0.62", sender="s@sender.test", rcpts=["x@foreign.example"])
         time.sleep(0.5)
         m, text = scrape(mport)
         check("decisions by stage, rule and verdict: the relay refusal at RCPT",
@@ -62,9 +64,13 @@ with RedisServer() as redis:
               and value(m, "relayguard_redis_failures_total") == 0 and value(m, "relayguard_store_reachable") == 1,
               text[-2000:])
         check("Redis call latency is a histogram", (value(m, "relayguard_redis_call_seconds_count") or 0) >= 3)
+        check("DNS: the sender domain looked up once, then answered from the cache",
+              value(m, "relayguard_dns_queries_total") >= 1 and (value(m, "relayguard_dns_cache_hits_total") or 0) >= 2,
+              text[-1500:])
         redis.kill()
-        send_message("127.0.0.1", pf.port, source="127.0.0.63", sender="s@example.org", rcpts=[LOCAL])
+        send_message("127.0.0.1", pf.port, source="127.0.0.63", sender="s@sender.test", rcpts=[LOCAL])
         m, text = scrape(mport)
+        m_policy = dict(m)
         check("with Redis killed: failures counted and the store shown unreachable",
               (value(m, "relayguard_redis_failures_total") or 0) >= 1 and value(m, "relayguard_store_reachable") == 0,
               text[-2000:])
@@ -91,4 +97,14 @@ with SmtpSink(soft_reject=["RCPT"]) as sink:
         check("after delivery: sent 1, the queue empty",
               value(m, "relayguard_deliveries_total", result="sent") == 1 and value(m, "relayguard_queue_messages") == 0,
               text)
+# The example dashboard asks only for metrics the daemons export.
+import json  # noqa: E402
+dashboard = json.load(open(os.path.join(os.environ["RELAYGUARD_SOURCE_DIR"], "contrib/grafana/relayguard.json")))
+asked = set()
+for p in dashboard["panels"]:
+    for t in p["targets"]:
+        asked |= set(re.findall(r"relayguard_[a-z_]+", t["expr"]))
+exported = {re.sub(r"_(bucket|count|sum)$", "", name) for name, _ in list(m_policy) + list(m)}
+missing = {a for a in asked if re.sub(r"_(bucket|count|sum)$", "", a) not in exported}
+check("every metric the Grafana dashboard uses is exported", asked and not missing, missing)
 finish()
