@@ -4,6 +4,9 @@
 #include <prometheus/exposer.h>
 #include <prometheus/text_serializer.h>
 
+#include <algorithm>
+#include <limits>
+
 namespace relayguard {
 
 void LatencyHistogram::observe(double seconds) {
@@ -13,20 +16,24 @@ void LatencyHistogram::observe(double seconds) {
             break;
         }
     }
-    count_.fetch_add(1, std::memory_order_relaxed);
+    count_.fetch_add(1, std::memory_order_release);
     sum_micros_.fetch_add(static_cast<std::uint64_t>(seconds * 1e6), std::memory_order_relaxed);
 }
 
 prometheus::ClientMetric LatencyHistogram::sample(const MetricLabels& labels) const {
     prometheus::ClientMetric m;
     for (const auto& [k, v] : labels) m.label.push_back({k, v});
+    // Observers bump a bucket before the count: read the count first, and
+    // never let +Inf fall below the buckets counted after it.
+    std::uint64_t total = count_.load(std::memory_order_acquire);
     std::uint64_t cumulative = 0;
     for (std::size_t i = 0; i < bounds.size(); ++i) {
         cumulative += buckets_[i].load(std::memory_order_relaxed);
         m.histogram.bucket.push_back({cumulative, bounds[i]});
     }
-    m.histogram.sample_count = count_.load(std::memory_order_relaxed);
-    m.histogram.bucket.push_back({m.histogram.sample_count, std::numeric_limits<double>::infinity()});
+    total = std::max(total, cumulative);
+    m.histogram.sample_count = total;
+    m.histogram.bucket.push_back({total, std::numeric_limits<double>::infinity()});
     m.histogram.sample_sum = static_cast<double>(sum_micros_.load(std::memory_order_relaxed)) / 1e6;
     return m;
 }

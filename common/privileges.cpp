@@ -21,6 +21,8 @@ std::string drop_privileges(const std::string& user, const std::string& group) {
         if (g == nullptr) return "no such group \"" + group + "\"";
         gid = g->gr_gid;
     }
+    // Already that user (systemd's User= started us so): nothing to drop.
+    if (::getuid() == pw->pw_uid && ::geteuid() == pw->pw_uid && ::getgid() == gid && ::getegid() == gid) return "";
     if (::setgroups(1, &gid) != 0 || ::setgid(gid) != 0 || ::setuid(pw->pw_uid) != 0) {
         return std::string("cannot become ") + user + ": " + std::strerror(errno);
     }

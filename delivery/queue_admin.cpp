@@ -78,7 +78,12 @@ QueueAnswer queue_request(const DeliverySettings& s, const std::vector<std::stri
             a.text += "to: <" + r.address + "> " + static_cast<char>(r.state) + "\n";
             rcpts.push_back({{"address", r.address}, {"state", std::string(1, static_cast<char>(r.state))}});
         }
+        // Headers came from outside: no terminal escapes reach the admin's screen.
         std::string headers = m->content.substr(0, m->content.find("\r\n\r\n"));
+        for (auto& c : headers) {
+            auto u = static_cast<unsigned char>(c);
+            if ((u < 0x20 && c != '\n' && c != '\t') || u == 0x7f) c = '?';
+        }
         a.text += "size: " + std::to_string(m->size) + "\n\n" + headers + "\n";
         a.data = {{"id", m->id}, {"arrival", iso(m->arrival)}, {"sender", m->sender}, {"recipients", rcpts},
                   {"size", m->size}, {"headers", headers}, {"warned", m->warned}};

@@ -89,6 +89,17 @@ Result<std::string> write_queue_file(const std::string& queue_dir, const QueuedM
     std::string final_path = queue_dir + "/active/" + m.id;
     UniqueFd fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600));
     if (!fd) return R::failure("create " + tmp + ": " + std::strerror(errno));
+    // Queued by root (relayguard-sendmail from cron, queue bounce): the file
+    // must belong to the queue's owner, or the relay client could not read it.
+    if (::geteuid() == 0) {
+        struct stat dir {};
+        if (::stat((queue_dir + "/active").c_str(), &dir) == 0 && dir.st_uid != 0) {
+            if (::fchown(fd.get(), dir.st_uid, dir.st_gid) != 0) {
+                ::unlink(tmp.c_str());
+                return R::failure("chown " + tmp + ": " + std::strerror(errno));
+            }
+        }
+    }
     bool ok = write_all(fd.get(), header) && write_all(fd.get(), m.content) && write_all(fd.get(), trailer) &&
               ::fsync(fd.get()) == 0;
     // The next attempt is due at once: the mtime says so.

@@ -11,6 +11,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <condition_variable>
 #include <csignal>
 #include <deque>
@@ -84,6 +85,12 @@ public:
             work_.push_back(id);
         }
         wake_.notify_all();
+    }
+
+    // Whether a delivery thread has the message now.
+    bool busy(const std::string& id) {
+        std::lock_guard lock(mutex_);
+        return in_flight_.count(id) > 0;
     }
 
 private:
@@ -204,8 +211,9 @@ int main(int argc, char** argv) {
         auto admin_addr = ListenAddress::parse(config.delivery.admin);
         std::error_code ec;
         std::filesystem::create_directories(std::filesystem::path(admin_addr->path).parent_path(), ec);
-        const std::string& group = config.listen.admin_group.empty() ? config.listen.socket_group : config.listen.admin_group;
-        auto opened = open_listener(*admin_addr, config.listen.socket_mode, group);
+        // Only listen.admin_group, never the MTA's socket_group: whoever can
+        // write here can delete and bounce queued mail.
+        auto opened = open_listener(*admin_addr, config.listen.socket_mode, config.listen.admin_group);
         if (auto* err = std::get_if<std::string>(&opened)) {
             spdlog::critical("admin: cannot listen on {}: {}", config.delivery.admin, *err);
             return 1;
@@ -216,6 +224,8 @@ int main(int argc, char** argv) {
         spdlog::critical("daemon.user: {}", err);
         return 1;
     }
+
+    std::atomic<Scheduler*> scheduler_ptr{nullptr};  // set once the scheduler runs
 
     // SIGHUP and `relayguardctl reload relayd`: "" or the errors.
     std::mutex reload_mutex;
@@ -230,8 +240,17 @@ int main(int argc, char** argv) {
             }
             return errors;
         }
+        DeliverySettings next = again.config->delivery;
+        const DeliverySettings& started = config.delivery;
+        // What was set up at start stays; say so rather than pretend.
+        if (next.listen != started.listen || next.admin != started.admin || next.metrics != started.metrics ||
+            next.threads != started.threads || next.queue_dir != started.queue_dir) {
+            spdlog::warn("reload: delivery.listen, admin, metrics, threads and queue_dir apply after a restart; "
+                         "the running ones stay");
+        }
+        next.queue_dir = started.queue_dir;  // the scheduler's and the admin commands' queue must be one
         std::lock_guard lock(settings_mutex);
-        settings = std::make_shared<const DeliverySettings>(again.config->delivery);
+        settings = std::make_shared<const DeliverySettings>(std::move(next));
         spdlog::info("reloaded {}: routing and lifetimes apply to queued mail from the next attempt", again.config->source);
         return "";
     };
@@ -248,6 +267,13 @@ int main(int argc, char** argv) {
                 return reply({{"ok", true}, {"text", "configuration reloaded"}});
             }
             if (!words.empty() && words[0] == "queue") {
+                // A message being delivered this moment is not deleted or
+                // bounced under the delivery thread's feet.
+                Scheduler* running = scheduler_ptr.load();
+                if (words.size() == 3 && (words[1] == "delete" || words[1] == "bounce") && running &&
+                    running->busy(words[2])) {
+                    return reply({{"ok", false}, {"error", words[2] + " is being delivered right now; try again in a moment"}});
+                }
                 auto a = queue_request(*current(), std::vector<std::string>(words.begin() + 1, words.end()));
                 if (!a.ok) return reply({{"ok", false}, {"error", a.error}});
                 nlohmann::json j = a.data;
@@ -299,6 +325,7 @@ int main(int argc, char** argv) {
     }
 
     Scheduler scheduler(**queue, deliverer, config.delivery.threads);
+    scheduler_ptr = &scheduler;
     IntakeServer intake(
         config.delivery.max_message_size,
         [&](QueuedMessage m) {
@@ -327,6 +354,7 @@ int main(int argc, char** argv) {
     }
     intake.stop();
     admin.stop();
+    scheduler_ptr = nullptr;
     if (!config.delivery.admin.empty()) ::unlink(ListenAddress::parse(config.delivery.admin)->path.c_str());
     return 0;
 }

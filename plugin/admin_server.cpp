@@ -20,9 +20,11 @@ std::vector<std::string> words_of(std::string_view line) {
     return out;
 }
 
+// A user name for a log line: no space, control character, quote or backslash that
+// could end the user="..." field early.
 bool printable(std::string_view s) {
     for (unsigned char c : s) {
-        if (c < 0x21 || c == 0x7f) return false;
+        if (c < 0x21 || c == 0x7f || c == '"' || c == '\\') return false;
     }
     return true;
 }

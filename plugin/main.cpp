@@ -307,11 +307,20 @@ int main(int argc, char** argv) {
             auto end = text.find("\n[", at + 1);
             return text.substr(at, end == std::string::npos ? std::string::npos : end - at);
         };
-        std::string before = relayguard::render_config(config), after = relayguard::render_config(c);
+        // A leading newline, so the first section is found like the others.
+        std::string before = "\n" + relayguard::render_config(config), after = "\n" + relayguard::render_config(c);
         for (const char* name : {"listen", "daemon", "store", "alerts", "log", "pop_before_smtp"}) {
             if (section(before, name) != section(after, name)) {
                 spdlog::warn("reload: [{}] changed; that part applies after a restart", name);
             }
+        }
+        const auto& r0 = config.resolver;
+        const auto& r1 = c.resolver;
+        if (r0.servers != r1.servers || r0.timeout != r1.timeout || r0.tries != r1.tries ||
+            r0.cache_max_entries != r1.cache_max_entries || r0.cache_max_ttl != r1.cache_max_ttl ||
+            r0.negative_ttl != r1.negative_ttl) {
+            spdlog::warn("reload: the resolver settings in [dns] changed; they apply after a restart "
+                         "(the checks' switches and replies apply now)");
         }
         engine.replace(std::make_shared<relayguard::DecisionEngine>(next, state.counters(), clock, &state.pop_windows(),
                                                                     dns ? &*dns : nullptr));

@@ -68,6 +68,7 @@ try:
           st.st_mode & 0o777 == 0o640 and st.st_gid == grp.getgrnam("relayguard").gr_gid, oct(st.st_mode))
     st = os.stat("/var/spool/relayguard")
     check("the queue directory belongs to relayguard", st.st_uid == pwd.getpwnam("relayguard").pw_uid)
+    check("a logrotate rule for /var/log/relayguard is installed", os.path.exists("/etc/logrotate.d/relayguard"))
     conffiles = run("dpkg-query", "-W", "-f=${Conffiles}", "relayguard").stdout
     check("the config is a conffile (an admin's edits survive upgrades)", "/etc/relayguard/relayguard.toml" in conffiles,
           conffiles)
@@ -121,6 +122,17 @@ try:
           listed.returncode == 0 and ("b@example.net" in pending or "a@example.org" in pending),
           listed.stdout + listed.stderr)
 
+    # relayguard-sendmail run by root (cron, scripts): the file must still be the daemon's to read.
+    p = subprocess.run(["relayguard-sendmail", "-f", "root@example.org", "ops@example.net"], input="Subject: cron\n\nhi\n",
+                       capture_output=True, text=True, timeout=30)
+    owners = {os.stat(os.path.join("/var/spool/relayguard/active", f)).st_uid
+              for f in os.listdir("/var/spool/relayguard/active")}
+    time.sleep(1.5)  # the relay client's next scan reads it (or already has)
+    check("a message queued by root with relayguard-sendmail belongs to the relayguard user, and the relay "
+          "client can read it", p.returncode == 0 and owners <= {pwd.getpwnam("relayguard").pw_uid}
+          and ": unreadable (" not in open("/run/relayguard/test-relayd.log").read(),
+          (p.stderr, owners, pwd.getpwnam("relayguard").pw_uid, open("/run/relayguard/test-relayd.log").read()[-1500:]))
+
     for proc, what in ((relayd, "relayguard-relayd"), (daemon, "relayguard")):
         proc.send_signal(signal.SIGTERM)
         try:
@@ -131,9 +143,11 @@ try:
         check(f"{what} stops cleanly on SIGTERM", rc == 0, rc)
 finally:
     p = run("dpkg", "--purge", "relayguard")
-    check("dpkg --purge removes it, with its user and queue",
-          p.returncode == 0 and not os.path.exists("/var/spool/relayguard")
-          and not os.path.exists("/usr/sbin/relayguard"), p.stdout + p.stderr)
+    check("dpkg --purge removes it and its user, but keeps the queue while mail is in it",
+          p.returncode == 0 and not os.path.exists("/usr/sbin/relayguard")
+          and os.path.isdir("/var/spool/relayguard/active") and "still holds undelivered mail" in p.stderr,
+          p.stdout + p.stderr)
+    subprocess.run(["rm", "-rf", "/var/spool/relayguard"])
     try:
         pwd.getpwnam("relayguard")
         check("the user relayguard is gone", False)
