@@ -164,7 +164,7 @@ std::string AdminServer::pop_command(const std::vector<std::string>& words) {
     if (words.size() == 2 && words[1] == "list") {
         if (!hooks_.pop_list) return failure("pop list is not available");
         auto windows = hooks_.pop_list();
-        if (!windows) return failure("the window store cannot be reached");
+        if (!windows) return failure(windows.error());
         TimePoint now = engine_.current()->now();
         nlohmann::json list = nlohmann::json::array();
         std::string text;

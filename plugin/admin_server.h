@@ -17,6 +17,7 @@
 #include <thread>
 
 #include "common/admin_socket.h"
+#include "common/result.h"
 #include "plugin/engine_holder.h"
 
 namespace relayguard {
@@ -27,7 +28,8 @@ public:
     struct Hooks {
         std::function<std::string()> reload;      // re-reads the config: "" or the errors
         std::function<nlohmann::json()> store;    // the store's kind and health, with a "text"
-        std::function<std::optional<std::vector<std::pair<std::string, PopWindow>>>()> pop_list;
+        // Every open window, or why they cannot be listed.
+        std::function<Result<PopWindowStore::WindowList>()> pop_list;
     };
     AdminServer(EngineHolder& engine, Hooks hooks);
     AdminServer(const AdminServer&) = delete;

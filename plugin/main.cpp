@@ -375,7 +375,17 @@ int main(int argc, char** argv) {
     relayguard::AdminServer admin(
         engine, relayguard::AdminServer::Hooks{
                     reload, [&state] { return state.describe(); },
-                    [&state, &clock] { return state.pop_windows().list(clock.now(), 10000); }});
+                    [&state, &clock, &config]() -> relayguard::Result<relayguard::PopWindowStore::WindowList> {
+                        using R = relayguard::Result<relayguard::PopWindowStore::WindowList>;
+                        if (config.store.type == relayguard::StoreType::redis &&
+                            config.store.redis.mode == relayguard::RedisMode::cluster) {
+                            return R::failure("pop list is not available on Redis Cluster (the windows are spread "
+                                              "over its masters); pop show ADDR works");
+                        }
+                        auto windows = state.pop_windows().list(clock.now(), 10000);
+                        if (!windows) return R::failure("the window store cannot be reached");
+                        return std::move(*windows);
+                    }});
     if (admin_fd) {
         admin.start(std::move(admin_fd));
         spdlog::info("admin: listening on {}", config.listen.admin);
