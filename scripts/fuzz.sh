@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Builds the libFuzzer targets with clang in build-fuzz/ and runs each for
+# SECONDS (default 60) from its seed corpus in fuzz/corpus/<name>/; new
+# inputs found are kept in build-fuzz/corpus/<name>/. A crash stops the run
+# with the input saved as build-fuzz/crash-*. Needs clang and libclang-rt
+# (Debian: clang, libclang-rt-14-dev).
+#   scripts/fuzz.sh [SECONDS]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+seconds=${1:-60}
+CC=clang CXX=clang++ cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=RelWithDebInfo -DRELAYGUARD_FUZZ=ON \
+  -DBUILD_TESTING=OFF >/dev/null
+cmake --build build-fuzz -j"$(nproc)" --target fuzz_policy_request fuzz_smtp_reply fuzz_queue_file \
+  fuzz_dns_answer fuzz_report fuzz_config
+for name in policy_request smtp_reply queue_file dns_answer report config; do
+  mkdir -p "build-fuzz/corpus/$name"
+  echo "=== fuzz_$name for ${seconds}s"
+  (cd build-fuzz && ASAN_OPTIONS=detect_leaks=1 ./fuzz/fuzz_$name -max_total_time="$seconds" -timeout=10 \
+     -max_len=65536 -print_final_stats=1 "corpus/$name" "../fuzz/corpus/$name" 2>&1 | tail -4)
+done
