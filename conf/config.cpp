@@ -4,7 +4,10 @@
 // several keys.
 #include "conf/config.h"
 
+#include <sys/stat.h>
+#include <cstdio>
 #include <fstream>
+#include <optional>
 #include <functional>
 #include <map>
 #include <set>
@@ -474,6 +477,33 @@ void read_domain_file(const std::string& path, std::vector<std::string>& out, st
     }
 }
 
+std::string octal_mode(unsigned mode) {
+    char buf[8];
+    std::snprintf(buf, sizeof buf, "%04o", mode & 07777u);
+    return buf;
+}
+
+// A file any local user can rewrite decides who may relay; one any local user
+// can read gives away the passwords in it. Both are refused, as ssh refuses a
+// private key that others can read.
+void check_file_access(const Config& c, const Reader& r, std::optional<unsigned> mode,
+                       std::vector<ConfigError>& errors) {
+    if (!mode) return;
+    if (*mode & S_IWOTH) {
+        errors.push_back(ConfigError{c.source, 0, "", "the config file is writable by every user (mode " +
+                                                          octal_mode(*mode) + "); chmod o-w it"});
+    }
+    if (!(*mode & S_IROTH)) return;
+    for (const char* key : {"store.redis.password", "delivery.password"}) {
+        bool set = std::string_view(key) == "store.redis.password" ? !c.store.redis.password.empty()
+                                                                   : !c.delivery.password.empty();
+        if (!set) continue;
+        errors.push_back(ConfigError{c.source, r.line_of(key), key,
+                                     "holds a password, but the file is readable by every user (mode " +
+                                         octal_mode(*mode) + "); chmod o-r it (e.g. 0640 root:relayguard)"});
+    }
+}
+
 void validate(Config& c, const Reader& r, std::vector<ConfigError>& errors) {
     auto fail = [&](const std::string& key, std::string message) {
         errors.push_back(ConfigError{c.source, r.line_of(key), key, std::move(message)});
@@ -546,7 +576,9 @@ void validate(Config& c, const Reader& r, std::vector<ConfigError>& errors) {
 
 }  // namespace
 
-ConfigLoad load_config_text(std::string_view text, const std::string& source_name) {
+namespace {
+
+ConfigLoad load_config(std::string_view text, const std::string& source_name, std::optional<unsigned> file_mode) {
     ConfigLoad out;
     toml::table root;
     try {
@@ -564,8 +596,15 @@ ConfigLoad load_config_text(std::string_view text, const std::string& source_nam
     config_schema(reader, c);
     reader.finish();
     if (out.errors.empty()) validate(c, reader, out.errors);
+    if (out.errors.empty()) check_file_access(c, reader, file_mode, out.errors);
     if (out.errors.empty()) out.config = std::move(c);
     return out;
+}
+
+}  // namespace
+
+ConfigLoad load_config_text(std::string_view text, const std::string& source_name) {
+    return load_config(text, source_name, std::nullopt);
 }
 
 ConfigLoad load_config_file(const std::string& path) {
@@ -577,7 +616,10 @@ ConfigLoad load_config_file(const std::string& path) {
     }
     std::ostringstream text;
     text << in.rdbuf();
-    return load_config_text(text.str(), path);
+    struct stat st {};
+    std::optional<unsigned> mode;
+    if (::stat(path.c_str(), &st) == 0 && S_ISREG(st.st_mode)) mode = static_cast<unsigned>(st.st_mode);
+    return load_config(text.str(), path, mode);
 }
 
 std::string render_config(const Config& config) {

@@ -2,6 +2,9 @@
 // file, the line and the key, and unknown keys are refused.
 #include <catch2/catch.hpp>
 
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <fstream>
 
 #include "conf/config.h"
@@ -165,4 +168,34 @@ TEST_CASE("the effective settings render as TOML that loads back the same, with 
     for (const auto& e : again.errors) FAIL(e.to_string() + "\n" + text);
     REQUIRE(again.config->policy.limits.message_rate.max == 7u);
     REQUIRE(render_config(*again.config) == text);
+}
+
+TEST_CASE("a config file that others may read or write is refused when it matters", "[config]") {
+    std::string path = "/tmp/relayguard-config-mode-" + std::to_string(::getpid()) + ".toml";
+    auto write = [&](const std::string& text, mode_t mode) {
+        std::ofstream(path) << text;
+        REQUIRE(::chmod(path.c_str(), mode) == 0);
+    };
+    std::string with_password = std::string(minimal) + "[delivery]\nusername = \"relay\"\npassword = \"s3cret\"\n";
+
+    write(with_password, 0644);
+    auto l = load_config_file(path);
+    REQUIRE_FALSE(l.config);
+    std::string e = only_error(l);
+    REQUIRE(e.find(path + ":5:") != std::string::npos);
+    REQUIRE(e.find("delivery.password") != std::string::npos);
+    REQUIRE(e.find("mode 0644") != std::string::npos);
+    REQUIRE(e.find("s3cret") == std::string::npos);
+
+    write(with_password, 0640);
+    REQUIRE(load_config_file(path).config);
+
+    write(minimal, 0644);  // no secret: readable by all is fine
+    REQUIRE(load_config_file(path).config);
+
+    write(minimal, 0646);
+    l = load_config_file(path);
+    REQUIRE_FALSE(l.config);
+    REQUIRE(only_error(l).find("writable by every user") != std::string::npos);
+    ::unlink(path.c_str());
 }

@@ -51,6 +51,8 @@ class Relayguard:
                     f'stage_timeout = "5s"\n'
                     f'[log]\nlevel = "debug"\n{log_settings}\n')
             f.write(config_body)
+        # The daemon refuses a file that others can read once it holds a password.
+        os.chmod(self.config, 0o600)
         self.proc = None
 
     @property

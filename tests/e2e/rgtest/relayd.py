@@ -35,6 +35,8 @@ class Relayd:
                     f'[delivery]\nlisten = "inet:127.0.0.1:{self.port}"\nqueue_dir = "{self.queue_dir}"\n'
                     f'admin = "unix:{self.admin_socket}"\n'
                     f'{delivery_settings}\n')
+        # The daemon refuses a file that others can read once it holds a password.
+        os.chmod(self.config, 0o600)
 
     @property
     def address(self):
