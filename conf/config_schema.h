@@ -177,6 +177,7 @@ void config_schema(V& v, Config& c) {
         v.size("bounce_size_limit", d.bounce_size_limit, 0);
         v.size("max_message_size", d.max_message_size, 1024);
         v.number("max_queue_messages", d.max_queue_messages, 1u, 100'000'000u);
+        v.size("queue_min_free", d.queue_min_free, 0);
     });
     v.section("alerts", [&] {
         auto& a = c.alerts;

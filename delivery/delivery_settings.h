@@ -46,6 +46,7 @@ struct DeliverySettings {
     std::uint64_t bounce_size_limit = 50ull << 10;  // a bounce holds the whole message up to this size
     std::uint64_t max_message_size = 50ull << 20;
     std::uint32_t max_queue_messages = 100000;
+    std::uint64_t queue_min_free = 100ull << 20;
 };
 
 }  // namespace relayguard

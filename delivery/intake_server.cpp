@@ -220,11 +220,13 @@ void IntakeServer::serve(int fd, std::string peer) {
             QueuedMessage m;
             m.sender = parsed->first;
             std::string refusal;
+            std::uint64_t declared_size = 0;
             for (const auto& [key, value] : esmtp_params(parsed->second)) {
                 if (key == "SIZE") {
                     auto declared = parse_whole_number(value);
                     if (!declared || *declared < 0) refusal = "501 5.5.4 Bad SIZE parameter";
                     else if (static_cast<unsigned long long>(*declared) > max_size_) refusal = "552 5.3.4 Message size exceeds fixed limit";
+                    else declared_size = static_cast<std::uint64_t>(*declared);
                 } else if (key == "RET") {
                     m.ret = ascii_upper(value);
                     if (m.ret != "FULL" && m.ret != "HDRS") refusal = "501 5.5.4 Bad RET parameter";
@@ -237,7 +239,7 @@ void IntakeServer::serve(int fd, std::string peer) {
                 say(fd, refusal);
                 continue;
             }
-            if (full_()) {
+            if (full_(declared_size)) {
                 say(fd, "452 4.3.1 Queue full; try again later");
                 continue;
             }

@@ -22,7 +22,9 @@ public:
     // Writes one message durably; answers its queue id, or why not.
     // Envelope (with RFC 3461 DSN parameters) and content are filled in.
     using Enqueue = std::function<Result<std::string>(QueuedMessage message)>;
-    using QueueFull = std::function<bool()>;
+    // Whether the queue can take a message of `declared_size` bytes (0 when
+    // the client gave no SIZE); asked at MAIL.
+    using QueueFull = std::function<bool(std::uint64_t declared_size)>;
     IntakeServer(std::uint64_t max_message_size, Enqueue enqueue, QueueFull full);
     ~IntakeServer();
 

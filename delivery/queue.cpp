@@ -4,6 +4,7 @@
 #include <dirent.h>
 #include <spdlog/spdlog.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -78,6 +79,12 @@ Result<std::string> Queue::enqueue(const std::string& sender, const std::vector<
     for (const auto& r : rcpts) m.recipients.push_back(QueuedRecipient{r, RecipientState::pending, 0, "", ""});
     m.content = content;
     return enqueue(std::move(m), now);
+}
+
+std::optional<std::uint64_t> Queue::free_bytes() const {
+    struct statvfs fs {};
+    if (::statvfs(dir_.c_str(), &fs) != 0) return std::nullopt;
+    return static_cast<std::uint64_t>(fs.f_bavail) * fs.f_frsize;
 }
 
 std::vector<QueueEntry> Queue::scan() {

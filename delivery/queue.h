@@ -7,6 +7,7 @@
 #include <atomic>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <set>
 
 #include "delivery/queue_file.h"
@@ -36,6 +37,9 @@ public:
         }
     }
     const std::string& dir() const { return dir_; }
+    // Bytes an unprivileged writer may still use on the queue's file system;
+    // nullopt when statvfs fails (the caller then does not refuse on it).
+    std::optional<std::uint64_t> free_bytes() const;
 
 private:
     const std::string dir_;

@@ -16,6 +16,7 @@
 #include <csignal>
 #include <deque>
 #include <iostream>
+#include <limits>
 #include <set>
 #include <thread>
 
@@ -137,6 +138,33 @@ private:
     std::vector<std::thread> workers_;
     std::thread dispatcher_;
 };
+
+// Whether MAIL must be answered 452 4.3.1: too many messages queued, or too
+// little room left on the queue's file system. The warning is said at most
+// once a minute: a full queue is asked at every MAIL.
+bool queue_refuses(Queue& queue, const DeliverySettings& s, std::uint64_t declared_size) {
+    static std::atomic<std::int64_t> last_warning{std::numeric_limits<std::int64_t>::min() / 2};
+    auto warn = [](const std::string& why) {
+        auto now = std::chrono::duration_cast<std::chrono::seconds>(
+                       std::chrono::steady_clock::now().time_since_epoch()).count();
+        auto last = last_warning.load();
+        if (now - last >= 60 && last_warning.compare_exchange_strong(last, now)) {
+            spdlog::warn("intake: MAIL refused with 452 4.3.1: {}", why);
+        }
+    };
+    if (queue.size() >= s.max_queue_messages) {
+        warn(std::to_string(queue.size()) + " messages queued (max_queue_messages = " +
+             std::to_string(s.max_queue_messages) + ")");
+        return true;
+    }
+    auto free = queue.free_bytes();
+    if (free && *free < s.queue_min_free + declared_size) {
+        warn(format_size(*free) + " free in " + queue.dir() + ", needs queue_min_free = " +
+             format_size(s.queue_min_free) + (declared_size ? " plus SIZE " + format_size(declared_size) : ""));
+        return true;
+    }
+    return false;
+}
 
 }  // namespace
 
@@ -333,7 +361,7 @@ int main(int argc, char** argv) {
             if (id) scheduler.submit(*id);
             return id;
         },
-        [&] { return (*queue)->size() >= current()->max_queue_messages; });
+        [&](std::uint64_t declared_size) { return queue_refuses(**queue, *current(), declared_size); });
     if (listener) {
         intake.start(std::move(listener));
         spdlog::info("intake: listening on {}", config.delivery.listen);

@@ -13,6 +13,7 @@
 #include <atomic>
 #include <charconv>
 #include <memory>
+#include <optional>
 
 #include "common/listen_socket.h"
 #include "common/logging.h"
@@ -32,6 +33,10 @@ struct MilterSession {
     std::uint32_t messages = 0, recipients = 0, refusals = 0;
     std::string last_rule;
     bool closed_by_us = false;
+    // A close decided at a recipient the MTA had refused itself: Postfix
+    // ignores a milter's reply there, so the 421 goes out at the next
+    // command whose answer it does take.
+    std::optional<SmtpReply> pending_close;
     std::chrono::steady_clock::time_point started = std::chrono::steady_clock::now();
 };
 
@@ -154,9 +159,20 @@ sfsistat on_connect(SMFICTX* ctx, char* hostname, _SOCK_ADDR* sa) {
     return answer(ctx, ref, d, "connect", {}, started);
 }
 
+// The 421 held in s.pending_close, if any (logged when it was decided).
+std::optional<sfsistat> close_now(SMFICTX* ctx, MilterSession& s) {
+    if (!s.pending_close) return std::nullopt;
+    std::string code = std::to_string(s.pending_close->code);
+    std::string text = milter_text(s.pending_close->text);
+    smfi_setreply(ctx, code.data(), const_cast<char*>(s.pending_close->status.c_str()), text.data());
+    s.closed_by_us = true;
+    return SMFIS_TEMPFAIL;
+}
+
 sfsistat on_helo(SMFICTX* ctx, char* helo) {
     MilterSession* s = session(ctx);
     if (s == nullptr) return SMFIS_CONTINUE;
+    if (auto closed = close_now(ctx, *s)) return *closed;
     s->helo = helo ? helo : "";
     return answer(ctx, *s, g_engine->current()->on_helo(s->state, helo ? helo : ""), "helo");
 }
@@ -164,6 +180,7 @@ sfsistat on_helo(SMFICTX* ctx, char* helo) {
 sfsistat on_envfrom(SMFICTX* ctx, char** argv) {
     MilterSession* s = session(ctx);
     if (s == nullptr || argv == nullptr || argv[0] == nullptr) return SMFIS_CONTINUE;
+    if (auto closed = close_now(ctx, *s)) return *closed;
     s->sender = strip_brackets(argv[0]);
     MailFacts facts{s->sender, std::nullopt, macro(ctx, "{auth_authen}")};
     for (char** a = argv + 1; *a != nullptr; ++a) {
@@ -189,10 +206,20 @@ sfsistat on_envrcpt(SMFICTX* ctx, char** argv) {
         facts.mta_status = macro(ctx, "{rcpt_host}");
     }
     auto started = std::chrono::steady_clock::now();
+    if (!facts.rejected_by_mta) {
+        if (auto closed = close_now(ctx, *s)) return *closed;
+    } else if (s->pending_close) {
+        return SMFIS_CONTINUE;  // decided and logged once already
+    }
     Decision d = g_engine->current()->on_rcpt(s->state, facts);
-    if (facts.rejected_by_mta && d.verdict != Verdict::close) {
+    if (facts.rejected_by_mta) {
         // The MTA has already refused it; our answer would be ignored.
         log_decision(s->state, d, DecisionContext{"milter", "rcpt", s->sender, facts.recipient, started});
+        if (d.verdict == Verdict::close) {
+            ++s->refusals;
+            s->last_rule = d.rule;
+            s->pending_close = d.reply;
+        }
         return SMFIS_CONTINUE;
     }
     return answer(ctx, *s, d, "rcpt", facts.recipient, started);
@@ -201,6 +228,7 @@ sfsistat on_envrcpt(SMFICTX* ctx, char** argv) {
 sfsistat on_header(SMFICTX* ctx, char* name, char* value) {
     MilterSession* s = session(ctx);
     if (s == nullptr) return SMFIS_CONTINUE;
+    if (auto closed = close_now(ctx, *s)) return *closed;
     return answer(ctx, *s, g_engine->current()->on_header(s->state, name ? name : "", value ? value : ""), "header");
 }
 
@@ -213,6 +241,7 @@ sfsistat on_body(SMFICTX* ctx, unsigned char*, size_t len) {
 sfsistat on_eom(SMFICTX* ctx) {
     MilterSession* s = session(ctx);
     if (s == nullptr) return SMFIS_CONTINUE;
+    if (auto closed = close_now(ctx, *s)) return *closed;
     auto started = std::chrono::steady_clock::now();
     return answer(ctx, *s, g_engine->current()->on_eom(s->state, EomFacts{}), "eom", {}, started);
 }
@@ -225,6 +254,7 @@ sfsistat on_abort(SMFICTX* ctx) {
 sfsistat on_unknown(SMFICTX* ctx, const char*) {
     MilterSession* s = session(ctx);
     if (s == nullptr) return SMFIS_CONTINUE;
+    if (auto closed = close_now(ctx, *s)) return *closed;
     Decision d = g_engine->current()->on_unknown_command(s->state);
     // The MTA refuses the command itself; we only count it, or close.
     if (d.verdict != Verdict::close) return SMFIS_CONTINUE;
