@@ -8,11 +8,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 seconds=${1:-60}
+names=(policy_request smtp_reply queue_file dns_answer report config envelope)
 CC=clang CXX=clang++ cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=RelWithDebInfo -DRELAYGUARD_FUZZ=ON \
   -DBUILD_TESTING=OFF >/dev/null
-cmake --build build-fuzz -j"$(nproc)" --target fuzz_policy_request fuzz_smtp_reply fuzz_queue_file \
-  fuzz_dns_answer fuzz_report fuzz_config
-for name in policy_request smtp_reply queue_file dns_answer report config; do
+cmake --build build-fuzz -j"$(nproc)" --target "${names[@]/#/fuzz_}"
+for name in "${names[@]}"; do
   mkdir -p "build-fuzz/corpus/$name"
   echo "=== fuzz_$name for ${seconds}s"
   (cd build-fuzz && ASAN_OPTIONS=detect_leaks=1 ./fuzz/fuzz_$name -max_total_time="$seconds" -timeout=10 \

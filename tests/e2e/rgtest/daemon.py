@@ -12,7 +12,7 @@ import time
 from .fixtures import FixtureError, free_port, wait_port
 
 
-SANITIZER_REPORT = re.compile(r"ERROR: AddressSanitizer|runtime error:|LeakSanitizer")
+SANITIZER_REPORT = re.compile(r"ERROR: AddressSanitizer|runtime error:|LeakSanitizer|WARNING: ThreadSanitizer")
 
 
 def stop_process(proc, out, logfile):
