@@ -12,11 +12,17 @@ std::optional<std::pair<std::string, std::string>> path_and_params(std::string_v
     auto close = rest.find('>');
     if (close == std::string_view::npos) return std::nullopt;
     std::string addr(rest.substr(1, close - 1));
-    if (!storable_address(addr) || addr.find(' ') != std::string::npos) return std::nullopt;
+    if (!storable_address(addr)) return std::nullopt;
+    // What is taken here is said again to the next hop: no space, control
+    // byte or angle bracket may ride along (UTF-8 bytes may, for SMTPUTF8).
+    for (unsigned char c : addr) {
+        if (c <= 0x20 || c == 0x7f || c == '<') return std::nullopt;
+    }
     return std::make_pair(addr, std::string(rest.substr(close + 1)));
 }
 
-std::vector<std::pair<std::string, std::string>> esmtp_params(std::string_view text) {
+std::optional<std::vector<std::pair<std::string, std::string>>> esmtp_params(std::string_view text) {
+    auto alnum = [](char c) { return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9'); };
     std::vector<std::pair<std::string, std::string>> out;
     while (!text.empty()) {
         while (!text.empty() && text.front() == ' ') text.remove_prefix(1);
@@ -25,7 +31,17 @@ std::vector<std::pair<std::string, std::string>> esmtp_params(std::string_view t
         text.remove_prefix(end == std::string_view::npos ? text.size() : end);
         if (word.empty()) continue;
         auto eq = word.find('=');
-        out.emplace_back(ascii_upper(word.substr(0, eq)), eq == std::string_view::npos ? "" : std::string(word.substr(eq + 1)));
+        std::string_view key = word.substr(0, eq);
+        if (key.empty() || !alnum(key.front())) return std::nullopt;
+        for (char c : key) {
+            if (!alnum(c) && c != '-') return std::nullopt;
+        }
+        std::string_view value = eq == std::string_view::npos ? std::string_view{} : word.substr(eq + 1);
+        if (eq != std::string_view::npos && value.empty()) return std::nullopt;
+        for (unsigned char c : value) {
+            if (c < 33 || c == 127) return std::nullopt;
+        }
+        out.emplace_back(ascii_upper(key), std::string(value));
     }
     return out;
 }

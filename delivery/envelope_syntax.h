@@ -12,11 +12,15 @@
 
 namespace relayguard {
 
-// "<addr> PARAMS" after "MAIL FROM:" / "RCPT TO:"; std::nullopt if malformed.
+// "<addr> PARAMS" after "MAIL FROM:" / "RCPT TO:"; std::nullopt if malformed
+// (no closing '>', or a space, control byte or '<' in the address).
 std::optional<std::pair<std::string, std::string>> path_and_params(std::string_view rest);
 
-// ESMTP parameters ("SIZE=123 RET=HDRS"): keywords upper-cased, values as given.
-std::vector<std::pair<std::string, std::string>> esmtp_params(std::string_view text);
+// ESMTP parameters ("SIZE=123 RET=HDRS"): keywords upper-cased, values as
+// given; std::nullopt when a keyword is not RFC 5321's esmtp-keyword
+// (a letter or digit, then letters, digits and '-') or a value is empty or
+// holds a control byte.
+std::optional<std::vector<std::pair<std::string, std::string>>> esmtp_params(std::string_view text);
 
 // RFC 3461 xtext: printable ASCII but '+' and '=', or "+XX" hex.
 bool valid_xtext(std::string_view v);

@@ -155,7 +155,12 @@ void IntakeServer::serve(int fd, std::string peer) {
             m.sender = parsed->first;
             std::string refusal;
             std::uint64_t declared_size = 0;
-            for (const auto& [key, value] : esmtp_params(parsed->second)) {
+            auto params = esmtp_params(parsed->second);
+            if (!params) {
+                say(fd, "501 5.5.4 Bad parameter syntax");
+                continue;
+            }
+            for (const auto& [key, value] : *params) {
                 if (key == "SIZE") {
                     auto declared = parse_whole_number(value);
                     if (!declared || *declared < 0) refusal = "501 5.5.4 Bad SIZE parameter";
@@ -191,7 +196,12 @@ void IntakeServer::serve(int fd, std::string peer) {
             }
             QueuedRecipient r{parsed->first, RecipientState::pending, 0, "", ""};
             std::string refusal;
-            for (const auto& [key, value] : esmtp_params(parsed->second)) {
+            auto params = esmtp_params(parsed->second);
+            if (!params) {
+                say(fd, "501 5.5.4 Bad parameter syntax");
+                continue;
+            }
+            for (const auto& [key, value] : *params) {
                 if (key == "NOTIFY") {
                     r.notify = valid_notify(value);
                     if (r.notify.empty()) refusal = "501 5.5.4 Bad NOTIFY parameter";

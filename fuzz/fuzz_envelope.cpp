@@ -1,7 +1,8 @@
 // libFuzzer target: what a client writes after MAIL FROM: / RCPT TO: at the
 // relay client's intake — the <path>, the ESMTP parameters and the RFC 3461
 // values. Besides not crashing, what is accepted must be safe to store: an
-// address with no space, '>' or control byte, and NOTIFY made of known words.
+// address with no space, '>' or control byte, parameters with RFC 5321
+// keywords and printable values, and NOTIFY made of known words.
 #include <cstdlib>
 #include <string>
 
@@ -17,9 +18,11 @@ extern "C" int LLVMFuzzerTestOneInput(const unsigned char* data, std::size_t siz
     std::string_view text(reinterpret_cast<const char*>(data), size);
     if (auto parsed = relayguard::path_and_params(text)) {
         for (unsigned char c : parsed->first) require(c > 0x20 && c != 0x7f && c != '>' && c != '<');
-        for (const auto& [key, value] : relayguard::esmtp_params(parsed->second)) {
-            require(!key.empty() && key.find(' ') == std::string::npos);
-            require(value.find(' ') == std::string::npos);
+        auto params = relayguard::esmtp_params(parsed->second);
+        if (!params) return 0;
+        for (const auto& [key, value] : *params) {
+            require(!key.empty() && key.find_first_not_of("ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-") == std::string::npos);
+            for (unsigned char c : value) require(c > 0x20 && c != 0x7f);
             if (key == "NOTIFY") {
                 std::string n = relayguard::valid_notify(value);
                 require(n.empty() || n == "NEVER" || n.find_first_not_of("SUCCESFAILURDELY,") == std::string::npos);

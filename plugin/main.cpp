@@ -443,7 +443,7 @@ int main(int argc, char** argv) {
     if (!config.listen.admin.empty()) ::unlink(relayguard::ListenAddress::parse(config.listen.admin)->path.c_str());
     if (policy) policy->stop();
     if (milter_on) {
-        relayguard::milter::stop();
+        if (!milter_ended) relayguard::milter::stop();
         milter_thread.join();
     }
     relayguard::set_refusal_observer(nullptr);

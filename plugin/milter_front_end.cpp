@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <csignal>
 #include <charconv>
 #include <memory>
 #include <optional>
@@ -310,6 +311,11 @@ std::string open(EngineHolder& engine, const ListenSettings& settings) {
 
 int run() { return smfi_main(); }
 
-void stop() { smfi_stop(); }
+// smfi_stop() from another thread races with smfi_main()'s start-up (its
+// mutexes may not exist yet) and its exit (they may be gone). libmilter's own
+// signal thread waits for SIGTERM from the moment it is ready, and the signal
+// stays pending until then: the main thread, which blocks SIGTERM and no
+// longer waits for it, hands the stop to libmilter that way.
+void stop() { ::kill(::getpid(), SIGTERM); }
 
 }  // namespace relayguard::milter

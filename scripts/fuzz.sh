@@ -15,6 +15,12 @@ cmake --build build-fuzz -j"$(nproc)" --target "${names[@]/#/fuzz_}"
 for name in "${names[@]}"; do
   mkdir -p "build-fuzz/corpus/$name"
   echo "=== fuzz_$name for ${seconds}s"
-  (cd build-fuzz && ASAN_OPTIONS=detect_leaks=1 ./fuzz/fuzz_$name -max_total_time="$seconds" -timeout=10 \
-     -max_len=65536 -print_final_stats=1 "corpus/$name" "../fuzz/corpus/$name" 2>&1 | tail -4)
+  log="build-fuzz/fuzz_$name.log"
+  if ! (cd build-fuzz && ASAN_OPTIONS=detect_leaks=1 ./fuzz/fuzz_$name -max_total_time="$seconds" -timeout=10 \
+          -max_len=65536 -print_final_stats=1 "corpus/$name" "../fuzz/corpus/$name" >"fuzz_$name.log" 2>&1); then
+    tail -60 "$log"
+    echo "fuzz_$name FAILED: the input is saved as build-fuzz/crash-* (add it to fuzz/corpus/$name/ once fixed)" >&2
+    exit 1
+  fi
+  tail -4 "$log"
 done

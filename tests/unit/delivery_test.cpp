@@ -10,6 +10,7 @@
 #include <filesystem>
 #include <fstream>
 
+#include "delivery/envelope_syntax.h"
 #include "delivery/destination_state.h"
 #include "delivery/queue.h"
 #include "common/smtp_client.h"
@@ -149,4 +150,33 @@ TEST_CASE("a resting destination stays resting across a restart, and backs off",
 TEST_CASE("CRAM-MD5 answers as RFC 2195's example", "[smtp]") {
     REQUIRE(cram_md5_answer("tim", "tanstaaftanstaaf", "<1896.697170952@postoffice.reston.mci.net>") ==
             "tim b913a602c7eda7a495b4e6e7334d3890");
+}
+
+TEST_CASE("ESMTP parameters: RFC 5321 keywords, printable values, or refused whole", "[delivery]") {
+    auto p = esmtp_params(" SIZE=1234  ret=HDRS SMTPUTF8 ENVID=a+2Bb");
+    REQUIRE(p);
+    REQUIRE(p->size() == 4);
+    REQUIRE((*p)[0] == std::make_pair(std::string("SIZE"), std::string("1234")));
+    REQUIRE((*p)[1] == std::make_pair(std::string("RET"), std::string("HDRS")));
+    REQUIRE((*p)[2] == std::make_pair(std::string("SMTPUTF8"), std::string()));
+    // Found by fuzz_envelope: an empty keyword used to pass as a parameter.
+    REQUIRE_FALSE(esmtp_params("SIZE=1234 =RETRSHD"));
+    REQUIRE_FALSE(esmtp_params("-X=1"));
+    REQUIRE_FALSE(esmtp_params("SIZE="));
+    REQUIRE_FALSE(esmtp_params("X_Y=1"));
+    REQUIRE_FALSE(esmtp_params(std::string("ENVID=a\x01" "b")));
+    REQUIRE(esmtp_params("")->empty());
+}
+
+TEST_CASE("MAIL FROM / RCPT TO paths: what is taken can be said again to the next hop", "[delivery]") {
+    auto p = path_and_params("<alice@example.test> SIZE=10");
+    REQUIRE(p);
+    REQUIRE(p->first == "alice@example.test");
+    REQUIRE(p->second == " SIZE=10");
+    REQUIRE(path_and_params("<>"));
+    // Found by fuzz_envelope: '<' inside the brackets used to be kept.
+    REQUIRE_FALSE(path_and_params("<x<x@y> SIZE=1"));
+    REQUIRE_FALSE(path_and_params("<a\tb@c>"));
+    REQUIRE_FALSE(path_and_params("<a b@c>"));
+    REQUIRE_FALSE(path_and_params("alice@example.test"));
 }
