@@ -12,7 +12,6 @@
 The smart host is smtp-sink, or a small server here that cuts DATA short."""
 
 import os
-import re
 import socket
 import subprocess
 import sys
@@ -47,15 +46,6 @@ def submit(port, n, body="number {n}\r\n", size=None, timeout=20):
         return ("done" if r.code == 250 else "data"), r
     finally:
         s.close()
-
-
-def numbers_at(sink):
-    out = []
-    for m in sink.messages():
-        found = re.search(rb"Subject: msg-(\d+)", m["data"])
-        if found:
-            out.append(int(found.group(1)))
-    return out
 
 
 def wait(predicate, timeout):
@@ -126,8 +116,8 @@ def disk_full():
             # Room again: the smart host comes up and the queue drains by itself.
             sink.start()
             relayd.queue("flush")
-            wait(lambda: set(numbers_at(sink)) >= acked, 60)
-            seen = numbers_at(sink)
+            wait(lambda: set(sink.numbered()) >= acked, 60)
+            seen = sink.numbered()
             check(f"disk full, then the smart host back: all {len(acked)} acknowledged messages delivered, once each",
                   sorted(seen) == sorted(acked), sorted(set(acked) - set(seen))[:10])
             wait(lambda: not relayd.queued(), 10)
@@ -198,7 +188,7 @@ def smart_host_drops_mid_data():
         with SmtpSink(port=port) as sink:
             wait(lambda: sink.count() >= 1 and not relayd.queued(), 15)
             time.sleep(1.5)  # a duplicate or a bounce would come within one retry interval
-            seen = numbers_at(sink)
+            seen = sink.numbered()
             check("mid-DATA drop: delivered once the smart host is whole, exactly once", seen == [7], seen)
             # a bounce to s@example.test would go through the same smart host
             check("mid-DATA drop: nothing else reached the smart host (no bounce, no warning)",
@@ -251,8 +241,8 @@ def signals_under_load():
         stop.set()
         for t in threads:
             t.join(30)
-        wait(lambda: set(numbers_at(sink)) >= acked, 60)
-        seen = numbers_at(sink)
+        wait(lambda: set(sink.numbered()) >= acked, 60)
+        seen = sink.numbered()
         missing = acked - set(seen)
         check(f"SIGKILL under load: every one of the {len(acked)} messages answered 250 was delivered",
               not missing, sorted(missing)[:10])

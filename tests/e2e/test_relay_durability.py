@@ -7,7 +7,6 @@ once. Duplicates (a message sent but killed before its state was recorded)
 are allowed, as SMTP allows them, and counted."""
 
 import os
-import re
 import sys
 import threading
 import time
@@ -45,15 +44,6 @@ def submit(relayd_port, numbers):
                 time.sleep(0.2)  # the daemon is being killed or restarted: try again
 
 
-def numbers_at_sink(sink):
-    seen = []
-    for m in sink.messages():
-        found = re.search(rb"Subject: msg-(\d+)", m["data"])
-        if found:
-            seen.append(int(found.group(1)))
-    return seen
-
-
 with SmtpSink() as sink:
     settings = ('route = "smarthost"\n' f'smarthosts = ["{sink.address}"]\n'
                 'retry_interval = "1s"\nmax_retry_interval = "2s"\nthreads = 8\n')
@@ -86,10 +76,10 @@ with SmtpSink() as sink:
         relayd.start()
         restarted = time.monotonic()
         deadline = time.monotonic() + 120
-        while len(set(numbers_at_sink(sink))) < TOTAL and time.monotonic() < deadline:
+        while len(set(sink.numbered())) < TOTAL and time.monotonic() < deadline:
             time.sleep(0.2)
         after_restart = time.monotonic() - restarted
-        seen = numbers_at_sink(sink)
+        seen = sink.numbered()
         missing = acknowledged - set(seen)
         check("every acknowledged message reached the sink at least once", not missing, sorted(missing)[:20])
         duplicates = len(seen) - len(set(seen))

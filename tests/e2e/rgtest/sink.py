@@ -409,6 +409,12 @@ class SmtpSink(_Fixture):
             out.append(m)
         return out
 
+    def numbered(self, prefix=b"msg-"):
+        """N of each message received whose Subject is "<prefix>N", in arrival order
+        (a number twice is a duplicate delivery)."""
+        pattern = re.compile(rb"Subject: " + re.escape(prefix) + rb"(\d+)")
+        return [int(found.group(1)) for m in self.messages() if (found := pattern.search(m["data"]))]
+
     def count(self):
         """Number of transactions received completely and answered 250 (see messages())."""
         return sum(1 for run, _ in self._files() if self._runs.get(run, True))

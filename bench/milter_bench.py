@@ -1,0 +1,184 @@
+#!/usr/bin/python3
+"""Milter benchmark: relayguard with every check on but DNS (memory store, then
+Redis) against the floor of the protocol, a do-nothing milter built with the
+same libmilter (bench/null_milter), each driven by bench/milter_load over K
+concurrent SMTP sessions, K = 1, 8, 32, 128, with a new milter connection per
+session (what Postfix does) and with reused connections. Prints transactions/s
+as the median of RUNS runs with min-max, the latency percentiles of the median
+run, relayguard's throughput as a share of the floor's measured in the same
+run, Redis commands per transaction, and relayguard's resident memory with
+1,000 SMTP sessions held open through the milter.
+
+    bench/milter_bench.py [--build DIR] [--runs N] [--seconds S] [--sessions 1,8,32,128]
+"""
+
+import argparse
+import os
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "tests", "e2e"))
+
+from rgtest.fixtures import free_port, wait_port  # noqa: E402
+from rgtest.redis import RedisServer  # noqa: E402
+
+CLIENTS = 1000
+# Every check the milter can make without DNS, set so that the benchmark's
+# traffic passes them all (the counting, not the refusal, is measured).
+RULES = """
+[relay]
+local_domains = ["example.test"]
+[limits]
+exempt_group = ""
+[limits.message_rate]
+max = 1000000
+[limits.connections]
+max = 1000
+[limits.unknown_recipients]
+max = 100
+[limits.recipients]
+max = 50
+[limits.failed_commands]
+max = 20
+[limits.message_size]
+max = "25MB"
+[limits.hops]
+max = 30
+"""
+
+
+def raise_fd_limit():
+    import resource
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(hard, 65536)), hard))
+
+
+class Milter:
+    def __init__(self, name, argv, port):
+        self.name, self.port = name, port
+        self.proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_port("127.0.0.1", port, 15, proc=self.proc, what=name)
+
+    def rss_kb(self):
+        with open(f"/proc/{self.proc.pid}/status") as f:
+            return int(re.search(r"VmRSS:\s+(\d+)", f.read()).group(1))
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+def relayguard(binary, workdir, name, store=""):
+    port = free_port()
+    config = os.path.join(workdir, f"{name.replace(' ', '_')}.toml")
+    with open(config, "w") as f:
+        f.write(f'[listen]\nmilter = "inet:127.0.0.1:{port}"\npolicy = ""\nadmin = ""\n'
+                f'[log]\nlevel = "info"\ntargets = ["{workdir}/{name.split()[0]}.log"]\n' + RULES + store)
+    os.chmod(config, 0o600)
+    return Milter(name, [binary, "--config", config], port)
+
+
+def load(generator, port, sessions, seconds, reuse):
+    argv = [generator, f"127.0.0.1:{port}", "--sessions", str(sessions), "--seconds", str(seconds),
+            "--clients", str(CLIENTS)] + (["--reuse"] if reuse else [])
+    out = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + 120)
+    m = re.search(r"RESULT (.*)", out.stdout)
+    if not m:
+        raise RuntimeError(f"milter_load failed: {out.stdout} {out.stderr}")
+    f = dict(kv.split("=", 1) for kv in m.group(1).split())
+    return {"tps": float(f["tps"]), "p50": float(f["p50_us"]), "p99": float(f["p99_us"]),
+            "p999": float(f["p999_us"]), "n": int(f["transactions"]), "errors": int(f["errors"]),
+            "outcomes": f["outcomes"]}
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--build", default=os.environ.get("RELAYGUARD_BUILD_DIR", os.path.join(HERE, "..", "build")))
+    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--seconds", type=float, default=5)
+    ap.add_argument("--sessions", default="1,8,32,128")
+    ap.add_argument("--held", type=int, default=1000, help="sessions held open for the memory figure")
+    args = ap.parse_args()
+    binary = os.path.join(args.build, "relayguard")
+    generator = os.path.join(args.build, "bench", "milter_load")
+    floor = os.path.join(args.build, "bench", "null_milter")
+    for path in (binary, generator, floor):
+        if not os.access(path, os.X_OK):
+            sys.exit(f"milter_bench: {path} is missing; build first (cmake --build {args.build})")
+    raise_fd_limit()
+    ks = [int(k) for k in args.sessions.split(",")]
+    workdir = tempfile.mkdtemp(prefix="rgbench-milter-")
+    redis = RedisServer()
+    redis.start()
+    milters = []
+    try:
+        null_port = free_port()
+        milters = [Milter("null milter", [floor, f"inet:{null_port}@127.0.0.1"], null_port),
+                   relayguard(binary, workdir, "relayguard (memory)"),
+                   relayguard(binary, workdir, "relayguard (redis)",
+                              f'[store]\ntype = "redis"\n[store.redis]\nservers = ["{redis.address}"]\n'
+                              f'key_prefix = "bench:"\npool_size = 16\n')]
+        results = {}
+        redis_calls = {}
+        for reuse in (False, True):
+            for k in ks:
+                for _ in range(args.runs):
+                    for m in milters:   # interleaved, so the machine's drift hits all alike
+                        before = int(redis.info("stats")["total_commands_processed"]) if "redis" in m.name else 0
+                        r = load(generator, m.port, k, args.seconds, reuse)
+                        if "redis" in m.name:
+                            after = int(redis.info("stats")["total_commands_processed"])
+                            redis_calls.setdefault(k, []).append((after - before) / max(r["n"], 1))
+                        results.setdefault((reuse, k, m.name), []).append(r)
+
+        print(f"\nmilter, {args.runs} runs of {args.seconds:g} s, {CLIENTS} client IPs, 1 recipient, 5 headers, "
+              f"1 KB body; nproc={os.cpu_count()}, {time.strftime('%Y-%m-%d')}")
+        print(f"{'mode':<9} {'K':>4}  {'milter':<21} {'tx/s median (min-max)':<24} {'p50 us':>7} {'p99 us':>7} "
+              f"{'p99.9 us':>8}  {'share of floor':>14}  errors")
+        for reuse in (False, True):
+            for k in ks:
+                floor_tps = statistics.median(r["tps"] for r in results[(reuse, k, milters[0].name)])
+                for m in milters:
+                    runs = results[(reuse, k, m.name)]
+                    tps = sorted(r["tps"] for r in runs)
+                    med = statistics.median(tps)
+                    mid = sorted(runs, key=lambda r: r["tps"])[len(runs) // 2]
+                    print(f"{'reuse' if reuse else 'new conn':<9} {k:>4}  {m.name:<21} {med:>8.0f} "
+                          f"({tps[0]:.0f}-{tps[-1]:.0f}){'':<3} {mid['p50']:>7.0f} {mid['p99']:>7.0f} "
+                          f"{mid['p999']:>8.0f}  {med / floor_tps:>14.2f}  {sum(r['errors'] for r in runs)}")
+        print("\nRedis commands per transaction (12 milter stages each): " +
+              ", ".join(f"K={k}: {statistics.median(v):.2f}" for k, v in sorted(redis_calls.items())))
+        print("outcomes of the last run: " +
+              "; ".join(f"{m.name}: {results[(True, ks[-1], m.name)][-1]['outcomes']}" for m in milters))
+
+        # Resident memory with many sessions open at once.
+        for m in milters[:2]:
+            idle = m.rss_kb()
+            holder = subprocess.Popen([generator, f"127.0.0.1:{m.port}", "--sessions", str(args.held),
+                                       "--hold", "8"], stdout=subprocess.PIPE, text=True)
+            line = holder.stdout.readline()
+            time.sleep(1)
+            held = m.rss_kb()
+            holder.wait(60)
+            print(f"resident memory of {m.name}: {idle / 1024:.1f} MB idle, {held / 1024:.1f} MB with "
+                  f"{line.strip().split('=')[-1]} of {args.held} sessions open")
+    finally:
+        for m in milters:
+            m.stop()
+        redis.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,199 @@
+// Load generator for the Postfix policy delegation protocol: K persistent
+// connections, each sending what Postfix 3.7's smtpd sends for one message
+// (one request per RCPT, then one at END-OF-MESSAGE, every attribute Postfix
+// fills in) and waiting for each answer, as smtpd does. Client addresses are
+// drawn from a population so that per-client counters are created and hit.
+// Prints requests per second and latency percentiles, and the actions seen,
+// so that any policy server can be measured the same way.
+//
+//   policy_load HOST:PORT [--connections K] [--seconds S] [--clients N]
+//               [--rcpts R] [--no-eom]
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <map>
+#include <mutex>
+#include <random>
+#include <string>
+#include <thread>
+#include <vector>
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+struct Options {
+    std::string host = "127.0.0.1";
+    int port = 0;
+    int connections = 8;
+    double seconds = 5;
+    int clients = 1000;
+    int rcpts = 1;
+    bool eom = true;
+};
+
+struct Totals {
+    std::mutex mutex;
+    std::vector<double> latencies_us;
+    std::map<std::string, long> actions;
+    long errors = 0;
+};
+
+// The attributes Postfix 3.7 sends (see the integration notes), in its order.
+std::string request(const std::string& state, const std::string& client, int port, int rcpt_count,
+                    const std::string& recipient, unsigned queue_id) {
+    char qid[16];
+    std::snprintf(qid, sizeof qid, "%08X", queue_id);
+    std::string r;
+    r.reserve(900);
+    r += "request=smtpd_access_policy\nprotocol_state=" + state + "\nprotocol_name=ESMTP\n";
+    r += "client_address=" + client + "\nclient_name=unknown\nclient_port=" + std::to_string(port) + "\n";
+    r += "reverse_client_name=unknown\nserver_address=127.0.0.1\nserver_port=25\n";
+    r += "helo_name=client.example.test\nsender=sender@example.org\n";
+    r += "recipient=" + recipient + "\nrecipient_count=" + std::to_string(rcpt_count) + "\n";
+    r += std::string("queue_id=") + qid + "\ninstance=" + qid + ".1\nsize=" + (state == "RCPT" ? "0" : "1024") + "\n";
+    r += "etrn_domain=\nstress=\nsasl_method=\nsasl_username=\nsasl_sender=\n";
+    r += "ccert_subject=\nccert_issuer=\nccert_fingerprint=\nccert_pubkey_fingerprint=\n";
+    r += "encryption_protocol=\nencryption_cipher=\nencryption_keysize=0\npolicy_context=\n\n";
+    return r;
+}
+
+int connect_to(const Options& o) {
+    int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) return -1;
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_port = htons(static_cast<std::uint16_t>(o.port));
+    ::inet_pton(AF_INET, o.host.c_str(), &a.sin_addr);
+    if (::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) {
+        ::close(fd);
+        return -1;
+    }
+    int one = 1;
+    ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    return fd;
+}
+
+// Sends one request and reads its answer (up to the empty line); answers the
+// action, or "" when the connection failed.
+std::string ask(int fd, const std::string& req, std::string& buffer) {
+    if (::send(fd, req.data(), req.size(), MSG_NOSIGNAL) != static_cast<ssize_t>(req.size())) return "";
+    while (true) {
+        auto end = buffer.find("\n\n");
+        if (end != std::string::npos) {
+            std::string reply = buffer.substr(0, end);
+            buffer.erase(0, end + 2);
+            auto at = reply.find("action=");
+            if (at == std::string::npos) return "?";
+            std::string action = reply.substr(at + 7);
+            return action.substr(0, action.find_first_of(" \n"));
+        }
+        char chunk[4096];
+        ssize_t n = ::recv(fd, chunk, sizeof chunk, 0);
+        if (n <= 0) return "";
+        buffer.append(chunk, static_cast<std::size_t>(n));
+    }
+}
+
+void worker(const Options& o, int index, Clock::time_point until, Totals& totals) {
+    std::mt19937 rng(static_cast<unsigned>(index) * 7919u + 1u);
+    std::uniform_int_distribution<int> pick(0, o.clients - 1);
+    std::vector<double> lat;
+    std::map<std::string, long> actions;
+    long errors = 0;
+    int fd = connect_to(o);
+    std::string buffer;
+    unsigned queue_id = static_cast<unsigned>(index) << 24;
+    while (fd >= 0 && Clock::now() < until) {
+        int c = pick(rng);
+        std::string client = "10." + std::to_string((c >> 16) & 255) + "." + std::to_string((c >> 8) & 255) + "." +
+                             std::to_string(c & 255);
+        ++queue_id;
+        std::vector<std::string> reqs;
+        for (int r = 0; r < o.rcpts; ++r) {
+            reqs.push_back(request("RCPT", client, 40000 + index, r, "user" + std::to_string(r) + "@example.test",
+                                   queue_id));
+        }
+        if (o.eom) reqs.push_back(request("END-OF-MESSAGE", client, 40000 + index, o.rcpts, "", queue_id));
+        for (const auto& req : reqs) {
+            auto started = Clock::now();
+            std::string action = ask(fd, req, buffer);
+            if (action.empty()) {
+                ++errors;
+                ::close(fd);
+                fd = connect_to(o);
+                buffer.clear();
+                break;
+            }
+            lat.push_back(std::chrono::duration<double, std::micro>(Clock::now() - started).count());
+            ++actions[action];
+        }
+    }
+    if (fd >= 0) ::close(fd);
+    std::lock_guard lock(totals.mutex);
+    totals.latencies_us.insert(totals.latencies_us.end(), lat.begin(), lat.end());
+    for (const auto& [a, n] : actions) totals.actions[a] += n;
+    totals.errors += errors;
+}
+
+double percentile(std::vector<double>& v, double p) {
+    if (v.empty()) return 0;
+    auto k = static_cast<std::size_t>(p / 100.0 * static_cast<double>(v.size() - 1));
+    std::nth_element(v.begin(), v.begin() + static_cast<long>(k), v.end());
+    return v[k];
+}
+
+[[noreturn]] void usage() {
+    std::fprintf(stderr, "usage: policy_load HOST:PORT [--connections K] [--seconds S] [--clients N] [--rcpts R] "
+                         "[--no-eom]\n");
+    std::exit(64);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    if (argc < 2) usage();
+    Options o;
+    std::string target = argv[1];
+    auto colon = target.rfind(':');
+    if (colon == std::string::npos) usage();
+    o.host = target.substr(0, colon);
+    o.port = std::atoi(target.c_str() + colon + 1);
+    for (int i = 2; i < argc; ++i) {
+        std::string a = argv[i];
+        auto next = [&] { return i + 1 < argc ? std::string(argv[++i]) : (usage(), std::string()); };
+        if (a == "--connections") o.connections = std::stoi(next());
+        else if (a == "--seconds") o.seconds = std::stod(next());
+        else if (a == "--clients") o.clients = std::stoi(next());
+        else if (a == "--rcpts") o.rcpts = std::stoi(next());
+        else if (a == "--no-eom") o.eom = false;
+        else usage();
+    }
+    if (o.port <= 0 || o.connections < 1 || o.clients < 1 || o.rcpts < 1) usage();
+
+    Totals totals;
+    auto started = Clock::now();
+    auto until = started + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(o.seconds));
+    std::vector<std::thread> threads;
+    for (int i = 0; i < o.connections; ++i) threads.emplace_back(worker, std::cref(o), i, until, std::ref(totals));
+    for (auto& t : threads) t.join();
+    double elapsed = std::chrono::duration<double>(Clock::now() - started).count();
+
+    auto& lat = totals.latencies_us;
+    double rps = static_cast<double>(lat.size()) / elapsed;
+    double p50 = percentile(lat, 50), p99 = percentile(lat, 99), p999 = percentile(lat, 99.9);
+    std::string actions;
+    for (const auto& [a, n] : totals.actions) actions += (actions.empty() ? "" : ",") + a + ":" + std::to_string(n);
+    std::printf("RESULT rps=%.0f p50_us=%.0f p99_us=%.0f p999_us=%.0f requests=%zu errors=%ld actions=%s\n", rps, p50,
+                p99, p999, lat.size(), totals.errors, actions.c_str());
+    return totals.errors > 0 && lat.empty() ? 1 : 0;
+}
