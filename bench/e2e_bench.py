@@ -19,6 +19,7 @@ message answered 250), the median of RUNS runs with min-max, and its share of
 
 import argparse
 import os
+import re
 import shutil
 import statistics
 import subprocess
@@ -92,6 +93,13 @@ def main():
         for _ in range(args.runs):
             for name, pf in postfixes:
                 results.setdefault(name, []).append(source(pf.port, args.messages))
+        # Every message must have been taken and delivered, or a set-up that
+        # refuses mail would look fast.
+        time.sleep(3)
+        for name, pf in postfixes:
+            sent = len(re.findall(r"status=sent", pf.maillog()))
+            if sent != args.runs * args.messages:
+                sys.exit(f"e2e_bench: {name}: {sent} of {args.runs * args.messages} messages delivered")
         alone = statistics.median(results["postfix alone"])
         with_null = statistics.median(results["postfix + null milter"])
         print(f"\nend to end, smtp-source -m {args.messages} -s 20 -l 1024 into a private Postfix (discard), "

@@ -97,9 +97,14 @@ Result<std::vector<RedisValue>> RedisConnection::pipeline(const std::vector<std:
     auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
     if (left.count() <= 0) return R::failure("timed out before sending");
     redisContext* c = context_.get();
-    if (redisSetTimeout(c, to_timeval(left)) != REDIS_OK) {
-        broken_ = true;
-        return R::failure("cannot set the socket timeout");
+    // Rounded down, so a call never waits past its deadline.
+    auto timeout = left.count() >= 5 ? std::chrono::milliseconds(left.count() / 5 * 5) : left;
+    if (timeout != timeout_set_) {
+        if (redisSetTimeout(c, to_timeval(timeout)) != REDIS_OK) {
+            broken_ = true;
+            return R::failure("cannot set the socket timeout");
+        }
+        timeout_set_ = timeout;
     }
     for (const auto& cmd : commands) {
         std::vector<const char*> argv;
