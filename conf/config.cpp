@@ -494,9 +494,9 @@ void check_file_access(const Config& c, const Reader& r, std::optional<unsigned>
                                                           octal_mode(*mode) + "); chmod o-w it"});
     }
     if (!(*mode & S_IROTH)) return;
-    for (const char* key : {"store.redis.password", "delivery.password"}) {
-        bool set = std::string_view(key) == "store.redis.password" ? !c.store.redis.password.empty()
-                                                                   : !c.delivery.password.empty();
+    const std::pair<const char*, bool> secrets[] = {{"store.redis.password", !c.store.redis.password.empty()},
+                                                    {"delivery.password", !c.delivery.password.empty()}};
+    for (const auto& [key, set] : secrets) {
         if (!set) continue;
         errors.push_back(ConfigError{c.source, r.line_of(key), key,
                                      "holds a password, but the file is readable by every user (mode " +
