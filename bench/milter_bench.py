@@ -1,7 +1,8 @@
 #!/usr/bin/python3
 """Milter benchmark: relayguard with every check on but DNS (memory store, then
 Redis) against the floor of the protocol, a do-nothing milter built with the
-same libmilter (bench/null_milter), each driven by bench/milter_load over K
+same libmilter (bench/null_milter), and against rspamd in milter mode with
+only its Redis ratelimit module (when Debian's rspamd is installed), each driven by bench/milter_load over K
 concurrent SMTP sessions, K = 1, 8, 32, 128, with a new milter connection per
 session (what Postfix does) and with reused connections. Prints transactions/s
 as the median of RUNS runs with min-max, the latency percentiles of the median
@@ -79,6 +80,62 @@ class Milter:
                 self.proc.wait()
 
 
+class Rspamd(Milter):
+    """rspamd 3.4 (Debian's package) in milter mode: its proxy worker scanning
+    by itself, the ratelimit module on the same Redis, and every other module
+    that has a config file turned off."""
+
+    def __init__(self, workdir, redis_address):
+        self.name, self.port = "rspamd (ratelimit)", free_port()
+        conf = os.path.join(workdir, "rspamd")
+        for sub in ("local.d", "override.d", "db", "run", "log"):
+            os.makedirs(os.path.join(conf, sub), exist_ok=True)
+        for f in os.listdir("/etc/rspamd/modules.d"):
+            if f.endswith(".conf") and f not in ("ratelimit.conf", "redis.conf"):
+                write(os.path.join(conf, "override.d", f), "enabled = false;\n")
+        write(os.path.join(conf, "local.d", "worker-proxy.inc"),
+              f'bind_socket = "127.0.0.1:{self.port}";\nmilter = yes;\ntimeout = 120s;\ncount = 1;\n'
+              'upstream "local" {\n  default = yes;\n  self_scan = yes;\n}\n')
+        for worker in ("normal", "controller", "fuzzy"):
+            write(os.path.join(conf, "local.d", f"worker-{worker}.inc"), "enabled = false;\n")
+        write(os.path.join(conf, "local.d", "redis.conf"), f'servers = "{redis_address}";\n')
+        write(os.path.join(conf, "local.d", "ratelimit.conf"),
+              'rates {\n  by_ip = {\n    selector = "ip";\n'
+              '    bucket = { burst = 1000000; rate = "1000000 / 1h"; }\n  }\n}\n')
+        write(os.path.join(conf, "local.d", "logging.inc"),
+              f'type = "file";\nfilename = "{conf}/log/rspamd.log";\nlevel = "error";\n')
+        shutil.chown(conf, "nobody", "nogroup")
+        for root, dirs, files in os.walk(conf):
+            for n in dirs + files:
+                shutil.chown(os.path.join(root, n), "nobody", "nogroup")
+        argv = ["rspamd", "-f", "-u", "nobody", "-g", "nogroup", "-c", "/etc/rspamd/rspamd.conf"]
+        for var, sub in (("LOCAL_CONFDIR", ""), ("DBDIR", "db"), ("RUNDIR", "run"), ("LOGDIR", "log")):
+            argv += ["--var", f"{var}={os.path.join(conf, sub).rstrip('/')}"]
+        self.proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_port("127.0.0.1", self.port, 60, proc=self.proc, what=self.name)
+
+    def rss_kb(self):
+        """The main process and its workers."""
+        total = 0
+        for pid in [self.proc.pid] + children(self.proc.pid):
+            with open(f"/proc/{pid}/status") as f:
+                total += int(re.search(r"VmRSS:\s+(\d+)", f.read()).group(1))
+        return total
+
+
+def children(pid):
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as f:
+            return [int(p) for p in f.read().split()]
+    except OSError:
+        return []
+
+
+def write(path, text):
+    with open(path, "w") as f:
+        f.write(text)
+
+
 def relayguard(binary, workdir, name, store=""):
     port = free_port()
     config = os.path.join(workdir, f"{name.replace(' ', '_')}.toml")
@@ -137,7 +194,11 @@ def main():
                    relayguard(binary, workdir, "relayguard (memory)"),
                    relayguard(binary, workdir, "relayguard (redis)",
                               f'[store]\ntype = "redis"\n[store.redis]\nservers = ["{redis.address}"]\n'
-                              f'key_prefix = "bench:"\npool_size = 16\n')]
+                              f'key_prefix = "bench:"\n')]
+        if shutil.which("rspamd"):
+            milters.append(Rspamd(workdir, redis.address))
+        else:
+            print("rspamd is not installed (apt-get install rspamd): measured without it")
         results = {}
         redis_calls = {}
         for reuse in (False, True):
@@ -171,7 +232,7 @@ def main():
               "; ".join(f"{m.name}: {results[(True, ks[-1], m.name)][-1]['outcomes']}" for m in milters))
 
         # Resident memory with many sessions open at once.
-        for m in milters[:2]:
+        for m in milters[:2] + milters[3:]:
             idle = m.rss_kb()
             holder = subprocess.Popen([generator, f"127.0.0.1:{m.port}", "--sessions", str(args.held),
                                        "--hold", "8"], stdout=subprocess.PIPE, text=True)

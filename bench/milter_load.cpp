@@ -53,6 +53,7 @@ struct Totals {
     std::mutex mutex;
     std::vector<double> latencies_us;
     std::map<std::string, long> outcomes;
+    std::map<std::string, long> failures;  // connections lost, by stage
     long errors = 0;
 };
 
@@ -158,7 +159,8 @@ std::string nul_joined(std::initializer_list<std::string> parts) {
     return out;
 }
 
-// One SMTP session's milter conversation; answers the outcome, "" on failure.
+// One SMTP session's milter conversation; answers the outcome, or "!stage"
+// when the connection failed at that stage.
 std::string session(MilterConnection& m, const std::string& client, int rcpts, unsigned serial) {
     char qid[16];
     std::snprintf(qid, sizeof qid, "%08X", serial);
@@ -181,20 +183,20 @@ std::string session(MilterConnection& m, const std::string& client, int rcpts, u
     connect += client;
     connect += '\0';
     char c = m.stage(SMFIC_CONNECT, connect, SMFIP_NOCONNECT, SMFIP_NR_CONN);
-    if (c != 'c') return c ? decided(c) : "";
+    if (c != 'c') return c ? decided(c) : "!connect";
     if ((c = m.stage(SMFIC_HELO, nul_joined({"client.example.test"}), SMFIP_NOHELO, SMFIP_NR_HELO)) != 'c') {
-        return c ? decided(c) : "";
+        return c ? decided(c) : "!helo";
     }
     m.send(SMFIC_MACRO, std::string(1, SMFIC_MAIL) + nul_joined({"i", qid, "{mail_addr}", "sender@example.org"}));
     if ((c = m.stage(SMFIC_MAIL, nul_joined({"<sender@example.org>", "SIZE=1024"}), SMFIP_NOMAIL, SMFIP_NR_MAIL)) != 'c') {
-        return c ? decided(c) : "";
+        return c ? decided(c) : "!mail";
     }
     for (int r = 0; r < rcpts; ++r) {
         std::string rcpt = "user" + std::to_string(r % 2 + 1) + "@example.test";
         m.send(SMFIC_MACRO, std::string(1, SMFIC_RCPT) +
                                 nul_joined({"{rcpt_addr}", rcpt, "{rcpt_mailer}", "local", "{rcpt_host}", "example.test"}));
         if ((c = m.stage(SMFIC_RCPT, nul_joined({"<" + rcpt + ">"}), SMFIP_NORCPT, SMFIP_NR_RCPT)) != 'c') {
-            return c ? decided(c) : "";
+            return c ? decided(c) : "!rcpt";
         }
     }
     const char* headers[5][2] = {{"From", "<sender@example.org>"},
@@ -204,17 +206,17 @@ std::string session(MilterConnection& m, const std::string& client, int rcpts, u
                                  {"Message-ID", "<bench@client.example.test>"}};
     for (auto& h : headers) {
         if ((c = m.stage(SMFIC_HEADER, nul_joined({h[0], h[1]}), SMFIP_NOHDRS, SMFIP_NR_HDR)) != 'c') {
-            return c ? decided(c) : "";
+            return c ? decided(c) : "!header";
         }
     }
-    if ((c = m.stage(SMFIC_EOH, "", SMFIP_NOEOH, SMFIP_NR_EOH)) != 'c') return c ? decided(c) : "";
+    if ((c = m.stage(SMFIC_EOH, "", SMFIP_NOEOH, SMFIP_NR_EOH)) != 'c') return c ? decided(c) : "!eoh";
     std::string body(1024, 'x');
     for (std::size_t i = 76; i < body.size(); i += 78) body.replace(i, 2, "\r\n");
-    if ((c = m.stage(SMFIC_BODY, body, SMFIP_NOBODY, SMFIP_NR_BODY)) != 'c') return c ? decided(c) : "";
+    if ((c = m.stage(SMFIC_BODY, body, SMFIP_NOBODY, SMFIP_NR_BODY)) != 'c') return c ? decided(c) : "!body";
     m.send(SMFIC_MACRO, std::string(1, SMFIC_BODYEOB) + nul_joined({"i", qid}));
-    if (!m.send(SMFIC_BODYEOB, "")) return "";
+    if (!m.send(SMFIC_BODYEOB, "")) return "!eom";
     c = m.reply();
-    if (c == 0) return "";
+    if (c == 0) return "!eom";
     return c == 'c' || c == 'a' ? "accepted" : decided(c);
 }
 
@@ -226,7 +228,7 @@ void worker(const Options& o, int index, Clock::time_point until, Totals& totals
     std::mt19937 rng(static_cast<unsigned>(index) * 7919u + 1u);
     std::uniform_int_distribution<int> pick(0, o.clients - 1);
     std::vector<double> lat;
-    std::map<std::string, long> outcomes;
+    std::map<std::string, long> outcomes, failures;
     long errors = 0;
     unsigned serial = static_cast<unsigned>(index) << 24;
     std::unique_ptr<MilterConnection> kept;
@@ -243,8 +245,9 @@ void worker(const Options& o, int index, Clock::time_point until, Totals& totals
         }
         MilterConnection& m = fresh ? *fresh : *kept;
         std::string outcome = session(m, client_address(pick(rng)), o.rcpts, ++serial);
-        if (outcome.empty()) {
+        if (outcome.front() == '!') {
             ++errors;
+            ++failures[outcome.substr(1)];
             kept.reset();
             continue;
         }
@@ -261,6 +264,7 @@ void worker(const Options& o, int index, Clock::time_point until, Totals& totals
     std::lock_guard lock(totals.mutex);
     totals.latencies_us.insert(totals.latencies_us.end(), lat.begin(), lat.end());
     for (const auto& [k, n] : outcomes) totals.outcomes[k] += n;
+    for (const auto& [k, n] : failures) totals.failures[k] += n;
     totals.errors += errors;
 }
 
@@ -338,7 +342,10 @@ int main(int argc, char** argv) {
     double p50 = percentile(lat, 50), p99 = percentile(lat, 99), p999 = percentile(lat, 99.9);
     std::string outcomes;
     for (const auto& [k, n] : totals.outcomes) outcomes += (outcomes.empty() ? "" : ",") + k + ":" + std::to_string(n);
-    std::printf("RESULT tps=%.0f p50_us=%.0f p99_us=%.0f p999_us=%.0f transactions=%zu errors=%ld outcomes=%s\n", tps,
-                p50, p99, p999, lat.size(), totals.errors, outcomes.c_str());
+    std::string failures;
+    for (const auto& [k, n] : totals.failures) failures += (failures.empty() ? "" : ",") + k + ":" + std::to_string(n);
+    std::printf("RESULT tps=%.0f p50_us=%.0f p99_us=%.0f p999_us=%.0f transactions=%zu errors=%ld outcomes=%s "
+                "lost_at=%s\n", tps, p50, p99, p999, lat.size(), totals.errors, outcomes.c_str(),
+                failures.empty() ? "-" : failures.c_str());
     return lat.empty() ? 1 : 0;
 }
