@@ -190,11 +190,12 @@ def main():
     milters = []
     try:
         null_port = free_port()
-        milters = [Milter("null milter", [floor, f"inet:{null_port}@127.0.0.1"], null_port),
-                   relayguard(binary, workdir, "relayguard (memory)"),
-                   relayguard(binary, workdir, "relayguard (redis)",
-                              f'[store]\ntype = "redis"\n[store.redis]\nservers = ["{redis.address}"]\n'
-                              f'key_prefix = "bench:"\n')]
+        # One at a time, so that a milter failing to start leaves none running.
+        milters.append(Milter("null milter", [floor, f"inet:{null_port}@127.0.0.1"], null_port))
+        milters.append(relayguard(binary, workdir, "relayguard (memory)"))
+        milters.append(relayguard(binary, workdir, "relayguard (redis)",
+                                  f'[store]\ntype = "redis"\n[store.redis]\nservers = ["{redis.address}"]\n'
+                                  f'key_prefix = "bench:"\n'))
         if shutil.which("rspamd"):
             milters.append(Rspamd(workdir, redis.address))
         else:

@@ -34,6 +34,8 @@
 #include <thread>
 #include <vector>
 
+#include "load_report.h"
+
 namespace {
 
 using Clock = std::chrono::steady_clock;
@@ -49,13 +51,6 @@ struct Options {
     double hold = 0;
 };
 
-struct Totals {
-    std::mutex mutex;
-    std::vector<double> latencies_us;
-    std::map<std::string, long> outcomes;
-    std::map<std::string, long> failures;  // connections lost, by stage
-    long errors = 0;
-};
 
 // One milter connection, from the MTA's side.
 class MilterConnection {
@@ -220,11 +215,8 @@ std::string session(MilterConnection& m, const std::string& client, int rcpts, u
     return c == 'c' || c == 'a' ? "accepted" : decided(c);
 }
 
-std::string client_address(int n) {
-    return "10." + std::to_string((n >> 16) & 255) + "." + std::to_string((n >> 8) & 255) + "." + std::to_string(n & 255);
-}
 
-void worker(const Options& o, int index, Clock::time_point until, Totals& totals) {
+void worker(const Options& o, int index, Clock::time_point until, bench::LoadTotals& totals) {
     std::mt19937 rng(static_cast<unsigned>(index) * 7919u + 1u);
     std::uniform_int_distribution<int> pick(0, o.clients - 1);
     std::vector<double> lat;
@@ -244,7 +236,7 @@ void worker(const Options& o, int index, Clock::time_point until, Totals& totals
             }
         }
         MilterConnection& m = fresh ? *fresh : *kept;
-        std::string outcome = session(m, client_address(pick(rng)), o.rcpts, ++serial);
+        std::string outcome = session(m, bench::client_address(pick(rng)), o.rcpts, ++serial);
         if (outcome.front() == '!') {
             ++errors;
             ++failures[outcome.substr(1)];
@@ -261,11 +253,7 @@ void worker(const Options& o, int index, Clock::time_point until, Totals& totals
         ++outcomes[outcome];
     }
     if (kept) kept->send(SMFIC_QUIT, "");
-    std::lock_guard lock(totals.mutex);
-    totals.latencies_us.insert(totals.latencies_us.end(), lat.begin(), lat.end());
-    for (const auto& [k, n] : outcomes) totals.outcomes[k] += n;
-    for (const auto& [k, n] : failures) totals.failures[k] += n;
-    totals.errors += errors;
+    totals.add(lat, outcomes, failures, errors);
 }
 
 // --hold: K sessions opened up to HELO, all kept open for a while.
@@ -278,7 +266,7 @@ int hold(const Options& o) {
         std::string connect = std::string("unknown") + '\0' + '4';
         std::uint16_t port = htons(40000);
         connect.append(reinterpret_cast<const char*>(&port), 2);
-        connect += client_address(i % o.clients);
+        connect += bench::client_address(i % o.clients);
         connect += '\0';
         if (m->stage(SMFIC_CONNECT, connect, SMFIP_NOCONNECT, SMFIP_NR_CONN) != 'c') continue;
         if (m->stage(SMFIC_HELO, nul_joined({"client.example.test"}), SMFIP_NOHELO, SMFIP_NR_HELO) != 'c') continue;
@@ -290,13 +278,6 @@ int hold(const Options& o) {
     std::this_thread::sleep_for(std::chrono::duration<double>(o.hold));
     for (auto& m : open) m->send(SMFIC_QUIT, "");
     return opened == o.sessions ? 0 : 1;
-}
-
-double percentile(std::vector<double>& v, double p) {
-    if (v.empty()) return 0;
-    auto k = static_cast<std::size_t>(p / 100.0 * static_cast<double>(v.size() - 1));
-    std::nth_element(v.begin(), v.begin() + static_cast<long>(k), v.end());
-    return v[k];
 }
 
 [[noreturn]] void usage() {
@@ -329,23 +310,13 @@ int main(int argc, char** argv) {
     if (o.port <= 0 || o.sessions < 1 || o.clients < 1 || o.rcpts < 1) usage();
     if (o.hold > 0) return hold(o);
 
-    Totals totals;
+    bench::LoadTotals totals;
     auto started = Clock::now();
     auto until = started + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(o.seconds));
     std::vector<std::thread> threads;
     for (int i = 0; i < o.sessions; ++i) threads.emplace_back(worker, std::cref(o), i, until, std::ref(totals));
     for (auto& t : threads) t.join();
-    double elapsed = std::chrono::duration<double>(Clock::now() - started).count();
-
-    auto& lat = totals.latencies_us;
-    double tps = static_cast<double>(lat.size()) / elapsed;
-    double p50 = percentile(lat, 50), p99 = percentile(lat, 99), p999 = percentile(lat, 99.9);
-    std::string outcomes;
-    for (const auto& [k, n] : totals.outcomes) outcomes += (outcomes.empty() ? "" : ",") + k + ":" + std::to_string(n);
-    std::string failures;
-    for (const auto& [k, n] : totals.failures) failures += (failures.empty() ? "" : ",") + k + ":" + std::to_string(n);
-    std::printf("RESULT tps=%.0f p50_us=%.0f p99_us=%.0f p999_us=%.0f transactions=%zu errors=%ld outcomes=%s "
-                "lost_at=%s\n", tps, p50, p99, p999, lat.size(), totals.errors, outcomes.c_str(),
-                failures.empty() ? "-" : failures.c_str());
-    return lat.empty() ? 1 : 0;
+    bench::print_result(totals, std::chrono::duration<double>(Clock::now() - started).count(), "tps", "transactions",
+                        "outcomes");
+    return totals.latencies_us.empty() ? 1 : 0;
 }

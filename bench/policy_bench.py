@@ -155,7 +155,9 @@ def main():
     try:
         store = (f'[store]\ntype = "redis"\n[store.redis]\nservers = ["{redis.address}"]\n'
                  f'key_prefix = "bench:"\n')
-        peers = [Relayguard(binary), Relayguard(binary, store), Postfwd(), PolicydRateLimit()]
+        # One at a time, so that a peer failing to start leaves none running.
+        for start in (lambda: Relayguard(binary), lambda: Relayguard(binary, store), Postfwd, PolicydRateLimit):
+            peers.append(start())
         results = {}   # (peer, k) -> [run, ...]
         for k in ks:
             for run in range(args.runs):

@@ -27,6 +27,8 @@
 #include <thread>
 #include <vector>
 
+#include "load_report.h"
+
 namespace {
 
 using Clock = std::chrono::steady_clock;
@@ -41,12 +43,6 @@ struct Options {
     bool eom = true;
 };
 
-struct Totals {
-    std::mutex mutex;
-    std::vector<double> latencies_us;
-    std::map<std::string, long> actions;
-    long errors = 0;
-};
 
 // The attributes Postfix 3.7 sends (see the integration notes), in its order.
 std::string request(const std::string& state, const std::string& client, int port, int rcpt_count,
@@ -104,7 +100,7 @@ std::string ask(int fd, const std::string& req, std::string& buffer) {
     }
 }
 
-void worker(const Options& o, int index, Clock::time_point until, Totals& totals) {
+void worker(const Options& o, int index, Clock::time_point until, bench::LoadTotals& totals) {
     std::mt19937 rng(static_cast<unsigned>(index) * 7919u + 1u);
     std::uniform_int_distribution<int> pick(0, o.clients - 1);
     std::vector<double> lat;
@@ -115,8 +111,7 @@ void worker(const Options& o, int index, Clock::time_point until, Totals& totals
     unsigned queue_id = static_cast<unsigned>(index) << 24;
     while (fd >= 0 && Clock::now() < until) {
         int c = pick(rng);
-        std::string client = "10." + std::to_string((c >> 16) & 255) + "." + std::to_string((c >> 8) & 255) + "." +
-                             std::to_string(c & 255);
+        std::string client = bench::client_address(c);
         ++queue_id;
         std::vector<std::string> reqs;
         for (int r = 0; r < o.rcpts; ++r) {
@@ -139,17 +134,7 @@ void worker(const Options& o, int index, Clock::time_point until, Totals& totals
         }
     }
     if (fd >= 0) ::close(fd);
-    std::lock_guard lock(totals.mutex);
-    totals.latencies_us.insert(totals.latencies_us.end(), lat.begin(), lat.end());
-    for (const auto& [a, n] : actions) totals.actions[a] += n;
-    totals.errors += errors;
-}
-
-double percentile(std::vector<double>& v, double p) {
-    if (v.empty()) return 0;
-    auto k = static_cast<std::size_t>(p / 100.0 * static_cast<double>(v.size() - 1));
-    std::nth_element(v.begin(), v.begin() + static_cast<long>(k), v.end());
-    return v[k];
+    totals.add(lat, actions, {}, errors);
 }
 
 [[noreturn]] void usage() {
@@ -180,20 +165,13 @@ int main(int argc, char** argv) {
     }
     if (o.port <= 0 || o.connections < 1 || o.clients < 1 || o.rcpts < 1) usage();
 
-    Totals totals;
+    bench::LoadTotals totals;
     auto started = Clock::now();
     auto until = started + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(o.seconds));
     std::vector<std::thread> threads;
     for (int i = 0; i < o.connections; ++i) threads.emplace_back(worker, std::cref(o), i, until, std::ref(totals));
     for (auto& t : threads) t.join();
-    double elapsed = std::chrono::duration<double>(Clock::now() - started).count();
-
-    auto& lat = totals.latencies_us;
-    double rps = static_cast<double>(lat.size()) / elapsed;
-    double p50 = percentile(lat, 50), p99 = percentile(lat, 99), p999 = percentile(lat, 99.9);
-    std::string actions;
-    for (const auto& [a, n] : totals.actions) actions += (actions.empty() ? "" : ",") + a + ":" + std::to_string(n);
-    std::printf("RESULT rps=%.0f p50_us=%.0f p99_us=%.0f p999_us=%.0f requests=%zu errors=%ld actions=%s\n", rps, p50,
-                p99, p999, lat.size(), totals.errors, actions.c_str());
-    return totals.errors > 0 && lat.empty() ? 1 : 0;
+    bench::print_result(totals, std::chrono::duration<double>(Clock::now() - started).count(), "rps", "requests",
+                        "actions");
+    return totals.errors > 0 && totals.latencies_us.empty() ? 1 : 0;
 }
