@@ -1,16 +1,53 @@
-// What the load generators in bench/ share: the totals their worker threads
-// add up, the client addresses they draw, and the one RESULT line the
+// What the load generators in bench/ share: the HOST:PORT they aim at, the
+// TCP connection they open, the client addresses they draw, the K workers run
+// until a deadline, the totals those add up, and the one RESULT line the
 // benchmark runners parse ("RESULT rps=... p50_us=... p99_us=... p999_us=...").
 #pragma once
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
 #include <algorithm>
+#include <chrono>
+#include <cstdint>
 #include <cstdio>
+#include <cstdlib>
 #include <map>
 #include <mutex>
 #include <string>
+#include <thread>
 #include <vector>
 
 namespace bench {
+
+// "HOST:PORT" (IPv4); false when malformed.
+inline bool parse_target(const std::string& target, std::string& host, int& port) {
+    auto colon = target.rfind(':');
+    if (colon == std::string::npos) return false;
+    host = target.substr(0, colon);
+    port = std::atoi(target.c_str() + colon + 1);
+    return port > 0;
+}
+
+// A TCP connection with Nagle off, as an MTA's; -1 when it cannot be made.
+inline int connect_tcp(const std::string& host, int port) {
+    int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) return -1;
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_port = htons(static_cast<std::uint16_t>(port));
+    ::inet_pton(AF_INET, host.c_str(), &a.sin_addr);
+    if (::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) {
+        ::close(fd);
+        return -1;
+    }
+    int one = 1;
+    ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    return fd;
+}
 
 // Client n of a population, as 10.x.y.z.
 inline std::string client_address(int n) {
@@ -33,6 +70,19 @@ struct LoadTotals {
         errors += failed;
     }
 };
+
+// Runs worker(index, deadline) on k threads until `seconds` have passed;
+// answers the seconds it really took.
+template <typename Worker>
+double run_workers(int k, double seconds, Worker worker) {
+    using Clock = std::chrono::steady_clock;
+    auto started = Clock::now();
+    auto until = started + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(seconds));
+    std::vector<std::thread> threads;
+    for (int i = 0; i < k; ++i) threads.emplace_back(worker, i, until);
+    for (auto& t : threads) t.join();
+    return std::chrono::duration<double>(Clock::now() - started).count();
+}
 
 inline double percentile(std::vector<double>& v, double p) {
     if (v.empty()) return 0;

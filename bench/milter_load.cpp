@@ -56,18 +56,8 @@ struct Options {
 class MilterConnection {
 public:
     explicit MilterConnection(const Options& o) {
-        fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-        sockaddr_in a{};
-        a.sin_family = AF_INET;
-        a.sin_port = htons(static_cast<std::uint16_t>(o.port));
-        ::inet_pton(AF_INET, o.host.c_str(), &a.sin_addr);
-        if (fd_ < 0 || ::connect(fd_, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) {
-            close();
-            return;
-        }
-        int one = 1;
-        ::setsockopt(fd_, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-        negotiate();
+        fd_ = bench::connect_tcp(o.host, o.port);
+        if (fd_ >= 0) negotiate();
     }
     ~MilterConnection() { close(); }
     MilterConnection(const MilterConnection&) = delete;
@@ -291,11 +281,7 @@ int hold(const Options& o) {
 int main(int argc, char** argv) {
     if (argc < 2) usage();
     Options o;
-    std::string target = argv[1];
-    auto colon = target.rfind(':');
-    if (colon == std::string::npos) usage();
-    o.host = target.substr(0, colon);
-    o.port = std::atoi(target.c_str() + colon + 1);
+    if (!bench::parse_target(argv[1], o.host, o.port)) usage();
     for (int i = 2; i < argc; ++i) {
         std::string a = argv[i];
         auto next = [&] { return i + 1 < argc ? std::string(argv[++i]) : (usage(), std::string()); };
@@ -311,12 +297,8 @@ int main(int argc, char** argv) {
     if (o.hold > 0) return hold(o);
 
     bench::LoadTotals totals;
-    auto started = Clock::now();
-    auto until = started + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(o.seconds));
-    std::vector<std::thread> threads;
-    for (int i = 0; i < o.sessions; ++i) threads.emplace_back(worker, std::cref(o), i, until, std::ref(totals));
-    for (auto& t : threads) t.join();
-    bench::print_result(totals, std::chrono::duration<double>(Clock::now() - started).count(), "tps", "transactions",
-                        "outcomes");
+    double took = bench::run_workers(o.sessions, o.seconds,
+                                     [&](int i, Clock::time_point until) { worker(o, i, until, totals); });
+    bench::print_result(totals, took, "tps", "transactions", "outcomes");
     return totals.latencies_us.empty() ? 1 : 0;
 }

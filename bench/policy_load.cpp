@@ -63,21 +63,7 @@ std::string request(const std::string& state, const std::string& client, int por
     return r;
 }
 
-int connect_to(const Options& o) {
-    int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (fd < 0) return -1;
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_port = htons(static_cast<std::uint16_t>(o.port));
-    ::inet_pton(AF_INET, o.host.c_str(), &a.sin_addr);
-    if (::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) {
-        ::close(fd);
-        return -1;
-    }
-    int one = 1;
-    ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    return fd;
-}
+int connect_to(const Options& o) { return bench::connect_tcp(o.host, o.port); }
 
 // Sends one request and reads its answer (up to the empty line); answers the
 // action, or "" when the connection failed.
@@ -148,11 +134,7 @@ void worker(const Options& o, int index, Clock::time_point until, bench::LoadTot
 int main(int argc, char** argv) {
     if (argc < 2) usage();
     Options o;
-    std::string target = argv[1];
-    auto colon = target.rfind(':');
-    if (colon == std::string::npos) usage();
-    o.host = target.substr(0, colon);
-    o.port = std::atoi(target.c_str() + colon + 1);
+    if (!bench::parse_target(argv[1], o.host, o.port)) usage();
     for (int i = 2; i < argc; ++i) {
         std::string a = argv[i];
         auto next = [&] { return i + 1 < argc ? std::string(argv[++i]) : (usage(), std::string()); };
@@ -166,12 +148,8 @@ int main(int argc, char** argv) {
     if (o.port <= 0 || o.connections < 1 || o.clients < 1 || o.rcpts < 1) usage();
 
     bench::LoadTotals totals;
-    auto started = Clock::now();
-    auto until = started + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(o.seconds));
-    std::vector<std::thread> threads;
-    for (int i = 0; i < o.connections; ++i) threads.emplace_back(worker, std::cref(o), i, until, std::ref(totals));
-    for (auto& t : threads) t.join();
-    bench::print_result(totals, std::chrono::duration<double>(Clock::now() - started).count(), "rps", "requests",
-                        "actions");
+    double took = bench::run_workers(o.connections, o.seconds,
+                                     [&](int i, Clock::time_point until) { worker(o, i, until, totals); });
+    bench::print_result(totals, took, "rps", "requests", "actions");
     return totals.errors > 0 && totals.latencies_us.empty() ? 1 : 0;
 }
