@@ -1,13 +1,15 @@
 // relayguard, the policy daemon: loads the configuration, sets up logging,
-// starts the front ends and runs until SIGTERM or SIGINT.
+// starts the front ends and runs until SIGTERM or SIGINT; SIGHUP reloads.
 #include <nlohmann/json.hpp>
 #include <unistd.h>
 
 #include <atomic>
+#include <condition_variable>
 #include <csignal>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
+#include <functional>
 #include <iostream>
 #include <mutex>
 #include <string>
@@ -158,6 +160,55 @@ private:
     std::unique_ptr<relayguard::RedisPopWindowStore> redis_windows_;
     std::optional<relayguard::FailoverCounterStore> failover_counters_;
     std::optional<relayguard::FailoverPopWindowStore> failover_windows_;
+};
+
+// Reloads asked for by SIGHUP, run one at a time on a thread of their own;
+// requests that arrive during a reload are folded into one more.
+class ReloadRequests {
+public:
+    explicit ReloadRequests(std::function<std::string()> reload)
+        : reload_(std::move(reload)), thread_([this] { run(); }) {}
+    ReloadRequests(const ReloadRequests&) = delete;
+    ReloadRequests& operator=(const ReloadRequests&) = delete;
+    ~ReloadRequests() { stop(); }
+
+    void request() {
+        {
+            std::lock_guard lock(mutex_);
+            pending_ = true;
+        }
+        wake_.notify_one();
+    }
+
+    void stop() {
+        {
+            std::lock_guard lock(mutex_);
+            quit_ = true;
+        }
+        wake_.notify_one();
+        if (thread_.joinable()) thread_.join();
+    }
+
+private:
+    void run() {
+        std::unique_lock lock(mutex_);
+        for (;;) {
+            wake_.wait(lock, [this] { return pending_ || quit_; });
+            if (quit_) return;
+            pending_ = false;
+            lock.unlock();
+            spdlog::info("received SIGHUP: reading the configuration again");
+            reload_();
+            lock.lock();
+        }
+    }
+
+    std::function<std::string()> reload_;
+    std::mutex mutex_;
+    std::condition_variable wake_;
+    bool pending_ = false;
+    bool quit_ = false;
+    std::thread thread_;  // last: it starts once the rest exists
 };
 
 }  // namespace
@@ -425,19 +476,24 @@ int main(int argc, char** argv) {
     }
     spdlog::info("relayguard {} started", "0.1.0");
 
-    // libmilter catches SIGTERM itself when its signal thread wins the race:
-    // then the milter ends first, and we stop with it.
+    // This thread does nothing but wait for signals. libmilter's own signal
+    // thread waits for SIGHUP and SIGTERM too, and takes either as "stop the
+    // milter"; the kernel hands a signal sent to the process to the main
+    // thread first whenever it is waiting. So a reload runs on a thread of
+    // its own, and the main thread is back in sigtimedwait within
+    // microseconds: a SIGHUP during a reload is not lost to libmilter.
+    ReloadRequests reloads(reload);
     timespec tick{0, 200'000'000};
-    int sig = 0;
-    while (!milter_ended) {
-        sig = sigtimedwait(&stop, nullptr, &tick);
-        if (sig == SIGTERM || sig == SIGINT) break;
-        if (sig == SIGHUP) {
-            spdlog::info("received SIGHUP: reading the configuration again");
-            reload();
-        }
+    std::string why;
+    while (why.empty()) {
+        int sig = sigtimedwait(&stop, nullptr, &tick);
+        if (sig == SIGTERM) why = "received SIGTERM";
+        else if (sig == SIGINT) why = "received SIGINT";
+        else if (sig == SIGHUP) reloads.request();
+        else if (milter_ended) why = "the milter stopped (libmilter took a signal itself)";
     }
-    spdlog::info("received {}, stopping", sig == SIGINT ? "SIGINT" : "SIGTERM");
+    spdlog::info("{}, stopping", why);
+    reloads.stop();
     if (follower) follower->stop();
     admin.stop();
     if (!config.listen.admin.empty()) ::unlink(relayguard::ListenAddress::parse(config.listen.admin)->path.c_str());

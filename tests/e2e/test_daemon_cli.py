@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 binary, source_dir = sys.argv[1], sys.argv[2]
@@ -19,21 +20,35 @@ def check(cond, what):
         failures.append(what)
 
 
-# 1. Starts on the embedded default and stops on SIGTERM.
+# 1. Starts on the embedded default and stops on SIGTERM. A thread reads its
+# stderr, so a slow start never meets a read with nothing to read yet.
 p = subprocess.Popen([binary], stderr=subprocess.PIPE, text=True)
-log = ""
-deadline = time.time() + 10
-os.set_blocking(p.stderr.fileno(), False)
-while time.time() < deadline and "started" not in log:
-    time.sleep(0.05)
-    log += p.stderr.read() or ""
-check("embedded default" in log, "no --config runs on the embedded default")
-check("relay: mode=restricted" in log, "effective relay settings are logged")
-check("store=memory" in log, "the default store is in memory")
-p.send_signal(signal.SIGTERM)
-rc = p.wait(timeout=10)
-os.set_blocking(p.stderr.fileno(), True)
-log += p.stderr.read()
+lines = []
+
+
+def read_stderr():
+    for line in p.stderr:
+        lines.append(line)
+
+
+reader = threading.Thread(target=read_stderr, daemon=True)
+reader.start()
+try:
+    deadline = time.time() + 30
+    while time.time() < deadline and not any("started" in line for line in lines):
+        time.sleep(0.05)
+    log = "".join(lines)
+    check("embedded default" in log, "no --config runs on the embedded default")
+    check("relay: mode=restricted" in log, "effective relay settings are logged")
+    check("store=memory" in log, "the default store is in memory")
+    p.send_signal(signal.SIGTERM)
+    rc = p.wait(timeout=10)
+finally:
+    if p.poll() is None:  # never leave it behind holding ctest's output
+        p.kill()
+        p.wait()
+reader.join(timeout=5)
+log = "".join(lines)
 check(rc == 0, f"SIGTERM stops it with exit code 0 (got {rc})")
 check("stopped" in log, "the stop is logged")
 

@@ -22,7 +22,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from rgtest.check import check, finish  # noqa: E402
-from rgtest.fixtures import wait_port  # noqa: E402
+from rgtest.fixtures import port_in_use, wait_port  # noqa: E402
 
 BUILD = os.environ["RELAYGUARD_BUILD_DIR"]
 if os.geteuid() != 0:
@@ -84,10 +84,16 @@ try:
     pre = run(*as_user("relayguard", shlex.split(policy_unit["ExecStartPre"])))
     check("ExecStartPre (--check-config of the packaged config) passes", pre.returncode == 0, pre.stdout + pre.stderr)
 
+    # A daemon left running by an earlier test would answer in this one's place.
+    stale = [port for port in (10040, 8893) if port_in_use("127.0.0.1", port)]
+    check("no earlier daemon holds the packaged config's ports", not stale, stale)
     log = open("/run/relayguard/test-policy.log", "w")
     daemon = subprocess.Popen(as_user("relayguard", shlex.split(policy_unit["ExecStart"])), stdout=log,
                               stderr=subprocess.STDOUT)
     wait_port("127.0.0.1", 10040, timeout=15, proc=daemon, what="packaged relayguard policy")
+    time.sleep(0.5)
+    check("the packaged daemon is running", daemon.poll() is None,
+          f"exit status {daemon.returncode}: " + open("/run/relayguard/test-policy.log").read()[-2000:])
     with socket.create_connection(("127.0.0.1", 10040), timeout=5) as s:
         s.sendall(b"request=smtpd_access_policy\nprotocol_state=RCPT\nclient_address=192.0.2.80\n"
                   b"client_port=1\nsender=a@example.org\nrecipient=x@foreign.example\ninstance=p1\n\n")
@@ -106,7 +112,7 @@ try:
     while "reload: configuration" not in open("/run/relayguard/test-policy.log").read() and time.monotonic() < deadline:
         time.sleep(0.1)
     check("SIGHUP (the unit's ExecReload) reloads", "reload: configuration /etc/relayguard/relayguard.toml applied"
-          in open("/run/relayguard/test-policy.log").read())
+          in open("/run/relayguard/test-policy.log").read(), open("/run/relayguard/test-policy.log").read()[-3000:])
 
     relayd_unit = unit("relayguard-relayd.service")
     rlog = open("/run/relayguard/test-relayd.log", "w")
@@ -133,14 +139,15 @@ try:
           and ": unreadable (" not in open("/run/relayguard/test-relayd.log").read(),
           (p.stderr, owners, pwd.getpwnam("relayguard").pw_uid, open("/run/relayguard/test-relayd.log").read()[-1500:]))
 
-    for proc, what in ((relayd, "relayguard-relayd"), (daemon, "relayguard")):
+    for proc, what, path in ((relayd, "relayguard-relayd", "/run/relayguard/test-relayd.log"),
+                             (daemon, "relayguard", "/run/relayguard/test-policy.log")):
         proc.send_signal(signal.SIGTERM)
         try:
             rc = proc.wait(timeout=30)
         except subprocess.TimeoutExpired:
             proc.kill()
             rc = -9
-        check(f"{what} stops cleanly on SIGTERM", rc == 0, rc)
+        check(f"{what} stops cleanly on SIGTERM", rc == 0, f"exit status {rc}; its log ends:\n" + open(path).read()[-3000:])
 finally:
     p = run("dpkg", "--purge", "relayguard")
     check("dpkg --purge removes it and its user, but keeps the queue while mail is in it",
