@@ -4,6 +4,7 @@
 #include <openssl/evp.h>
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <set>
 #include <thread>
 
@@ -75,7 +76,13 @@ std::string RedisClient::describe() const {
 
 Result<RedisValue> RedisClient::command(const std::vector<std::string>& args, std::string_view routing_key) {
     auto start = std::chrono::steady_clock::now();
-    auto reply = settings_.mode == RedisMode::cluster ? on_cluster(args, routing_key, deadline()) : on_master(args, deadline());
+    Result<RedisValue> reply = Result<RedisValue>::failure("");
+    if (settings_.mode == RedisMode::cluster) {
+        reply = on_cluster(args, routing_key, deadline());
+    } else {
+        auto replies = on_master({args}, deadline());
+        reply = replies ? Result<RedisValue>(std::move(replies->front())) : Result<RedisValue>::failure(replies.error());
+    }
     latency_.observe(std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
     if (!reply) {
         ++failures_;
@@ -111,10 +118,34 @@ Result<RedisValue> RedisClient::run(const RedisScript& script, const std::vector
     return reply;
 }
 
+std::size_t RedisClient::send_all(const std::vector<std::vector<std::string>>& commands,
+                                  const std::vector<std::string>& routing_keys) {
+    if (commands.empty()) return 0;
+    std::size_t failed = 0;
+    if (settings_.mode == RedisMode::cluster) {
+        for (std::size_t i = 0; i < commands.size(); ++i) {
+            auto reply = command(commands[i], routing_keys[i]);
+            if (!reply || reply->is_error()) ++failed;
+        }
+        return failed;
+    }
+    auto start = std::chrono::steady_clock::now();
+    auto replies = on_master(commands, deadline());
+    latency_.observe(std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+    if (!replies) {
+        ++failures_;
+        note_failure(replies.error());
+        return commands.size();
+    }
+    for (const auto& r : *replies) failed += r.is_error() ? 1 : 0;
+    return failed;
+}
+
 // --- single server and Sentinel ---
 
-Result<RedisValue> RedisClient::on_master(const std::vector<std::string>& args, SteadyTime deadline) {
-    using R = Result<RedisValue>;
+Result<std::vector<RedisValue>> RedisClient::on_master(const std::vector<std::vector<std::string>>& commands,
+                                                       SteadyTime deadline) {
+    using R = Result<std::vector<RedisValue>>;
     bool sentinel = settings_.mode == RedisMode::sentinel;
     std::string last = "no Redis server configured";
     // Two tries: an idle connection may be stale because the server restarted
@@ -130,26 +161,25 @@ Result<RedisValue> RedisClient::on_master(const std::vector<std::string>& args, 
             pool = master_;
         }
         if (!pool) break;
-        auto lease = pool->acquire(deadline);
-        if (!lease) {
+        auto sent = pool->exchange(commands, deadline);
+        if (!sent.sent) {
             if (sentinel) master_failed();
-            return R::failure(lease.error());
+            return R::failure(pool->endpoint().to_string() + ": " + sent.error);
         }
         ++round_trips_;
-        auto reply = (*lease)->call(args, deadline);
-        if (!reply) {
-            pool->discard_all();
+        if (!sent.ok()) {
             if (sentinel) master_failed();
-            last = pool->endpoint().to_string() + ": " + reply.error();
-            if (reply.error() == redis_no_reply) break;
+            last = pool->endpoint().to_string() + ": " + sent.error;
+            if (sent.error == redis_no_reply) break;
             continue;
         }
-        if (sentinel && master_is_gone(*reply)) {
+        auto gone = std::find_if(sent.replies.begin(), sent.replies.end(), master_is_gone);
+        if (sentinel && gone != sent.replies.end()) {
             master_failed();
-            last = pool->endpoint().to_string() + ": " + reply->str;
+            last = pool->endpoint().to_string() + ": " + gone->str;
             continue;
         }
-        return reply;
+        return std::move(sent.replies);
     }
     return R::failure(last);
 }
@@ -197,9 +227,9 @@ Result<std::shared_ptr<RedisPool>> RedisClient::master_pool(SteadyTime deadline)
     }
     // For a while after a failure the sentinels still name the old master;
     // only a server that says it is the master is taken as one.
-    auto lease = pool->acquire(deadline);
-    if (!lease) return R::failure(lease.error());
-    auto role = (*lease)->call({"ROLE"}, deadline);
+    auto asked = pool->exchange({{"ROLE"}}, deadline);
+    if (!asked.sent) return R::failure(pool->endpoint().to_string() + ": " + asked.error);
+    const RedisValue* role = asked.ok() ? &asked.replies.front() : nullptr;
     if (!role || role->type != RedisValue::Type::array || role->elements.empty() ||
         role->elements[0].str != "master") {
         std::lock_guard lock(master_mutex_);
@@ -291,14 +321,9 @@ void RedisClient::refresh_slots(SteadyTime deadline) {
     for (const auto& where : candidates) {
         if (std::chrono::steady_clock::now() >= deadline) return;
         auto pool = pool_for(where);
-        auto lease = pool->acquire(deadline);
-        if (!lease) continue;
-        auto reply = (*lease)->call({"CLUSTER", "SLOTS"}, deadline);
-        if (!reply) {
-            pool->discard_all();
-            continue;
-        }
-        auto ranges = parse_cluster_slots(*reply, where);
+        auto asked = pool->exchange({{"CLUSTER", "SLOTS"}}, deadline);
+        if (!asked.ok()) continue;
+        auto ranges = parse_cluster_slots(asked.replies.front(), where);
         if (!ranges) {
             spdlog::debug("redis: {}: {}", where.to_string(), ranges.error());
             continue;
@@ -329,28 +354,21 @@ Result<RedisValue> RedisClient::on_cluster(const std::vector<std::string>& args,
             slots_stale_ = true;
             continue;
         }
-        auto lease = pool->acquire(deadline);
-        if (!lease) {
-            last = lease.error();
+        // ASKING makes the importing node take the one command after it.
+        auto sent = ask_to ? pool->exchange({{"ASKING"}, args}, deadline) : pool->exchange({args}, deadline);
+        if (!sent.sent) {
+            last = pool->endpoint().to_string() + ": " + sent.error;
             slots_stale_ = true;
             continue;
         }
-        Result<RedisValue> reply = R::failure("");
         ++round_trips_;
-        if (ask_to) {
-            // ASKING makes the importing node take this one command.
-            auto both = (*lease)->pipeline({{"ASKING"}, args}, deadline);
-            reply = both ? R((*both)[1]) : R::failure(both.error());
-        } else {
-            reply = (*lease)->call(args, deadline);
-        }
-        if (!reply) {
-            pool->discard_all();
+        if (!sent.ok()) {
             slots_stale_ = true;
-            last = pool->endpoint().to_string() + ": " + reply.error();
-            if (reply.error() == redis_no_reply) break;
+            last = pool->endpoint().to_string() + ": " + sent.error;
+            if (sent.error == redis_no_reply) break;
             continue;
         }
+        Result<RedisValue> reply(std::move(sent.replies.back()));
         if (auto redirect = parse_redirect(*reply)) {
             last = pool->endpoint().to_string() + ": " + reply->str;
             if (redirect->ask) {

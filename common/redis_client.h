@@ -39,6 +39,12 @@ public:
     Result<RedisValue> run(const RedisScript& script, const std::vector<std::string>& keys,
                            const std::vector<std::string>& args);
 
+    // Commands whose replies nobody waits for, each with its routing key:
+    // one exchange with a single server or Sentinel's master, one command at
+    // a time on a Cluster. Answers how many failed.
+    std::size_t send_all(const std::vector<std::vector<std::string>>& commands,
+                         const std::vector<std::string>& routing_keys);
+
     // "single 127.0.0.1:6379", "sentinel master 'mymaster' via ...", ...
     std::string describe() const;
     bool cluster() const { return settings_.mode == RedisMode::cluster; }
@@ -53,7 +59,7 @@ public:
 
 private:
     SteadyTime deadline() const;
-    Result<RedisValue> on_master(const std::vector<std::string>& args, SteadyTime deadline);
+    Result<std::vector<RedisValue>> on_master(const std::vector<std::vector<std::string>>& commands, SteadyTime deadline);
     Result<RedisValue> on_cluster(const std::vector<std::string>& args, std::string_view routing_key, SteadyTime deadline);
 
     // Sentinel: the master's pool, rediscovered after a failure.

@@ -64,8 +64,9 @@ RedisCounterStore::~RedisCounterStore() {
         std::lock_guard lock(held_mutex_);
         stopping_ = true;
     }
-    stop_.notify_all();
+    wake_.notify_all();
     refresher_.join();
+    send_closes();  // the last ones, so a clean stop gives every slot back
 }
 
 std::string RedisCounterStore::key(const std::string& client, const char* kind) const {
@@ -78,9 +79,16 @@ std::optional<ConnectionOutcome> RedisCounterStore::open_connection(const std::s
                                                                     const std::string& connection_id,
                                                                     std::uint32_t limit, TimePoint now) {
     std::string m = member(connection_id);
-    auto r = integers(redis_.run(open_connection_script, {key(client, "conn"), key(client, "block")},
-                                 {ms(now), ms(lease_), std::to_string(limit), m}),
-                      3);
+    std::vector<std::string> args{ms(now), ms(lease_), std::to_string(limit), m};
+    {
+        // This client's closes not yet sent go first, in the same script.
+        std::lock_guard lock(held_mutex_);
+        if (auto it = closing_.find(client); it != closing_.end()) {
+            args.insert(args.end(), it->second.begin(), it->second.end());
+            closing_.erase(it);
+        }
+    }
+    auto r = integers(redis_.run(open_connection_script, {key(client, "conn"), key(client, "block")}, args), 3);
     if (!r) return std::nullopt;
     ConnectionOutcome out;
     out.admitted = (*r)[0] == 1;
@@ -100,9 +108,26 @@ void RedisCounterStore::close_connection(const std::string& client, const std::s
         auto it = held_.find(client);
         if (it == held_.end() || it->second.erase(m) == 0) return;
         if (it->second.empty()) held_.erase(it);
+        closing_[client].push_back(std::move(m));
     }
-    // If this fails the lease, no longer refreshed, ends the slot.
-    redis_.command({"ZREM", key(client, "conn"), m}, key(client, "conn"));
+    wake_.notify_one();
+}
+
+std::size_t RedisCounterStore::send_closes() {
+    std::map<std::string, std::vector<std::string>> closing;
+    {
+        std::lock_guard lock(held_mutex_);
+        closing.swap(closing_);
+    }
+    std::vector<std::vector<std::string>> commands;
+    std::vector<std::string> routes;
+    for (auto& [client, members] : closing) {
+        std::vector<std::string> cmd{"ZREM", key(client, "conn")};
+        cmd.insert(cmd.end(), std::make_move_iterator(members.begin()), std::make_move_iterator(members.end()));
+        routes.push_back(cmd[1]);
+        commands.push_back(std::move(cmd));
+    }
+    return redis_.send_all(commands, routes);
 }
 
 std::optional<RateOutcome> RedisCounterStore::rate(const std::string& client, Duration window, std::uint32_t limit,
@@ -182,13 +207,23 @@ void RedisCounterStore::refresher() {
     // A third of the lease: two refreshes can fail before a live connection
     // would drop out of the count.
     auto every = std::max<Duration>(lease_ / 3, std::chrono::milliseconds(100));
+    auto next_refresh = std::chrono::steady_clock::now() + every;
     std::unique_lock lock(held_mutex_);
-    while (!stop_.wait_for(lock, every, [this] { return stopping_; })) {
+    while (!stopping_) {
+        wake_.wait_until(lock, next_refresh, [this] { return stopping_ || !closing_.empty(); });
+        if (stopping_) break;
+        bool closes = !closing_.empty();
+        bool refresh = std::chrono::steady_clock::now() >= next_refresh;
         lock.unlock();
-        if (std::size_t failed = refresh_leases(); failed > 0) {
-            spdlog::warn("redis: could not renew the connection leases of {} client(s); they drop out of the "
-                         "shared count after {} ms unless renewed",
-                         failed, lease_.count());
+        // Closes that fail are not retried: their leases end those slots.
+        if (closes) send_closes();
+        if (refresh) {
+            next_refresh = std::chrono::steady_clock::now() + every;
+            if (std::size_t failed = refresh_leases(); failed > 0) {
+                spdlog::warn("redis: could not renew the connection leases of {} client(s); they drop out of the "
+                             "shared count after {} ms unless renewed",
+                             failed, lease_.count());
+            }
         }
         lock.lock();
     }

@@ -2,6 +2,12 @@
 // all MTA nodes share one limit. Each engine call is one script, one round
 // trip. Connections are held on leases that this node refreshes while they
 // are open, so a node that dies stops counting within one lease.
+//
+// Closing a connection waits for nothing: the close is queued, and a
+// background thread sends the queued closes together, within milliseconds.
+// The next connection of the same client on this node takes that client's
+// queued closes along in its own script, so this node never counts a slot it
+// has given back; other nodes see it free once the background send is done.
 #pragma once
 
 #include <condition_variable>
@@ -39,8 +45,11 @@ public:
                                           TimePoint now) override;
 
     // Renews the lease of every connection this node holds; answers how many
-    // clients' leases could not be renewed. Run by the refresher thread.
+    // clients' leases could not be renewed. Run by the background thread.
     std::size_t refresh_leases();
+    // Sends the queued closes; answers how many could not be sent (their
+    // leases, no longer renewed, end those slots). Run by the background thread.
+    std::size_t send_closes();
 
 private:
     std::string key(const std::string& client, const char* kind) const;
@@ -58,8 +67,9 @@ private:
 
     std::mutex held_mutex_;
     std::map<std::string, std::set<std::string>> held_;  // client -> members of our open connections
+    std::map<std::string, std::vector<std::string>> closing_;  // client -> members closed, not yet sent
     bool stopping_ = false;
-    std::condition_variable stop_;
+    std::condition_variable wake_;  // closes queued, or stopping
     std::thread refresher_;
 };
 

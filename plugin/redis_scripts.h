@@ -29,11 +29,13 @@ return {count, 0}
 )lua";
 
 // KEYS: connections (sorted set, member per connection, score = lease end), block
-// ARGV: now, lease, limit (0: none), member
+// ARGV: now, lease, limit (0: none), member, then members this node closed
+// and has not yet removed (they go first, so their slots are free again)
 // Returns {admitted, held, blocked_until or 0}. A connection whose node
 // stopped refreshing it drops out when its lease ends.
 inline constexpr const char* open_connection = R"lua(
 local now, lease, limit = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+if #ARGV > 4 then redis.call('ZREM', KEYS[1], unpack(ARGV, 5)) end
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
 local admitted = 0
 if redis.call('ZSCORE', KEYS[1], ARGV[4]) or limit == 0 or redis.call('ZCARD', KEYS[1]) < limit then

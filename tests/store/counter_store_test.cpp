@@ -4,6 +4,8 @@
 // decide alike. Cases that only one of them has follow at the end.
 #include <catch2/catch.hpp>
 
+#include <thread>
+
 #include "common/redis_client.h"
 #include "plugin/redis_counter_store.h"
 #include "plugin/store_failover.h"
@@ -203,6 +205,24 @@ TEST_CASE("two nodes on one Redis share one limit", "[store][redis]") {
     REQUIRE(a.store->open_connection("c", "1", 2, t0())->admitted);
     REQUIRE(b.open_connection("c", "1", 2, t0())->held == 2);
     REQUIRE_FALSE(b.open_connection("c", "2", 2, t0())->admitted);
+}
+
+TEST_CASE("a connection closed on one node is free on the others within moments, and at once on its own", "[store][redis]") {
+    StoreUnderTest a("redis");
+    RedisCounterStore b(*a.client, "test:", 60s, a.clock);
+    REQUIRE(a.store->open_connection("c", "1", 1, t0())->admitted);
+    REQUIRE_FALSE(b.open_connection("c", "2", 1, t0())->admitted);
+    a.store->close_connection("c", "1");
+    // The close goes out in the background: node b sees the slot free soon.
+    bool admitted = false;
+    for (int i = 0; i < 100 && !admitted; ++i) {
+        admitted = b.open_connection("c", "2", 1, t0())->admitted;
+        if (!admitted) std::this_thread::sleep_for(10ms);
+    }
+    REQUIRE(admitted);
+    b.close_connection("c", "2");
+    // Node b's own next connection never waits for that: it takes the close along.
+    REQUIRE(b.open_connection("c", "3", 1, t0())->admitted);
 }
 
 TEST_CASE("a dead node's connections stop counting after the lease, a live node's do not", "[store][redis]") {

@@ -1,6 +1,10 @@
 // The Redis client against a real server: ACL logins, what a refused login
-// says (never the password), and deadlines when every connection is busy.
+// says (never the password), deadlines when every connection is busy, and
+// replies reaching the right thread when concurrent commands share a write.
 #include <catch2/catch.hpp>
+
+#include <thread>
+#include <vector>
 
 #include "common/redis_client.h"
 #include "tests/store/redis_server_process.h"
@@ -57,4 +61,34 @@ TEST_CASE("a call queues for a busy connection instead of opening more than the 
     auto clients = server.call({"INFO", "clients"});
     // Its own connection for INFO, and the pool's one.
     REQUIRE(clients.str.find("connected_clients:2") != std::string::npos);
+}
+
+TEST_CASE("threads sharing one connection each get their own replies, however the commands were batched", "[redis]") {
+    test::RedisServerProcess server;
+    RedisClient client(settings_for(server));  // one connection for 16 threads
+    constexpr int threads = 16, each = 300;
+    std::vector<int> wrong(threads, 0), failed(threads, 0);
+    std::vector<std::thread> workers;
+    for (int t = 0; t < threads; ++t) {
+        workers.emplace_back([&, t] {
+            std::string key = "seq:" + std::to_string(t);
+            for (int i = 1; i <= each; ++i) {
+                auto r = client.command({"INCR", key}, key);
+                if (!r) {
+                    ++failed[t];
+                } else if (r->type != RedisValue::Type::integer || r->integer != i) {
+                    ++wrong[t];
+                }
+            }
+        });
+    }
+    for (auto& w : workers) w.join();
+    for (int t = 0; t < threads; ++t) {
+        INFO("thread " << t);
+        REQUIRE(failed[t] == 0);
+        REQUIRE(wrong[t] == 0);
+    }
+    // And each ran exactly once: none lost or sent twice by a batch.
+    auto stats = server.call({"INFO", "commandstats"});
+    REQUIRE(stats.str.find("cmdstat_incr:calls=" + std::to_string(threads * each)) != std::string::npos);
 }
