@@ -1,12 +1,14 @@
 #!/usr/bin/python3
 """End-to-end benchmark: smtp-source hands MESSAGES messages over 20 sessions
-to a private Postfix whose transports discard, in five set-ups measured in
+to a private Postfix whose transports discard, in seven set-ups measured in
 one run, interleaved:
 
   postfix alone
   postfix + null milter            (bench/null_milter, the protocol's floor)
   postfix + relayguard             (milter and policy service at RCPT, as
                                     contrib/postfix/main.cf.snippet sets it)
+  postfix + relayguard, Redis      (the same, counting in a local Redis)
+  postfix + relayguard milter      (the milter alone)
   postfix + relayguard policy      (policy service alone, at RCPT)
   postfix + postfwd2 policy        (the same rules, at RCPT)
 
@@ -32,6 +34,7 @@ sys.path.insert(0, os.path.join(HERE, "..", "tests", "e2e"))
 sys.path.insert(0, HERE)
 
 from rgtest import PostfixInstance, free_port  # noqa: E402
+from rgtest.redis import RedisServer  # noqa: E402
 from milter_bench import RULES, Milter  # noqa: E402
 from policy_bench import Postfwd  # noqa: E402
 
@@ -64,24 +67,34 @@ def main():
         null_port = free_port()
         null = Milter("null milter", [floor, f"inet:{null_port}@127.0.0.1"], null_port)
         started.append(null)
-        milter_port, policy_port = free_port(), free_port()
-        config = os.path.join(workdir, "relayguard.toml")
-        with open(config, "w") as f:
-            f.write(f'[listen]\nmilter = "inet:127.0.0.1:{milter_port}"\npolicy = "inet:127.0.0.1:{policy_port}"\n'
-                    f'admin = ""\n[log]\nlevel = "info"\ntargets = ["{workdir}/relayguard.log"]\n' + RULES)
-        os.chmod(config, 0o600)
-        rg = Milter("relayguard", [binary, "--config", config], milter_port)
-        started.append(rg)
+        redis = RedisServer()
+        redis.start()
+        started.append(redis)
+
+        def relayguard(name, store=""):
+            milter_port, policy_port = free_port(), free_port()
+            config = os.path.join(workdir, f"{name}.toml")
+            with open(config, "w") as f:
+                f.write(f'[listen]\nmilter = "inet:127.0.0.1:{milter_port}"\npolicy = "inet:127.0.0.1:{policy_port}"\n'
+                        f'admin = ""\n[log]\nlevel = "info"\ntargets = ["{workdir}/{name}.log"]\n' + RULES + store)
+            os.chmod(config, 0o600)
+            started.append(Milter(name, [binary, "--config", config], milter_port))
+            return dict(milter=f"inet:127.0.0.1:{milter_port}", policy=f"inet:127.0.0.1:{policy_port}",
+                        policy_at=("rcpt",))
+
+        with_memory = relayguard("relayguard")
+        with_redis = relayguard("relayguard-redis", f'[store]\ntype = "redis"\n[store.redis]\n'
+                                                   f'servers = ["{redis.address}"]\nkey_prefix = "bench:"\n')
         postfwd = Postfwd()
         started.append(postfwd)
 
         setups = [
             ("postfix alone", dict()),
             ("postfix + null milter", dict(milter=f"inet:127.0.0.1:{null_port}")),
-            ("postfix + relayguard (milter+policy)", dict(milter=f"inet:127.0.0.1:{milter_port}",
-                                                        policy=f"inet:127.0.0.1:{policy_port}",
-                                                        policy_at=("rcpt",))),
-            ("postfix + relayguard policy", dict(policy=f"inet:127.0.0.1:{policy_port}", policy_at=("rcpt",))),
+            ("postfix + relayguard (milter+policy)", with_memory),
+            ("postfix + relayguard, Redis", with_redis),
+            ("postfix + relayguard milter", dict(milter=with_memory["milter"])),
+            ("postfix + relayguard policy", dict(policy=with_memory["policy"], policy_at=("rcpt",))),
             ("postfix + postfwd2 policy", dict(policy=f"inet:127.0.0.1:{postfwd.port}", policy_at=("rcpt",))),
         ]
         postfixes = []

@@ -46,6 +46,8 @@ std::optional<std::vector<long long>> integers(const Result<RedisValue>& reply, 
     return out;
 }
 
+constexpr std::chrono::milliseconds close_gather{5};
+
 std::optional<TimePoint> time_or_none(long long v) {
     if (v <= 0) return std::nullopt;
     return TimePoint(Duration(v));
@@ -211,6 +213,9 @@ void RedisCounterStore::refresher() {
     std::unique_lock lock(held_mutex_);
     while (!stopping_) {
         wake_.wait_until(lock, next_refresh, [this] { return stopping_ || !closing_.empty(); });
+        // Closes come in bursts under load: a few milliseconds' wait lets one
+        // request carry many of them.
+        if (!closing_.empty()) wake_.wait_for(lock, close_gather, [this] { return stopping_; });
         if (stopping_) break;
         bool closes = !closing_.empty();
         bool refresh = std::chrono::steady_clock::now() >= next_refresh;

@@ -4,7 +4,7 @@
 // are open, so a node that dies stops counting within one lease.
 //
 // Closing a connection waits for nothing: the close is queued, and a
-// background thread sends the queued closes together, within milliseconds.
+// background thread sends the queued closes together, within about 5 ms.
 // The next connection of the same client on this node takes that client's
 // queued closes along in its own script, so this node never counts a slot it
 // has given back; other nodes see it free once the background send is done.
