@@ -56,6 +56,8 @@ def main():
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--messages", type=int, default=2000)
     args = ap.parse_args()
+    # The peers come from Debian's packages, installed here when missing.
+    subprocess.run([os.path.join(HERE, "..", "scripts", "install-deps.sh"), "--bench"], check=True)
     binary = os.path.join(args.build, "relayguard")
     floor = os.path.join(args.build, "bench", "null_milter")
     for path in (binary, floor):

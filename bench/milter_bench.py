@@ -179,6 +179,8 @@ def main():
     ap.add_argument("--sessions", default="1,8,32,128")
     ap.add_argument("--held", type=int, default=1000, help="sessions held open for the memory figure")
     args = ap.parse_args()
+    # The peers come from Debian's packages, installed here when missing.
+    subprocess.run([os.path.join(HERE, "..", "scripts", "install-deps.sh"), "--bench"], check=True)
     binary = os.path.join(args.build, "relayguard")
     generator = os.path.join(args.build, "bench", "milter_load")
     floor = os.path.join(args.build, "bench", "null_milter")

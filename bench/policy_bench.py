@@ -142,6 +142,8 @@ def main():
     ap.add_argument("--seconds", type=float, default=5)
     ap.add_argument("--connections", default="1,8,32")
     args = ap.parse_args()
+    # The peers come from Debian's packages, installed here when missing.
+    subprocess.run([os.path.join(HERE, "..", "scripts", "install-deps.sh"), "--bench"], check=True)
     binary = os.path.join(args.build, "relayguard")
     generator = os.path.join(args.build, "bench", "policy_load")
     for path in (binary, generator):

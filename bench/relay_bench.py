@@ -50,6 +50,8 @@ def main():
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--sessions", type=int, default=8)
     a = ap.parse_args()
+    # The peers come from Debian's packages, installed here when missing.
+    subprocess.run([os.path.join(HERE, "..", "scripts", "install-deps.sh"), "--bench"], check=True)
     os.environ["RELAYGUARD_RELAYD"] = os.path.join(a.build, "relayguard-relayd")
     # On disk, not tmpfs: fsync must cost what it costs.
     tempfile.tempdir = tempfile.mkdtemp(prefix="rg-relay-bench-", dir="/var/tmp")

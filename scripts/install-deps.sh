@@ -2,15 +2,23 @@
 # Installs what relayguard needs from Debian's packages, only what is missing.
 #   scripts/install-deps.sh          build dependencies
 #   scripts/install-deps.sh --test   also the real servers the test suite starts
+#   scripts/install-deps.sh --bench  also the peers the benchmarks measure
+#                                    relayguard against (bench/README.md)
 set -euo pipefail
 
 build_pkgs=(cmake g++ pkg-config libmilter-dev libhiredis-dev libc-ares-dev libspdlog-dev libfmt-dev
             catch2 libssl-dev libtomlplusplus-dev nlohmann-json3-dev prometheus-cpp-dev dpkg-dev file)
 test_pkgs=(python3 postfix swaks miltertest dnsmasq-base redis-server redis-sentinel dovecot-pop3d
            dovecot-core procps iproute2 m4 fail2ban openssl adduser clang libclang-rt-14-dev)
+bench_pkgs=(postfwd policyd-rate-limit rspamd)
 
 pkgs=("${build_pkgs[@]}")
-[ "${1:-}" = "--test" ] && pkgs+=("${test_pkgs[@]}")
+case "${1:-}" in
+  --test) pkgs+=("${test_pkgs[@]}") ;;
+  --bench) pkgs+=("${test_pkgs[@]}" "${bench_pkgs[@]}") ;;
+  "") ;;
+  *) echo "usage: install-deps.sh [--test|--bench]" >&2; exit 64 ;;
+esac
 
 missing=()
 for p in "${pkgs[@]}"; do
