@@ -60,6 +60,14 @@ with Relayguard(RULES.format(domains="example.test", rate=100), admin=socket_pat
     check("SIGHUP: the daemon logs that the new configuration applies",
           rg.wait_for(r"reload: configuration \S+ applied"), rg.log()[-1500:])
 
+    # A burst of SIGHUPs, many of them arriving while a reload runs. libmilter's
+    # own signal thread takes any SIGHUP that the main thread is not waiting
+    # for as "stop the milter" and ends it some seconds later; the daemon must
+    # keep its main thread waiting so that none goes there.
+    burst_at = time.monotonic()
+    for _ in range(200):
+        rg.proc.send_signal(signal.SIGHUP)
+
     # ... goes on under the new rules and delivers.
     c = s.rcpt("user1@other.test")
     check("that session, still open, now may send to other.test", c.code == 250, c)
@@ -99,4 +107,12 @@ with Relayguard(RULES.format(domains="example.test", rate=100), admin=socket_pat
     ctl("reload")
     check("a changed [listen] is said to need a restart",
           rg.wait_for(r"reload: \[listen\] changed; that part applies after a restart"), rg.log()[-1000:])
+
+    # libmilter's listener notices a stop within about 10 s.
+    time.sleep(max(0.0, burst_at + 11 - time.monotonic()))
+    check("after 200 SIGHUPs in a burst the daemon still runs", rg.alive(), rg.log()[-1000:])
+    r = send_message("127.0.0.1", pf.port, source="127.0.0.36", sender="s@example.org", rcpts=["user1@example.test"])
+    check("and its milter still answers: mail is delivered", r.delivered, r.summary())
+    check("the burst was taken as reloads, folded together", 1 <= rg.log().count("received SIGHUP") < 200,
+          rg.log().count("received SIGHUP"))
 finish()
