@@ -29,6 +29,7 @@
 #include "plugin/login_log_follower.h"
 #include "plugin/milter_front_end.h"
 #include "plugin/policy_server.h"
+#include "plugin/signal_inbox.h"
 #include "plugin/redis_counter_store.h"
 #include "plugin/resolver_dns_answers.h"
 #include "plugin/store_failover.h"
@@ -245,9 +246,10 @@ int main(int argc, char** argv) {
         return exit_config;
     }
 
-    // Signals are taken synchronously by this thread, so no handler ever
-    // runs in the middle of a worker's work. Threads started below inherit
-    // the mask.
+    // Every thread started below inherits this mask, so no signal ever
+    // interrupts a worker; the main thread alone takes them, once everything
+    // is started (SignalInbox). SIGPIPE stays blocked everywhere: a write to
+    // a closed socket fails with EPIPE instead.
     sigset_t stop;
     sigemptyset(&stop);
     sigaddset(&stop, SIGTERM);
@@ -255,7 +257,6 @@ int main(int argc, char** argv) {
     sigaddset(&stop, SIGPIPE);
     sigaddset(&stop, SIGHUP);
     pthread_sigmask(SIG_BLOCK, &stop, nullptr);
-    sigdelset(&stop, SIGPIPE);
 
     if (config_path.empty()) spdlog::info("no --config given: running on the embedded default configuration");
     log_effective_settings(config);
@@ -464,10 +465,22 @@ int main(int argc, char** argv) {
         spdlog::info("pop-before-smtp: following {} for logins ({} patterns)", config.pop_logins.log_file,
                      config.pop_logins.log_patterns.size());
     }
+    // SIGHUP reloads on a thread of its own, started before the main thread
+    // takes signals, so that it inherits them blocked.
+    ReloadRequests reloads(reload);
+    auto inbox = relayguard::SignalInbox::open();
+    if (!inbox) {
+        spdlog::critical("signals: {}", inbox.error());
+        return 1;
+    }
     std::atomic<bool> milter_ended{false};
     std::thread milter_thread;
     if (milter_on) {
         milter_thread = std::thread([&] {
+            sigset_t mine;
+            sigemptyset(&mine);
+            for (int sig : {SIGHUP, SIGTERM, SIGINT}) sigaddset(&mine, sig);
+            pthread_sigmask(SIG_BLOCK, &mine, nullptr);
             int rc = relayguard::milter::run();
             if (rc != 0) spdlog::error("milter: libmilter stopped with status {}", rc);
             milter_ended = true;
@@ -476,22 +489,17 @@ int main(int argc, char** argv) {
     }
     spdlog::info("relayguard {} started", "0.1.0");
 
-    // This thread does nothing but wait for signals. libmilter's own signal
-    // thread waits for SIGHUP and SIGTERM too, and takes either as "stop the
-    // milter"; the kernel hands a signal sent to the process to the main
-    // thread first whenever it is waiting. So a reload runs on a thread of
-    // its own, and the main thread is back in sigtimedwait within
-    // microseconds: a SIGHUP during a reload is not lost to libmilter.
-    ReloadRequests reloads(reload);
-    timespec tick{0, 200'000'000};
     std::string why;
     while (why.empty()) {
-        int sig = sigtimedwait(&stop, nullptr, &tick);
+        int sig = (*inbox)->wait(std::chrono::milliseconds(200));
         if (sig == SIGTERM) why = "received SIGTERM";
         else if (sig == SIGINT) why = "received SIGINT";
         else if (sig == SIGHUP) reloads.request();
         else if (milter_ended) why = "the milter stopped (libmilter took a signal itself)";
     }
+    // Blocked again here: the SIGTERM that tells libmilter to stop must
+    // reach its thread, not this one.
+    inbox->reset();
     spdlog::info("{}, stopping", why);
     reloads.stop();
     if (follower) follower->stop();

@@ -47,6 +47,7 @@ std::optional<std::vector<long long>> integers(const Result<RedisValue>& reply, 
 }
 
 constexpr std::chrono::milliseconds close_gather{5};
+constexpr std::chrono::milliseconds close_retry{200};
 
 std::optional<TimePoint> time_or_none(long long v) {
     if (v <= 0) return std::nullopt;
@@ -82,16 +83,21 @@ std::optional<ConnectionOutcome> RedisCounterStore::open_connection(const std::s
                                                                     std::uint32_t limit, TimePoint now) {
     std::string m = member(connection_id);
     std::vector<std::string> args{ms(now), ms(lease_), std::to_string(limit), m};
+    std::vector<std::string> closed;
     {
         // This client's closes not yet sent go first, in the same script.
         std::lock_guard lock(held_mutex_);
         if (auto it = closing_.find(client); it != closing_.end()) {
-            args.insert(args.end(), it->second.begin(), it->second.end());
+            closed = std::move(it->second);
             closing_.erase(it);
         }
     }
+    args.insert(args.end(), closed.begin(), closed.end());
     auto r = integers(redis_.run(open_connection_script, {key(client, "conn"), key(client, "block")}, args), 3);
-    if (!r) return std::nullopt;
+    if (!r) {
+        requeue_closes({{client, std::move(closed)}});
+        return std::nullopt;
+    }
     ConnectionOutcome out;
     out.admitted = (*r)[0] == 1;
     out.held = static_cast<std::uint32_t>((*r)[1]);
@@ -123,13 +129,26 @@ std::size_t RedisCounterStore::send_closes() {
     }
     std::vector<std::vector<std::string>> commands;
     std::vector<std::string> routes;
-    for (auto& [client, members] : closing) {
+    for (const auto& [client, members] : closing) {
         std::vector<std::string> cmd{"ZREM", key(client, "conn")};
-        cmd.insert(cmd.end(), std::make_move_iterator(members.begin()), std::make_move_iterator(members.end()));
+        cmd.insert(cmd.end(), members.begin(), members.end());
         routes.push_back(cmd[1]);
         commands.push_back(std::move(cmd));
     }
-    return redis_.send_all(commands, routes);
+    std::size_t failed = redis_.send_all(commands, routes);
+    // Kept for the next try (ZREM twice is harmless): a close lost while
+    // Redis fails over would hold its slot on the new master for a lease.
+    if (failed > 0) requeue_closes(std::move(closing));
+    return failed;
+}
+
+void RedisCounterStore::requeue_closes(std::map<std::string, std::vector<std::string>> closes) {
+    std::lock_guard lock(held_mutex_);
+    for (auto& [client, members] : closes) {
+        if (members.empty()) continue;
+        auto& queued = closing_[client];
+        queued.insert(queued.end(), std::make_move_iterator(members.begin()), std::make_move_iterator(members.end()));
+    }
 }
 
 std::optional<RateOutcome> RedisCounterStore::rate(const std::string& client, Duration window, std::uint32_t limit,
@@ -210,18 +229,22 @@ void RedisCounterStore::refresher() {
     // would drop out of the count.
     auto every = std::max<Duration>(lease_ / 3, std::chrono::milliseconds(100));
     auto next_refresh = std::chrono::steady_clock::now() + every;
+    std::chrono::steady_clock::time_point close_retry_at{};  // this thread's alone
+    auto closes_due = [&] { return !closing_.empty() && std::chrono::steady_clock::now() >= close_retry_at; };
     std::unique_lock lock(held_mutex_);
     while (!stopping_) {
-        wake_.wait_until(lock, next_refresh, [this] { return stopping_ || !closing_.empty(); });
+        // Woken by a close, and at least every close_retry, when a failed
+        // send may be due again.
+        wake_.wait_until(lock, std::min(next_refresh, std::chrono::steady_clock::now() + close_retry),
+                         [&] { return stopping_ || closes_due(); });
         // Closes come in bursts under load: a few milliseconds' wait lets one
         // request carry many of them.
-        if (!closing_.empty()) wake_.wait_for(lock, close_gather, [this] { return stopping_; });
+        if (closes_due()) wake_.wait_for(lock, close_gather, [this] { return stopping_; });
         if (stopping_) break;
-        bool closes = !closing_.empty();
+        bool closes = closes_due();
         bool refresh = std::chrono::steady_clock::now() >= next_refresh;
         lock.unlock();
-        // Closes that fail are not retried: their leases end those slots.
-        if (closes) send_closes();
+        if (closes && send_closes() > 0) close_retry_at = std::chrono::steady_clock::now() + close_retry;
         if (refresh) {
             next_refresh = std::chrono::steady_clock::now() + every;
             if (std::size_t failed = refresh_leases(); failed > 0) {

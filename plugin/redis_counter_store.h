@@ -4,7 +4,8 @@
 // are open, so a node that dies stops counting within one lease.
 //
 // Closing a connection waits for nothing: the close is queued, and a
-// background thread sends the queued closes together, within about 5 ms.
+// background thread sends the queued closes together, within about 5 ms, and
+// again every 200 ms while Redis fails (a failover must not keep them).
 // The next connection of the same client on this node takes that client's
 // queued closes along in its own script, so this node never counts a slot it
 // has given back; other nodes see it free once the background send is done.
@@ -52,6 +53,8 @@ public:
     std::size_t send_closes();
 
 private:
+    // Puts closes back in the queue after a failed send.
+    void requeue_closes(std::map<std::string, std::vector<std::string>> closes);
     std::string key(const std::string& client, const char* kind) const;
     std::string member(const std::string& connection_id) const;
     std::optional<RateOutcome> rate(const std::string& client, Duration window, std::uint32_t limit, const char* mode,

@@ -75,7 +75,8 @@ with Relayguard(RULES.format(domains="example.test", rate=100), admin=socket_pat
     check("and its message is accepted", d.code == 250, d)
     s.quit()
     s.close()
-    check("the daemon is still the same process", rg.alive())
+    check("the daemon is still the same process", rg.alive(),
+          "\n".join(line for line in rg.log().splitlines() if line.startswith("20"))[-3000:])
 
     r = send_message("127.0.0.1", pf.port, source="127.0.0.33", sender="s@example.org", rcpts=["user1@other.test"])
     check("a new session relays to other.test", r.delivered, r.summary())

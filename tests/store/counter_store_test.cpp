@@ -225,6 +225,26 @@ TEST_CASE("a connection closed on one node is free on the others within moments,
     REQUIRE(b.open_connection("c", "3", 1, t0())->admitted);
 }
 
+TEST_CASE("a close that could not be sent is sent again once Redis answers", "[store][redis]") {
+    StoreUnderTest a("redis");
+    RedisCounterStore b(*a.client, "test:", 60s, a.clock);
+    REQUIRE(a.store->open_connection("c", "1", 1, t0())->admitted);
+    // Writes held back for longer than a call's deadline (200 + 500 ms): the
+    // close's send times out, and its connection is dropped with it.
+    redis_server().call({"CLIENT", "PAUSE", "1500", "WRITE"});
+    a.store->close_connection("c", "1");
+    auto started = std::chrono::steady_clock::now();
+    bool admitted = false;
+    while (!admitted && std::chrono::steady_clock::now() - started < 5s) {
+        auto r = b.open_connection("c", "2", 1, t0());
+        admitted = r && r->admitted;
+        if (!admitted) std::this_thread::sleep_for(50ms);
+    }
+    // Lost, it would hold the slot for the whole 60 s lease.
+    REQUIRE(admitted);
+    REQUIRE(std::chrono::steady_clock::now() - started >= 1s);
+}
+
 TEST_CASE("a dead node's connections stop counting after the lease, a live node's do not", "[store][redis]") {
     StoreUnderTest live("redis", 60s);
     auto dead = std::make_unique<RedisCounterStore>(*live.client, "test:", 60s, live.clock);
