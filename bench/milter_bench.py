@@ -27,7 +27,7 @@ import urllib.request
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "tests", "e2e"))
 
-from rgtest.fixtures import free_port, wait_port  # noqa: E402
+from rgtest.fixtures import free_port, terminate, wait_port  # noqa: E402
 from rgtest.redis import RedisServer  # noqa: E402
 
 CLIENTS = 1000
@@ -72,13 +72,7 @@ class Milter:
             return int(re.search(r"VmRSS:\s+(\d+)", f.read()).group(1))
 
     def stop(self):
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        terminate(self.proc, 15)
 
 
 class Rspamd(Milter):

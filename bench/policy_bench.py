@@ -28,7 +28,7 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "tests", "e2e"))
 
-from rgtest.fixtures import free_port, wait_port  # noqa: E402
+from rgtest.fixtures import free_port, terminate, wait_port  # noqa: E402
 from rgtest.redis import RedisServer  # noqa: E402
 
 RATE = 1_000_000      # messages per client per hour: counted, never reached
@@ -46,13 +46,8 @@ class Peer:
         self.proc = None
 
     def stop(self):
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        if self.proc:
+            terminate(self.proc, 10)
         shutil.rmtree(self.dir, ignore_errors=True)
 
     def rss_kb(self):

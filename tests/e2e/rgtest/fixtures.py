@@ -95,6 +95,18 @@ def wait_port(host, port, timeout=10.0, proc=None, what=None):
         time.sleep(0.05)
 
 
+def terminate(proc, timeout):
+    """SIGTERM, then SIGKILL if it has not ended within `timeout` seconds;
+    returns once it has ended."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
 def wait_port_closed(host, port, timeout=10.0):
     deadline = time.monotonic() + timeout
     while port_in_use(host, port):
@@ -933,13 +945,7 @@ class Dnsmasq(_Fixture):
         if self.proc is None:
             return
         sid = self.proc.pid
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
+        terminate(self.proc, 5)
         # dnsmasq forks a child per TCP query
         left = _session_pids(sid)
         if left:
@@ -1177,13 +1183,7 @@ class Sendmail(_Fixture):
         if self.proc is None:
             return
         sid = self.proc.pid  # start_new_session: the daemon leads its own session
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
+        terminate(self.proc, 10)
         left = _wait_gone(_session_pids(sid), 3)  # per-connection children
         if left:
             _kill(left)
