@@ -65,7 +65,7 @@ Run drive(CounterStore& store, const Options& o) {
                 std::string id = std::to_string(t) + "-" + std::to_string(n);
                 bool ok = engine.on_connect(s, ConnectFacts{*ip, "", id}).verdict == Verdict::proceed;
                 ok &= engine.on_mail(s, MailFacts{"a@example.org", std::nullopt, ""}).verdict == Verdict::proceed;
-                ok &= engine.on_rcpt(s, RcptFacts{"user@example.test", false, ""}).verdict == Verdict::proceed;
+                ok &= engine.on_rcpt(s, RcptFacts{"user@example.test", false, "", ""}).verdict == Verdict::proceed;
                 ok &= engine.on_eom(s, EomFacts{1000, 1}).verdict == Verdict::proceed;
                 engine.on_close(s);
                 if (!ok) ++failed;

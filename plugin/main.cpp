@@ -332,6 +332,8 @@ int main(int argc, char** argv) {
     }
     relayguard::EngineHolder engine(std::make_shared<relayguard::DecisionEngine>(
         config.policy, state.counters(), clock, &state.pop_windows(), dns ? &*dns : nullptr));
+    // Shared by the two front ends, so that a message both report counts once.
+    relayguard::TransactionLedger ledger;
 
     // SIGHUP and `relayguardctl reload`: the new policy applies to the next
     // decision; a config with errors is refused and the running one stays.
@@ -410,7 +412,7 @@ int main(int argc, char** argv) {
     }
     bool milter_on = !config.listen.milter.empty();
     if (milter_on) {
-        if (std::string err = relayguard::milter::open(engine, config.listen); !err.empty()) {
+        if (std::string err = relayguard::milter::open(engine, ledger, config.listen); !err.empty()) {
             spdlog::critical("milter: {}", err);
             return 1;
         }
@@ -420,7 +422,7 @@ int main(int argc, char** argv) {
         return 1;
     }
     if (policy_fd) {
-        policy = std::make_unique<relayguard::PolicyServer>(engine, config.listen);
+        policy = std::make_unique<relayguard::PolicyServer>(engine, ledger, config.listen);
         policy->start(std::move(policy_fd));
         spdlog::info("policy: listening on {}", config.listen.policy);
     }

@@ -24,10 +24,12 @@ namespace relayguard::milter {
 namespace {
 
 EngineHolder* g_engine = nullptr;
+TransactionLedger* g_ledger = nullptr;
 std::atomic<std::uint64_t> g_next_connection{0};
 
 struct MilterSession {
     SessionState state;
+    std::string ledger_key;  // client address/port, as the policy service names the session
     std::string sender;
     // For the connection log.
     std::string helo;
@@ -131,6 +133,13 @@ sfsistat on_negotiate(SMFICTX* ctx, unsigned long f0, unsigned long f1, unsigned
     return SMFIS_CONTINUE;
 }
 
+// The client's port, as the policy service's client_port gives it.
+std::string client_port(_SOCK_ADDR* sa) {
+    if (sa != nullptr && sa->sa_family == AF_INET) return std::to_string(ntohs(reinterpret_cast<sockaddr_in*>(sa)->sin_port));
+    if (sa != nullptr && sa->sa_family == AF_INET6) return std::to_string(ntohs(reinterpret_cast<sockaddr_in6*>(sa)->sin6_port));
+    return "";
+}
+
 std::optional<IpAddress> client_address(SMFICTX* ctx, _SOCK_ADDR* sa) {
     char text[INET6_ADDRSTRLEN] = {0};
     if (sa != nullptr && sa->sa_family == AF_INET) {
@@ -152,6 +161,7 @@ sfsistat on_connect(SMFICTX* ctx, char* hostname, _SOCK_ADDR* sa) {
         return SMFIS_ACCEPT;
     }
     auto s = std::make_unique<MilterSession>();
+    s->ledger_key = addr->to_string() + "/" + client_port(sa);
     std::string id = "m" + std::to_string(::getpid()) + "-" + std::to_string(++g_next_connection);
     auto started = std::chrono::steady_clock::now();
     Decision d = g_engine->current()->on_connect(s->state, ConnectFacts{*addr, hostname ? hostname : "", id});
@@ -195,16 +205,20 @@ sfsistat on_envfrom(SMFICTX* ctx, char** argv) {
         }
     }
     auto started = std::chrono::steady_clock::now();
-    return answer(ctx, *s, g_engine->current()->on_mail(s->state, facts), "mail", {}, started);
+    auto engine = g_engine->current();
+    Decision d = engine->on_mail(s->state, facts);
+    g_ledger->mail_checked_by_milter(s->ledger_key, engine->now());
+    return answer(ctx, *s, d, "mail", {}, started);
 }
 
 sfsistat on_envrcpt(SMFICTX* ctx, char** argv) {
     MilterSession* s = session(ctx);
     if (s == nullptr || argv == nullptr || argv[0] == nullptr) return SMFIS_CONTINUE;
-    RcptFacts facts{strip_brackets(argv[0]), false, ""};
+    RcptFacts facts{strip_brackets(argv[0]), false, "", ""};
     if (macro(ctx, "{rcpt_mailer}") == "error") {
         facts.rejected_by_mta = true;
         facts.mta_status = macro(ctx, "{rcpt_host}");
+        facts.mta_text = macro(ctx, "{rcpt_addr}");
     }
     auto started = std::chrono::steady_clock::now();
     if (!facts.rejected_by_mta) {
@@ -244,7 +258,10 @@ sfsistat on_eom(SMFICTX* ctx) {
     if (s == nullptr) return SMFIS_CONTINUE;
     if (auto closed = close_now(ctx, *s)) return *closed;
     auto started = std::chrono::steady_clock::now();
-    return answer(ctx, *s, g_engine->current()->on_eom(s->state, EomFacts{}), "eom", {}, started);
+    auto engine = g_engine->current();
+    EomFacts facts;
+    facts.counted_elsewhere = !g_ledger->first_to_count(s->ledger_key, macro(ctx, "i"), engine->now());
+    return answer(ctx, *s, engine->on_eom(s->state, facts), "eom", {}, started);
 }
 
 sfsistat on_abort(SMFICTX* ctx) {
@@ -267,6 +284,7 @@ sfsistat on_close(SMFICTX* ctx) {
     smfi_setpriv(ctx, nullptr);
     if (s) {
         g_engine->current()->on_close(s->state);
+        g_ledger->session_closed(s->ledger_key);
         log_session(*s);
     }
     return SMFIS_CONTINUE;
@@ -274,8 +292,9 @@ sfsistat on_close(SMFICTX* ctx) {
 
 }  // namespace
 
-std::string open(EngineHolder& engine, const ListenSettings& settings) {
+std::string open(EngineHolder& engine, TransactionLedger& ledger, const ListenSettings& settings) {
     g_engine = &engine;
+    g_ledger = &ledger;
     auto addr = ListenAddress::parse(settings.milter);
     if (!addr) return "bad milter address \"" + settings.milter + "\"";
     static smfiDesc desc{};

@@ -8,11 +8,14 @@
 
 #include "conf/config.h"
 #include "plugin/engine_holder.h"
+#include "plugin/transaction_ledger.h"
 
 namespace relayguard::milter {
 
 // Registers the callbacks and binds the socket. Answers an error, or "".
-std::string open(EngineHolder& engine, const ListenSettings& settings);
+// `ledger` is shared with the policy service, so a message both report is
+// counted once.
+std::string open(EngineHolder& engine, TransactionLedger& ledger, const ListenSettings& settings);
 // Serves until stop() (or libmilter's own signal handling) ends it.
 // Answers libmilter's exit status.
 int run();

@@ -41,12 +41,15 @@ struct PolicyConnection {
     std::string instance;     // the current transaction
     SessionState session;
     Decision mail_decision;
+    // This service counted the current transaction at its first RCPT; its
+    // END-OF-MESSAGE, if Postfix asks there too, does not count it again.
+    bool counted_at_rcpt = false;
 };
 
 }  // namespace
 
-PolicyServer::PolicyServer(EngineHolder& engine, const ListenSettings& settings)
-    : engine_(engine), settings_(settings) {}
+PolicyServer::PolicyServer(EngineHolder& engine, TransactionLedger& ledger, const ListenSettings& settings)
+    : engine_(engine), ledger_(ledger), settings_(settings) {}
 
 PolicyServer::~PolicyServer() { stop(); }
 
@@ -161,6 +164,11 @@ void PolicyServer::serve(int fd, std::uint64_t id) {
                 conn.instance = instance;
                 auto size = number(req->get("size"));
                 MailFacts mail{sender, size && *size > 0 ? size : std::nullopt, sasl_user};
+                mail.rate_checked_elsewhere = ledger_.mail_checked_elsewhere(session_key, instance, engine->now());
+                // Without the milter, nothing tells us whether Postfix will
+                // ask at END-OF-MESSAGE: the message counts here, once.
+                mail.count_at_check = !mail.rate_checked_elsewhere;
+                conn.counted_at_rcpt = mail.count_at_check;
                 conn.mail_decision = engine->on_mail(conn.session, mail);
                 log_decision(conn.session, conn.mail_decision, {"policy", "mail", sender, "", started});
             }
@@ -172,13 +180,18 @@ void PolicyServer::serve(int fd, std::uint64_t id) {
                     d = conn.mail_decision;
                     d.warnings.clear();
                 } else {
-                    d = engine->on_rcpt(conn.session, RcptFacts{recipient, false, ""});
+                    d = engine->on_rcpt(conn.session, RcptFacts{recipient, false, "", ""});
                     log_decision(conn.session, d, {"policy", "rcpt", sender, recipient, started});
                 }
             } else if (state == "END-OF-MESSAGE") {
                 auto size = number(req->get("size"));
                 auto count = number(req->get("recipient_count"));
-                d = engine->on_eom(conn.session, EomFacts{size, static_cast<std::uint32_t>(count.value_or(0))});
+                EomFacts eom{size, static_cast<std::uint32_t>(count.value_or(0))};
+                eom.counted_elsewhere =
+                    !ledger_.first_to_count(session_key, std::string(req->get("queue_id")), engine->now()) ||
+                    conn.counted_at_rcpt;
+                conn.counted_at_rcpt = false;
+                d = engine->on_eom(conn.session, eom);
                 log_decision(conn.session, d, {"policy", "eom", sender, "", started});
                 conn.instance.clear();
             }

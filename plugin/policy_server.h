@@ -13,12 +13,14 @@
 #include "common/unique_fd.h"
 #include "conf/config.h"
 #include "plugin/engine_holder.h"
+#include "plugin/transaction_ledger.h"
 
 namespace relayguard {
 
 class PolicyServer {
 public:
-    PolicyServer(EngineHolder& engine, const ListenSettings& settings);
+    // `ledger` is shared with the milter, so a message both report is counted once.
+    PolicyServer(EngineHolder& engine, TransactionLedger& ledger, const ListenSettings& settings);
     ~PolicyServer();
     PolicyServer(const PolicyServer&) = delete;
     PolicyServer& operator=(const PolicyServer&) = delete;
@@ -34,6 +36,7 @@ private:
     void serve(int fd, std::uint64_t id);
 
     EngineHolder& engine_;
+    TransactionLedger& ledger_;
     const ListenSettings& settings_;
     UniqueFd listener_;
     std::atomic<bool> stopping_{false};

@@ -147,9 +147,9 @@ Decision DecisionEngine::on_mail(SessionState& s, const MailFacts& facts) {
         return finish(s, std::move(d));
     }
     if (settle(d, dns_checks_.check_sender(s, facts.sender), LimitMode::enforce)) return finish(s, std::move(d));
-    if (limits_apply(s) && message_rate_.enabled()) {
+    if (limits_apply(s) && message_rate_.enabled() && !facts.rate_checked_elsewhere) {
         s.tx.rate_checked = true;
-        auto r = message_rate_.check(s, clock_.now());
+        auto r = message_rate_.check(s, clock_.now(), facts.count_at_check);
         if (!r) {
             store_unreachable(d, "mail");
             return finish(s, std::move(d));
@@ -167,7 +167,7 @@ Decision DecisionEngine::on_rcpt(SessionState& s, const RcptFacts& facts) {
         // The MTA already refused it: we only count, and may block or close.
         d.rule = "mta";
         d.detail = "recipient refused by the MTA with " + facts.mta_status;
-        if (limits_apply(s) && harvest_.enabled() && HarvestGuard::means_unknown_user(facts.mta_status)) {
+        if (limits_apply(s) && harvest_.enabled() && HarvestGuard::means_unknown_user(facts.mta_status, facts.mta_text)) {
             auto r = harvest_.record(s, facts.recipient, now);
             if (!r) {
                 store_unreachable(d, "rcpt");
@@ -254,7 +254,7 @@ Decision DecisionEngine::on_eom(SessionState& s, const EomFacts& facts) {
             s.tx = Transaction{};
             return finish(s, std::move(d));
         }
-        if (message_rate_.enabled() && !message_rate_.record_accepted(s, clock_.now())) {
+        if (message_rate_.enabled() && !facts.counted_elsewhere && !message_rate_.record_accepted(s, clock_.now())) {
             store_unreachable(d, "end of message");
             // The message itself is fine; losing one count must not lose it.
             if (d.refused()) d = Decision{Verdict::proceed, {}, "store", "count not recorded", std::move(d.warnings)};

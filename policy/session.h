@@ -29,19 +29,31 @@ struct MailFacts {
     std::string sender;                        // without angle brackets; empty for <>
     std::optional<std::uint64_t> declared_size;  // ESMTP SIZE=
     std::string sasl_user;                     // the MTA reports AUTH here (milter {auth_authen})
+    // Another front end already checked (and, counting attempts, recorded)
+    // the message rate for this transaction: the rate rule is skipped, so
+    // one message is never counted or checked twice.
+    bool rate_checked_elsewhere = false;
+    // Count the message now, at the check, whatever the counting rule: the
+    // front end may never be told how the transaction ends (the policy
+    // service asked at RCPT only).
+    bool count_at_check = false;
 };
 
 struct RcptFacts {
     std::string recipient;
     // The MTA already refused this recipient (milter SMFIP_RCPT_REJ), e.g. as
-    // unknown; `mta_status` is its enhanced status code, "5.1.1".
+    // unknown; `mta_status` is its enhanced status code, "5.1.1" (or a bare
+    // reply code from an MTA that gives none), `mta_text` its reply text.
     bool rejected_by_mta = false;
     std::string mta_status;
+    std::string mta_text;
 };
 
 struct EomFacts {
     std::optional<std::uint64_t> size;  // the final size when the MTA knows it
     std::uint32_t recipients = 0;       // the MTA's count when it has one
+    // Another front end already counted this message (same queue id).
+    bool counted_elsewhere = false;
 };
 
 enum class AuthState { none, succeeded, failed };

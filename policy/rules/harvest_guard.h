@@ -22,8 +22,9 @@ public:
     LimitMode mode() const { return settings_.mode; }
     // The refusal for a client blocked until `until`.
     Decision blocked(TimePoint until, TimePoint now) const;
-    // Is the status one of "user unknown" (x.1.1)?
-    static bool means_unknown_user(std::string_view enhanced_status);
+    // Did the MTA refuse the recipient for good as an unknown user? See the
+    // .cpp for the rule.
+    static bool means_unknown_user(std::string_view status, std::string_view text);
     // Records an unknown recipient. Outer optional: store unreachable;
     // inner: the refusal when this one crossed the threshold.
     std::optional<std::optional<Decision>> record(const SessionState& s, std::string_view recipient, TimePoint now);

@@ -19,7 +19,9 @@ public:
     bool enabled() const { return settings_.max.has_value(); }
     LimitMode mode() const { return settings_.mode; }
     // Outer optional: store unreachable. Inner: a refusal.
-    std::optional<std::optional<Decision>> check(const SessionState& s, TimePoint now);
+    // `record`: count this message now, below the limit, whatever the
+    // counting rule (it is always so when counting attempts).
+    std::optional<std::optional<Decision>> check(const SessionState& s, TimePoint now, bool record = false);
     // At end of data in `accepted` mode; false when the store is unreachable.
     bool record_accepted(const SessionState& s, TimePoint now);
 

@@ -49,9 +49,9 @@ struct Harness {
                   std::optional<std::uint64_t> size = std::nullopt) {
         return engine.on_mail(s, MailFacts{from, size, ""});
     }
-    Decision rcpt(SessionState& s, const std::string& to) { return engine.on_rcpt(s, RcptFacts{to, false, ""}); }
+    Decision rcpt(SessionState& s, const std::string& to) { return engine.on_rcpt(s, RcptFacts{to, false, "", ""}); }
     Decision unknown_rcpt(SessionState& s, const std::string& to) {
-        return engine.on_rcpt(s, RcptFacts{to, true, "5.1.1"});
+        return engine.on_rcpt(s, RcptFacts{to, true, "5.1.1", ""});
     }
     // One whole message; answers the first refusal, or the end-of-message decision.
     Decision message(SessionState& s, const std::string& to = "user@example.test") {

@@ -70,6 +70,42 @@ TEST_CASE("message rate counts accepted messages or attempts, as configured", "[
     }
 }
 
+TEST_CASE("a message another front end already checked or counted is not counted again", "[limits][rate]") {
+    auto settings = base_settings();
+    settings.limits.message_rate.max = 2;
+    auto whole = [](Harness& h, SessionState& s, bool mail_elsewhere, bool eom_elsewhere) {
+        MailFacts mail{"sender@example.org", std::nullopt, ""};
+        mail.rate_checked_elsewhere = mail_elsewhere;
+        Decision d = h.engine.on_mail(s, mail);
+        if (d.refused()) return d;
+        if ((d = h.rcpt(s, "user@example.test")).refused()) return d;
+        EomFacts eom;
+        eom.counted_elsewhere = eom_elsewhere;
+        return h.engine.on_eom(s, eom);
+    };
+    SECTION("accepted: the second report of one message's end reads only") {
+        Harness h(settings);
+        auto s = h.connect("192.0.2.1");
+        for (int i = 0; i < 2; ++i) {
+            REQUIRE_FALSE(whole(h, s, false, false).refused());  // the first front end counts
+            REQUIRE_FALSE(whole(h, s, true, true).refused());    // the second one, same message: no count
+        }
+        REQUIRE(h.mail(s).refused());
+    }
+    SECTION("attempts: a MAIL checked elsewhere is neither checked nor counted") {
+        settings.limits.message_rate.count = CountMode::attempts;
+        Harness h(settings);
+        auto s = h.connect("192.0.2.1");
+        REQUIRE_FALSE(h.mail(s).refused());
+        h.engine.on_abort(s);
+        REQUIRE_FALSE(h.mail(s).refused());
+        // The other front end's view of this second transaction: the count
+        // is at the limit now, yet this transaction was allowed and counted.
+        REQUIRE_FALSE(whole(h, s, true, true).refused());
+        REQUIRE(h.mail(s).refused());
+    }
+}
+
 TEST_CASE("the exempt group is never limited", "[limits]") {
     auto settings = base_settings();
     settings.limits.message_rate.max = 1;
@@ -175,6 +211,40 @@ TEST_CASE("unknown recipients: distinct addresses counted, then the client is bl
     h.clock.advance(1min);
     h.mail(again);
     REQUIRE_FALSE(h.rcpt(again, "valid@example.test").refused());
+}
+
+TEST_CASE("only permanent unknown-user refusals count as harvest guesses", "[limits][harvest]") {
+    // Postfix's reject_unverified_recipient while the backend is down.
+    CHECK_FALSE(HarvestGuard::means_unknown_user("4.1.1", "Recipient address rejected: unverified address: "
+                                                          "connect to backend[192.0.2.7]:25: Connection refused"));
+    CHECK_FALSE(HarvestGuard::means_unknown_user("450", "user unknown"));
+    CHECK(HarvestGuard::means_unknown_user("5.1.1", "Recipient address rejected: User unknown in local recipient table"));
+    CHECK_FALSE(HarvestGuard::means_unknown_user("5.7.1", "Relay access denied"));
+    CHECK_FALSE(HarvestGuard::means_unknown_user("5.1.10", "null MX"));
+    // A bare reply code: only 550/553 whose text names an unknown user.
+    CHECK(HarvestGuard::means_unknown_user("550", "No such user here"));
+    CHECK(HarvestGuard::means_unknown_user("553", "sorry, User Unknown"));
+    CHECK_FALSE(HarvestGuard::means_unknown_user("550", "Relaying denied"));
+    CHECK_FALSE(HarvestGuard::means_unknown_user("554", "user unknown"));
+    CHECK_FALSE(HarvestGuard::means_unknown_user("", "user unknown"));
+}
+
+TEST_CASE("unknown recipients: many temporary 4.1.1 refusals never block", "[limits][harvest]") {
+    auto settings = base_settings();
+    settings.limits.unknown_recipients.max = 3;
+    settings.limits.unknown_recipients.block_time = 1h;
+    Harness h(settings);
+    auto s = h.connect("192.0.2.1");
+    h.mail(s);
+    for (int i = 0; i < 20; ++i) {
+        RcptFacts f{"user" + std::to_string(i) + "@example.test", true, "4.1.1",
+                    "Recipient address rejected: unverified address: host backend said: 451 try later"};
+        REQUIRE_FALSE(h.engine.on_rcpt(s, f).refused());
+    }
+    REQUIRE_FALSE(h.rcpt(s, "valid@example.test").refused());
+    Decision at_connect;
+    h.connect("192.0.2.1", &at_connect);
+    REQUIRE_FALSE(at_connect.refused());
 }
 
 TEST_CASE("unknown recipients in warn mode never block", "[limits][harvest][warn]") {

@@ -186,8 +186,8 @@ TEST_CASE("ip show reports a client's counters and block; ip unblock lifts it", 
     AdminServer admin(holder, {});
     auto c = h.connect("192.0.2.9");
     h.mail(c, "a@example.org");
-    h.engine.on_rcpt(c, RcptFacts{"nobody1@example.test", true, "5.1.1"});
-    h.engine.on_rcpt(c, RcptFacts{"nobody2@example.test", true, "5.1.1"});
+    h.engine.on_rcpt(c, RcptFacts{"nobody1@example.test", true, "5.1.1", ""});
+    h.engine.on_rcpt(c, RcptFacts{"nobody2@example.test", true, "5.1.1", ""});
     auto shown = nlohmann::json::parse(admin.handle("ip show 192.0.2.9"));
     REQUIRE(shown["ok"] == true);
     REQUIRE(shown["connections"]["count"] == 1);
