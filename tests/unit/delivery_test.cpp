@@ -1,7 +1,8 @@
 // The relay client's pieces that need no network: queue files (round trip,
 // torn writes refused, recipient states rewritten in place), the recovery
-// pass, SMTP reply parsing, dot-stuffing, retry timing and the destination
-// state that survives a restart.
+// pass, SMTP reply parsing, dot-stuffing, retry timing, the destination
+// state that survives a restart, and the once-per-outage alert of
+// credentials withheld.
 #include <catch2/catch.hpp>
 
 #include <sys/stat.h>
@@ -13,6 +14,7 @@
 #include "delivery/envelope_syntax.h"
 #include "delivery/destination_state.h"
 #include "delivery/queue.h"
+#include "delivery/withheld_credentials.h"
 #include "common/smtp_client.h"
 #include "temp_dir.h"
 
@@ -145,6 +147,20 @@ TEST_CASE("a resting destination stays resting across a restart, and backs off",
     restarted.succeeded("smarthost");
     DestinationState after_success(file);
     REQUIRE_FALSE(after_success.resting_until("smarthost", t0()));
+}
+
+TEST_CASE("credentials withheld: the admin is told once per outage and once when it ends, per server", "[delivery]") {
+    WithheldCredentials w;
+    REQUIRE(w.withheld("smart host a:587"));  // the outage starts: alert
+    REQUIRE_FALSE(w.withheld("smart host a:587"));  // every further message: no alert
+    REQUIRE_FALSE(w.withheld("smart host a:587"));
+    REQUIRE(w.withheld("POP3 server b:110"));  // another server has an outage of its own
+    REQUIRE(w.outages() == 2);
+    REQUIRE(w.sent("smart host a:587"));  // encrypted again: one "over" line
+    REQUIRE_FALSE(w.sent("smart host a:587"));  // and none for every later session
+    REQUIRE(w.outages() == 1);
+    REQUIRE(w.withheld("smart host a:587"));  // a new outage is told again
+    REQUIRE_FALSE(w.sent("smart host c:25"));  // a server that never had one: nothing to say
 }
 
 TEST_CASE("CRAM-MD5 answers as RFC 2195's example", "[smtp]") {
