@@ -63,14 +63,18 @@ def auth_seen(pf, since=0):
 
 
 class BrokenStartTls:
-    """A proxy in front of an SMTP server that adds STARTTLS to the EHLO reply and, when
-    the client takes it, answers 220 and then sends bytes that are no TLS at all and
-    closes: what an attacker on the path, or a broken TLS stack, does mid-handshake.
-    Everything else passes through, so a client that retries in plaintext reaches the
-    real server."""
+    """A proxy in front of an SMTP (or POP3) server that, when the client sends STARTTLS
+    (STLS), answers it positively and then sends bytes that are no TLS at all and closes:
+    what an attacker on the path, or a broken TLS stack, does mid-handshake. For SMTP it
+    adds STARTTLS to the EHLO reply (the Postfix behind it offers none). Everything else
+    passes through, so a client that retries in plaintext reaches the real server."""
 
-    def __init__(self, upstream_port):
+    def __init__(self, upstream_port, command=b"STARTTLS", reply=b"220 2.0.0 Ready to start TLS\r\n",
+                 add_to_ehlo=True):
         self.upstream_port = upstream_port
+        self.command = command
+        self.reply = reply
+        self.add_to_ehlo = add_to_ehlo
         self.listener = socket.socket()
         self.listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self.listener.bind(("127.0.0.1", 0))
@@ -98,7 +102,7 @@ class BrokenStartTls:
             try:
                 for line in f:
                     client.sendall(line)
-                    if first_of_reply and line.startswith(b"250-"):
+                    if self.add_to_ehlo and first_of_reply and line.startswith(b"250-"):
                         client.sendall(b"250-STARTTLS\r\n")
                     first_of_reply = line[3:4] == b" "
             except OSError:
@@ -110,9 +114,9 @@ class BrokenStartTls:
         try:
             for line in f:
                 self.client_lines.append(line.rstrip(b"\r\n"))
-                if line.strip().upper() == b"STARTTLS":
+                if line.strip().upper() == self.command:
                     self.starttls_taken += 1
-                    client.sendall(b"220 2.0.0 Ready to start TLS\r\n")
+                    client.sendall(self.reply)
                     # After the client has read the 220 and begun its handshake: bytes
                     # sent with the 220 would be caught as an injection before it.
                     time.sleep(0.3)
@@ -292,4 +296,25 @@ with SmtpSink() as parent:
                   wait(lambda: re.search(r"Login: user=<u1>, method=PLAIN.*TLS", dov.log()) is not None),
                   dov.log()[-1500:])
             check("no alert", "alert:" not in relayd.log())
+
+        # STLS answered +OK, then the handshake broken: no USER/PASS in plaintext after it.
+        proxy = BrokenStartTls(dov.pop3_port, command=b"STLS", reply=b"+OK Begin TLS negotiation now.\r\n",
+                               add_to_ehlo=False)
+        mark = dov.log_mark()
+        broken = pop_settings(dov).replace(f":{dov.pop3_port}", f":{proxy.port}")
+        with Relayd(broken) as relayd:
+            before = parent.count()
+            send_message("127.0.0.1", relayd.port, sender="a@example.test", rcpts=["far3@remote.example"])
+            withheld = (r"to=<far3@remote\.example> relay=none status=deferred \(\S+: pop-before-smtp at \S+: not "
+                        r"encrypted \(STLS failed: [^)]*\); USER/PASS not sent: delivery\.allow_plaintext_auth is false\)")
+            check("an STLS broken mid-handshake defers, and the line says how it failed",
+                  relayd.wait_for(withheld), relayd.log()[-2000:])
+            check("retries too", wait(lambda: len(re.findall(withheld, relayd.log())) >= 2, 20), relayd.log()[-2000:])
+            check("the relay client did take STLS", proxy.starttls_taken >= 2, proxy.starttls_taken)
+            check("no USER or PASS was sent after it: not through the proxy",
+                  not any(l.upper().startswith((b"USER", b"PASS")) for l in proxy.client_lines), proxy.client_lines)
+            check("and Dovecot logged no login attempt", "user=<u1>" not in dov.log(mark) and
+                  "auth failed" not in dov.log(mark), dov.log(mark)[-1500:])
+            check("nothing reached the parent's SMTP side", parent.count() == before)
+        proxy.close()
 finish()
