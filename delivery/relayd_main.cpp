@@ -168,8 +168,15 @@ bool queue_refuses(Queue& queue, const DeliverySettings& s, std::uint64_t declar
 
 // delivery.allow_plaintext_auth = true is said at every start and reload:
 // a setting that lets passwords cross the wire readable must not be
-// forgotten in a config file.
+// forgotten in a config file. So is its opposite's consequence where TLS is
+// off: mail that can never go out (but by CRAM-MD5 or implicit TLS).
 void warn_if_plaintext_auth(const DeliverySettings& s) {
+    bool password = s.auth == SmarthostAuth::smtp_auth ||
+                    (s.auth == SmarthostAuth::pop_before_smtp && s.pop_method == PopLoginMethod::user);
+    if (!s.allow_plaintext_auth && password && s.starttls == StartTlsPolicy::off) {
+        spdlog::warn("delivery.starttls is off and allow_plaintext_auth is false: the password is withheld and mail "
+                     "deferred, except over implicit TLS (port 465, or 995 for POP3) or with CRAM-MD5");
+    }
     if (!s.allow_plaintext_auth) return;
     const char* what = s.auth == SmarthostAuth::smtp_auth        ? "the smart host's AUTH PLAIN/LOGIN password"
                        : s.auth == SmarthostAuth::pop_before_smtp ? "the POP3 USER/PASS password"
