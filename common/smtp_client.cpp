@@ -161,8 +161,11 @@ Result<SmtpResponse> SmtpConnection::start_tls(const TlsOptions& tls, Deadline d
 }
 
 Result<SmtpResponse> SmtpConnection::authenticate(const std::string& user, const std::string& password,
-                                                  Deadline deadline) {
+                                                  Deadline deadline, bool plaintext_password_allowed) {
     using R = Result<SmtpResponse>;
+    if (auth_reveals_password() && !plaintext_password_allowed) {
+        return R::failure("AUTH not sent: the connection is not encrypted and the password would cross it readable");
+    }
     if (auth_.count("CRAM-MD5") && !encrypted()) {
         auto r = command("AUTH CRAM-MD5", deadline);
         if (!r || r->code != 334 || r->lines.empty()) return r;

@@ -55,8 +55,14 @@ public:
     // STARTTLS and the handshake; the capabilities are forgotten (RFC 3207).
     Result<SmtpResponse> start_tls(const TlsOptions& tls, Deadline deadline);
     // AUTH with the best offered mechanism: CRAM-MD5 on a plaintext
-    // connection (the password never crosses it), else PLAIN, LOGIN.
-    Result<SmtpResponse> authenticate(const std::string& user, const std::string& password, Deadline deadline);
+    // connection (the password never crosses it), else PLAIN, LOGIN. Where
+    // PLAIN or LOGIN would put the password on an unencrypted connection and
+    // `plaintext_password_allowed` is false, nothing is sent (an error).
+    Result<SmtpResponse> authenticate(const std::string& user, const std::string& password, Deadline deadline,
+                                      bool plaintext_password_allowed);
+    // Whether authenticate() would send the password readable on the wire:
+    // not encrypted, and no CRAM-MD5 offered.
+    bool auth_reveals_password() const { return !encrypted() && auth_.count("CRAM-MD5") == 0; }
     // DATA, the content, the final dot: the server's answer to the dot.
     Result<SmtpResponse> data(std::string_view content, Deadline deadline);
 

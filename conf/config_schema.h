@@ -162,6 +162,7 @@ void config_schema(V& v, Config& c) {
         v.choice("starttls", d.starttls, {{"opportunistic", StartTlsPolicy::opportunistic},
                                           {"required", StartTlsPolicy::required}, {"off", StartTlsPolicy::off}});
         v.flag("tls_verify", d.tls_verify);
+        v.flag("allow_plaintext_auth", d.allow_plaintext_auth);
         v.text("tls_ca_file", d.tls_ca_file);
         v.text("helo_name", d.helo_name);
         v.number("threads", d.threads, 1u, 256u);

@@ -125,6 +125,25 @@ constexpr auto max_idle = std::chrono::seconds(10);
 
 }  // namespace
 
+std::string Deliverer::withhold(const std::string& server, const std::string& why, const std::string& what) {
+    ++counts_.credentials_withheld;
+    if (withheld_.withheld(server)) {
+        // Once per outage, where grep and fail2ban find it: the relay client
+        // has no mail path of its own to tell the admin by.
+        spdlog::error("alert: no encrypted session with {} ({}); credentials withheld, mail deferred until it "
+                      "offers TLS again (delivery.allow_plaintext_auth = true only on a trusted wire)",
+                      server, why);
+    }
+    return "not encrypted (" + why + "); " + what + " not sent: delivery.allow_plaintext_auth is false";
+}
+
+void Deliverer::credentials_sent(const std::string& server, bool encrypted) {
+    if (withheld_.sent(server)) {
+        spdlog::info("alert over: credentials sent to {} again{}; deferred mail goes out at its next attempt", server,
+                     encrypted ? " over an encrypted session" : " unencrypted, as delivery.allow_plaintext_auth allows");
+    }
+}
+
 Result<SmtpConnection> Deliverer::open_session(const DeliverySettings& s, const Hop& hop, Deadline attempt_deadline) {
     using R = Result<SmtpConnection>;
     std::string relay = hop.name + "[" + hop.address + "]:" + std::to_string(hop.port);
@@ -142,12 +161,26 @@ Result<SmtpConnection> Deliverer::open_session(const DeliverySettings& s, const 
             addresses.push_back(h.address);
         }
         auto login = pop_.ensure(s, host, addresses, port, earliest(std::chrono::steady_clock::now() + s.command_timeout, attempt_deadline));
-        if (!login) return R::failure(relay + ": " + login.error());
+        std::string pop_server = "POP3 server " + s.pop_server;
+        switch (login.status) {
+            case PopLogin::Status::logged_in:
+                if (login.fresh) credentials_sent(pop_server, login.encrypted);
+                break;
+            case PopLogin::Status::withheld:
+                return R::failure(relay + ": pop-before-smtp at " + login.server + ": " +
+                                  withhold(pop_server, login.problem, "USER/PASS"));
+            case PopLogin::Status::failed:
+                return R::failure(relay + ": pop-before-smtp login failed: " +
+                                  (login.server.empty() ? "" : login.server + ": ") + login.problem);
+        }
     }
     auto step = [&] { return earliest(std::chrono::steady_clock::now() + s.command_timeout, attempt_deadline); };
     TlsOptions tls{s.tls_verify && s.starttls == StartTlsPolicy::required, s.tls_ca_file, hop.name};
     if (hop.implicit_tls) tls.verify = s.tls_verify;
+    bool smtp_auth = smarthost && s.auth == SmarthostAuth::smtp_auth;
+    std::string smarthost_name = "smart host " + hop.name + ":" + std::to_string(hop.port);
     std::string problem;
+    std::string unencrypted_why;  // for the log, when the session stays plaintext
     // Opportunistic TLS that fails is tried once more in plaintext.
     for (int plaintext_retry = 0; plaintext_retry < 2; ++plaintext_retry) {
         auto conn = SmtpConnection::open(hop.address, hop.port,
@@ -162,8 +195,12 @@ Result<SmtpConnection> Deliverer::open_session(const DeliverySettings& s, const 
         if (want_tls && conn->offers("STARTTLS")) {
             auto started = conn->start_tls(tls, step());
             if (!started || started->code != 220) {
-                problem = relay + ": STARTTLS: " + (started ? started->text() : started.error());
-                if (s.starttls == StartTlsPolicy::opportunistic) continue;  // again, in plaintext
+                std::string why = started ? started->text() : started.error();
+                problem = relay + ": STARTTLS: " + why;
+                if (s.starttls == StartTlsPolicy::opportunistic) {
+                    unencrypted_why = "STARTTLS failed: " + why;
+                    continue;  // again, in plaintext
+                }
                 return R::failure(problem);
             }
             hello = conn->hello(helo, step());
@@ -172,9 +209,19 @@ Result<SmtpConnection> Deliverer::open_session(const DeliverySettings& s, const 
             }
         } else if (s.starttls == StartTlsPolicy::required && !conn->encrypted()) {
             return R::failure(relay + ": STARTTLS required by delivery.starttls but not offered");
+        } else if (!conn->encrypted() && unencrypted_why.empty()) {
+            unencrypted_why = s.starttls == StartTlsPolicy::off ? "delivery.starttls is off" : "STARTTLS not offered";
         }
-        if (smarthost && s.auth == SmarthostAuth::smtp_auth) {
-            auto auth = conn->authenticate(s.username, s.password, step());
+        if (smtp_auth) {
+            // PLAIN and LOGIN put the password on the wire as it is: only
+            // inside TLS, unless the admin said the wire is trusted.
+            // CRAM-MD5 never reveals it and may go either way.
+            if (conn->auth_reveals_password() && !s.allow_plaintext_auth) {
+                (void)conn->command("QUIT", step());
+                return R::failure(relay + ": " + withhold(smarthost_name, unencrypted_why, "AUTH"));
+            }
+            auto auth = conn->authenticate(s.username, s.password, step(), s.allow_plaintext_auth);
+            credentials_sent(smarthost_name, conn->encrypted());
             // 535 or 454 from our own smart host: its problem or our
             // settings', never a reason to bounce the mail.
             if (!auth || auth->code != 235) return R::failure(relay + ": AUTH: " + (auth ? auth->text() : auth.error()));
@@ -248,7 +295,10 @@ bool Deliverer::send_to(const DeliverySettings& s, const Route& route, const Que
     std::string last_problem = route.problem.empty() ? "no host to try" : route.problem;
     for (const auto& hop : route.hops) {
         std::string relay = hop.name + "[" + hop.address + "]:" + std::to_string(hop.port);
-        std::string key = relay + "/" + s.username + "/" + std::to_string(static_cast<int>(s.starttls));
+        // A session authenticated under other settings is not reused: a
+        // reload that forbids plaintext AUTH must not keep one made with it.
+        std::string key = relay + "/" + s.username + "/" + std::to_string(static_cast<int>(s.starttls)) + "/" +
+                          (s.allow_plaintext_auth ? "plaintext-auth" : "");
         std::optional<SmtpConnection> conn;
         bool reused = false;
         auto now = std::chrono::steady_clock::now();

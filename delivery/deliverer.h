@@ -3,7 +3,9 @@
 // the first host that answers, and record per recipient: delivered (2xx),
 // failed (5xx: that recipient only), or deferred (4xx, timeouts, refused
 // connections, and every fault of our own smart host: its name not
-// resolving, its AUTH refusing, TLS failing). The routing settings are read
+// resolving, its AUTH refusing, TLS failing, a session that is not
+// encrypted where credentials would cross it readable: those are withheld
+// unless delivery.allow_plaintext_auth). The routing settings are read
 // at each attempt, so a reload applies to mail already queued.
 //
 // The sender hears of it (delivery_report.h): a bounce for recipients that
@@ -24,6 +26,7 @@
 #include "delivery/destination_state.h"
 #include "delivery/pop3_client.h"
 #include "delivery/queue_file.h"
+#include "delivery/withheld_credentials.h"
 
 namespace relayguard {
 
@@ -58,8 +61,12 @@ public:
     struct Counts {
         std::atomic<std::uint64_t> sent{0}, bounced{0}, deferred{0};
         std::atomic<std::uint64_t> failure_reports{0}, delay_reports{0}, relayed_reports{0};
+        // Sessions whose credentials were not sent as they were not encrypted.
+        std::atomic<std::uint64_t> credentials_withheld{0};
     };
     const Counts& counts() const { return counts_; }
+    // Servers credentials are withheld from now (see withheld_credentials.h).
+    std::size_t credential_outages() const { return withheld_.outages(); }
 
     Route route_smarthosts(const DeliverySettings& s);
     Route route_mx(const DeliverySettings& s, const std::string& domain);
@@ -91,12 +98,18 @@ private:
                  const std::vector<std::size_t>& rcpts, std::vector<Outcome>& out, Deadline attempt_deadline);
     std::vector<Hop> resolve(const std::string& name, int port, bool implicit_tls, SteadyTime deadline,
                              std::string& problem);
+    // Credentials for `server` were not sent as the session is not encrypted
+    // (`why`): counts it, alerts once per outage, answers the deferral's words.
+    std::string withhold(const std::string& server, const std::string& why, const std::string& what);
+    // Credentials went to `server`: ends its outage, if there was one.
+    void credentials_sent(const std::string& server, bool encrypted);
 
     SettingsSource settings_;
     DnsResolver& resolver_;
     DestinationState& destinations_;
     Enqueue enqueue_;
     PopBeforeSmtp pop_;
+    WithheldCredentials withheld_;
     Counts counts_;
 };
 

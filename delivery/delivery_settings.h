@@ -31,6 +31,9 @@ struct DeliverySettings {
     Duration pop_login_interval = std::chrono::minutes(1);  // a login is reused this long
     StartTlsPolicy starttls = StartTlsPolicy::opportunistic;
     bool tls_verify = true;   // with starttls = "required" and on port 465
+    // Whether AUTH PLAIN/LOGIN and POP3 USER/PASS may go over a session that
+    // is not encrypted (a parent on a trusted wire); false: withheld, deferred.
+    bool allow_plaintext_auth = false;
     std::string tls_ca_file;  // "" = the system's CAs
     std::string helo_name;    // "" = the host name
     std::uint32_t threads = 4;

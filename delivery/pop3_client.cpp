@@ -62,101 +62,130 @@ std::string apop_timestamp(std::string_view greeting) {
 namespace {
 
 // One attempt; `use_stls` false skips STLS even where offered.
-Result<bool> login_once(const std::string& address, int port, const DeliverySettings& s, const TlsOptions& tls,
-                        Deadline deadline, bool use_stls, bool& stls_failed) {
-    using R = Result<bool>;
+PopLogin login_once(const std::string& address, int port, const DeliverySettings& s, const TlsOptions& tls,
+                    Deadline deadline, bool use_stls, bool& stls_failed) {
+    PopLogin result;
+    result.server = address + ":" + std::to_string(port);
+    auto fail = [&](std::string problem) {
+        result.status = PopLogin::Status::failed;
+        result.problem = std::move(problem);
+        return result;
+    };
     bool implicit_tls = port == 995;
     auto stream = ClientStream::open(address, port, deadline, implicit_tls, tls);
-    if (!stream) return R::failure(stream.error());
+    if (!stream) return fail(stream.error());
     std::string buffer;
     auto command = [&](const std::string& line) -> Result<std::string> {
         if (!stream->send(line + "\r\n", deadline)) return Result<std::string>::failure("connection lost");
         return read_line(*stream, buffer, deadline);
     };
     auto greeting = read_line(*stream, buffer, deadline);
-    if (!greeting) return R::failure("greeting: " + greeting.error());
-    if (!ok(*greeting)) return R::failure("greeting: " + words(*greeting));
+    if (!greeting) return fail("greeting: " + greeting.error());
+    if (!ok(*greeting)) return fail("greeting: " + words(*greeting));
     std::string timestamp = apop_timestamp(*greeting);
 
     // CAPA (RFC 2449): a multi-line list ending in ".", or -ERR.
     bool stls = false;
     auto capa = command("CAPA");
-    if (!capa) return R::failure("CAPA: " + capa.error());
+    if (!capa) return fail("CAPA: " + capa.error());
     if (ok(*capa)) {
         while (true) {
             auto line = read_line(*stream, buffer, deadline);
-            if (!line) return R::failure("CAPA: " + line.error());
+            if (!line) return fail("CAPA: " + line.error());
             if (*line == ".") break;
             if (ascii_upper(*line) == "STLS") stls = true;
         }
     }
+    // USER/PASS puts the password on the wire as it is: only inside TLS,
+    // unless the admin said the wire is trusted.
+    bool password_needs_tls = s.pop_method == PopLoginMethod::user && !s.allow_plaintext_auth;
+    auto withhold = [&](std::string why) {
+        result.status = PopLogin::Status::withheld;
+        result.problem = std::move(why);
+        return result;
+    };
     if (!stream->encrypted() && s.starttls != StartTlsPolicy::off && stls && use_stls) {
         auto started = command("STLS");
-        if (!started) return R::failure("STLS: " + started.error());
-        if (!ok(*started)) return R::failure("STLS: " + words(*started));
-        if (!buffer.empty()) return R::failure("data after STLS's reply (possible injection)");
+        if (!started) return fail("STLS: " + started.error());
+        if (!ok(*started)) return fail("STLS: " + words(*started));
+        if (!buffer.empty()) return fail("data after STLS's reply (possible injection)");
         auto h = stream->handshake(tls, deadline);
         if (!h) {
+            // A plaintext retry could only end in the same refusal.
+            if (password_needs_tls && s.starttls == StartTlsPolicy::opportunistic) return withhold("STLS failed: " + h.error());
             stls_failed = true;
-            return R::failure("STLS: " + h.error());
+            return fail("STLS: " + h.error());
         }
     }
     if (!stream->encrypted() && s.starttls == StartTlsPolicy::required) {
-        return R::failure("TLS required by delivery.starttls but STLS not offered");
+        return fail("TLS required by delivery.starttls but STLS not offered");
+    }
+    if (!stream->encrypted() && password_needs_tls) {
+        (void)command("QUIT");
+        return withhold(s.starttls == StartTlsPolicy::off ? "delivery.starttls is off" : "STLS not offered");
     }
     if (s.pop_method == PopLoginMethod::apop) {
-        if (timestamp.empty()) return R::failure("APOP: the server's greeting has no timestamp (APOP not offered)");
+        if (timestamp.empty()) return fail("APOP: the server's greeting has no timestamp (APOP not offered)");
         auto r = command("APOP " + s.username + " " + apop_digest(timestamp, s.password));
-        if (!r) return R::failure("APOP: " + r.error());
-        if (!ok(*r)) return R::failure("APOP: " + words(*r));
+        if (!r) return fail("APOP: " + r.error());
+        if (!ok(*r)) return fail("APOP: " + words(*r));
     } else {
         auto r = command("USER " + s.username);
-        if (!r) return R::failure("USER: " + r.error());
-        if (!ok(*r)) return R::failure("USER: " + words(*r));
+        if (!r) return fail("USER: " + r.error());
+        if (!ok(*r)) return fail("USER: " + words(*r));
         r = command("PASS " + s.password);
-        if (!r) return R::failure("PASS: " + r.error());
-        if (!ok(*r)) return R::failure("PASS: " + words(*r));
+        if (!r) return fail("PASS: " + r.error());
+        if (!ok(*r)) return fail("PASS: " + words(*r));
     }
     // The login is what counts; a QUIT that goes astray changes nothing.
     (void)command("QUIT");
-    return stream->encrypted();
+    result.status = PopLogin::Status::logged_in;
+    result.encrypted = stream->encrypted();
+    result.fresh = true;
+    return result;
 }
 
 }  // namespace
 
-Result<bool> pop3_login(const std::string& address, int port, const DeliverySettings& s, const TlsOptions& tls,
-                        Deadline deadline) {
+PopLogin pop3_login(const std::string& address, int port, const DeliverySettings& s, const TlsOptions& tls,
+                    Deadline deadline) {
     bool stls_failed = false;
     auto first = login_once(address, port, s, tls, deadline, true, stls_failed);
     // Opportunistic TLS whose handshake fails is tried once more in
-    // plaintext, as the SMTP side does.
-    if (!first && stls_failed && s.starttls == StartTlsPolicy::opportunistic) {
+    // plaintext, as the SMTP side does (APOP, or USER/PASS where allowed).
+    if (first.status == PopLogin::Status::failed && stls_failed && s.starttls == StartTlsPolicy::opportunistic) {
         return login_once(address, port, s, tls, deadline, false, stls_failed);
     }
     return first;
 }
 
-Result<bool> PopBeforeSmtp::ensure(const DeliverySettings& s, const std::string& host,
-                                   const std::vector<std::string>& addresses, int port, Deadline deadline) {
+PopLogin PopBeforeSmtp::ensure(const DeliverySettings& s, const std::string& host,
+                               const std::vector<std::string>& addresses, int port, Deadline deadline) {
     std::lock_guard lock(mutex_);
     std::string key = s.pop_server + "/" + s.username + "/" + (s.pop_method == PopLoginMethod::apop ? "apop" : "user");
     auto now = std::chrono::steady_clock::now();
-    if (key == last_key_ && now - last_ok_ < s.pop_login_interval) return true;
+    if (key == last_key_ && now - last_ok_ < s.pop_login_interval) {
+        PopLogin reused;
+        reused.status = PopLogin::Status::logged_in;
+        return reused;
+    }
     TlsOptions tls{s.tls_verify && (s.starttls == StartTlsPolicy::required || port == 995), s.tls_ca_file, host};
-    std::string problem = "no address for " + host;
+    PopLogin last;
+    last.problem = "no address for " + host;
     for (const auto& address : addresses) {
         auto login = pop3_login(address, port, s, tls, deadline);
-        if (login) {
-            spdlog::info("pop-before-smtp: logged in as {} at {}[{}]:{}{}", s.username, host, address, port,
-                         *login ? " over TLS" : "");
+        login.server = host + "[" + address + "]:" + std::to_string(port);
+        if (login.status == PopLogin::Status::logged_in) {
+            spdlog::info("pop-before-smtp: logged in as {} at {}{}", s.username, login.server,
+                         login.encrypted ? " over TLS" : "");
             last_key_ = key;
             last_ok_ = std::chrono::steady_clock::now();
-            return true;
+            return login;
         }
-        problem = host + "[" + address + "]:" + std::to_string(port) + ": " + login.error();
+        last = std::move(login);
     }
     last_key_.clear();
-    return Result<bool>::failure("pop-before-smtp login failed: " + problem);
+    return last;
 }
 
 }  // namespace relayguard

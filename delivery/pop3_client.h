@@ -1,7 +1,9 @@
 // POP-before-SMTP at the parent: some smart hosts relay only for an address
 // that logged into their POP3 server a short while ago. Before the SMTP
 // session the relay client logs in (APOP, or USER/PASS; STLS where offered,
-// implicit TLS on port 995), reads no mail, and quits. A login is good for
+// implicit TLS on port 995), reads no mail, and quits; USER/PASS never
+// crosses an unencrypted connection unless delivery.allow_plaintext_auth
+// says so (APOP does: it never reveals the password). A login is good for
 // pop_login_interval, so a busy queue does not log in for every message.
 #pragma once
 
@@ -21,17 +23,33 @@ std::string apop_digest(const std::string& timestamp, const std::string& passwor
 // The "<...@...>" timestamp in a POP3 greeting, or "" when there is none.
 std::string apop_timestamp(std::string_view greeting);
 
-// One login at `address`:`port` and QUIT. Errors say which step failed and
-// the server's words; never the password.
-Result<bool> pop3_login(const std::string& address, int port, const DeliverySettings& settings,
-                        const TlsOptions& tls, Deadline deadline);
+// What a login came to.
+struct PopLogin {
+    enum class Status {
+        logged_in,
+        failed,    // a step failed; `problem` says which, with the server's words
+        withheld,  // USER/PASS not sent: the session is not encrypted and
+                   // delivery.allow_plaintext_auth is false; `problem` says why
+    };
+    Status status = Status::failed;
+    bool encrypted = false;  // logged in over TLS
+    bool fresh = false;      // logged in just now, not a login reused
+    std::string server;      // "host[address]:port" of the last server tried
+    std::string problem;     // never the password
+};
+
+// One login at `address`:`port` and QUIT. USER/PASS goes only over TLS
+// (STLS, or implicit TLS on port 995) unless allow_plaintext_auth says
+// otherwise; APOP, which never reveals the password, goes either way.
+PopLogin pop3_login(const std::string& address, int port, const DeliverySettings& settings, const TlsOptions& tls,
+                    Deadline deadline);
 
 class PopBeforeSmtp {
 public:
     // Logs in at the first of `addresses` that answers, unless a login with
     // the same settings succeeded less than pop_login_interval ago.
-    Result<bool> ensure(const DeliverySettings& settings, const std::string& host,
-                        const std::vector<std::string>& addresses, int port, Deadline deadline);
+    PopLogin ensure(const DeliverySettings& settings, const std::string& host,
+                    const std::vector<std::string>& addresses, int port, Deadline deadline);
 
 private:
     std::mutex mutex_;  // one login at a time; the others wait for it

@@ -166,6 +166,26 @@ bool queue_refuses(Queue& queue, const DeliverySettings& s, std::uint64_t declar
     return false;
 }
 
+// delivery.allow_plaintext_auth = true is said at every start and reload:
+// a setting that lets passwords cross the wire readable must not be
+// forgotten in a config file. So is its opposite's consequence where TLS is
+// off: mail that can never go out (but by CRAM-MD5 or implicit TLS).
+void warn_if_plaintext_auth(const DeliverySettings& s) {
+    bool password = s.auth == SmarthostAuth::smtp_auth ||
+                    (s.auth == SmarthostAuth::pop_before_smtp && s.pop_method == PopLoginMethod::user);
+    if (!s.allow_plaintext_auth && password && s.starttls == StartTlsPolicy::off) {
+        spdlog::warn("delivery.starttls is off and allow_plaintext_auth is false: the password is withheld and mail "
+                     "deferred, except over implicit TLS (port 465, or 995 for POP3) or with CRAM-MD5");
+    }
+    if (!s.allow_plaintext_auth) return;
+    const char* what = s.auth == SmarthostAuth::smtp_auth        ? "the smart host's AUTH PLAIN/LOGIN password"
+                       : s.auth == SmarthostAuth::pop_before_smtp ? "the POP3 USER/PASS password"
+                                                                   : "passwords (none configured now)";
+    spdlog::warn("delivery.allow_plaintext_auth is true: {} is sent over sessions that are not encrypted, readable "
+                 "by anyone on the path; set it only for a parent on a trusted wire",
+                 what);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -277,6 +297,7 @@ int main(int argc, char** argv) {
                          "the running ones stay");
         }
         next.queue_dir = started.queue_dir;  // the scheduler's and the admin commands' queue must be one
+        warn_if_plaintext_auth(next);
         std::lock_guard lock(settings_mutex);
         settings = std::make_shared<const DeliverySettings>(std::move(next));
         spdlog::info("reloaded {}: routing and lifetimes apply to queued mail from the next attempt", again.config->source);
@@ -342,7 +363,15 @@ int main(int argc, char** argv) {
                                std::pair{"relayed", &c.relayed_reports}}) {
             reports.metric.push_back(metric_sample({{"kind", kind}}, static_cast<double>(n->load()), MetricType::Counter));
         }
-        for (auto* f : {&size, &age, &deliveries, &reports}) out.push_back(std::move(*f));
+        auto withheld = metric_family("relayguard_credentials_withheld_total",
+                                      "Sessions whose password was not sent because they were not encrypted",
+                                      MetricType::Counter);
+        withheld.metric.push_back(metric_sample({}, static_cast<double>(c.credentials_withheld.load()), MetricType::Counter));
+        auto refusing = metric_family("relayguard_credential_outages",
+                                      "Smart hosts and POP3 servers credentials are withheld from now (no encryption)",
+                                      MetricType::Gauge);
+        refusing.metric.push_back(metric_sample({}, static_cast<double>(deliverer.credential_outages()), MetricType::Gauge));
+        for (auto* f : {&size, &age, &deliveries, &reports, &withheld, &refusing}) out.push_back(std::move(*f));
     });
     if (!config.delivery.metrics.empty()) {
         if (auto served = metrics.serve(config.delivery.metrics); !served) {
@@ -369,6 +398,7 @@ int main(int argc, char** argv) {
     std::string route = config.delivery.route == DeliveryRoute::smarthost ? "smart hosts" : "MX";
     spdlog::info("relayguard-relayd started: queue {}, delivery by {}, {} threads", config.delivery.queue_dir, route,
                  config.delivery.threads);
+    warn_if_plaintext_auth(config.delivery);
 
     while (true) {
         int sig = 0;

@@ -156,6 +156,21 @@ TEST_CASE("local domains may come from a file, with its own line numbers in erro
     std::remove(path.c_str());
 }
 
+TEST_CASE("delivery.allow_plaintext_auth: off unless said, a bool, and kept through a render", "[config]") {
+    auto plain = load(std::string(minimal));
+    REQUIRE(plain.config);
+    REQUIRE_FALSE(plain.config->delivery.allow_plaintext_auth);
+    auto allowed = load(std::string(minimal) + "[delivery]\nallow_plaintext_auth = true\n");
+    for (const auto& e : allowed.errors) FAIL(e.to_string());
+    REQUIRE(allowed.config->delivery.allow_plaintext_auth);
+    auto again = load(render_config(*allowed.config));
+    REQUIRE(again.config);
+    REQUIRE(again.config->delivery.allow_plaintext_auth);
+    auto wrong = load(std::string(minimal) + "[delivery]\nallow_plaintext_auth = \"yes\"\n");
+    REQUIRE_FALSE(wrong.config);
+    REQUIRE(only_error(wrong).find("test.toml:4: key 'delivery.allow_plaintext_auth'") == 0);
+}
+
 TEST_CASE("the effective settings render as TOML that loads back the same, with secrets masked", "[config]") {
     auto l = load(std::string(minimal) + "[limits.message_rate]\nmax = 7\n[store.redis]\npassword = \"hunter2\"\n"
                                          "[delivery]\npassword = \"s3cret\"\n");

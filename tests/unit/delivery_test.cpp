@@ -1,18 +1,24 @@
 // The relay client's pieces that need no network: queue files (round trip,
 // torn writes refused, recipient states rewritten in place), the recovery
-// pass, SMTP reply parsing, dot-stuffing, retry timing and the destination
-// state that survives a restart.
+// pass, SMTP reply parsing, dot-stuffing, retry timing, the destination
+// state that survives a restart, and the once-per-outage alert of
+// credentials withheld.
 #include <catch2/catch.hpp>
 
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
+#include <thread>
 
 #include "delivery/envelope_syntax.h"
 #include "delivery/destination_state.h"
 #include "delivery/queue.h"
+#include "delivery/withheld_credentials.h"
 #include "common/smtp_client.h"
 #include "temp_dir.h"
 
@@ -145,6 +151,133 @@ TEST_CASE("a resting destination stays resting across a restart, and backs off",
     restarted.succeeded("smarthost");
     DestinationState after_success(file);
     REQUIRE_FALSE(after_success.resting_until("smarthost", t0()));
+}
+
+TEST_CASE("credentials withheld: the admin is told once per outage and once when it ends, per server", "[delivery]") {
+    WithheldCredentials w;
+    REQUIRE(w.withheld("smart host a:587"));  // the outage starts: alert
+    REQUIRE_FALSE(w.withheld("smart host a:587"));  // every further message: no alert
+    REQUIRE_FALSE(w.withheld("smart host a:587"));
+    REQUIRE(w.withheld("POP3 server b:110"));  // another server has an outage of its own
+    REQUIRE(w.outages() == 2);
+    REQUIRE(w.sent("smart host a:587"));  // encrypted again: one "over" line
+    REQUIRE_FALSE(w.sent("smart host a:587"));  // and none for every later session
+    REQUIRE(w.outages() == 1);
+    REQUIRE(w.withheld("smart host a:587"));  // a new outage is told again
+    REQUIRE_FALSE(w.sent("smart host c:25"));  // a server that never had one: nothing to say
+}
+
+namespace {
+
+// A plaintext SMTP server on loopback for one session: greets, answers EHLO
+// with `ehlo` (the lines after the first), 334 to AUTH, 235 to what follows,
+// 221 to QUIT; keeps every line the client sent.
+class OneSessionServer {
+public:
+    explicit OneSessionServer(std::vector<std::string> ehlo) {
+        fd_ = ::socket(AF_INET, SOCK_STREAM, 0);
+        sockaddr_in a{};
+        a.sin_family = AF_INET;
+        a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        REQUIRE(::bind(fd_, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0);
+        socklen_t len = sizeof a;
+        ::getsockname(fd_, reinterpret_cast<sockaddr*>(&a), &len);
+        port = ntohs(a.sin_port);
+        ::listen(fd_, 1);
+        thread_ = std::thread([this, ehlo = std::move(ehlo)] { serve(ehlo); });
+    }
+    ~OneSessionServer() {
+        if (thread_.joinable()) thread_.join();
+        ::close(fd_);
+    }
+    // Once the client has sent QUIT: every line it sent.
+    std::vector<std::string> finish() {
+        thread_.join();
+        return received_;
+    }
+    int port = 0;
+
+private:
+    void serve(const std::vector<std::string>& ehlo) {
+        int c = ::accept(fd_, nullptr, nullptr);
+        auto say = [&](const std::string& line) { (void)!::write(c, line.data(), line.size()); };
+        say("220 test ESMTP\r\n");
+        std::string buffer;
+        char chunk[512];
+        while (true) {
+            auto nl = buffer.find("\r\n");
+            if (nl == std::string::npos) {
+                auto n = ::read(c, chunk, sizeof chunk);
+                if (n <= 0) break;
+                buffer.append(chunk, static_cast<std::size_t>(n));
+                continue;
+            }
+            std::string line = buffer.substr(0, nl);
+            buffer.erase(0, nl + 2);
+            received_.push_back(line);
+            if (line.rfind("EHLO", 0) == 0) {
+                std::string reply = "250-test\r\n";
+                for (std::size_t i = 0; i < ehlo.size(); ++i) reply += (i + 1 < ehlo.size() ? "250-" : "250 ") + ehlo[i] + "\r\n";
+                say(reply);
+            } else if (line.rfind("AUTH CRAM-MD5", 0) == 0) {
+                say("334 PDE4OTYuNjk3MTcwOTUyQHBvc3RvZmZpY2UucmVzdG9uLm1jaS5uZXQ+\r\n");
+            } else if (line == "QUIT") {
+                say("221 bye\r\n");
+                break;
+            } else {
+                say("235 ok\r\n");
+            }
+        }
+        ::close(c);
+    }
+    int fd_ = -1;
+    std::vector<std::string> received_;
+    std::thread thread_;
+};
+
+}  // namespace
+
+TEST_CASE("AUTH PLAIN/LOGIN never goes over an unencrypted connection unless allowed; CRAM-MD5 does", "[smtp]") {
+    struct Seen {
+        bool reveals = false;  // auth_reveals_password() after EHLO
+        bool authenticated = false;
+        std::vector<std::string> lines;  // what the server got
+    };
+    auto session = [](std::vector<std::string> ehlo, bool allowed) {
+        Seen seen;
+        OneSessionServer server(std::move(ehlo));
+        {
+            auto deadline = std::chrono::steady_clock::now() + 5s;
+            auto conn = SmtpConnection::open("127.0.0.1", server.port, deadline, false, TlsOptions{false, "", ""});
+            REQUIRE(conn);
+            REQUIRE(conn->greeting(deadline));
+            REQUIRE(conn->hello("client.test", deadline));
+            seen.reveals = conn->auth_reveals_password();
+            auto auth = conn->authenticate("u1", "secret1", deadline, allowed);
+            seen.authenticated = auth && auth->code == 235;
+            REQUIRE(conn->command("QUIT", deadline));
+        }
+        seen.lines = server.finish();
+        return seen;
+    };
+    auto sent_auth = [](const Seen& s) {
+        return std::any_of(s.lines.begin(), s.lines.end(), [](const std::string& l) { return l.rfind("AUTH", 0) == 0; });
+    };
+    auto withheld = session({"AUTH PLAIN LOGIN"}, false);
+    REQUIRE(withheld.reveals);
+    REQUIRE_FALSE(withheld.authenticated);
+    REQUIRE_FALSE(sent_auth(withheld));
+    REQUIRE(withheld.lines.back() == "QUIT");
+
+    auto allowed = session({"AUTH PLAIN LOGIN"}, true);
+    REQUIRE(allowed.authenticated);
+    REQUIRE(sent_auth(allowed));
+
+    auto cram = session({"AUTH PLAIN LOGIN CRAM-MD5"}, false);
+    REQUIRE_FALSE(cram.reveals);
+    REQUIRE(cram.authenticated);
+    REQUIRE(std::find(cram.lines.begin(), cram.lines.end(), "AUTH CRAM-MD5") != cram.lines.end());
+    for (const auto& l : cram.lines) REQUIRE(l.find("AUTH PLAIN") == std::string::npos);
 }
 
 TEST_CASE("CRAM-MD5 answers as RFC 2195's example", "[smtp]") {
