@@ -146,6 +146,12 @@ TEST_CASE("the default patterns read successful logins of Dovecot, Courier and C
                       "lip=192.0.2.1, mpid=3, TLS, session=<x>") == "u2@192.0.2.6");
 }
 
+TEST_CASE("the example config lists the default patterns", "[pop][config]") {
+    auto file = load_config_file(std::string(RELAYGUARD_SOURCE_DIR) + "/conf/relayguard.toml");
+    REQUIRE(file.config);
+    REQUIRE(file.config->pop_logins.log_patterns == default_login_patterns());
+}
+
 TEST_CASE("failed logins match no default pattern", "[pop]") {
     const std::vector<std::string> failed = {
         "Dec  3 15:51:43 mail dovecot: pop3-login: Disconnected (auth failed, 1 attempts in 2 secs): user=<u1>, "
