@@ -109,7 +109,7 @@ struct LoginPattern::Compiled {
 const std::vector<std::string>& default_login_patterns() {
     static const std::vector<std::string> patterns = {
         // Dovecot through syslog or journald:
-        //   "dovecot: imap-login: Login: user=<u1>, method=PLAIN, rip=192.0.2.5, lip=192.0.2.1, mpid=4242, TLS, session=<...>"
+        //   "dovecot: imap-login: Login: user=<u1>, method=PLAIN, rip=192.0.2.5, lip=192.0.2.1, mpid=4242, TLS, ..."
         R"(dovecot: (?:pop3|imap)-login: Login: user=<%u>, method=[-\w]+, rip=%a, lip=)",
         // Dovecot's own log_path, where the login process is the program:
         //   "pop3-login: Info: Login: user=<u1>, method=PLAIN, rip=192.0.2.5, lip=..."
@@ -166,11 +166,12 @@ std::optional<LoginSeen> LoginPattern::match(std::string_view line) const {
 }
 
 std::optional<LoginSeen> LoginPattern::match(const LogLine& line) const {
+    if (!compiled_) return std::nullopt;  // only compile() makes a pattern that matches
     const Compiled& c = *compiled_;
     // With its [pid] too, so that a pattern written as "pop3\[\d+\]: ..." works.
-    if (!RE2::FullMatch(line.program, c.program) && !(line.tag != line.program && RE2::FullMatch(line.tag, c.program))) {
-        return std::nullopt;
-    }
+    bool program_matches = RE2::FullMatch(line.program, c.program) ||
+                           (line.tag != line.program && RE2::FullMatch(line.tag, c.program));
+    if (!program_matches) return std::nullopt;
     std::vector<re2::StringPiece> groups(static_cast<std::size_t>(std::max(c.address_index, c.user_index)) + 1);
     if (!c.message.Match(line.message, 0, line.message.size(), RE2::ANCHOR_START, groups.data(),
                          static_cast<int>(groups.size()))) {
