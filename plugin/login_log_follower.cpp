@@ -5,13 +5,13 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <spdlog/spdlog.h>
+
 #include <algorithm>
 
 namespace relayguard {
 
 namespace {
-// A longer "line" is not a log line of a login; it is dropped, not buffered.
-constexpr std::size_t max_line = 64 * 1024;
 // How many bytes at each end of what was read identify the file.
 constexpr std::size_t fingerprint = 256;
 }  // namespace
@@ -39,7 +39,11 @@ void LoginLogFollower::stop() {
         stopping_ = true;
     }
     wake_.notify_all();
-    if (thread_.joinable()) thread_.join();
+    if (!thread_.joinable()) return;
+    thread_.join();
+    if (auto skipped = long_lines_skipped_.load(); skipped > 1) {
+        spdlog::info("pop-before-smtp: skipped {} lines of more than {} bytes in {}", skipped, max_line_bytes, path_);
+    }
 }
 
 bool LoginLogFollower::open_file(bool from_start) {
@@ -52,6 +56,7 @@ bool LoginLogFollower::open_file(bool from_start) {
     device_ = st.st_dev;
     offset_ = from_start ? 0 : st.st_size;
     partial_.clear();
+    skipping_long_line_ = false;
     last_read_.clear();
     head_.clear();
     if (offset_ > 0) {
@@ -115,6 +120,7 @@ void LoginLogFollower::read_new() {
     if (rewritten(st.st_size)) {
         offset_ = 0;
         partial_.clear();
+        skipping_long_line_ = false;
         last_read_.clear();
         head_.clear();
     }
@@ -123,25 +129,51 @@ void LoginLogFollower::read_new() {
         ssize_t n = ::pread(fd_.get(), buf, sizeof buf, offset_);
         if (n <= 0) break;
         offset_ += n;
-        partial_.append(buf, static_cast<std::size_t>(n));
         last_read_.append(buf, static_cast<std::size_t>(n));
         if (last_read_.size() > fingerprint) last_read_.erase(0, last_read_.size() - fingerprint);
         if (head_.size() < fingerprint) {
             head_.resize(static_cast<std::size_t>(std::min<off_t>(offset_, fingerprint)));
             if (::pread(fd_.get(), head_.data(), head_.size(), 0) != static_cast<ssize_t>(head_.size())) head_.clear();
         }
-        std::size_t start = 0;
-        for (std::size_t nl; (nl = partial_.find('\n', start)) != std::string::npos; start = nl + 1) {
-            take(partial_.substr(start, nl - start));
+        // Lines are cut here; partial_ never holds more than one line of at
+        // most max_line_bytes, however long the line in the file is.
+        std::string_view chunk(buf, static_cast<std::size_t>(n));
+        while (!chunk.empty()) {
+            std::size_t newline = chunk.find('\n');
+            bool line_ends = newline != std::string_view::npos;
+            std::string_view piece = chunk.substr(0, newline);
+            if (skipping_long_line_) {
+                skipping_long_line_ = !line_ends;
+            } else if (partial_.size() + piece.size() > max_line_bytes) {
+                partial_.clear();
+                skip_long_line();
+                skipping_long_line_ = !line_ends;
+            } else {
+                partial_.append(piece);
+                if (line_ends) {
+                    take(partial_);
+                    partial_.clear();
+                }
+            }
+            if (!line_ends) break;
+            chunk.remove_prefix(newline + 1);
         }
-        partial_.erase(0, start);
-        if (partial_.size() > max_line) partial_.clear();
     }
 }
 
-void LoginLogFollower::take(const std::string& line) {
+void LoginLogFollower::skip_long_line() {
+    if (long_lines_skipped_.fetch_add(1) == 0) {
+        spdlog::warn("pop-before-smtp: skipped a line of more than {} bytes in {}: no login line is that long "
+                     "(further ones are counted, not logged)",
+                     max_line_bytes, path_);
+    }
+}
+
+void LoginLogFollower::take(std::string_view text) {
+    auto line = parse_log_line(text);
+    if (!line) return;
     for (const auto& p : patterns_) {
-        if (auto seen = p.match(line)) {
+        if (auto seen = p.match(*line)) {
             on_login_(*seen);
             return;
         }

@@ -3,7 +3,9 @@
 Dovecot's log file and writes windows to Redis; node B, behind its own
 Postfix, lets the client relay. The follower survives a rotation by rename
 (Dovecot reopening its log) and by truncation in place, and a failed login
-opens nothing."""
+opens nothing: not even one whose user name holds the text of a successful
+login, whether Dovecot logged it or someone wrote it into the file, and a
+30,000-byte or 1 MB line leaves the daemon running."""
 
 import os
 import subprocess
@@ -65,6 +67,35 @@ with RedisServer() as redis, \
         r = relay(pf_b.port, "127.0.0.6")
         check("and opens nothing on either node", not r.delivered and "client=127.0.0.6" not in node_a.log(),
               r.summary())
+
+        # A failed login whose user name is the text of a successful one,
+        # for the attacker's address 127.0.0.66: from a real client through
+        # Dovecot (which logs the name it was given), and written straight
+        # into the file in Dovecot's own format.
+        forged = "pop3-login: Info: Login: user=<x>, method=PLAIN, rip=127.0.0.66, lip=127.0.0.1"
+        check("a login as the forged name from 127.0.0.67 is refused",
+              not pop3_login(dov.pop3_port, forged, "nope", "127.0.0.67"))
+        with open(log, "a") as f:
+            f.write(time.strftime("%b %d %H:%M:%S") + " pop3-login: Info: Disconnected: Connection closed "
+                    "(auth failed, 1 attempts in 2 secs): user=<" + forged + ">, method=PLAIN, rip=127.0.0.67, "
+                    "lip=127.0.0.1, session=<lJx0Oo7WXti3b7xe>\n")
+            # Lines that crashed the daemon in std::regex, or that would grow
+            # its buffer without end.
+            f.write(time.strftime("%b %d %H:%M:%S") + " pop3-login: Info: Login: user=<" + "a" * 30000 + "\n")
+            f.write("b" * (1 << 20) + "\n")
+        # A real login after them: once it opens, the lines above were read.
+        check("POP3 login from 127.0.0.9 after the hostile lines", pop3_login(dov.pop3_port, "u1", "secret1", "127.0.0.9"))
+        r = relays_within(pf_b.port, "127.0.0.9")
+        check("the follower, still running, read it", r.delivered, r.summary())
+        with open(log, errors="replace") as f:
+            logged = [line[:300] for line in f if "127.0.0.66" in line]
+        check("the file holds both forged lines: Dovecot logs the name as the client sent it", len(logged) == 2, logged)
+        r = relay(pf_b.port, "127.0.0.66")
+        check("and the forged lines open nothing for 127.0.0.66",
+              not r.delivered and "client=127.0.0.66" not in node_a.log(), r.summary() + "\n" + "\n".join(logged))
+        check("the overlong lines were skipped and logged once",
+              node_a.log().count("skipped a line of more than 8192 bytes") == 1, node_a.log()[-1500:])
+        check("node A is still running after them", node_a.alive())
 
         # Rotation by rename: Dovecot reopens its log under the old name.
         os.rename(log, log + ".1")
