@@ -324,6 +324,28 @@ public:
         out = std::move(found);
     }
 
+    // Entries naming an [ip_groups] group, or networks written out; a network
+    // becomes a group of its own, named by the network, so it renders back
+    // as written and a log line can name the rule that matched.
+    void groups_or_networks(std::string_view name, std::vector<IpGroup>& out) {
+        std::vector<std::string> entries;
+        std::size_t before = errors_.size();
+        list(name, entries);
+        if (errors_.size() != before || find(name) == nullptr) return;
+        std::vector<IpGroup> found;
+        for (const auto& e : entries) {
+            if (const IpGroup* known = lookup_group(e)) {
+                found.push_back(*known);
+            } else if (auto cidr = Cidr::parse(e)) {
+                found.push_back(IpGroup{cidr->to_string(), {*cidr}});
+            } else {
+                return error(name, *find(name), "\"" + e + "\" is neither an IP group in [ip_groups] nor a network "
+                                                "such as \"192.0.2.0/24\"");
+            }
+        }
+        out = std::move(found);
+    }
+
     void group(std::string_view name, std::optional<IpGroup>& out) {
         std::string g;
         std::size_t before = errors_.size();
@@ -446,6 +468,7 @@ public:
         put(name, std::move(a));
     }
     void group(std::string_view name, const std::optional<IpGroup>& g) { put(name, g ? g->name : std::string()); }
+    void groups_or_networks(std::string_view name, const std::vector<IpGroup>& groups) { this->groups(name, groups); }
 
 private:
     template <class T>

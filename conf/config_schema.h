@@ -146,6 +146,7 @@ void config_schema(V& v, Config& c) {
     v.section("delivery", [&] {
         auto& d = c.delivery;
         v.text("listen", d.listen, check_listener);
+        v.groups_or_networks("allowed_clients", d.allowed_clients);
         v.text("admin", d.admin, check_admin_socket);
         v.text("metrics", d.metrics, check_optional_ip_port);
         v.text("queue_dir", d.queue_dir);

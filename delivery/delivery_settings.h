@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "policy/clock.h"
+#include "policy/ip_group.h"
 
 namespace relayguard {
 
@@ -15,8 +16,23 @@ enum class SmarthostAuth { none, smtp_auth, pop_before_smtp };
 enum class StartTlsPolicy { off, opportunistic, required };
 enum class PopLoginMethod { user, apop };
 
+// Who may hand mail to the intake when no allowed_clients is configured:
+// loopback only, so a non-loopback listen is never an open relay by default.
+// Each network is its own group, named by the network itself.
+inline std::vector<IpGroup> loopback_clients() {
+    std::vector<IpGroup> out;
+    for (const char* net : {"127.0.0.0/8", "::1/128"}) {
+        auto cidr = Cidr::parse(net);
+        out.push_back(IpGroup{cidr->to_string(), {*cidr}});
+    }
+    return out;
+}
+
 struct DeliverySettings {
     std::string listen = "inet:127.0.0.1:10025";
+    // Clients the intake takes mail from (TCP listen only): [ip_groups]
+    // names, or networks; everyone else gets 554 5.7.1 at connect.
+    std::vector<IpGroup> allowed_clients = loopback_clients();
     std::string admin = "unix:/run/relayguard/relayd.sock";  // relayguardctl queue ...; "" = none
     std::string metrics;  // "IP:PORT" of the Prometheus endpoint, "" = none
     std::string queue_dir = "/var/spool/relayguard";
