@@ -94,7 +94,9 @@ class SharedState {
 public:
     SharedState(const relayguard::Config& c, const relayguard::Clock& clock, relayguard::AlertMailer& alerts) {
         if (c.store.type == relayguard::StoreType::memory) {
-            memory_.emplace(c.store.memory_max_clients);
+            memory_.emplace(c.store.memory_max_clients,
+                            relayguard::log_memory_store_full(
+                                "memory store", c.policy.store_fail_mode == relayguard::StoreFailMode::open));
             return;
         }
         const auto& r = c.store.redis;
