@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -58,6 +59,10 @@ struct DeliverySettings {
     Duration warning_delay = std::chrono::hours(4);
     Duration message_lifetime = std::chrono::hours(24 * 5);
     std::string report_language = "en";
+    // Sender domain (lower case; ".example.de" for its subdomains) -> the
+    // language of that sender's reports, before Content-Language and
+    // report_language.
+    std::map<std::string, std::string> report_languages;
     std::string reports_dir = "/usr/share/relayguard/reports";
     std::uint64_t bounce_size_limit = 50ull << 10;  // a bounce holds the whole message up to this size
     std::uint64_t max_message_size = 50ull << 20;

@@ -234,3 +234,16 @@ TEST_CASE("the relay client's intake takes mail from loopback only, unless deliv
     REQUIRE(e.find("test.toml:4: key 'delivery.allowed_clients'") == 0);
     REQUIRE(e.find("neither an IP group in [ip_groups] nor a network") != std::string::npos);
 }
+
+TEST_CASE("delivery.report_languages maps sender domains to report languages", "[config]") {
+    auto l = load(std::string(minimal) + "[delivery]\nreport_languages = { \"Example.DE\" = \"de\", \".example.cz\" = \"cs\" }\n");
+    for (const auto& e : l.errors) FAIL(e.to_string());
+    REQUIRE(l.config->delivery.report_languages == std::map<std::string, std::string>{{"example.de", "de"}, {".example.cz", "cs"}});
+    std::string text = render_config(*l.config);
+    REQUIRE(render_config(*load(text).config) == text);
+    auto bad = load(std::string(minimal) + "[delivery]\nreport_languages = { \"example.de\" = \"../de\" }\n");
+    REQUIRE(only_error(bad).find("key 'delivery.report_languages'") != std::string::npos);
+    REQUIRE(only_error(bad).find("language tag") != std::string::npos);
+    auto wrong = load(std::string(minimal) + "[delivery]\nreport_languages = [\"de\"]\n");
+    REQUIRE(only_error(wrong).find("test.toml:4: key 'delivery.report_languages'") == 0);
+}
