@@ -5,6 +5,7 @@
 #include "conf/config.h"
 
 #include <sys/stat.h>
+#include <cctype>
 #include <cstdio>
 #include <fstream>
 #include <optional>
@@ -324,6 +325,46 @@ public:
         out = std::move(found);
     }
 
+    // A table of string values ({ "example.de" = "de" }); keys are folded to
+    // lower case, as domains compare.
+    void text_map(std::string_view name, std::map<std::string, std::string>& out) {
+        const toml::node* n = find(name);
+        if (n == nullptr) return;
+        const toml::table* t = n->as_table();
+        if (t == nullptr) return error(name, *n, "expected a table such as { \"example.de\" = \"de\" }");
+        std::map<std::string, std::string> found;
+        for (const auto& [k, v] : *t) {
+            auto value = v.value<std::string>();
+            if (!v.is_string() || !value) return error(name, v, "expected a string value for \"" + std::string(k.str()) + "\"");
+            std::string key(k.str());
+            for (auto& c : key) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+            found[key] = *value;
+        }
+        out = std::move(found);
+    }
+
+    // Entries naming an [ip_groups] group, or networks written out; a network
+    // becomes a group of its own, named by the network, so it renders back
+    // as written and a log line can name the rule that matched.
+    void groups_or_networks(std::string_view name, std::vector<IpGroup>& out) {
+        std::vector<std::string> entries;
+        std::size_t before = errors_.size();
+        list(name, entries);
+        if (errors_.size() != before || find(name) == nullptr) return;
+        std::vector<IpGroup> found;
+        for (const auto& e : entries) {
+            if (const IpGroup* known = lookup_group(e)) {
+                found.push_back(*known);
+            } else if (auto cidr = Cidr::parse(e)) {
+                found.push_back(IpGroup{cidr->to_string(), {*cidr}});
+            } else {
+                return error(name, *find(name), "\"" + e + "\" is neither an IP group in [ip_groups] nor a network "
+                                                "such as \"192.0.2.0/24\"");
+            }
+        }
+        out = std::move(found);
+    }
+
     void group(std::string_view name, std::optional<IpGroup>& out) {
         std::string g;
         std::size_t before = errors_.size();
@@ -446,6 +487,13 @@ public:
         put(name, std::move(a));
     }
     void group(std::string_view name, const std::optional<IpGroup>& g) { put(name, g ? g->name : std::string()); }
+    void groups_or_networks(std::string_view name, const std::vector<IpGroup>& groups) { this->groups(name, groups); }
+    void text_map(std::string_view name, const std::map<std::string, std::string>& m) {
+        toml::table t;
+        for (const auto& [k, v] : m) t.insert_or_assign(k, v);
+        t.is_inline(true);
+        put(name, std::move(t));
+    }
 
 private:
     template <class T>
@@ -568,8 +616,20 @@ void validate(Config& c, const Reader& r, std::vector<ConfigError>& errors) {
     if (d.warning_delay >= d.message_lifetime && d.warning_delay.count() > 0) {
         fail("delivery.warning_delay", "must be shorter than message_lifetime (or 0s for no warning)");
     }
+    auto language_tag = [](const std::string& tag) {
+        return !tag.empty() && tag.size() <= 35 && tag.find_first_not_of(
+            "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-") == std::string::npos;
+    };
     if (d.report_language.empty() || d.report_language.find_first_of("/.") != std::string::npos) {
         fail("delivery.report_language", "expected a language tag such as \"en\" or \"de\"");
+    }
+    for (const auto& [domain, language] : d.report_languages) {
+        if (domain.empty() || domain == "." || domain.find_first_of("@ /") != std::string::npos) {
+            fail("delivery.report_languages", "expected sender domains as keys, such as \"example.de\"; got \"" + domain + "\"");
+        } else if (!language_tag(language)) {
+            fail("delivery.report_languages", "expected a language tag such as \"de\" for \"" + domain + "\"; got \"" +
+                                                  language + "\"");
+        }
     }
     if (c.log.targets.empty()) fail("log.targets", "at least one target is needed (\"stderr\", \"syslog\" or a file)");
 }

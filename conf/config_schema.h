@@ -146,6 +146,7 @@ void config_schema(V& v, Config& c) {
     v.section("delivery", [&] {
         auto& d = c.delivery;
         v.text("listen", d.listen, check_listener);
+        v.groups_or_networks("allowed_clients", d.allowed_clients);
         v.text("admin", d.admin, check_admin_socket);
         v.text("metrics", d.metrics, check_optional_ip_port);
         v.text("queue_dir", d.queue_dir);
@@ -174,6 +175,7 @@ void config_schema(V& v, Config& c) {
         v.duration("warning_delay", d.warning_delay, std::chrono::seconds(0));
         v.duration("message_lifetime", d.message_lifetime, std::chrono::seconds(1));
         v.text("report_language", d.report_language);
+        v.text_map("report_languages", d.report_languages);
         v.text("reports_dir", d.reports_dir);
         v.size("bounce_size_limit", d.bounce_size_limit, 0);
         v.size("max_message_size", d.max_message_size, 1024);

@@ -1,6 +1,8 @@
 // Delivery status notifications; see the header.
 #include "delivery/delivery_report.h"
 
+#include <cctype>
+
 #include <unistd.h>
 
 #include <ctime>
@@ -287,8 +289,79 @@ std::string mail_host_name(const DeliverySettings& s) {
     return h;
 }
 
+namespace {
+
+std::string lower_ascii(std::string_view text) {
+    std::string out(text);
+    for (auto& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    return out;
+}
+
+// The unfolded value of the first `name` header in the message's header
+// section, or "".
+std::string header_value(std::string_view message, std::string_view name) {
+    std::string wanted = lower_ascii(name) + ":";
+    std::size_t pos = 0;
+    while (pos < message.size()) {
+        std::size_t eol = message.find('\n', pos);
+        std::string_view line = message.substr(pos, eol == std::string_view::npos ? std::string_view::npos : eol - pos);
+        if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
+        if (line.empty()) break;  // the end of the headers
+        pos = eol == std::string_view::npos ? message.size() : eol + 1;
+        if (lower_ascii(line.substr(0, wanted.size())) != wanted) continue;
+        std::string value(line.substr(wanted.size()));
+        // Continuation lines belong to it.
+        while (pos < message.size() && (message[pos] == ' ' || message[pos] == '\t')) {
+            std::size_t next = message.find('\n', pos);
+            std::string_view more = message.substr(pos, next == std::string_view::npos ? std::string_view::npos : next - pos);
+            if (!more.empty() && more.back() == '\r') more.remove_suffix(1);
+            value += more;
+            pos = next == std::string_view::npos ? message.size() : next + 1;
+        }
+        return value;
+    }
+    return "";
+}
+
+// A tag safe to use as a directory name: letters, digits and '-' only (the
+// header comes from whoever sent the message).
+bool plain_language_tag(const std::string& tag) {
+    return !tag.empty() && tag.size() <= 35 &&
+           tag.find_first_not_of("abcdefghijklmnopqrstuvwxyz0123456789-") == std::string::npos;
+}
+
+}  // namespace
+
+std::string choose_report_language(const DeliverySettings& s, std::string_view sender, std::string_view original,
+                                   const std::function<bool(const std::string&)>& has_template) {
+    auto at = sender.rfind('@');
+    if (at != std::string_view::npos && !s.report_languages.empty()) {
+        std::string domain = lower_ascii(sender.substr(at + 1));
+        if (auto it = s.report_languages.find(domain); it != s.report_languages.end()) return it->second;
+        for (auto dot = domain.find('.'); dot != std::string::npos; dot = domain.find('.', dot + 1)) {
+            if (auto it = s.report_languages.find(domain.substr(dot)); it != s.report_languages.end()) return it->second;
+        }
+    }
+    // "de-DE, en": the first is the main one (RFC 3282).
+    std::string first = lower_ascii(header_value(original, "Content-Language"));
+    first = first.substr(0, first.find(','));
+    auto b = first.find_first_not_of(" \t");
+    auto e = first.find_last_not_of(" \t");
+    first = b == std::string::npos ? "" : first.substr(b, e - b + 1);
+    if (plain_language_tag(first)) {
+        for (const std::string& tag : {first, first.substr(0, first.find('-'))}) {
+            if (has_template(tag)) return tag;
+        }
+    }
+    return s.report_language;
+}
+
 QueuedMessage report_message(const DeliverySettings& s, const DeliveryReport& report, std::string_view original) {
-    ReportText text = load_report_text(s.reports_dir, s.report_language, report.kind, report_values(report));
+    std::string file = "/" + std::string(report_kind_name(report.kind)) + ".txt";
+    std::string language = choose_report_language(s, report.sender, original, [&](const std::string& tag) {
+        return ::access((s.reports_dir + "/" + tag + file).c_str(), R_OK) == 0;
+    });
+    ReportText text = load_report_text(s.reports_dir, language, report.kind, report_values(report));
     QueuedMessage m;
     m.id = new_queue_id(report.now);
     m.arrival = report.now;

@@ -6,6 +6,7 @@
 // answers them and a report that fails is never reported again.
 #pragma once
 
+#include <functional>
 #include <map>
 #include <string>
 #include <vector>
@@ -58,8 +59,16 @@ std::string compose_delivery_report(const DeliveryReport& report, const ReportTe
                                     const std::string& boundary);
 std::string report_boundary(const std::string& queue_id, std::string_view original);
 
-// The report as a queue entry: null sender, to the original sender, text
-// from the settings' language (with the fallbacks of report_template.h).
+// The language of a report to `sender` about `original`, "in the sender's
+// language": delivery.report_languages by the sender's domain (exact, then
+// ".parent" entries for subdomains), else the original's Content-Language
+// (its first tag, then that tag's primary subtag) when `has_template` says
+// reports_dir has it, else delivery.report_language.
+std::string choose_report_language(const DeliverySettings& settings, std::string_view sender,
+                                   std::string_view original, const std::function<bool(const std::string&)>& has_template);
+
+// The report as a queue entry: null sender, to the original sender, text in
+// choose_report_language's language (with the fallbacks of report_template.h).
 QueuedMessage report_message(const DeliverySettings& settings, const DeliveryReport& report, std::string_view original);
 
 // This host's name, for Reporting-MTA and the EHLO greeting.

@@ -3,10 +3,12 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <string>
 #include <vector>
 
 #include "policy/clock.h"
+#include "policy/ip_group.h"
 
 namespace relayguard {
 
@@ -15,8 +17,23 @@ enum class SmarthostAuth { none, smtp_auth, pop_before_smtp };
 enum class StartTlsPolicy { off, opportunistic, required };
 enum class PopLoginMethod { user, apop };
 
+// Who may hand mail to the intake when no allowed_clients is configured:
+// loopback only, so a non-loopback listen is never an open relay by default.
+// Each network is its own group, named by the network itself.
+inline std::vector<IpGroup> loopback_clients() {
+    std::vector<IpGroup> out;
+    for (const char* net : {"127.0.0.0/8", "::1/128"}) {
+        auto cidr = Cidr::parse(net);
+        out.push_back(IpGroup{cidr->to_string(), {*cidr}});
+    }
+    return out;
+}
+
 struct DeliverySettings {
     std::string listen = "inet:127.0.0.1:10025";
+    // Clients the intake takes mail from (TCP listen only): [ip_groups]
+    // names, or networks; everyone else gets 554 5.7.1 at connect.
+    std::vector<IpGroup> allowed_clients = loopback_clients();
     std::string admin = "unix:/run/relayguard/relayd.sock";  // relayguardctl queue ...; "" = none
     std::string metrics;  // "IP:PORT" of the Prometheus endpoint, "" = none
     std::string queue_dir = "/var/spool/relayguard";
@@ -45,6 +62,10 @@ struct DeliverySettings {
     Duration warning_delay = std::chrono::hours(4);
     Duration message_lifetime = std::chrono::hours(24 * 5);
     std::string report_language = "en";
+    // Sender domain (lower case; ".example.de" for its subdomains) -> the
+    // language of that sender's reports, before Content-Language and
+    // report_language.
+    std::map<std::string, std::string> report_languages;
     std::string reports_dir = "/usr/share/relayguard/reports";
     std::uint64_t bounce_size_limit = 50ull << 10;  // a bounce holds the whole message up to this size
     std::uint64_t max_message_size = 50ull << 20;

@@ -1,6 +1,7 @@
 // SMTP/LMTP intake; see the header.
 #include "delivery/intake_server.h"
 
+#include "common/logging.h"
 #include "common/text_codec.h"
 #include "delivery/envelope_syntax.h"
 
@@ -73,8 +74,12 @@ std::string rfc5322_date() {
 
 }  // namespace
 
-IntakeServer::IntakeServer(std::uint64_t max_message_size, Enqueue enqueue, QueueFull full)
-    : max_size_(max_message_size), enqueue_(std::move(enqueue)), full_(std::move(full)) {}
+IntakeServer::IntakeServer(std::uint64_t max_message_size, std::vector<IpGroup> allowed_clients, Enqueue enqueue,
+                           QueueFull full)
+    : max_size_(max_message_size),
+      allowed_clients_(std::move(allowed_clients)),
+      enqueue_(std::move(enqueue)),
+      full_(std::move(full)) {}
 
 IntakeServer::~IntakeServer() { stop(); }
 
@@ -102,6 +107,21 @@ void IntakeServer::accept_loop() {
         char host[INET6_ADDRSTRLEN] = "?";
         if (ss.ss_family == AF_INET) ::inet_ntop(AF_INET, &reinterpret_cast<sockaddr_in*>(&ss)->sin_addr, host, sizeof host);
         if (ss.ss_family == AF_INET6) ::inet_ntop(AF_INET6, &reinterpret_cast<sockaddr_in6*>(&ss)->sin6_addr, host, sizeof host);
+        // Refused before any thread or session: a client that may not relay
+        // gets one line and costs nothing more. Unix-socket peers have no
+        // address; the socket's mode and group decide who reaches them.
+        if (ss.ss_family == AF_INET || ss.ss_family == AF_INET6) {
+            auto client = IpAddress::parse(host);
+            if (!client || find_group(allowed_clients_, *client) == nullptr) {
+                say(fd, "554 5.7.1 Relay access denied: this client may not submit mail here");
+                ::close(fd);
+                std::string allowed;
+                for (const auto& g : allowed_clients_) allowed += (allowed.empty() ? "" : ",") + g.name;
+                security_log()->info("refused intake client={} rule=delivery.allowed_clients allowed=[{}] reply=\"554 5.7.1\"",
+                                     host, allowed);
+                continue;
+            }
+        }
         if (active_ >= max_sessions) {
             say(fd, "421 4.3.2 Too many connections; try again later");
             ::close(fd);

@@ -3,6 +3,9 @@
 // the queue on disk, fsynced. A full queue answers 452 at MAIL, a message
 // over the size limit 552, so the sender keeps its mail. DSN (RFC 3461) is
 // offered: NOTIFY, ORCPT, RET and ENVID are kept with the message.
+// Over TCP only the clients in delivery.allowed_clients are served (default
+// loopback); anyone else is answered 554 5.7.1 at connect, so a listen on a
+// public address is not an open relay. A unix socket's own mode guards it.
 #pragma once
 
 #include <atomic>
@@ -10,6 +13,7 @@
 #include <list>
 #include <mutex>
 #include <thread>
+#include <vector>
 
 #include "common/unique_fd.h"
 #include "delivery/delivery_settings.h"
@@ -25,7 +29,7 @@ public:
     // Whether the queue can take a message of `declared_size` bytes (0 when
     // the client gave no SIZE); asked at MAIL.
     using QueueFull = std::function<bool(std::uint64_t declared_size)>;
-    IntakeServer(std::uint64_t max_message_size, Enqueue enqueue, QueueFull full);
+    IntakeServer(std::uint64_t max_message_size, std::vector<IpGroup> allowed_clients, Enqueue enqueue, QueueFull full);
     ~IntakeServer();
 
     void start(UniqueFd listener);
@@ -36,6 +40,7 @@ private:
     void serve(int fd, std::string peer);
 
     const std::uint64_t max_size_;
+    const std::vector<IpGroup> allowed_clients_;
     Enqueue enqueue_;
     QueueFull full_;
     UniqueFd listener_;

@@ -8,18 +8,24 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <ctime>
 #include <filesystem>
 
 namespace relayguard {
 
 namespace {
 
-std::vector<std::string> names_in(const std::string& dir) {
+// Names in `dir`; dot files (being written) only with `dot_files`, never "." and "..".
+std::vector<std::string> names_in(const std::string& dir, bool dot_files = false) {
     std::vector<std::string> out;
     std::unique_ptr<DIR, int (*)(DIR*)> d(::opendir(dir.c_str()), ::closedir);
     if (!d) return out;
     while (dirent* e = ::readdir(d.get())) {
-        if (e->d_name[0] != '.') out.emplace_back(e->d_name);
+        std::string_view name = e->d_name;
+        if (name == "." || name == "..") continue;
+        if (dot_files || name[0] != '.') out.emplace_back(name);
     }
     return out;
 }
@@ -28,14 +34,39 @@ std::vector<std::string> names_in(const std::string& dir) {
 
 Result<std::unique_ptr<Queue>> Queue::open(const std::string& dir) {
     using R = Result<std::unique_ptr<Queue>>;
-    for (const char* sub : {"", "/tmp", "/active", "/corrupt"}) {
+    // The queue directory's group (relayguard, as packaged) may submit with
+    // relayguard-sendmail: it may pass the top (0750) and drop files into
+    // incoming/ (like Postfix's maildrop: write and search only, sticky so no
+    // member removes another's file, setgid so every file gets the group the
+    // relay client reads it by). The rest is the relay client's alone.
+    struct Area {
+        const char* sub;
+        mode_t mode;
+    };
+    struct stat top {};
+    for (Area a : {Area{"", 0750}, Area{"/tmp", 0700}, Area{"/active", 0700}, Area{"/corrupt", 0700},
+                   Area{"/incoming", 03730}}) {
+        std::string path = dir + a.sub;
         std::error_code ec;
-        std::filesystem::create_directories(dir + sub, ec);
-        if (ec) return R::failure("create " + dir + sub + ": " + ec.message());
-        ::chmod((dir + sub).c_str(), 0700);
+        std::filesystem::create_directories(path, ec);
+        if (ec) return R::failure("create " + path + ": " + ec.message());
+        if (*a.sub == '\0' && ::stat(path.c_str(), &top) != 0) return R::failure("stat " + path + ": " + std::strerror(errno));
+        if (std::string_view(a.sub) == "/incoming" && ::chown(path.c_str(), static_cast<uid_t>(-1), top.st_gid) != 0) {
+            spdlog::warn("queue: cannot give {} the group of {} ({}); relayguard-sendmail works for root only",
+                         path, dir, std::strerror(errno));
+        }
+        ::chmod(path.c_str(), a.mode);
     }
-    // Never acknowledged: the sender still has them.
+    // Never acknowledged: the sender still has them. In incoming/ only dot
+    // files an hour old: a relayguard-sendmail may be writing one right now.
     for (const auto& name : names_in(dir + "/tmp")) ::unlink((dir + "/tmp/" + name).c_str());
+    for (const auto& name : names_in(dir + "/incoming", true)) {
+        struct stat st {};
+        std::string path = dir + "/incoming/" + name;
+        if (name[0] == '.' && ::stat(path.c_str(), &st) == 0 && st.st_mtime < std::time(nullptr) - 3600) {
+            ::unlink(path.c_str());
+        }
+    }
     std::size_t kept = 0, moved = 0, finished = 0;
     for (const auto& name : names_in(dir + "/active")) {
         std::string path = dir + "/active/" + name;
@@ -79,6 +110,37 @@ Result<std::string> Queue::enqueue(const std::string& sender, const std::vector<
     for (const auto& r : rcpts) m.recipients.push_back(QueuedRecipient{r, RecipientState::pending, 0, "", ""});
     m.content = content;
     return enqueue(std::move(m), now);
+}
+
+std::vector<std::string> Queue::pickup() {
+    std::vector<std::string> taken;
+    std::string incoming = dir_ + "/incoming/";
+    for (const auto& name : names_in(dir_ + "/incoming")) {
+        std::string path = incoming + name;
+        auto m = read_queue_file(path, true);
+        if (!m || m->id != name) {
+            spdlog::error("queue: incoming/{} unreadable ({}); moved to corrupt/", name,
+                          m ? "its id is " + m->id : m.error());
+            ::rename(path.c_str(), (dir_ + "/corrupt/" + name).c_str());
+            continue;
+        }
+        // A crash between the copy and the unlink leaves both: the copy in
+        // active/ may already be partly delivered, so it wins.
+        struct stat st {};
+        if (::stat((dir_ + "/active/" + name).c_str(), &st) != 0) {
+            auto written = write_queue_file(dir_, *m);
+            if (!written) {
+                spdlog::error("queue: cannot take incoming/{}: {}; trying again", name, written.error());
+                continue;
+            }
+            ++size_;
+            taken.push_back(name);
+        }
+        ::unlink(path.c_str());
+        sync_directory(dir_ + "/incoming");
+        spdlog::info("{}: from=<{}> nrcpt={} picked up from relayguard-sendmail", name, m->sender, m->recipients.size());
+    }
+    return taken;
 }
 
 std::optional<std::uint64_t> Queue::free_bytes() const {

@@ -1,5 +1,6 @@
 // The queue directory: active/ holds one file per message (queue_file.h),
-// tmp/ what is being written, corrupt/ what could not be read. Opening it
+// tmp/ what is being written, corrupt/ what could not be read, incoming/
+// what relayguard-sendmail dropped off, until the relay client picks it up. Opening it
 // runs a recovery pass: half-written files in tmp/ are dropped (they were
 // never acknowledged), unreadable ones moved aside, finished ones removed.
 #pragma once
@@ -28,6 +29,9 @@ public:
     Result<std::string> enqueue(QueuedMessage message, TimePoint now);
     Result<std::string> enqueue(const std::string& sender, const std::vector<std::string>& rcpts,
                                 const std::string& content, TimePoint now);
+    // Moves what relayguard-sendmail dropped into incoming/ into active/,
+    // as the relay client's own files; answers their ids.
+    std::vector<std::string> pickup();
     // Every message, with its next attempt time, oldest id first.
     std::vector<QueueEntry> scan();
     std::size_t size() const { return size_; }

@@ -69,8 +69,9 @@ bool sync_directory(const std::string& path) {
     return fd && ::fsync(fd.get()) == 0;
 }
 
-Result<std::string> write_queue_file(const std::string& queue_dir, const QueuedMessage& m) {
-    using R = Result<std::string>;
+namespace {
+
+std::string serialize_header(const QueuedMessage& m) {
     std::string header(magic);
     header += "id " + m.id + "\n";
     header += "arrival " + std::to_string(m.arrival.time_since_epoch().count()) + "\n";
@@ -84,41 +85,61 @@ Result<std::string> write_queue_file(const std::string& queue_dir, const QueuedM
         if (!r.orcpt.empty()) header += "orcpt " + r.orcpt + "\n";
     }
     header += "size " + std::to_string(m.content.size()) + "\n\n";
+    return header;
+}
 
-    std::string tmp = queue_dir + "/tmp/" + m.id;
-    std::string final_path = queue_dir + "/active/" + m.id;
-    UniqueFd fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600));
-    if (!fd) return R::failure("create " + tmp + ": " + std::strerror(errno));
+// Writes the message to `staging`, fsyncs it, renames it to `final_path`
+// and fsyncs `final_dir`: wholly there or not at all. The file gets `mode`
+// whatever the umask, and the owner (for root) and group of `owner_dir`.
+Result<std::string> write_durably(const QueuedMessage& m, const std::string& staging, const std::string& final_path,
+                                  const std::string& final_dir, mode_t mode, const std::string& owner_dir) {
+    using R = Result<std::string>;
+    UniqueFd fd(::open(staging.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode));
+    if (!fd) return R::failure("create " + staging + ": " + std::strerror(errno));
+    auto fail = [&](const std::string& what) {
+        std::string why = std::strerror(errno);
+        ::unlink(staging.c_str());
+        return R::failure(what + " " + staging + ": " + why);
+    };
     // Queued by root (relayguard-sendmail from cron, queue bounce): the file
     // must belong to the queue's owner, or the relay client could not read it.
-    if (::geteuid() == 0) {
-        struct stat dir {};
-        if (::stat((queue_dir + "/active").c_str(), &dir) == 0 && dir.st_uid != 0) {
-            if (::fchown(fd.get(), dir.st_uid, dir.st_gid) != 0) {
-                ::unlink(tmp.c_str());
-                return R::failure("chown " + tmp + ": " + std::strerror(errno));
-            }
-        }
+    struct stat dir {};
+    if (::geteuid() == 0 && ::stat(owner_dir.c_str(), &dir) == 0 && dir.st_uid != 0) {
+        if (::fchown(fd.get(), dir.st_uid, dir.st_gid) != 0) return fail("chown");
     }
-    bool ok = write_all(fd.get(), header) && write_all(fd.get(), m.content) && write_all(fd.get(), trailer) &&
-              ::fsync(fd.get()) == 0;
+    if (::fchmod(fd.get(), mode) != 0) return fail("chmod");
+    bool ok = write_all(fd.get(), serialize_header(m)) && write_all(fd.get(), m.content) &&
+              write_all(fd.get(), trailer) && ::fsync(fd.get()) == 0;
     // The next attempt is due at once: the mtime says so.
     timespec times[2] = {{0, UTIME_OMIT}, {m.arrival.time_since_epoch().count() / 1000,
                                            (m.arrival.time_since_epoch().count() % 1000) * 1'000'000}};
     ok = ok && ::futimens(fd.get(), times) == 0;
-    if (!ok) {
+    if (!ok) return fail("write");
+    if (::rename(staging.c_str(), final_path.c_str()) != 0) {
         std::string why = std::strerror(errno);
-        ::unlink(tmp.c_str());
-        return R::failure("write " + tmp + ": " + why);
-    }
-    fd.reset();
-    if (::rename(tmp.c_str(), final_path.c_str()) != 0) {
-        std::string why = std::strerror(errno);
-        ::unlink(tmp.c_str());
+        ::unlink(staging.c_str());
         return R::failure("rename into " + final_path + ": " + why);
     }
-    if (!sync_directory(queue_dir + "/active")) return R::failure("fsync " + queue_dir + "/active: " + std::strerror(errno));
-    return final_path;
+    if (sync_directory(final_dir)) return final_path;
+    // A submitter may write into incoming/ but not read it, so cannot open
+    // it to fsync it: the whole file system is synced instead, which makes
+    // the rename durable too (dearer, but submissions are few).
+    if (errno == EACCES && ::syncfs(fd.get()) == 0) return final_path;
+    return R::failure("fsync " + final_dir + ": " + std::strerror(errno));
+}
+
+}  // namespace
+
+Result<std::string> write_queue_file(const std::string& queue_dir, const QueuedMessage& m) {
+    return write_durably(m, queue_dir + "/tmp/" + m.id, queue_dir + "/active/" + m.id, queue_dir + "/active", 0600,
+                         queue_dir + "/active");
+}
+
+Result<std::string> drop_into_incoming(const std::string& queue_dir, const QueuedMessage& m) {
+    std::string incoming = queue_dir + "/incoming";
+    // 0640: the relay client reads it through the group incoming/ hands down
+    // (setgid); the dot name keeps it from being picked up half-written.
+    return write_durably(m, incoming + "/." + m.id, incoming + "/" + m.id, incoming, 0640, incoming);
 }
 
 Result<QueuedMessage> read_queue_file(const std::string& path, bool with_content) {

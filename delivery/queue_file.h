@@ -57,6 +57,10 @@ bool storable_address(std::string_view address);
 
 // Writes the message durably under `queue_dir`/active/<id> (via tmp/).
 Result<std::string> write_queue_file(const std::string& queue_dir, const QueuedMessage& message);
+// Writes the message durably as `queue_dir`/incoming/<id> (via a dot name in
+// incoming/), mode 0640: how relayguard-sendmail submits, as a member of the
+// queue's group; the relay client picks it up (Queue::pickup).
+Result<std::string> drop_into_incoming(const std::string& queue_dir, const QueuedMessage& message);
 
 // Reads and checks a queue file; a failure names what is wrong with it.
 Result<QueuedMessage> read_queue_file(const std::string& path, bool with_content);

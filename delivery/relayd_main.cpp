@@ -100,6 +100,7 @@ private:
         std::unique_lock lock(mutex_);
         while (!stopping_) {
             lock.unlock();
+            queue_.pickup();  // what relayguard-sendmail dropped off: due now, found by the scan
             auto entries = queue_.scan();
             TimePoint now = clock.now();
             lock.lock();
@@ -252,7 +253,12 @@ int main(int argc, char** argv) {
             return 1;
         }
         listener = std::move(std::get<UniqueFd>(opened));
-        if (!addr->is_loopback()) spdlog::warn("intake: listening on {}, which is not loopback", config.delivery.listen);
+        if (!addr->is_loopback()) {
+            std::string allowed;
+            for (const auto& g : config.delivery.allowed_clients) allowed += (allowed.empty() ? "" : ", ") + g.name;
+            spdlog::warn("intake: listening on {}, which is not loopback; mail is taken only from delivery.allowed_clients [{}]",
+                         config.delivery.listen, allowed);
+        }
     }
     UniqueFd admin_fd;
     if (!config.delivery.admin.empty()) {
@@ -291,10 +297,17 @@ int main(int argc, char** argv) {
         DeliverySettings next = again.config->delivery;
         const DeliverySettings& started = config.delivery;
         // What was set up at start stays; say so rather than pretend.
+        auto networks = [](const std::vector<IpGroup>& groups) {
+            std::vector<std::string> out;
+            for (const auto& g : groups)
+                for (const auto& n : g.networks) out.push_back(n.to_string());
+            return out;
+        };
         if (next.listen != started.listen || next.admin != started.admin || next.metrics != started.metrics ||
-            next.threads != started.threads || next.queue_dir != started.queue_dir) {
-            spdlog::warn("reload: delivery.listen, admin, metrics, threads and queue_dir apply after a restart; "
-                         "the running ones stay");
+            next.threads != started.threads || next.queue_dir != started.queue_dir ||
+            networks(next.allowed_clients) != networks(started.allowed_clients)) {
+            spdlog::warn("reload: delivery.listen, allowed_clients, admin, metrics, threads and queue_dir apply after a "
+                         "restart; the running ones stay");
         }
         next.queue_dir = started.queue_dir;  // the scheduler's and the admin commands' queue must be one
         warn_if_plaintext_auth(next);
@@ -384,7 +397,7 @@ int main(int argc, char** argv) {
     Scheduler scheduler(**queue, deliverer, config.delivery.threads);
     scheduler_ptr = &scheduler;
     IntakeServer intake(
-        config.delivery.max_message_size,
+        config.delivery.max_message_size, config.delivery.allowed_clients,
         [&](QueuedMessage m) {
             auto id = (*queue)->enqueue(std::move(m), clock.now());
             if (id) scheduler.submit(*id);

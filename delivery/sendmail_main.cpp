@@ -10,8 +10,11 @@
 // "hdrs") and ENVID of the message.
 //
 // Exit status: 0 queued, 64 usage, 65 no recipients, 75 the queue could not
-// take it (try again), 78 bad config.
+// take it (try again), 77 the user may not submit (not root, not in the queue
+// directory's group), 78 bad config.
 #include <pwd.h>
+#include <cerrno>
+#include <cstring>
 #include <unistd.h>
 
 #include <iostream>
@@ -29,6 +32,9 @@ namespace {
 constexpr int exit_usage = 64;
 constexpr int exit_dataerr = 65;
 constexpr int exit_tempfail = 75;
+constexpr int exit_noperm = 77;
+constexpr const char* not_allowed =
+    "only root and members of the queue directory's group (relayguard, as packaged) may submit";
 constexpr int exit_config = 78;
 
 // Addresses in a To/Cc/Bcc value: "<a@b>" when bracketed, else the bare word.
@@ -101,6 +107,12 @@ int main(int argc, char** argv) {
         std::cerr << "relayguard-sendmail: bad -N, -R or -V value\n";
         return exit_usage;
     }
+    // The packaged config is readable by root and group relayguard only:
+    // those who may submit.
+    if (::access(config_path.c_str(), R_OK) != 0 && errno == EACCES) {
+        std::cerr << "relayguard-sendmail: cannot read " << config_path << ": " << not_allowed << "\n";
+        return exit_noperm;
+    }
     auto loaded = relayguard::load_config_file(config_path);
     for (const auto& e : loaded.errors) std::cerr << "relayguard-sendmail: " << e.to_string() << "\n";
     if (!loaded.config) return exit_config;
@@ -157,17 +169,24 @@ int main(int argc, char** argv) {
         std::cerr << "relayguard-sendmail: bad sender address\n";
         return exit_usage;
     }
-    relayguard::Queue queue(s.queue_dir);
     relayguard::SystemClock clock;
     relayguard::QueuedMessage m;
+    m.id = relayguard::new_queue_id(clock.now());
+    m.arrival = clock.now();
     m.sender = sender;
     for (const auto& r : rcpts) m.recipients.push_back({r, relayguard::RecipientState::pending, 0, notify, ""});
     m.ret = ret;
     m.envid = envid_xtext;
     m.content = content;
-    auto id = queue.enqueue(std::move(m), clock.now());
-    if (!id) {
-        std::cerr << "relayguard-sendmail: could not queue the message: " << id.error() << "\n";
+    // Into incoming/, which root and the queue directory's group may write;
+    // relayguard-relayd takes it into its queue within a second.
+    auto dropped = relayguard::drop_into_incoming(s.queue_dir, m);
+    if (!dropped && dropped.error().find(std::strerror(EACCES)) != std::string::npos) {
+        std::cerr << "relayguard-sendmail: could not queue the message: " << dropped.error() << ": " << not_allowed << "\n";
+        return exit_noperm;
+    }
+    if (!dropped) {
+        std::cerr << "relayguard-sendmail: could not queue the message: " << dropped.error() << "\n";
         return exit_tempfail;
     }
     return 0;

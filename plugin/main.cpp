@@ -19,6 +19,7 @@
 #include "common/listen_socket.h"
 #include "common/logging.h"
 #include "common/metrics.h"
+#include "common/pid_file.h"
 #include "common/privileges.h"
 #include "common/system_clock.h"
 #include "conf/config.h"
@@ -93,7 +94,9 @@ class SharedState {
 public:
     SharedState(const relayguard::Config& c, const relayguard::Clock& clock, relayguard::AlertMailer& alerts) {
         if (c.store.type == relayguard::StoreType::memory) {
-            memory_.emplace(c.store.memory_max_clients);
+            memory_.emplace(c.store.memory_max_clients,
+                            relayguard::log_memory_store_full(
+                                "memory store", c.policy.store_fail_mode == relayguard::StoreFailMode::open));
             return;
         }
         const auto& r = c.store.redis;
@@ -420,6 +423,19 @@ int main(int argc, char** argv) {
     if (std::string err = relayguard::drop_privileges(config.daemon.user, config.daemon.group); !err.empty()) {
         spdlog::critical("daemon.user: {}", err);
         return 1;
+    }
+    // After the drop, as Postfix's master does it: the daemon's own user
+    // owns the file and can remove it at exit. Declared before everything
+    // that serves, so it is removed only once they have all stopped.
+    std::optional<relayguard::PidFile> pid_file;
+    if (!config.daemon.pid_file.empty()) {
+        auto written = relayguard::PidFile::write(config.daemon.pid_file);
+        if (!written) {
+            spdlog::critical("daemon.pid_file: {}; not starting", written.error());
+            return 1;
+        }
+        pid_file.emplace(std::move(*written));
+        spdlog::info("daemon: pid {} written to {}", ::getpid(), config.daemon.pid_file);
     }
     if (policy_fd) {
         policy = std::make_unique<relayguard::PolicyServer>(engine, ledger, config.listen);

@@ -49,8 +49,18 @@ void StoreHealth::failed() {
     }
 }
 
+MemoryCounterStore::FullObserver log_memory_store_full(std::string which, bool fail_open) {
+    return [which = std::move(which), fail_open](std::size_t held) {
+        spdlog::error("store: the {} holds {} clients (store.memory_max_clients), all blocked or holding a connection; "
+                      "new clients are {} until one ends (store.fail_mode = \"{}\")",
+                      which, held, fail_open ? "not limited" : "answered 4xx", fail_open ? "open" : "tempfail");
+    };
+}
+
 FailoverCounterStore::FailoverCounterStore(CounterStore& primary, StoreHealth& health, std::size_t fallback_max_clients)
-    : primary_(primary), health_(health), fallback_(fallback_max_clients) {}
+    : primary_(primary),
+      health_(health),
+      fallback_(fallback_max_clients, log_memory_store_full("local fallback store", true)) {}
 
 template <class Call, class Fallback>
 auto FailoverCounterStore::either(Call primary, Fallback fallback) -> decltype(primary()) {

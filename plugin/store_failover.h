@@ -42,6 +42,10 @@ private:
     std::function<void(bool, const std::string&, const std::string&)> listener_;
 };
 
+// The log line for a memory store full of blocked clients and live
+// connections: new clients then meet store.fail_mode until room returns.
+MemoryCounterStore::FullObserver log_memory_store_full(std::string which, bool fail_open);
+
 class FailoverCounterStore final : public CounterStore {
 public:
     FailoverCounterStore(CounterStore& primary, StoreHealth& health, std::size_t fallback_max_clients);

@@ -30,11 +30,7 @@ bool AlertSettings::wants(AlertEvent e) const {
 std::optional<std::uint64_t> AlertThrottle::admit(AlertEvent event, const std::string& key, TimePoint now) {
     // Forget what no longer holds anything back, oldest first, so an attack
     // from many addresses grows the map only as far as one interval holds.
-    while (!order_.empty() && now - order_.front().first >= interval_) {
-        auto it = last_.find(order_.front().second);
-        if (it != last_.end() && it->second == order_.front().first) last_.erase(it);
-        order_.pop_front();
-    }
+    while (!order_.empty() && now - order_.front().first >= interval_) drop_oldest();
     while (!sent_.empty() && now - sent_.front() >= std::chrono::hours(1)) sent_.pop_front();
 
     auto k = std::make_pair(event, key);
@@ -46,6 +42,9 @@ std::optional<std::uint64_t> AlertThrottle::admit(AlertEvent event, const std::s
     bool about_client = event != AlertEvent::store_lost;
     last_[k] = now;
     order_.emplace_back(now, k);
+    // order_ holds every entry of last_ (and a few stale ones after forget),
+    // so bounding it bounds both.
+    while (order_.size() > max_keys_) drop_oldest();
     if (about_client && sent_.size() >= max_per_hour_) {
         ++held_back_;  // held back once is enough; not counted again each refusal
         return std::nullopt;
@@ -54,6 +53,12 @@ std::optional<std::uint64_t> AlertThrottle::admit(AlertEvent event, const std::s
     auto held = held_back_;
     held_back_ = 0;
     return held;
+}
+
+void AlertThrottle::drop_oldest() {
+    auto it = last_.find(order_.front().second);
+    if (it != last_.end() && it->second == order_.front().first) last_.erase(it);
+    order_.pop_front();
 }
 
 void AlertThrottle::forget(AlertEvent event, const std::string& key) { last_.erase({event, key}); }

@@ -6,6 +6,7 @@
 // an outage is always told.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <deque>
 #include <map>
@@ -36,8 +37,15 @@ struct AlertSettings {
 
 class AlertThrottle {
 public:
-    AlertThrottle(Duration per_key_interval, std::uint32_t max_per_hour)
-        : interval_(per_key_interval), max_per_hour_(max_per_hour) {}
+    // The clients remembered at once. An attack from a million addresses
+    // within one interval must not grow the map a million entries: past the
+    // bound the client seen longest ago is forgotten first. A forgotten
+    // client may be alerted about again early, which the hourly cap still
+    // bounds, or be counted twice as held back.
+    static constexpr std::size_t default_max_keys = 10000;
+
+    AlertThrottle(Duration per_key_interval, std::uint32_t max_per_hour, std::size_t max_keys = default_max_keys)
+        : interval_(per_key_interval), max_per_hour_(max_per_hour), max_keys_(std::max<std::size_t>(max_keys, 1)) {}
 
     // Whether an alert of `event` about `key` (a client, or "" for the
     // store) may go now. When it may, the answer is how many alerts were
@@ -46,11 +54,16 @@ public:
     // Makes the next alert of `event` about `key` news again (the store
     // lost after it came back is a new outage, however soon).
     void forget(AlertEvent event, const std::string& key);
+    // Event and key pairs remembered now (never more than max_keys).
+    std::size_t remembered() const { return last_.size(); }
 
 private:
+    void drop_oldest();
+
     using Key = std::pair<AlertEvent, std::string>;
     const Duration interval_;
     const std::uint32_t max_per_hour_;
+    const std::size_t max_keys_;
     std::map<Key, TimePoint> last_;
     std::deque<std::pair<TimePoint, Key>> order_;  // last_'s entries by age, to expire them in O(1) each
     std::deque<TimePoint> sent_;  // client alerts of the last hour

@@ -58,7 +58,9 @@ void DecisionEngine::open_session(SessionState& s, const ConnectFacts& facts) co
 }
 
 bool DecisionEngine::store_unreachable(Decision& out, const char* during) const {
-    std::string detail = std::string("counter store unreachable during ") + during;
+    // "Full": a memory store holding only blocked and connected clients
+    // makes no entry for a new one (memory_counter_store.h).
+    std::string detail = std::string("counter store unreachable (or full) during ") + during;
     if (settings_.store_fail_mode == StoreFailMode::tempfail) {
         settle(out, refusal("store", settings_.store_failure_reply, detail + "; fail mode tempfail"), LimitMode::enforce);
         return true;

@@ -6,7 +6,8 @@
 
 namespace relayguard {
 
-MemoryCounterStore::MemoryCounterStore(std::size_t max_clients) : max_clients_(std::max<std::size_t>(max_clients, 1)) {}
+MemoryCounterStore::MemoryCounterStore(std::size_t max_clients, FullObserver on_full)
+    : max_clients_(std::max<std::size_t>(max_clients, 1)), on_full_(std::move(on_full)) {}
 
 std::size_t MemoryCounterStore::client_count() const {
     std::lock_guard lock(mutex_);
@@ -22,25 +23,48 @@ std::optional<TimePoint> MemoryCounterStore::active_block(const ClientEntry& c, 
     return std::nullopt;
 }
 
-MemoryCounterStore::ClientEntry& MemoryCounterStore::entry(const std::string& client, TimePoint now) {
+bool MemoryCounterStore::droppable(const ClientEntry& c, TimePoint now) {
+    return c.connections.empty() && !active_block(c, now);
+}
+
+MemoryCounterStore::ClientEntry* MemoryCounterStore::entry(const std::string& client, TimePoint now) {
     auto it = clients_.find(client);
-    if (it != clients_.end()) return it->second;
-    if (clients_.size() >= max_clients_) make_room(now);
-    return clients_[client];
+    if (it != clients_.end()) {
+        it->second.last_use = ++use_count_;
+        return &it->second;
+    }
+    if (clients_.size() >= max_clients_) {
+        bool may_have_room = !full_ || released_ || now >= rescan_at_;
+        if (may_have_room) make_room(now);
+        if (clients_.size() >= max_clients_) {
+            if (!full_ && on_full_) on_full_(clients_.size());
+            full_ = true;
+            released_ = false;
+            return nullptr;
+        }
+    }
+    full_ = false;
+    ClientEntry& fresh = clients_[client];
+    fresh.last_use = ++use_count_;
+    return &fresh;
 }
 
 // Called only when the table is full: first drop what has expired, then, if
-// that freed too little, the entries that would expire soonest. Entries that
-// hold live connections are never dropped, or their slots would leak.
-// Freeing a tenth at a time keeps the cost amortised under a flood of new IPs.
+// that freed too little, the least recently used entries that are neither
+// blocked nor holding a connection. Freeing a tenth at a time keeps the cost
+// amortised under a flood of new IPs.
 void MemoryCounterStore::make_room(TimePoint now) {
-    std::erase_if(clients_, [now](const auto& kv) { return kv.second.connections.empty() && kv.second.idle_after <= now; });
+    std::erase_if(clients_, [now](const auto& kv) { return droppable(kv.second, now) && kv.second.idle_after <= now; });
     std::size_t target = max_clients_ - std::max<std::size_t>(max_clients_ / 10, 1);
     if (clients_.size() <= target) return;
-    std::vector<std::pair<TimePoint, const std::string*>> victims;
+    std::vector<std::pair<std::uint64_t, const std::string*>> victims;
+    TimePoint first_block_end = TimePoint::max();
     for (const auto& [key, c] : clients_) {
-        if (c.connections.empty()) victims.emplace_back(c.idle_after, &key);
+        if (droppable(c, now)) victims.emplace_back(c.last_use, &key);
+        else if (c.connections.empty()) first_block_end = std::min(first_block_end, c.blocked_until);
     }
+    // Nothing held only by a block changes before the first block ends.
+    rescan_at_ = first_block_end;
     std::size_t excess = clients_.size() - target;
     if (victims.size() > excess) {
         std::nth_element(victims.begin(), victims.begin() + static_cast<std::ptrdiff_t>(excess), victims.end());
@@ -55,7 +79,9 @@ std::optional<ConnectionOutcome> MemoryCounterStore::open_connection(const std::
                                                                      const std::string& connection_id,
                                                                      std::uint32_t limit, TimePoint now) {
     std::lock_guard lock(mutex_);
-    ClientEntry& c = entry(client, now);
+    ClientEntry* made = entry(client, now);
+    if (made == nullptr) return std::nullopt;
+    ClientEntry& c = *made;
     ConnectionOutcome out;
     out.blocked_until = active_block(c, now);
     if (c.connections.count(connection_id) || limit == 0 || c.connections.size() < limit) {
@@ -70,13 +96,15 @@ void MemoryCounterStore::close_connection(const std::string& client, const std::
     std::lock_guard lock(mutex_);
     auto it = clients_.find(client);
     if (it == clients_.end()) return;
-    it->second.connections.erase(connection_id);
+    if (it->second.connections.erase(connection_id) && it->second.connections.empty()) released_ = true;
 }
 
 std::optional<RateOutcome> MemoryCounterStore::message_rate(const std::string& client, Duration window,
                                                             std::uint32_t limit, bool record, TimePoint now) {
     std::lock_guard lock(mutex_);
-    ClientEntry& c = entry(client, now);
+    ClientEntry* made = entry(client, now);
+    if (made == nullptr) return std::nullopt;
+    ClientEntry& c = *made;
     drop_older(c.messages, now - window);
     RateOutcome out{static_cast<std::uint32_t>(c.messages.size()), false};
     if (record && out.count < limit) {
@@ -90,7 +118,9 @@ std::optional<RateOutcome> MemoryCounterStore::message_rate(const std::string& c
 std::optional<RateOutcome> MemoryCounterStore::record_message(const std::string& client, Duration window,
                                                               std::uint32_t limit, TimePoint now) {
     std::lock_guard lock(mutex_);
-    ClientEntry& c = entry(client, now);
+    ClientEntry* made = entry(client, now);
+    if (made == nullptr) return std::nullopt;
+    ClientEntry& c = *made;
     drop_older(c.messages, now - window);
     RateOutcome out{static_cast<std::uint32_t>(c.messages.size()), true};
     c.messages.push_back(now);
@@ -104,7 +134,9 @@ std::optional<UnknownRecipientOutcome> MemoryCounterStore::record_unknown_recipi
     const std::string& client, const std::string& recipient, Duration window, std::uint32_t threshold,
     Duration block_for, TimePoint now) {
     std::lock_guard lock(mutex_);
-    ClientEntry& c = entry(client, now);
+    ClientEntry* made = entry(client, now);
+    if (made == nullptr) return std::nullopt;
+    ClientEntry& c = *made;
     std::erase_if(c.unknown, [cutoff = now - window](const auto& kv) { return kv.second <= cutoff; });
     auto found = c.unknown.find(recipient);
     if (found != c.unknown.end()) {
@@ -137,6 +169,7 @@ bool MemoryCounterStore::unblock(const std::string& client) {
     if (it == clients_.end()) return false;
     bool was = it->second.blocked_until != TimePoint{};
     it->second.blocked_until = TimePoint{};
+    released_ = true;
     it->second.unknown.clear();
     return was;
 }

@@ -1,11 +1,19 @@
 // The counter store of a single node: everything in process memory, guarded
 // by one mutex. Memory is bounded twice: per client (a rate window keeps at
 // most `limit` timestamps, the harvest guard at most `threshold` addresses)
-// and in the number of clients, by expiring idle entries and, when full,
-// evicting those whose counters matter least soon.
+// and in the number of clients (`max_clients`). When the table is full, room
+// is made by dropping first the entries whose counters have expired, then the
+// least recently used plain counters. A client under a harvest block or
+// holding a live connection slot is never dropped: a spammer rotating through
+// the addresses of a /48 must not flush its own block, and a dropped slot
+// would leak. When only such entries are left, a new client gets no entry:
+// its calls answer std::nullopt, as an unreachable store does, so
+// store.fail_mode decides ("tempfail" refuses with 4xx, "open" lets it pass
+// unlimited); `on_full` is told once per such episode, for the log.
 #pragma once
 
 #include <deque>
+#include <functional>
 #include <mutex>
 #include <string>
 #include <unordered_map>
@@ -17,7 +25,9 @@ namespace relayguard {
 
 class MemoryCounterStore final : public CounterStore {
 public:
-    explicit MemoryCounterStore(std::size_t max_clients = 100000);
+    // Told the number of entries held when a new client first finds no room.
+    using FullObserver = std::function<void(std::size_t held)>;
+    explicit MemoryCounterStore(std::size_t max_clients = 100000, FullObserver on_full = nullptr);
 
     std::optional<ConnectionOutcome> open_connection(const std::string& client, const std::string& connection_id,
                                                      std::uint32_t limit, TimePoint now) override;
@@ -44,16 +54,28 @@ private:
         std::unordered_set<std::string> connections;
         TimePoint blocked_until{};
         TimePoint idle_after{};  // after this, no counter of the entry can matter
+        std::uint64_t last_use = 0;  // use_count_ at the last call for the client: the LRU order
     };
 
-    ClientEntry& entry(const std::string& client, TimePoint now);
+    // The client's entry, made if needed; nullptr when the table is full of
+    // entries that may not be dropped.
+    ClientEntry* entry(const std::string& client, TimePoint now);
     void make_room(TimePoint now);
+    static bool droppable(const ClientEntry& c, TimePoint now);
     static void drop_older(std::deque<TimePoint>& events, TimePoint cutoff);
     static std::optional<TimePoint> active_block(const ClientEntry& c, TimePoint now);
 
     mutable std::mutex mutex_;
     std::size_t max_clients_;
+    FullObserver on_full_;
     std::unordered_map<std::string, ClientEntry> clients_;
+    std::uint64_t use_count_ = 0;
+    // While full of undroppable entries: no scan for room until a block may
+    // have ended or a slot or block was released, so a flood of new clients
+    // costs a lookup each, not a scan of the table each.
+    bool full_ = false;
+    TimePoint rescan_at_{};
+    bool released_ = false;
 };
 
 }  // namespace relayguard

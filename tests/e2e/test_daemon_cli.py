@@ -85,6 +85,51 @@ with tempfile.TemporaryDirectory() as d:
     r = subprocess.run([binary, "--config", os.path.join(d, "missing.toml")], capture_output=True, text=True)
     check(r.returncode != 0 and "missing.toml" in r.stderr, "a missing config file is named")
 
+    # 6. daemon.pid_file holds the pid while the daemon runs, mode 0644 even
+    # under a strict umask, and is gone after SIGTERM; a path that cannot be
+    # written stops the start with the key named.
+    import socket
+    import stat
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    pid_path = os.path.join(d, "relayguard.pid")
+    path = os.path.join(d, "pid.toml")
+
+    def pid_config(pid_file):
+        with open(path, "w") as f:
+            f.write(f'[listen]\nmilter = ""\npolicy = "inet:127.0.0.1:{port}"\nadmin = ""\n'
+                    f'[daemon]\npid_file = "{pid_file}"\n[relay]\nlocal_domains = ["example.test"]\n')
+
+    pid_config(pid_path)
+    p = subprocess.Popen([binary, "--config", path], stderr=subprocess.PIPE, text=True,
+                         preexec_fn=lambda: os.umask(0o077))
+    lines = []
+    reader = threading.Thread(target=read_stderr, daemon=True)
+    reader.start()
+    try:
+        deadline = time.time() + 30
+        while time.time() < deadline and not any("started" in line for line in lines):
+            time.sleep(0.05)
+        text = open(pid_path).read() if os.path.exists(pid_path) else None
+        check(text == f"{p.pid}\n", f"daemon.pid_file holds the daemon's pid and a newline (got {text!r})")
+        mode = stat.S_IMODE(os.stat(pid_path).st_mode) if text is not None else None
+        check(mode == 0o644, f"the pid file is mode 0644 whatever the umask (got {mode and oct(mode)})")
+        p.send_signal(signal.SIGTERM)
+        rc = p.wait(timeout=10)
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+    reader.join(timeout=5)
+    check(rc == 0 and not os.path.exists(pid_path), f"after SIGTERM (exit {rc}) the pid file is gone")
+
+    pid_config(os.path.join(d, "no-such-dir", "relayguard.pid"))
+    r = subprocess.run([binary, "--config", path], capture_output=True, text=True, timeout=30)
+    check(r.returncode != 0 and "daemon.pid_file: cannot create" in r.stderr and "no-such-dir" in r.stderr,
+          f"a pid file that cannot be written stops the start, naming key and path (exit {r.returncode}): "
+          + r.stderr.strip()[-300:])
+
 
 print(f"\n{'PASSED' if not failures else 'FAILED: ' + '; '.join(failures)}")
 sys.exit(1 if failures else 0)

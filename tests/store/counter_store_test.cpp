@@ -4,6 +4,7 @@
 // decide alike. Cases that only one of them has follow at the end.
 #include <catch2/catch.hpp>
 
+#include <cstdio>
 #include <thread>
 
 #include "common/redis_client.h"
@@ -187,6 +188,68 @@ TEST_CASE("memory stays bounded under a flood of new clients", "[store]") {
     REQUIRE(s.client_count() <= 1000);
     // A client holding a live connection is never evicted, or its slot would leak.
     REQUIRE(s.open_connection("holder", "h2", 1, t0())->held == 1);
+}
+
+TEST_CASE("a harvest block and a live connection survive a flood of new clients from the same /48", "[store]") {
+    MemoryCounterStore s(1000);
+    // The harvester's /64 is blocked for 10 minutes; another /64 of it holds
+    // a connection slot.
+    auto blocked = s.record_unknown_recipient("2001:db8:77:1::/64", "nobody@example.test", 10min, 1, 10min, t0());
+    REQUIRE(blocked->blocked_until == t0() + 10min);
+    REQUIRE(s.open_connection("2001:db8:77:2::/64", "c1", 1, t0())->admitted);
+    // Then it rotates through 50,000 other /64s of its /48, each sending
+    // within the hour-long message-rate window: counters that outlive the block.
+    for (int i = 0; i < 50000; ++i) {
+        char key[64];
+        std::snprintf(key, sizeof key, "2001:db8:77:%x::/64", 0x1000 + i);
+        s.record_message(key, 1h, 5, t0() + std::chrono::milliseconds(i));
+    }
+    REQUIRE(s.client_count() <= 1000);
+    auto later = t0() + 1min;
+    REQUIRE(s.blocked_until("2001:db8:77:1::/64", later)->value() == t0() + 10min);
+    REQUIRE(s.inspect("2001:db8:77:2::/64", 1h, 1h, later)->connections == 1);
+    REQUIRE_FALSE(s.open_connection("2001:db8:77:2::/64", "c2", 1, later)->admitted);
+}
+
+TEST_CASE("the memory store makes room by dropping the least recently used plain counters", "[store]") {
+    MemoryCounterStore s(100);
+    // A client that keeps sending stays counted while one-off clients pass.
+    s.record_message("regular", 1h, 10, t0());
+    for (int i = 0; i < 1000; ++i) {
+        auto now = t0() + std::chrono::milliseconds(i);
+        s.record_message("once-" + std::to_string(i), 1h, 10, now);
+        if (i % 50 == 0) s.message_rate("regular", 1h, 10, false, now);
+    }
+    REQUIRE(s.inspect("regular", 1h, 1h, t0() + 1s)->messages == 1);
+}
+
+TEST_CASE("a memory store full of blocks refuses new clients as an unreachable store, says so once, and recovers",
+          "[store]") {
+    int told = 0;
+    std::size_t held = 0;
+    MemoryCounterStore s(100, [&](std::size_t n) {
+        ++told;
+        held = n;
+    });
+    for (int i = 0; i < 100; ++i) {
+        REQUIRE(s.record_unknown_recipient("blocked-" + std::to_string(i), "r", 1h, 1, 10min, t0())->blocked_until);
+    }
+    // No entry for a newcomer: std::nullopt, and store.fail_mode decides.
+    REQUIRE_FALSE(s.record_message("new", 1h, 5, t0() + 1s));
+    REQUIRE_FALSE(s.open_connection("new", "c", 0, t0() + 1s));
+    REQUIRE_FALSE(s.record_unknown_recipient("new", "r", 1h, 5, 10min, t0() + 1s));
+    REQUIRE(told == 1);
+    REQUIRE(held == 100);
+    // Clients already known are served as before.
+    REQUIRE(s.message_rate("blocked-7", 1h, 5, true, t0() + 2s)->recorded);
+    REQUIRE(s.blocked_until("blocked-0", t0() + 2s)->value() == t0() + 10min);
+    // An admin unblock makes its entry a plain counter, which may go.
+    REQUIRE(s.unblock("blocked-3"));
+    REQUIRE(s.record_message("new", 1h, 5, t0() + 3s));
+    REQUIRE(s.blocked_until("blocked-4", t0() + 3s)->value() == t0() + 10min);
+    // Once the blocks end, their entries may go: new clients are counted again.
+    REQUIRE(s.record_message("newest", 1h, 5, t0() + 10min + 1s));
+    REQUIRE(s.client_count() <= 100);
 }
 
 // --- the Redis store only ---

@@ -65,3 +65,25 @@ TEST_CASE("an entry expires after the interval: the client is news again", "[ale
     // c4999 was seen 100 ms ago: not.
     REQUIRE_FALSE(t.admit(AlertEvent::rate_limit, "c4999", at(Duration(4999 * 100 + 100))));
 }
+
+TEST_CASE("a million clients in one interval do not grow the throttle past its bound, and recent ones stay throttled",
+          "[alerts]") {
+    AlertThrottle t(1h, 20, 10000);
+    const int clients = 1'000'000;
+    // One refusal a millisecond from a million addresses: 17 minutes, well
+    // inside the interval, so nothing expires on its own.
+    for (int i = 0; i < clients; ++i) {
+        t.admit(AlertEvent::harvest_block, "2001:db8:" + std::to_string(i), at(std::chrono::milliseconds(i)));
+        if (i % 100000 == 0) REQUIRE(t.remembered() <= 10000);
+    }
+    REQUIRE(t.remembered() <= 10000);
+    // The most recent clients are still remembered: refused again, no alert,
+    // and not counted as held back a second time.
+    for (int i = clients - 1000; i < clients; ++i) {
+        REQUIRE_FALSE(t.admit(AlertEvent::harvest_block, "2001:db8:" + std::to_string(i), at(std::chrono::milliseconds(clients + 1))));
+    }
+    // 20 alerts went; every other client was held back exactly once.
+    REQUIRE(t.admit(AlertEvent::store_lost, "lost", at(std::chrono::milliseconds(clients + 2))) ==
+            std::uint64_t{clients - 20});
+    REQUIRE(t.remembered() <= 10000);
+}

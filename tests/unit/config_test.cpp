@@ -214,3 +214,51 @@ TEST_CASE("a config file that others may read or write is refused when it matter
     REQUIRE(only_error(l).find("writable by every user") != std::string::npos);
     ::unlink(path.c_str());
 }
+
+TEST_CASE("the relay client's intake takes mail from loopback only, unless delivery.allowed_clients says more",
+          "[config]") {
+    auto allows = [](const Config& c, const char* addr) {
+        return find_group(c.delivery.allowed_clients, *IpAddress::parse(addr)) != nullptr;
+    };
+    auto defaults = load(minimal);
+    REQUIRE(defaults.config);
+    REQUIRE(allows(*defaults.config, "127.0.0.1"));
+    REQUIRE(allows(*defaults.config, "127.0.0.2"));
+    REQUIRE(allows(*defaults.config, "::1"));
+    REQUIRE_FALSE(allows(*defaults.config, "192.0.2.1"));
+    REQUIRE_FALSE(allows(*defaults.config, "2001:db8::1"));
+
+    auto set = load(std::string(minimal) + "[ip_groups]\nappliances = [\"192.0.2.0/28\"]\n"
+                                           "[delivery]\nallowed_clients = [\"appliances\", \"127.0.0.1\"]\n");
+    for (const auto& e : set.errors) FAIL(e.to_string());
+    REQUIRE(allows(*set.config, "192.0.2.5"));
+    REQUIRE(allows(*set.config, "127.0.0.1"));
+    REQUIRE_FALSE(allows(*set.config, "127.0.0.2"));
+    REQUIRE_FALSE(allows(*set.config, "192.0.2.16"));
+    // The effective settings name the group and the network as written.
+    std::string text = render_config(*set.config);
+    auto line = text.substr(text.find("allowed_clients"));
+    line = line.substr(0, line.find('\n'));
+    REQUIRE(line.find("appliances") != std::string::npos);
+    REQUIRE(line.find("127.0.0.1/32") != std::string::npos);
+    REQUIRE(render_config(*load(text).config) == text);
+
+    auto typo = load(std::string(minimal) + "[delivery]\nallowed_clients = [\"applainces\"]\n");
+    REQUIRE_FALSE(typo.config);
+    std::string e = only_error(typo);
+    REQUIRE(e.find("test.toml:4: key 'delivery.allowed_clients'") == 0);
+    REQUIRE(e.find("neither an IP group in [ip_groups] nor a network") != std::string::npos);
+}
+
+TEST_CASE("delivery.report_languages maps sender domains to report languages", "[config]") {
+    auto l = load(std::string(minimal) + "[delivery]\nreport_languages = { \"Example.DE\" = \"de\", \".example.cz\" = \"cs\" }\n");
+    for (const auto& e : l.errors) FAIL(e.to_string());
+    REQUIRE(l.config->delivery.report_languages == std::map<std::string, std::string>{{"example.de", "de"}, {".example.cz", "cs"}});
+    std::string text = render_config(*l.config);
+    REQUIRE(render_config(*load(text).config) == text);
+    auto bad = load(std::string(minimal) + "[delivery]\nreport_languages = { \"example.de\" = \"../de\" }\n");
+    REQUIRE(only_error(bad).find("key 'delivery.report_languages'") != std::string::npos);
+    REQUIRE(only_error(bad).find("language tag") != std::string::npos);
+    auto wrong = load(std::string(minimal) + "[delivery]\nreport_languages = [\"de\"]\n");
+    REQUIRE(only_error(wrong).find("test.toml:4: key 'delivery.report_languages'") == 0);
+}

@@ -379,3 +379,42 @@ TEST_CASE("an unreachable store follows the fail mode", "[limits][store]") {
         REQUIRE(d.warnings[0].detail.find("fail mode open") != std::string::npos);
     }
 }
+
+TEST_CASE("a harvester rotating through its /48 cannot flush its own block from a full memory store",
+          "[limits][harvest][store]") {
+    auto settings = base_settings();
+    settings.limits.unknown_recipients.max = 2;
+    settings.limits.unknown_recipients.block_time = 10min;
+    settings.limits.message_rate.max = 100;
+    settings.limits.message_rate.window = 1h;  // each new client's counter outlives the block
+    settings.limits.message_rate.count = CountMode::attempts;  // counted at MAIL
+    MemoryCounterStore store(100);
+    MemoryPopWindowStore pop;
+    ManualClock clock;
+    DecisionEngine engine(settings, store, clock, &pop, nullptr);
+    auto session = [&](const std::string& addr, Decision* at_connect = nullptr) {
+        SessionState s;
+        Decision d = engine.on_connect(s, ConnectFacts{ip(addr), "", addr});
+        if (at_connect) *at_connect = d;
+        return s;
+    };
+    auto s = session("2001:db8:77:1::1");
+    engine.on_mail(s, MailFacts{"a@example.org", std::nullopt, ""});
+    engine.on_rcpt(s, RcptFacts{"x@example.test", true, "5.1.1"});
+    REQUIRE(engine.on_rcpt(s, RcptFacts{"y@example.test", true, "5.1.1"}).rule == "unknown_recipients");
+    engine.on_close(s);  // it hangs up: no connection slot holds its entry any more
+    // 1,000 sessions, each from a /64 of its own (limits.ipv6_prefix), ten
+    // times what the store holds, each counted by the message rate.
+    for (int i = 0; i < 1000; ++i) {
+        char addr[64];
+        std::snprintf(addr, sizeof addr, "2001:db8:77:%x::1", 0x100 + i);
+        auto rotating = session(addr);
+        REQUIRE_FALSE(engine.on_mail(rotating, MailFacts{"a@example.org", std::nullopt, ""}).refused());
+        engine.on_close(rotating);
+        clock.advance(100ms);
+    }
+    Decision at_connect;
+    session("2001:db8:77:1::2", &at_connect);
+    REQUIRE(at_connect.refused());
+    REQUIRE(at_connect.rule == "unknown_recipients");
+}

@@ -210,3 +210,55 @@ TEST_CASE("hostile replies cannot break a report: long, 8-bit, control character
     REQUIRE(longest <= 998);
     REQUIRE(m.find("\r\nInjected: yes") == std::string::npos);
 }
+
+namespace {
+// The language a sender would read the bounce in: its Content-Language header.
+std::string bounce_language(const DeliverySettings& s, const std::string& sender, const std::string& original) {
+    auto r = failure_report();
+    r.sender = sender;
+    std::string m = report_message(s, r, original).content;
+    auto at = m.find("Content-Language: ");
+    if (at == std::string::npos) return "";
+    return m.substr(at + 18, m.find("\r\n", at) - at - 18);
+}
+DeliverySettings shipped_reports() {
+    DeliverySettings s;
+    s.reports_dir = std::string(RELAYGUARD_SOURCE_DIR) + "/reports";
+    s.report_language = "en";
+    return s;
+}
+}  // namespace
+
+TEST_CASE("a bounce is in the language of the original message when a template for it exists", "[report]") {
+    auto s = shipped_reports();
+    std::string body = "\r\nHallo\r\n";
+    REQUIRE(bounce_language(s, "a@example.org", "Subject: x\r\nContent-Language: de\r\n" + body) == "de");
+    // The first of several tags, down to its primary subtag; any case.
+    REQUIRE(bounce_language(s, "a@example.org", "content-language: CS-cz, en\r\n" + body) == "cs");
+    // Folded onto the next line.
+    REQUIRE(bounce_language(s, "a@example.org", "Content-Language:\r\n de-AT\r\n" + body) == "de");
+    // No template for it, none given, or only in the body: report_language.
+    REQUIRE(bounce_language(s, "a@example.org", "Content-Language: fr\r\n" + body) == "en");
+    REQUIRE(bounce_language(s, "a@example.org", "Subject: x\r\n" + body) == "en");
+    REQUIRE(bounce_language(s, "a@example.org", "Subject: x\r\n\r\nContent-Language: de\r\n") == "en");
+    // The header is the sender's to write: never a path.
+    REQUIRE(bounce_language(s, "a@example.org", "Content-Language: ../de\r\n" + body) == "en");
+    s.report_language = "cs";
+    REQUIRE(bounce_language(s, "a@example.org", "Content-Language: fr\r\n" + body) == "cs");
+}
+
+TEST_CASE("delivery.report_languages picks the language by the sender's domain, before Content-Language",
+          "[report]") {
+    auto s = shipped_reports();
+    s.report_languages = {{"example.de", "de"}, {".example.cz", "cs"}};
+    std::string english = "Content-Language: en\r\n\r\nbody\r\n";
+    REQUIRE(bounce_language(s, "alice@Example.DE", english) == "de");
+    REQUIRE(bounce_language(s, "bob@mail.example.cz", english) == "cs");
+    REQUIRE(bounce_language(s, "bob@a.b.example.cz", "\r\n") == "cs");
+    // ".example.cz" is its subdomains only; other domains are not mapped.
+    REQUIRE(bounce_language(s, "bob@example.cz", "\r\n") == "en");
+    REQUIRE(bounce_language(s, "carol@sub.example.de", "\r\n") == "en");
+    REQUIRE(choose_report_language(s, "x@example.de", "", [](const std::string&) { return false; }) == "de");
+    REQUIRE(choose_report_language(s, "", "Content-Language: cs\r\n\r\n", [](const std::string& t) { return t == "cs"; }) ==
+            "cs");
+}
