@@ -400,8 +400,8 @@ TEST_CASE("a harvester rotating through its /48 cannot flush its own block from 
     };
     auto s = session("2001:db8:77:1::1");
     engine.on_mail(s, MailFacts{"a@example.org", std::nullopt, ""});
-    engine.on_rcpt(s, RcptFacts{"x@example.test", true, "5.1.1"});
-    REQUIRE(engine.on_rcpt(s, RcptFacts{"y@example.test", true, "5.1.1"}).rule == "unknown_recipients");
+    engine.on_rcpt(s, RcptFacts{"x@example.test", true, "5.1.1", ""});
+    REQUIRE(engine.on_rcpt(s, RcptFacts{"y@example.test", true, "5.1.1", ""}).rule == "unknown_recipients");
     engine.on_close(s);  // it hangs up: no connection slot holds its entry any more
     // 1,000 sessions, each from a /64 of its own (limits.ipv6_prefix), ten
     // times what the store holds, each counted by the message rate.
