@@ -527,6 +527,14 @@ int main(int argc, char** argv) {
     if (milter_on) {
         if (!milter_ended) relayguard::milter::stop();
         milter_thread.join();
+        // libmilter's workers still finish their sessions' closes, which use
+        // the engine and the ledger below: they must end before those do.
+        // A close in progress takes milliseconds; an idle session Postfix
+        // keeps open is not waited for long.
+        constexpr std::chrono::milliseconds drain{3000};
+        if (!relayguard::milter::wait_for_sessions(drain)) {
+            spdlog::warn("milter: sessions still open after {} ms; stopping anyway", drain.count());
+        }
     }
     relayguard::set_refusal_observer(nullptr);
     spdlog::info("relayguard stopped");

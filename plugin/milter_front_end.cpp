@@ -15,6 +15,7 @@
 #include <charconv>
 #include <memory>
 #include <optional>
+#include <thread>
 
 #include "common/listen_socket.h"
 #include "common/logging.h"
@@ -26,6 +27,10 @@ namespace {
 EngineHolder* g_engine = nullptr;
 TransactionLedger* g_ledger = nullptr;
 std::atomic<std::uint64_t> g_next_connection{0};
+// Sessions whose xxfi_close has not finished: libmilter's worker threads
+// outlive smfi_main(), and must be done with the engine and the ledger
+// before main() destroys them.
+std::atomic<int> g_open_sessions{0};
 
 struct MilterSession {
     SessionState state;
@@ -167,6 +172,7 @@ sfsistat on_connect(SMFICTX* ctx, char* hostname, _SOCK_ADDR* sa) {
     Decision d = g_engine->current()->on_connect(s->state, ConnectFacts{*addr, hostname ? hostname : "", id});
     MilterSession& ref = *s;
     smfi_setpriv(ctx, s.release());
+    ++g_open_sessions;
     return answer(ctx, ref, d, "connect", {}, started);
 }
 
@@ -207,7 +213,10 @@ sfsistat on_envfrom(SMFICTX* ctx, char** argv) {
     auto started = std::chrono::steady_clock::now();
     auto engine = g_engine->current();
     Decision d = engine->on_mail(s->state, facts);
-    g_ledger->mail_checked_by_milter(s->ledger_key, engine->now());
+    // Only a MAIL FROM we let through is one the policy service may trust
+    // us on: should Postfix go on past our refusal (a milter timeout with
+    // milter_default_action = accept), the policy service checks again.
+    g_ledger->milter_mail(s->ledger_key, !d.refused(), engine->now());
     return answer(ctx, *s, d, "mail", {}, started);
 }
 
@@ -286,6 +295,8 @@ sfsistat on_close(SMFICTX* ctx) {
         g_engine->current()->on_close(s->state);
         g_ledger->session_closed(s->ledger_key);
         log_session(*s);
+        s.reset();
+        --g_open_sessions;
     }
     return SMFIS_CONTINUE;
 }
@@ -329,6 +340,17 @@ std::string open(EngineHolder& engine, TransactionLedger& ledger, const ListenSe
 }
 
 int run() { return smfi_main(); }
+
+bool wait_for_sessions(std::chrono::milliseconds limit) {
+    // A plain poll: this runs once, at shutdown, after smfi_main() returned;
+    // each worker notices the stop at its next read (libmilter's timeout).
+    auto deadline = std::chrono::steady_clock::now() + limit;
+    while (g_open_sessions.load() > 0) {
+        if (std::chrono::steady_clock::now() >= deadline) return false;
+        std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    return true;
+}
 
 // smfi_stop() from another thread races with smfi_main()'s start-up (its
 // mutexes may not exist yet) and its exit (they may be gone). libmilter's own

@@ -20,5 +20,8 @@ std::string open(EngineHolder& engine, TransactionLedger& ledger, const ListenSe
 // Answers libmilter's exit status.
 int run();
 void stop();
+// After run() returned: waits until every session's close has run (at most
+// `limit`); false when some are still open.
+bool wait_for_sessions(std::chrono::milliseconds limit);
 
 }  // namespace relayguard::milter

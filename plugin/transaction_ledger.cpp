@@ -31,11 +31,11 @@ void TransactionLedger::expire(TimePoint now) {
     }
 }
 
-void TransactionLedger::mail_checked_by_milter(const std::string& session, TimePoint now) {
+void TransactionLedger::milter_mail(const std::string& session, bool let_through, TimePoint now) {
     std::lock_guard lock(mutex_);
     expire(now);
     Entry& e = touch(session, now);
-    e.milter_mail = true;
+    e.milter_mail = let_through;
     e.instance.clear();
 }
 

@@ -31,8 +31,10 @@ public:
     explicit TransactionLedger(Duration max_age = std::chrono::hours(1), std::size_t max_entries = 100000)
         : max_age_(max_age), max_entries_(max_entries) {}
 
-    // The milter checked the message rate at MAIL FROM for a new transaction.
-    void mail_checked_by_milter(const std::string& session, TimePoint now);
+    // The milter saw MAIL FROM of a new transaction: `let_through`, it
+    // checked the message rate and passed it; otherwise it refused, and the
+    // policy service must not rely on it.
+    void milter_mail(const std::string& session, bool let_through, TimePoint now);
     // The policy service's first request of transaction `instance`: true when
     // the milter has already checked this transaction's MAIL FROM (the policy
     // service then skips the rate rule). Answers the same for every request

@@ -15,7 +15,7 @@ TEST_CASE("ledger: the policy service takes over the milter's MAIL check for its
     TransactionLedger ledger;
     // No milter: the policy service checks itself.
     CHECK_FALSE(ledger.mail_checked_elsewhere("192.0.2.1/40000", "A1", t0));
-    ledger.mail_checked_by_milter("192.0.2.1/40000", t0);
+    ledger.milter_mail("192.0.2.1/40000", true, t0);
     CHECK(ledger.mail_checked_elsewhere("192.0.2.1/40000", "A2", t0));
     CHECK(ledger.mail_checked_elsewhere("192.0.2.1/40000", "A2", t0 + 1s));  // its 2nd RCPT
     // Another session of the same client (another port) is not this one.
@@ -23,9 +23,14 @@ TEST_CASE("ledger: the policy service takes over the milter's MAIL check for its
     // A later transaction the milter did not see (no new MAIL FROM mark).
     CHECK_FALSE(ledger.mail_checked_elsewhere("192.0.2.1/40000", "A3", t0 + 2s));
     // The milter's next MAIL FROM starts the next transaction.
-    ledger.mail_checked_by_milter("192.0.2.1/40000", t0 + 3s);
+    ledger.milter_mail("192.0.2.1/40000", true, t0 + 3s);
     CHECK(ledger.mail_checked_elsewhere("192.0.2.1/40000", "A4", t0 + 3s));
     CHECK_FALSE(ledger.mail_checked_elsewhere("192.0.2.1/40000", "", t0 + 3s));
+    // A MAIL FROM the milter refused is no check the policy service may
+    // rely on, even with an unclaimed mark from before.
+    ledger.milter_mail("192.0.2.1/40000", true, t0 + 4s);
+    ledger.milter_mail("192.0.2.1/40000", false, t0 + 5s);
+    CHECK_FALSE(ledger.mail_checked_elsewhere("192.0.2.1/40000", "A5", t0 + 5s));
 }
 
 TEST_CASE("ledger: the first front end to report a queue id counts it", "[ledger]") {
@@ -39,12 +44,12 @@ TEST_CASE("ledger: the first front end to report a queue id counts it", "[ledger
 
 TEST_CASE("ledger: closed sessions are forgotten, old ones age out, the size is bounded", "[ledger]") {
     TransactionLedger ledger(1h, 100);
-    ledger.mail_checked_by_milter("192.0.2.1/1", t0);
+    ledger.milter_mail("192.0.2.1/1", true, t0);
     ledger.session_closed("192.0.2.1/1");
     CHECK_FALSE(ledger.mail_checked_elsewhere("192.0.2.1/1", "X", t0));
     CHECK(ledger.size() == 0);
 
-    ledger.mail_checked_by_milter("192.0.2.1/2", t0);
+    ledger.milter_mail("192.0.2.1/2", true, t0);
     CHECK_FALSE(ledger.mail_checked_elsewhere("192.0.2.1/2", "Y", t0 + 2h));
     CHECK(ledger.size() == 0);
 
