@@ -9,6 +9,8 @@
 #include <algorithm>
 #include <vector>
 
+#include "common/text_codec.h"
+
 namespace relayguard {
 
 struct DnsResolver::Entry {
@@ -29,9 +31,7 @@ struct PendingQuery {
 namespace {
 
 std::string cache_key(const std::string& name, DnsType type) {
-    std::string k;
-    k.reserve(name.size() + 6);
-    for (char c : name) k += static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    std::string k = ascii_lower(name);
     while (!k.empty() && k.back() == '.') k.pop_back();
     return k + "/" + to_string(type);
 }

@@ -17,6 +17,8 @@ std::optional<std::string> base64_decode(std::string_view in);
 
 // ASCII upper case: protocol keywords, never user text.
 std::string ascii_upper(std::string_view s);
+// ASCII lower case: domains, header names, language tags; other bytes stay.
+std::string ascii_lower(std::string_view s);
 
 // "Mon, 23 Nov 2026 00:30:00 +0000": a mail Date, always in UTC.
 std::string rfc5322_date(TimePoint t);

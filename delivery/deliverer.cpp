@@ -10,6 +10,7 @@
 #include <algorithm>
 #include <map>
 
+#include "common/text_codec.h"
 #include "delivery/delivery_report.h"
 
 namespace relayguard {
@@ -18,9 +19,7 @@ namespace {
 
 std::string domain_of(const std::string& address) {
     auto at = address.rfind('@');
-    std::string d = at == std::string::npos ? "" : address.substr(at + 1);
-    for (auto& c : d) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-    return d;
+    return at == std::string::npos ? "" : ascii_lower(std::string_view(address).substr(at + 1));
 }
 
 bool is_ip(const std::string& s) {

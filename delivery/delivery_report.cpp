@@ -291,16 +291,10 @@ std::string mail_host_name(const DeliverySettings& s) {
 
 namespace {
 
-std::string lower_ascii(std::string_view text) {
-    std::string out(text);
-    for (auto& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-    return out;
-}
-
 // The unfolded value of the first `name` header in the message's header
 // section, or "".
 std::string header_value(std::string_view message, std::string_view name) {
-    std::string wanted = lower_ascii(name) + ":";
+    std::string wanted = ascii_lower(name) + ":";
     std::size_t pos = 0;
     while (pos < message.size()) {
         std::size_t eol = message.find('\n', pos);
@@ -308,7 +302,7 @@ std::string header_value(std::string_view message, std::string_view name) {
         if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
         if (line.empty()) break;  // the end of the headers
         pos = eol == std::string_view::npos ? message.size() : eol + 1;
-        if (lower_ascii(line.substr(0, wanted.size())) != wanted) continue;
+        if (ascii_lower(line.substr(0, wanted.size())) != wanted) continue;
         std::string value(line.substr(wanted.size()));
         // Continuation lines belong to it.
         while (pos < message.size() && (message[pos] == ' ' || message[pos] == '\t')) {
@@ -336,14 +330,14 @@ std::string choose_report_language(const DeliverySettings& s, std::string_view s
                                    const std::function<bool(const std::string&)>& has_template) {
     auto at = sender.rfind('@');
     if (at != std::string_view::npos && !s.report_languages.empty()) {
-        std::string domain = lower_ascii(sender.substr(at + 1));
+        std::string domain = ascii_lower(sender.substr(at + 1));
         if (auto it = s.report_languages.find(domain); it != s.report_languages.end()) return it->second;
         for (auto dot = domain.find('.'); dot != std::string::npos; dot = domain.find('.', dot + 1)) {
             if (auto it = s.report_languages.find(domain.substr(dot)); it != s.report_languages.end()) return it->second;
         }
     }
     // "de-DE, en": the first is the main one (RFC 3282).
-    std::string first = lower_ascii(header_value(original, "Content-Language"));
+    std::string first = ascii_lower(header_value(original, "Content-Language"));
     first = first.substr(0, first.find(','));
     auto b = first.find_first_not_of(" \t");
     auto e = first.find_last_not_of(" \t");

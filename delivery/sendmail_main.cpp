@@ -55,11 +55,6 @@ void addresses_in(const std::string& value, std::vector<std::string>& out) {
     }
 }
 
-std::string lower(std::string s) {
-    for (auto& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-    return s;
-}
-
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -134,7 +129,7 @@ int main(int argc, char** argv) {
                 if (last_header == "to" || last_header == "cc") addresses_in(line, header_rcpts);
             } else {
                 auto colon = line.find(':');
-                last_header = colon == std::string::npos ? "" : lower(line.substr(0, colon));
+                last_header = colon == std::string::npos ? "" : relayguard::ascii_lower(line.substr(0, colon));
                 if (from_headers && (last_header == "to" || last_header == "cc" || last_header == "bcc")) {
                     addresses_in(line.substr(colon + 1), header_rcpts);
                 }
