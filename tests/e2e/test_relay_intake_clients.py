@@ -11,13 +11,12 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from rgtest import SmtpSession, send_message  # noqa: E402
 from rgtest.check import check, finish  # noqa: E402
-from rgtest.relayd import Relayd  # noqa: E402
+from rgtest.relayd import FAST, Relayd, smarthosts  # noqa: E402
 from rgtest.sink import SmtpSink  # noqa: E402
 
-FAST = 'retry_interval = "1s"\nmax_retry_interval = "2s"\nconnect_timeout = "2s"\ncommand_timeout = "10s"\n'
 
 with SmtpSink() as sink:
-    route = f'route = "smarthost"\nsmarthosts = ["{sink.address}"]\n' + FAST
+    route = smarthosts(sink.address) + FAST
 
     # Only 127.0.0.1 (an [ip_groups] group): 127.0.0.2, loopback too, is refused.
     with Relayd(route + 'allowed_clients = ["mta"]\n', extra_config='[ip_groups]\nmta = ["127.0.0.1/32"]\n') as relayd:

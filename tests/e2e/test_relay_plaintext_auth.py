@@ -21,27 +21,15 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from rgtest import DovecotInstance, free_port, send_message  # noqa: E402
 from rgtest.check import check, finish  # noqa: E402
-from rgtest.relayd import Relayd  # noqa: E402
+from rgtest.relayd import FAST, Relayd, smarthosts, wait  # noqa: E402
 from rgtest.sink import SmtpSink  # noqa: E402
 from rgtest.smarthost import mailbox, sasl_logins, smarthost_postfix, wait_delivered  # noqa: E402
 from rgtest.tls import make_test_cert  # noqa: E402
 
-FAST = 'retry_interval = "1s"\nmax_retry_interval = "2s"\nconnect_timeout = "2s"\ncommand_timeout = "10s"\n'
 AUTH = 'auth = "smtp-auth"\nusername = "u1"\npassword = "secret1"\n'
 WITHHELD = (r"status=deferred \(\S+: not encrypted \({why}\); AUTH not sent: "
             r"delivery\.allow_plaintext_auth is false\)")
 ALERT = r"error: alert: no encrypted session with smart host {host}"
-
-
-def smarthosts(*addresses):
-    return 'route = "smarthost"\nsmarthosts = [' + ", ".join(f'"{a}"' for a in addresses) + ']\n'
-
-
-def wait(predicate, timeout=15.0):
-    deadline = time.monotonic() + timeout
-    while not predicate() and time.monotonic() < deadline:
-        time.sleep(0.1)
-    return predicate()
 
 
 def scrape(port):

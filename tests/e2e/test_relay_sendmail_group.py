@@ -19,10 +19,9 @@ import tempfile
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from rgtest.check import check, finish  # noqa: E402
-from rgtest.relayd import Relayd  # noqa: E402
+from rgtest.relayd import FAST, Relayd, smarthosts  # noqa: E402
 from rgtest.sink import SmtpSink  # noqa: E402
 
-FAST = 'retry_interval = "1s"\nmax_retry_interval = "2s"\nconnect_timeout = "2s"\ncommand_timeout = "10s"\n'
 tag = os.getpid() % 100000
 group, daemon, member, outsider = f"rgq{tag}", f"rgd{tag}", f"rgm{tag}", f"rgo{tag}"
 
@@ -50,7 +49,7 @@ try:
     public = tempfile.mkdtemp(prefix="rgtest-public-")
     os.chmod(public, 0o755)
     with SmtpSink() as sink:
-        relayd = Relayd(f'route = "smarthost"\nsmarthosts = ["{sink.address}"]\n' + FAST)
+        relayd = Relayd(smarthosts(sink.address) + FAST)
         # As the package has it: the relay client runs as its own user, the
         # config is readable by the group, the queue directory is the
         # daemon's with its group, 0750.

@@ -15,23 +15,11 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from rgtest import DovecotInstance, PostfixInstance, SmtpSession, free_port, send_message  # noqa: E402
 from rgtest.check import check, finish  # noqa: E402
-from rgtest.relayd import Relayd  # noqa: E402
+from rgtest.relayd import FAST, Relayd, smarthosts, wait  # noqa: E402
 from rgtest.sink import SmtpSink  # noqa: E402
 from rgtest.smarthost import delivered_count, mailbox, smarthost_postfix, tls_sessions, wait_delivered  # noqa: E402
 from rgtest.tls import make_test_cert  # noqa: E402
 
-FAST = 'retry_interval = "1s"\nmax_retry_interval = "2s"\nconnect_timeout = "2s"\ncommand_timeout = "10s"\n'
-
-
-def smarthosts(*addresses):
-    return 'route = "smarthost"\nsmarthosts = [' + ", ".join(f'"{a}"' for a in addresses) + ']\n'
-
-
-def wait(predicate, timeout=15.0):
-    deadline = time.monotonic() + timeout
-    while not predicate() and time.monotonic() < deadline:
-        time.sleep(0.1)
-    return predicate()
 
 
 # --- Postfix -> relay client -> smtp-sink, and relayguard-sendmail ---

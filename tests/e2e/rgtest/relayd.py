@@ -12,6 +12,22 @@ import time
 from .daemon import stop_process
 from .fixtures import FixtureError, free_port, wait_port
 
+# [delivery] lines that make a test's retries quick and its dead peers cheap.
+FAST = 'retry_interval = "1s"\nmax_retry_interval = "2s"\nconnect_timeout = "2s"\ncommand_timeout = "10s"\n'
+
+
+def smarthosts(*addresses):
+    """[delivery] lines routing every message through these smart hosts, in order."""
+    return 'route = "smarthost"\nsmarthosts = [' + ", ".join(f'"{a}"' for a in addresses) + ']\n'
+
+
+def wait(predicate, timeout=15.0):
+    """Polls predicate until it holds or timeout seconds pass; answers its last value."""
+    deadline = time.monotonic() + timeout
+    while not predicate() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return predicate()
+
 
 class Relayd:
     def __init__(self, delivery_settings, port=None, extra_config=""):
