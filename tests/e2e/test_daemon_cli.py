@@ -20,37 +20,48 @@ def check(cond, what):
         failures.append(what)
 
 
-# 1. Starts on the embedded default and stops on SIGTERM. A thread reads its
-# stderr, so a slow start never meets a read with nothing to read yet.
-p = subprocess.Popen([binary], stderr=subprocess.PIPE, text=True)
-lines = []
+class Running:
+    """The daemon from start ("started" logged, 30 s at most) to SIGTERM.
+
+    A thread reads its stderr, so a slow start never meets a read with
+    nothing to read yet; the daemon is never left behind holding ctest's
+    output. After the block: rc, and log with the stop's lines."""
+
+    def __init__(self, argv, **popen):
+        self.argv, self.popen, self.lines, self.rc = argv, popen, [], None
+
+    @property
+    def log(self):
+        return "".join(self.lines)
+
+    def __enter__(self):
+        self.proc = subprocess.Popen(self.argv, stderr=subprocess.PIPE, text=True, **self.popen)
+        self.reader = threading.Thread(target=lambda: self.lines.extend(self.proc.stderr), daemon=True)
+        self.reader.start()
+        deadline = time.time() + 30
+        while time.time() < deadline and not any("started" in line for line in self.lines):
+            time.sleep(0.05)
+        return self
+
+    def __exit__(self, *exc):
+        try:
+            self.proc.send_signal(signal.SIGTERM)
+            self.rc = self.proc.wait(timeout=10)
+        finally:
+            if self.proc.poll() is None:
+                self.proc.kill()
+                self.proc.wait()
+        self.reader.join(timeout=5)
 
 
-def read_stderr():
-    for line in p.stderr:
-        lines.append(line)
-
-
-reader = threading.Thread(target=read_stderr, daemon=True)
-reader.start()
-try:
-    deadline = time.time() + 30
-    while time.time() < deadline and not any("started" in line for line in lines):
-        time.sleep(0.05)
-    log = "".join(lines)
+# 1. Starts on the embedded default and stops on SIGTERM.
+with Running([binary]) as daemon:
+    log = daemon.log
     check("embedded default" in log, "no --config runs on the embedded default")
     check("relay: mode=restricted" in log, "effective relay settings are logged")
     check("store=memory" in log, "the default store is in memory")
-    p.send_signal(signal.SIGTERM)
-    rc = p.wait(timeout=10)
-finally:
-    if p.poll() is None:  # never leave it behind holding ctest's output
-        p.kill()
-        p.wait()
-reader.join(timeout=5)
-log = "".join(lines)
-check(rc == 0, f"SIGTERM stops it with exit code 0 (got {rc})")
-check("stopped" in log, "the stop is logged")
+check(daemon.rc == 0, f"SIGTERM stops it with exit code 0 (got {daemon.rc})")
+check("stopped" in daemon.log, "the stop is logged")
 
 # 2. A config with a typo is refused with file, line and key.
 with tempfile.TemporaryDirectory() as d:
@@ -102,27 +113,12 @@ with tempfile.TemporaryDirectory() as d:
                     f'[daemon]\npid_file = "{pid_file}"\n[relay]\nlocal_domains = ["example.test"]\n')
 
     pid_config(pid_path)
-    p = subprocess.Popen([binary, "--config", path], stderr=subprocess.PIPE, text=True,
-                         preexec_fn=lambda: os.umask(0o077))
-    lines = []
-    reader = threading.Thread(target=read_stderr, daemon=True)
-    reader.start()
-    try:
-        deadline = time.time() + 30
-        while time.time() < deadline and not any("started" in line for line in lines):
-            time.sleep(0.05)
+    with Running([binary, "--config", path], preexec_fn=lambda: os.umask(0o077)) as daemon:
         text = open(pid_path).read() if os.path.exists(pid_path) else None
-        check(text == f"{p.pid}\n", f"daemon.pid_file holds the daemon's pid and a newline (got {text!r})")
+        check(text == f"{daemon.proc.pid}\n", f"daemon.pid_file holds the daemon's pid and a newline (got {text!r})")
         mode = stat.S_IMODE(os.stat(pid_path).st_mode) if text is not None else None
         check(mode == 0o644, f"the pid file is mode 0644 whatever the umask (got {mode and oct(mode)})")
-        p.send_signal(signal.SIGTERM)
-        rc = p.wait(timeout=10)
-    finally:
-        if p.poll() is None:
-            p.kill()
-            p.wait()
-    reader.join(timeout=5)
-    check(rc == 0 and not os.path.exists(pid_path), f"after SIGTERM (exit {rc}) the pid file is gone")
+    check(daemon.rc == 0 and not os.path.exists(pid_path), f"after SIGTERM (exit {daemon.rc}) the pid file is gone")
 
     pid_config(os.path.join(d, "no-such-dir", "relayguard.pid"))
     r = subprocess.run([binary, "--config", path], capture_output=True, text=True, timeout=30)
