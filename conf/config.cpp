@@ -311,16 +311,26 @@ public:
         }
     }
 
-    void groups(std::string_view name, std::vector<IpGroup>& out) {
-        std::vector<std::string> names;
+    // Entries naming [ip_groups] groups; with `networks_too`, also networks
+    // written out, each a group of its own named by the network, so it
+    // renders back as written and a log line can name the rule that matched.
+    void groups(std::string_view name, std::vector<IpGroup>& out, bool networks_too = false) {
+        std::vector<std::string> entries;
         std::size_t before = errors_.size();
-        list(name, names);
+        list(name, entries);
         if (errors_.size() != before || find(name) == nullptr) return;
         std::vector<IpGroup> found;
-        for (const auto& g : names) {
-            const IpGroup* known = lookup_group(g);
-            if (known == nullptr) return error(name, *find(name), "no IP group named \"" + g + "\" in [ip_groups]");
-            found.push_back(*known);
+        for (const auto& e : entries) {
+            if (const IpGroup* known = lookup_group(e)) {
+                found.push_back(*known);
+            } else if (auto cidr = networks_too ? Cidr::parse(e) : std::nullopt) {
+                found.push_back(IpGroup{cidr->to_string(), {*cidr}});
+            } else if (networks_too) {
+                return error(name, *find(name), "\"" + e + "\" is neither an IP group in [ip_groups] nor a network "
+                                                "such as \"192.0.2.0/24\"");
+            } else {
+                return error(name, *find(name), "no IP group named \"" + e + "\" in [ip_groups]");
+            }
         }
         out = std::move(found);
     }
@@ -343,27 +353,7 @@ public:
         out = std::move(found);
     }
 
-    // Entries naming an [ip_groups] group, or networks written out; a network
-    // becomes a group of its own, named by the network, so it renders back
-    // as written and a log line can name the rule that matched.
-    void groups_or_networks(std::string_view name, std::vector<IpGroup>& out) {
-        std::vector<std::string> entries;
-        std::size_t before = errors_.size();
-        list(name, entries);
-        if (errors_.size() != before || find(name) == nullptr) return;
-        std::vector<IpGroup> found;
-        for (const auto& e : entries) {
-            if (const IpGroup* known = lookup_group(e)) {
-                found.push_back(*known);
-            } else if (auto cidr = Cidr::parse(e)) {
-                found.push_back(IpGroup{cidr->to_string(), {*cidr}});
-            } else {
-                return error(name, *find(name), "\"" + e + "\" is neither an IP group in [ip_groups] nor a network "
-                                                "such as \"192.0.2.0/24\"");
-            }
-        }
-        out = std::move(found);
-    }
+    void groups_or_networks(std::string_view name, std::vector<IpGroup>& out) { groups(name, out, true); }
 
     void group(std::string_view name, std::optional<IpGroup>& out) {
         std::string g;
