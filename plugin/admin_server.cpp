@@ -126,7 +126,8 @@ std::string AdminServer::ip_command(const std::vector<std::string>& words) {
                      {"key", r->key},
                      {"exempt_from_limits", r->exempt_from_limits},
                      {"trusted_group", r->trusted_group},
-                     {"messages", {{"count", r->counters.messages}, {"limit", limit(l.message_rate.max)},
+                     {"messages", {{"count", r->counters.messages}, {"in_flight", r->counters.messages_in_flight},
+                                   {"limit", limit(l.message_rate.max)},
                                    {"window_seconds", secs(l.message_rate.window)}}},
                      {"connections", {{"count", r->counters.connections}, {"limit", limit(l.connections.max)}}},
                      {"unknown_recipients", {{"count", r->counters.unknown_recipients},
@@ -136,7 +137,11 @@ std::string AdminServer::ip_command(const std::vector<std::string>& words) {
                        (r->exempt_from_limits ? ", exempt from limits" : "") +
                        (r->trusted_group.empty() ? "" : ", trusted group " + r->trusted_group) + "\n" +
                        "  messages:           " + std::to_string(r->counters.messages) + of(l.message_rate.max) +
-                       " in " + std::to_string(secs(l.message_rate.window)) + " s\n" +
+                       " in " + std::to_string(secs(l.message_rate.window)) + " s" +
+                       (r->counters.messages_in_flight > 0
+                            ? ", " + std::to_string(r->counters.messages_in_flight) + " more in flight"
+                            : std::string()) +
+                       "\n" +
                        "  connections:        " + std::to_string(r->counters.connections) + of(l.connections.max) + "\n" +
                        "  unknown recipients: " + std::to_string(r->counters.unknown_recipients) +
                        of(l.unknown_recipients.max) + " in " + std::to_string(secs(l.unknown_recipients.window)) + " s\n";

@@ -69,35 +69,66 @@ RedisCounterStore::~RedisCounterStore() {
     }
     wake_.notify_all();
     refresher_.join();
-    send_closes();  // the last ones, so a clean stop gives every slot back
+    send_queued();  // the last ones, so a clean stop gives every slot back
 }
 
 std::string RedisCounterStore::key(const std::string& client, const char* kind) const {
     return prefix_ + "{" + client + "}:" + kind;
 }
 
-std::string RedisCounterStore::member(const std::string& connection_id) const { return node_id_ + "/" + connection_id; }
+std::string RedisCounterStore::member(const std::string& id) const { return node_id_ + "/" + id; }
+
+void RedisCounterStore::QueuedWrites::merge(QueuedWrites&& other) {
+    auto append = [](auto& to, auto& from) {
+        to.insert(to.end(), std::make_move_iterator(from.begin()), std::make_move_iterator(from.end()));
+    };
+    append(closed, other.closed);
+    append(released, other.released);
+    append(committed, other.committed);
+    if (other.limit != 0 || other.window != Duration{}) {
+        window = std::max(window, other.window);
+        limit = std::max(limit, other.limit);
+    }
+}
+
+RedisCounterStore::QueuedWrites RedisCounterStore::take_queued(const std::string& client) {
+    std::lock_guard lock(held_mutex_);
+    auto it = queued_.find(client);
+    if (it == queued_.end()) return {};
+    QueuedWrites w = std::move(it->second);
+    queued_.erase(it);
+    return w;
+}
+
+void RedisCounterStore::requeue(std::map<std::string, QueuedWrites> writes) {
+    std::lock_guard lock(held_mutex_);
+    for (auto& [client, w] : writes) {
+        if (!w.empty()) queued_[client].merge(std::move(w));
+    }
+}
+
+template <class Change>
+void RedisCounterStore::enqueue(const std::string& client, Change change) {
+    {
+        std::lock_guard lock(held_mutex_);
+        if (!change(queued_[client])) return;
+    }
+    wake_.notify_one();
+}
 
 std::optional<ConnectionOutcome> RedisCounterStore::open_connection(const std::string& client,
                                                                     const std::string& connection_id,
                                                                     std::uint32_t limit, TimePoint now) {
     std::string m = member(connection_id);
     std::vector<std::string> args{ms(now), ms(lease_), std::to_string(limit), m};
-    std::vector<std::string> closed;
-    {
-        // This client's closes not yet sent go first, in the same script.
-        std::lock_guard lock(held_mutex_);
-        if (auto it = closing_.find(client); it != closing_.end()) {
-            closed = std::move(it->second);
-            closing_.erase(it);
-        }
-    }
-    args.insert(args.end(), closed.begin(), closed.end());
+    // This client's closes not yet sent go first, in the same script.
+    QueuedWrites queued = take_queued(client);
+    args.insert(args.end(), queued.closed.begin(), queued.closed.end());
     auto r = integers(redis_.run(open_connection_script, {key(client, "conn"), key(client, "block")}, args), 3);
-    if (!r) {
-        requeue_closes({{client, std::move(closed)}});
-        return std::nullopt;
-    }
+    if (r) queued.closed.clear();
+    // Whatever the script did not write goes back to the queue.
+    if (!queued.empty()) requeue({{client, std::move(queued)}});
+    if (!r) return std::nullopt;
     ConnectionOutcome out;
     out.admitted = (*r)[0] == 1;
     out.held = static_cast<std::uint32_t>((*r)[1]);
@@ -111,64 +142,140 @@ std::optional<ConnectionOutcome> RedisCounterStore::open_connection(const std::s
 
 void RedisCounterStore::close_connection(const std::string& client, const std::string& connection_id) {
     std::string m = member(connection_id);
-    {
-        std::lock_guard lock(held_mutex_);
+    enqueue(client, [&](QueuedWrites& w) {
         auto it = held_.find(client);
-        if (it == held_.end() || it->second.erase(m) == 0) return;
+        if (it == held_.end() || it->second.erase(m) == 0) return false;
         if (it->second.empty()) held_.erase(it);
-        closing_[client].push_back(std::move(m));
-    }
-    wake_.notify_one();
+        w.closed.push_back(std::move(m));
+        return true;
+    });
 }
 
-std::size_t RedisCounterStore::send_closes() {
-    std::map<std::string, std::vector<std::string>> closing;
+std::vector<std::vector<std::string>> RedisCounterStore::commands_for(const std::string& client,
+                                                                      const QueuedWrites& w) const {
+    std::vector<std::vector<std::string>> out;
+    if (!w.closed.empty()) {
+        std::vector<std::string> cmd{"ZREM", key(client, "conn")};
+        cmd.insert(cmd.end(), w.closed.begin(), w.closed.end());
+        out.push_back(std::move(cmd));
+    }
+    if (!w.committed.empty()) {
+        // Counted first, then no longer in flight: between the two a message
+        // counts twice for a moment, never not at all.
+        std::vector<std::string> add{"ZADD", key(client, "msg")};
+        std::vector<std::string> rem{"ZREM", key(client, "inflight")};
+        for (const auto& [m, at] : w.committed) {
+            add.push_back(ms(at));
+            add.push_back(m);
+            rem.push_back(m);
+        }
+        out.push_back(std::move(add));
+        out.push_back(std::move(rem));
+        out.push_back({"ZREMRANGEBYRANK", key(client, "msg"), "0", std::to_string(-(std::max<long long>(w.limit, 1) + 1))});
+        out.push_back({"PEXPIRE", key(client, "msg"), ms(std::max<Duration>(w.window, std::chrono::seconds(1)))});
+    }
+    if (!w.released.empty()) {
+        std::vector<std::string> cmd{"ZREM", key(client, "inflight")};
+        cmd.insert(cmd.end(), w.released.begin(), w.released.end());
+        out.push_back(std::move(cmd));
+    }
+    return out;
+}
+
+std::size_t RedisCounterStore::send_queued() {
+    std::map<std::string, QueuedWrites> queued;
     {
         std::lock_guard lock(held_mutex_);
-        closing.swap(closing_);
+        queued.swap(queued_);
     }
     std::vector<std::vector<std::string>> commands;
     std::vector<std::string> routes;
-    for (const auto& [client, members] : closing) {
-        std::vector<std::string> cmd{"ZREM", key(client, "conn")};
-        cmd.insert(cmd.end(), members.begin(), members.end());
-        routes.push_back(cmd[1]);
-        commands.push_back(std::move(cmd));
+    for (const auto& [client, w] : queued) {
+        for (auto& cmd : commands_for(client, w)) {
+            routes.push_back(cmd[1]);
+            commands.push_back(std::move(cmd));
+        }
     }
+    if (commands.empty()) return 0;
     std::size_t failed = redis_.send_all(commands, routes);
-    // Kept for the next try (ZREM twice is harmless): a close lost while
-    // Redis fails over would hold its slot on the new master for a lease.
-    if (failed > 0) requeue_closes(std::move(closing));
-    return failed;
+    // Kept for the next try (each write may be sent twice harmlessly): a
+    // close lost while Redis fails over would hold its slot for a lease.
+    if (failed == 0) return 0;
+    std::size_t clients = queued.size();
+    requeue(std::move(queued));
+    return clients;
 }
 
-void RedisCounterStore::requeue_closes(std::map<std::string, std::vector<std::string>> closes) {
-    std::lock_guard lock(held_mutex_);
-    for (auto& [client, members] : closes) {
-        if (members.empty()) continue;
-        auto& queued = closing_[client];
-        queued.insert(queued.end(), std::make_move_iterator(members.begin()), std::make_move_iterator(members.end()));
+std::optional<RateOutcome> RedisCounterStore::rate(const std::string& client, const std::string& m, Duration window,
+                                                   std::uint32_t limit, const char* mode, TimePoint now) {
+    QueuedWrites queued = take_queued(client);
+    std::vector<std::string> args{ms(now), ms(window), std::to_string(limit), mode, m, ms(now + lease_),
+                                  std::to_string(queued.released.size())};
+    args.insert(args.end(), queued.released.begin(), queued.released.end());
+    for (const auto& [c, at] : queued.committed) {
+        args.push_back(c);
+        args.push_back(ms(at));
     }
-}
-
-std::optional<RateOutcome> RedisCounterStore::rate(const std::string& client, Duration window, std::uint32_t limit,
-                                                   const char* mode, TimePoint now) {
-    std::string m = node_id_ + "/" + std::to_string(++sequence_);
-    auto r = integers(redis_.run(message_rate_script, {key(client, "msg")},
-                                 {ms(now), ms(window), std::to_string(limit), mode, m}),
-                      2);
+    auto r = integers(redis_.run(message_rate_script, {key(client, "msg"), key(client, "inflight"), key(client, "block")},
+                                 args),
+                      3);
+    if (r) {
+        queued.released.clear();
+        queued.committed.clear();
+    }
+    if (!queued.empty()) requeue({{client, std::move(queued)}});
     if (!r) return std::nullopt;
-    return RateOutcome{static_cast<std::uint32_t>((*r)[0]), (*r)[1] == 1};
+    return RateOutcome{static_cast<std::uint32_t>((*r)[0]), (*r)[1] == 1, time_or_none((*r)[2])};
 }
 
 std::optional<RateOutcome> RedisCounterStore::message_rate(const std::string& client, Duration window,
                                                            std::uint32_t limit, bool record, TimePoint now) {
-    return rate(client, window, limit, record ? "record-below-limit" : "check", now);
+    return rate(client, member(std::to_string(++sequence_)), window, limit, record ? "record-below-limit" : "check",
+                now);
 }
 
 std::optional<RateOutcome> RedisCounterStore::record_message(const std::string& client, Duration window,
                                                              std::uint32_t limit, TimePoint now) {
-    return rate(client, window, limit, "record", now);
+    return rate(client, member(std::to_string(++sequence_)), window, limit, "record", now);
+}
+
+std::optional<RateOutcome> RedisCounterStore::reserve_message(const std::string& client,
+                                                              const std::string& reservation, Duration window,
+                                                              std::uint32_t limit, TimePoint now) {
+    std::string m = member(reservation);
+    auto r = rate(client, m, window, limit, "reserve", now);
+    if (r && r->recorded) {
+        std::lock_guard lock(held_mutex_);
+        in_flight_[client].insert(std::move(m));
+    }
+    return r;
+}
+
+void RedisCounterStore::commit_message(const std::string& client, const std::string& reservation, Duration window,
+                                       std::uint32_t limit, TimePoint now) {
+    // An unnamed commit counts a message that held no reservation.
+    std::string m = member(reservation.empty() ? std::to_string(++sequence_) : reservation);
+    enqueue(client, [&](QueuedWrites& w) {
+        if (auto it = in_flight_.find(client); it != in_flight_.end()) {
+            it->second.erase(m);
+            if (it->second.empty()) in_flight_.erase(it);
+        }
+        w.committed.emplace_back(std::move(m), now);
+        w.window = std::max(w.window, window);
+        w.limit = std::max(w.limit, limit);
+        return true;
+    });
+}
+
+void RedisCounterStore::release_message(const std::string& client, const std::string& reservation) {
+    std::string m = member(reservation);
+    enqueue(client, [&](QueuedWrites& w) {
+        auto it = in_flight_.find(client);
+        if (it == in_flight_.end() || it->second.erase(m) == 0) return false;
+        if (it->second.empty()) in_flight_.erase(it);
+        w.released.push_back(std::move(m));
+        return true;
+    });
 }
 
 std::optional<UnknownRecipientOutcome> RedisCounterStore::record_unknown_recipient(
@@ -199,29 +306,41 @@ bool RedisCounterStore::unblock(const std::string& client) {
 std::optional<ClientCounters> RedisCounterStore::inspect(const std::string& client, Duration rate_window,
                                                          Duration unknown_window, TimePoint now) {
     auto r = integers(redis_.run(inspect_script,
-                                 {key(client, "msg"), key(client, "conn"), key(client, "unknown"), key(client, "block")},
+                                 {key(client, "msg"), key(client, "conn"), key(client, "unknown"), key(client, "block"),
+                                  key(client, "inflight")},
                                  {ms(now), ms(rate_window), ms(unknown_window)}),
-                      4);
+                      5);
     if (!r) return std::nullopt;
-    return ClientCounters{static_cast<std::uint32_t>((*r)[0]), static_cast<std::uint32_t>((*r)[1]),
-                          static_cast<std::uint32_t>((*r)[2]), time_or_none((*r)[3])};
+    ClientCounters out;
+    out.messages = static_cast<std::uint32_t>((*r)[0]);
+    out.connections = static_cast<std::uint32_t>((*r)[1]);
+    out.unknown_recipients = static_cast<std::uint32_t>((*r)[2]);
+    out.blocked_until = time_or_none((*r)[3]);
+    out.messages_in_flight = static_cast<std::uint32_t>((*r)[4]);
+    return out;
 }
 
-std::size_t RedisCounterStore::refresh_leases() {
-    std::map<std::string, std::set<std::string>> held;
-    {
-        std::lock_guard lock(held_mutex_);
-        held = held_;
-    }
-    TimePoint now = clock_.now();
+std::size_t RedisCounterStore::refresh(const std::map<std::string, std::set<std::string>>& held, const char* kind,
+                                       TimePoint now) {
     std::size_t failed = 0;
     for (const auto& [client, members] : held) {
         std::vector<std::string> args{ms(now), ms(now + lease_)};
         args.insert(args.end(), members.begin(), members.end());
-        auto reply = redis_.run(refresh_script, {key(client, "conn")}, args);
+        auto reply = redis_.run(refresh_script, {key(client, kind)}, args);
         if (!reply || reply->is_error()) ++failed;
     }
     return failed;
+}
+
+std::size_t RedisCounterStore::refresh_leases() {
+    std::map<std::string, std::set<std::string>> connections, in_flight;
+    {
+        std::lock_guard lock(held_mutex_);
+        connections = held_;
+        in_flight = in_flight_;
+    }
+    TimePoint now = clock_.now();
+    return refresh(connections, "conn", now) + refresh(in_flight, "inflight", now);
 }
 
 void RedisCounterStore::refresher() {
@@ -230,7 +349,7 @@ void RedisCounterStore::refresher() {
     auto every = std::max<Duration>(lease_ / 3, std::chrono::milliseconds(100));
     auto next_refresh = std::chrono::steady_clock::now() + every;
     std::chrono::steady_clock::time_point close_retry_at{};  // this thread's alone
-    auto closes_due = [&] { return !closing_.empty() && std::chrono::steady_clock::now() >= close_retry_at; };
+    auto closes_due = [&] { return !queued_.empty() && std::chrono::steady_clock::now() >= close_retry_at; };
     std::unique_lock lock(held_mutex_);
     while (!stopping_) {
         // Woken by a close, and at least every close_retry, when a failed
@@ -244,12 +363,12 @@ void RedisCounterStore::refresher() {
         bool closes = closes_due();
         bool refresh = std::chrono::steady_clock::now() >= next_refresh;
         lock.unlock();
-        if (closes && send_closes() > 0) close_retry_at = std::chrono::steady_clock::now() + close_retry;
+        if (closes && send_queued() > 0) close_retry_at = std::chrono::steady_clock::now() + close_retry;
         if (refresh) {
             next_refresh = std::chrono::steady_clock::now() + every;
             if (std::size_t failed = refresh_leases(); failed > 0) {
-                spdlog::warn("redis: could not renew the connection leases of {} client(s); they drop out of the "
-                             "shared count after {} ms unless renewed",
+                spdlog::warn("redis: could not renew {} lease(s) of connections or messages in flight; they drop out "
+                             "of the shared count after {} ms unless renewed",
                              failed, lease_.count());
             }
         }

@@ -1,14 +1,19 @@
 // The counter store of a cluster: every counter of the engine in Redis, so
-// all MTA nodes share one limit. Each engine call is one script, one round
-// trip. Connections are held on leases that this node refreshes while they
-// are open, so a node that dies stops counting within one lease.
+// all MTA nodes share one limit. Each engine call that decides is one
+// script, one round trip. Connections and messages in flight (reserved at
+// MAIL, see counter_store.h) are held on leases that this node refreshes
+// while they are open, so a node that dies stops counting them within one
+// lease.
 //
-// Closing a connection waits for nothing: the close is queued, and a
-// background thread sends the queued closes together, within about 5 ms, and
-// again every 200 ms while Redis fails (a failover must not keep them).
-// The next connection of the same client on this node takes that client's
-// queued closes along in its own script, so this node never counts a slot it
-// has given back; other nodes see it free once the background send is done.
+// Ending something waits for nothing: a connection's close, a message's
+// commit at end of data and a reservation's release are queued, and a
+// background thread sends the queued writes together, within about 5 ms, and
+// again every 200 ms while Redis fails (a failover must not lose them). The
+// next connection or MAIL of the same client on this node takes that
+// client's queued writes along in its own script, so this node never counts
+// a slot it has given back; other nodes see it free once the background send
+// is done. Until then a slot counts as taken, never as free: a limit may
+// refuse a moment too early across nodes, never admit one too many.
 #pragma once
 
 #include <condition_variable>
@@ -36,6 +41,11 @@ public:
                                             bool record, TimePoint now) override;
     std::optional<RateOutcome> record_message(const std::string& client, Duration window, std::uint32_t limit,
                                               TimePoint now) override;
+    std::optional<RateOutcome> reserve_message(const std::string& client, const std::string& reservation,
+                                               Duration window, std::uint32_t limit, TimePoint now) override;
+    void commit_message(const std::string& client, const std::string& reservation, Duration window,
+                        std::uint32_t limit, TimePoint now) override;
+    void release_message(const std::string& client, const std::string& reservation) override;
     std::optional<UnknownRecipientOutcome> record_unknown_recipient(const std::string& client,
                                                                     const std::string& recipient, Duration window,
                                                                     std::uint32_t threshold, Duration block_for,
@@ -45,20 +55,39 @@ public:
     std::optional<ClientCounters> inspect(const std::string& client, Duration rate_window, Duration unknown_window,
                                           TimePoint now) override;
 
-    // Renews the lease of every connection this node holds; answers how many
-    // clients' leases could not be renewed. Run by the background thread.
+    // Renews the lease of every connection and message in flight this node
+    // holds; answers how many leases could not be renewed. Run by the
+    // background thread.
     std::size_t refresh_leases();
-    // Sends the queued closes; answers how many could not be sent (their
-    // leases, no longer renewed, end those slots). Run by the background thread.
-    std::size_t send_closes();
+    // Sends the queued writes; answers how many clients' writes could not be
+    // sent (kept for the next try; meanwhile leases, no longer renewed, end
+    // those slots). Run by the background thread.
+    std::size_t send_queued();
 
 private:
-    // Puts closes back in the queue after a failed send.
-    void requeue_closes(std::map<std::string, std::vector<std::string>> closes);
+    // What this node has ended for one client and not yet written.
+    struct QueuedWrites {
+        std::vector<std::string> closed;    // connection members
+        std::vector<std::string> released;  // reservation members
+        std::vector<std::pair<std::string, TimePoint>> committed;  // reservation member, time counted
+        Duration window{};  // of the message rate, for a commit's expiry and trim
+        std::uint32_t limit = 0;
+        bool empty() const { return closed.empty() && released.empty() && committed.empty(); }
+        void merge(QueuedWrites&& other);
+    };
+    // Takes the client's queued writes out of the queue.
+    QueuedWrites take_queued(const std::string& client);
+    // Puts writes back in the queue after a failed send.
+    void requeue(std::map<std::string, QueuedWrites> writes);
+    // Queues a write and wakes the sender.
+    template <class Change>
+    void enqueue(const std::string& client, Change change);
+    std::vector<std::vector<std::string>> commands_for(const std::string& client, const QueuedWrites& w) const;
     std::string key(const std::string& client, const char* kind) const;
-    std::string member(const std::string& connection_id) const;
-    std::optional<RateOutcome> rate(const std::string& client, Duration window, std::uint32_t limit, const char* mode,
-                                    TimePoint now);
+    std::string member(const std::string& id) const;
+    std::optional<RateOutcome> rate(const std::string& client, const std::string& member, Duration window,
+                                    std::uint32_t limit, const char* mode, TimePoint now);
+    std::size_t refresh(const std::map<std::string, std::set<std::string>>& held, const char* kind, TimePoint now);
     void refresher();
 
     RedisClient& redis_;
@@ -70,9 +99,10 @@ private:
 
     std::mutex held_mutex_;
     std::map<std::string, std::set<std::string>> held_;  // client -> members of our open connections
-    std::map<std::string, std::vector<std::string>> closing_;  // client -> members closed, not yet sent
+    std::map<std::string, std::set<std::string>> in_flight_;  // client -> members of our reservations
+    std::map<std::string, QueuedWrites> queued_;  // client -> what was ended, not yet sent
     bool stopping_ = false;
-    std::condition_variable wake_;  // closes queued, or stopping
+    std::condition_variable wake_;  // writes queued, or stopping
     std::thread refresher_;
 };
 

@@ -10,22 +10,48 @@
 
 namespace relayguard::redis_scripts {
 
-// KEYS: messages (sorted set, member per message, score = time)
-// ARGV: now, window, limit, mode ("check", "record-below-limit", "record"), member
-// Returns {count before this call, 1 if recorded}. At most `limit` members
-// are kept: only the newest `limit` can decide whether the limit is reached.
+// KEYS: messages (sorted set, member per counted message, score = time),
+//       messages in flight (sorted set, member per reservation, score = lease end), block
+// ARGV: now, window, limit, mode ("check", "record-below-limit", "record",
+//       "reserve"), member, lease end, the number R of reservations this node
+//       released and has not yet removed, those R members, then pairs
+//       (member, time) of reservations it committed and has not yet moved.
+// The node's own releases and commits go first, so this node never counts a
+// slot it has already given back or counted. Returns {counted + in flight
+// before this call, 1 if recorded or reserved, blocked_until or 0}. At most
+// `limit` counted messages are kept: only the newest `limit` can decide.
 inline constexpr const char* message_rate = R"lua(
 local now, window, limit = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local mode, member, lease_end = ARGV[4], ARGV[5], tonumber(ARGV[6])
+local released = tonumber(ARGV[7])
+local added = false
+if released > 0 then redis.call('ZREM', KEYS[2], unpack(ARGV, 8, 7 + released)) end
+for i = 8 + released, #ARGV - 1, 2 do
+  redis.call('ZADD', KEYS[1], ARGV[i + 1], ARGV[i])
+  redis.call('ZREM', KEYS[2], ARGV[i])
+  added = true
+end
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - window)
-local count = redis.call('ZCARD', KEYS[1])
-local mode = ARGV[4]
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
+local count = redis.call('ZCARD', KEYS[1]) + redis.call('ZCARD', KEYS[2])
+local recorded = 0
 if mode == 'record' or (mode == 'record-below-limit' and count < limit) then
-  redis.call('ZADD', KEYS[1], now, ARGV[5])
+  redis.call('ZADD', KEYS[1], now, member)
+  added = true
+  recorded = 1
+elseif mode == 'reserve' and count < limit then
+  redis.call('ZADD', KEYS[2], lease_end, member)
+  local ttl = redis.call('PTTL', KEYS[2])
+  if ttl < lease_end - now then redis.call('PEXPIRE', KEYS[2], lease_end - now) end
+  recorded = 1
+end
+if added then
   redis.call('ZREMRANGEBYRANK', KEYS[1], 0, -(math.max(limit, 1) + 1))
   redis.call('PEXPIRE', KEYS[1], window)
-  return {count, 1}
 end
-return {count, 0}
+local blocked = tonumber(redis.call('GET', KEYS[3]) or '0')
+if blocked <= now then blocked = 0 end
+return {count, recorded, blocked}
 )lua";
 
 // KEYS: connections (sorted set, member per connection, score = lease end), block
@@ -48,9 +74,9 @@ if blocked <= now then blocked = 0 end
 return {admitted, redis.call('ZCARD', KEYS[1]), blocked}
 )lua";
 
-// KEYS: connections. ARGV: now, lease end, member...
-// Extends the leases of connections still held; one already closed (or
-// expired) is not brought back.
+// KEYS: connections (or messages in flight). ARGV: now, lease end, member...
+// Extends the leases of connections (reservations) still held; one already
+// closed (or expired) is not brought back.
 inline constexpr const char* refresh_connections = R"lua(
 local now, lease_end = tonumber(ARGV[1]), tonumber(ARGV[2])
 local n = 0
@@ -93,9 +119,10 @@ redis.call('DEL', KEYS[1], KEYS[2])
 return was
 )lua";
 
-// KEYS: messages, connections, unknown recipients, block
+// KEYS: messages, connections, unknown recipients, block, messages in flight
 // ARGV: now, rate window, unknown window
-// Returns {messages, connections, unknown, blocked_until or 0}; changes nothing.
+// Returns {messages, connections, unknown, blocked_until or 0, in flight};
+// changes nothing.
 inline constexpr const char* inspect = R"lua(
 local now = tonumber(ARGV[1])
 local messages = redis.call('ZCOUNT', KEYS[1], '(' .. (now - tonumber(ARGV[2])), '+inf')
@@ -103,7 +130,8 @@ local connections = redis.call('ZCOUNT', KEYS[2], '(' .. now, '+inf')
 local unknown = redis.call('ZCOUNT', KEYS[3], '(' .. (now - tonumber(ARGV[3])), '+inf')
 local blocked = tonumber(redis.call('GET', KEYS[4]) or '0')
 if blocked <= now then blocked = 0 end
-return {messages, connections, unknown, blocked}
+local in_flight = redis.call('ZCOUNT', KEYS[5], '(' .. now, '+inf')
+return {messages, connections, unknown, blocked, in_flight}
 )lua";
 
 // KEYS: POP-before-SMTP window (hash: user, until). ARGV: until, user, now

@@ -99,6 +99,29 @@ std::optional<RateOutcome> FailoverCounterStore::record_message(const std::strin
                   [&] { return fallback_.record_message(client, window, limit, now); });
 }
 
+std::optional<RateOutcome> FailoverCounterStore::reserve_message(const std::string& client,
+                                                                 const std::string& reservation, Duration window,
+                                                                 std::uint32_t limit, TimePoint now) {
+    return either([&] { return primary_.reserve_message(client, reservation, window, limit, now); },
+                  [&] { return fallback_.reserve_message(client, reservation, window, limit, now); });
+}
+
+void FailoverCounterStore::commit_message(const std::string& client, const std::string& reservation, Duration window,
+                                          std::uint32_t limit, TimePoint now) {
+    // Redis gets every count: its writes are queued until it answers. While
+    // it is away the local count must see the message too, or the fallback
+    // would never reach a limit; otherwise only a local slot (reserved during
+    // an outage) is given back.
+    primary_.commit_message(client, reservation, window, limit, now);
+    if (health_.degraded()) fallback_.commit_message(client, reservation, window, limit, now);
+    else fallback_.release_message(client, reservation);
+}
+
+void FailoverCounterStore::release_message(const std::string& client, const std::string& reservation) {
+    primary_.release_message(client, reservation);
+    fallback_.release_message(client, reservation);
+}
+
 std::optional<UnknownRecipientOutcome> FailoverCounterStore::record_unknown_recipient(
     const std::string& client, const std::string& recipient, Duration window, std::uint32_t threshold,
     Duration block_for, TimePoint now) {

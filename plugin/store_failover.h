@@ -57,6 +57,11 @@ public:
                                             bool record, TimePoint now) override;
     std::optional<RateOutcome> record_message(const std::string& client, Duration window, std::uint32_t limit,
                                               TimePoint now) override;
+    std::optional<RateOutcome> reserve_message(const std::string& client, const std::string& reservation,
+                                               Duration window, std::uint32_t limit, TimePoint now) override;
+    void commit_message(const std::string& client, const std::string& reservation, Duration window,
+                        std::uint32_t limit, TimePoint now) override;
+    void release_message(const std::string& client, const std::string& reservation) override;
     std::optional<UnknownRecipientOutcome> record_unknown_recipient(const std::string& client,
                                                                     const std::string& recipient, Duration window,
                                                                     std::uint32_t threshold, Duration block_for,

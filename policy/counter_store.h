@@ -20,8 +20,9 @@ struct ConnectionOutcome {
 };
 
 struct RateOutcome {
-    std::uint32_t count = 0;  // events in the window before this call
-    bool recorded = false;    // whether this call added one
+    std::uint32_t count = 0;  // messages in the window before this call, those in flight included
+    bool recorded = false;    // whether this call added one (or reserved one)
+    std::optional<TimePoint> blocked_until;  // an active harvest block, read in the same step
 };
 
 struct UnknownRecipientOutcome {
@@ -32,6 +33,7 @@ struct UnknownRecipientOutcome {
 // What a store holds for one client, read without changing anything.
 struct ClientCounters {
     std::uint32_t messages = 0;            // in the message-rate window
+    std::uint32_t messages_in_flight = 0;  // reserved at MAIL, not yet ended
     std::uint32_t connections = 0;         // held now (cluster-wide on Redis)
     std::uint32_t unknown_recipients = 0;  // distinct, in the harvest window
     std::optional<TimePoint> blocked_until;
@@ -47,13 +49,29 @@ public:
                                                              std::uint32_t limit, TimePoint now) = 0;
     virtual void close_connection(const std::string& client, const std::string& connection_id) = 0;
 
-    // Messages in (now - window, now]. With `record`, adds one at `now` if
-    // fewer than `limit` are counted; a refused attempt is never counted.
+    // Messages in (now - window, now], plus the messages in flight (reserved
+    // and not yet ended). With `record`, adds one at `now` if that total is
+    // below `limit`; a refused attempt is never counted.
     virtual std::optional<RateOutcome> message_rate(const std::string& client, Duration window, std::uint32_t limit,
                                                     bool record, TimePoint now) = 0;
     // Counts one message unconditionally (for limits counting accepted mail).
     virtual std::optional<RateOutcome> record_message(const std::string& client, Duration window, std::uint32_t limit,
                                                       TimePoint now) = 0;
+
+    // Exact limits for mail counted when accepted: at MAIL FROM a message
+    // takes a slot `reservation` if the counted and in-flight messages are
+    // fewer than `limit`, in the same atomic step as the check, so parallel
+    // transactions can never all pass the check of one free slot. The slot
+    // is then either committed (end of data: it becomes a counted message at
+    // `now`) or released (abort, RSET, refusal, lost connection). A slot its
+    // node never ends (the node died) expires: see each store. Commit and
+    // release never wait for a server; a commit whose slot has expired still
+    // counts the message, and one with an empty name just counts one.
+    virtual std::optional<RateOutcome> reserve_message(const std::string& client, const std::string& reservation,
+                                                       Duration window, std::uint32_t limit, TimePoint now) = 0;
+    virtual void commit_message(const std::string& client, const std::string& reservation, Duration window,
+                                std::uint32_t limit, TimePoint now) = 0;
+    virtual void release_message(const std::string& client, const std::string& reservation) = 0;
 
     // Adds a distinct unknown recipient; when `threshold` distinct ones are
     // seen within `window` and `block_for` is positive, blocks the client.

@@ -132,8 +132,8 @@ void DecisionEngine::on_auth(SessionState& s, const AuthFacts& facts) {
 }
 
 Decision DecisionEngine::on_mail(SessionState& s, const MailFacts& facts) {
+    end_transaction(s);
     if (auto c = already_closing(s)) return *c;
-    s.tx = Transaction{};
     s.tx.open = true;
     s.tx.sender = facts.sender;
     if (!facts.sasl_user.empty()) on_auth(s, AuthFacts{true, facts.sasl_user, ""});
@@ -240,40 +240,48 @@ Decision DecisionEngine::on_body(SessionState& s, std::uint64_t bytes) {
 }
 
 Decision DecisionEngine::on_eom(SessionState& s, const EomFacts& facts) {
-    if (auto c = already_closing(s)) return *c;
-    Decision d;
-    bool refused_before = s.tx.refused;
-    if (limits_apply(s) && !refused_before) {
-        std::uint64_t size = facts.size.value_or(s.tx.body_bytes);
-        if (settle(d, message_size_.check(size, "size"), message_size_.mode())) {
-            s.tx = Transaction{};
-            return finish(s, std::move(d));
-        }
-        std::uint32_t rcpts = std::max(facts.recipients, s.tx.recipients);
-        Transaction counted;
-        counted.recipients = rcpts > 0 ? rcpts - 1 : 0;
-        if (settle(d, recipients_.check(counted), recipients_.mode())) {
-            s.tx = Transaction{};
-            return finish(s, std::move(d));
-        }
-        if (message_rate_.enabled() && !facts.counted_elsewhere && !message_rate_.record_accepted(s, clock_.now())) {
-            store_unreachable(d, "end of message");
-            // The message itself is fine; losing one count must not lose it.
-            if (d.refused()) d = Decision{Verdict::proceed, {}, "store", "count not recorded", std::move(d.warnings)};
-        }
+    if (auto c = already_closing(s)) {
+        end_transaction(s);
+        return *c;
     }
-    s.tx = Transaction{};
+    Decision d = eom_limits(s, facts);
+    if (d.refused() || s.tx.refused || !limits_apply(s) || !message_rate_.enabled() || facts.counted_elsewhere) {
+        end_transaction(s);
+    } else {
+        message_rate_.commit(s, clock_.now());
+        s.tx = Transaction{};
+    }
+    return d.refused() ? finish(s, std::move(d)) : d;
+}
+
+Decision DecisionEngine::eom_limits(const SessionState& s, const EomFacts& facts) const {
+    Decision d;
+    if (!limits_apply(s) || s.tx.refused) return d;
+    std::uint64_t size = facts.size.value_or(s.tx.body_bytes);
+    if (settle(d, message_size_.check(size, "size"), message_size_.mode())) return d;
+    std::uint32_t rcpts = std::max(facts.recipients, s.tx.recipients);
+    Transaction counted;
+    counted.recipients = rcpts > 0 ? rcpts - 1 : 0;
+    settle(d, recipients_.check(counted), recipients_.mode());
     return d;
 }
 
-void DecisionEngine::on_abort(SessionState& s) { s.tx = Transaction{}; }
+void DecisionEngine::end_transaction(SessionState& s) {
+    message_rate_.release(s);
+    s.tx = Transaction{};
+}
+
+void DecisionEngine::on_abort(SessionState& s) { end_transaction(s); }
 
 Decision DecisionEngine::on_unknown_command(SessionState& s) {
     if (auto c = already_closing(s)) return *c;
     return count_mta_failure(s, Decision{Verdict::proceed, {}, "mta", "unknown command", {}});
 }
 
-void DecisionEngine::on_close(SessionState& s) { connections_.close(s); }
+void DecisionEngine::on_close(SessionState& s) {
+    end_transaction(s);
+    connections_.close(s);
+}
 
 std::optional<TimePoint> DecisionEngine::open_pop_window(const IpAddress& client, const std::string& user,
                                                          std::optional<Duration> length) {

@@ -89,6 +89,10 @@ private:
     // it refused); answers `d`, or the close when that was one too many.
     Decision count_mta_failure(SessionState& s, Decision d);
     std::optional<Decision> already_closing(const SessionState& s) const;
+    // The size and recipient limits at end of data.
+    Decision eom_limits(const SessionState& s, const EomFacts& facts) const;
+    // Releases the transaction's message-rate slot, if any, and forgets it.
+    void end_transaction(SessionState& s);
     bool store_unreachable(Decision& out, const char* during) const;
     bool limits_apply(const SessionState& s) const { return !s.exempt_from_limits; }
 

@@ -24,7 +24,20 @@ std::optional<TimePoint> MemoryCounterStore::active_block(const ClientEntry& c, 
 }
 
 bool MemoryCounterStore::droppable(const ClientEntry& c, TimePoint now) {
-    return c.connections.empty() && !active_block(c, now);
+    return c.connections.empty() && c.in_flight.empty() && !active_block(c, now);
+}
+
+std::uint32_t MemoryCounterStore::messages_now(ClientEntry& c, Duration window, TimePoint now) {
+    drop_older(c.messages, now - window);
+    std::erase_if(c.in_flight, [now](const auto& kv) { return kv.second <= now; });
+    return static_cast<std::uint32_t>(c.messages.size() + c.in_flight.size());
+}
+
+void MemoryCounterStore::add_message(ClientEntry& c, Duration window, std::uint32_t limit, TimePoint now) {
+    c.messages.push_back(now);
+    // Only the newest `limit` events can decide whether the limit is reached.
+    while (c.messages.size() > std::max<std::uint32_t>(limit, 1)) c.messages.pop_front();
+    c.idle_after = std::max(c.idle_after, now + window);
 }
 
 MemoryCounterStore::ClientEntry* MemoryCounterStore::entry(const std::string& client, TimePoint now) {
@@ -61,7 +74,7 @@ void MemoryCounterStore::make_room(TimePoint now) {
     TimePoint first_block_end = TimePoint::max();
     for (const auto& [key, c] : clients_) {
         if (droppable(c, now)) victims.emplace_back(c.last_use, &key);
-        else if (c.connections.empty()) first_block_end = std::min(first_block_end, c.blocked_until);
+        else if (c.connections.empty() && c.in_flight.empty()) first_block_end = std::min(first_block_end, c.blocked_until);
     }
     // Nothing held only by a block changes before the first block ends.
     rescan_at_ = first_block_end;
@@ -105,11 +118,9 @@ std::optional<RateOutcome> MemoryCounterStore::message_rate(const std::string& c
     ClientEntry* made = entry(client, now);
     if (made == nullptr) return std::nullopt;
     ClientEntry& c = *made;
-    drop_older(c.messages, now - window);
-    RateOutcome out{static_cast<std::uint32_t>(c.messages.size()), false};
+    RateOutcome out{messages_now(c, window, now), false, active_block(c, now)};
     if (record && out.count < limit) {
-        c.messages.push_back(now);
-        c.idle_after = std::max(c.idle_after, now + window);
+        add_message(c, window, limit, now);
         out.recorded = true;
     }
     return out;
@@ -121,13 +132,41 @@ std::optional<RateOutcome> MemoryCounterStore::record_message(const std::string&
     ClientEntry* made = entry(client, now);
     if (made == nullptr) return std::nullopt;
     ClientEntry& c = *made;
-    drop_older(c.messages, now - window);
-    RateOutcome out{static_cast<std::uint32_t>(c.messages.size()), true};
-    c.messages.push_back(now);
-    // Only the newest `limit` events can decide whether the limit is reached.
-    while (c.messages.size() > std::max<std::uint32_t>(limit, 1)) c.messages.pop_front();
-    c.idle_after = std::max(c.idle_after, now + window);
+    RateOutcome out{messages_now(c, window, now), true, active_block(c, now)};
+    add_message(c, window, limit, now);
     return out;
+}
+
+std::optional<RateOutcome> MemoryCounterStore::reserve_message(const std::string& client,
+                                                               const std::string& reservation, Duration window,
+                                                               std::uint32_t limit, TimePoint now) {
+    std::lock_guard lock(mutex_);
+    ClientEntry* made = entry(client, now);
+    if (made == nullptr) return std::nullopt;
+    ClientEntry& c = *made;
+    RateOutcome out{messages_now(c, window, now), false, active_block(c, now)};
+    if (out.count < limit) {
+        c.in_flight[reservation] = now + in_flight_expiry;
+        out.recorded = true;
+    }
+    return out;
+}
+
+void MemoryCounterStore::commit_message(const std::string& client, const std::string& reservation, Duration window,
+                                        std::uint32_t limit, TimePoint now) {
+    std::lock_guard lock(mutex_);
+    ClientEntry* made = entry(client, now);
+    if (made == nullptr) return;  // full of blocks and live slots: this count is lost, as on a store outage
+    made->in_flight.erase(reservation);
+    drop_older(made->messages, now - window);
+    add_message(*made, window, limit, now);
+}
+
+void MemoryCounterStore::release_message(const std::string& client, const std::string& reservation) {
+    std::lock_guard lock(mutex_);
+    auto it = clients_.find(client);
+    if (it == clients_.end()) return;
+    if (it->second.in_flight.erase(reservation) && it->second.in_flight.empty()) released_ = true;
 }
 
 std::optional<UnknownRecipientOutcome> MemoryCounterStore::record_unknown_recipient(
@@ -182,6 +221,7 @@ std::optional<ClientCounters> MemoryCounterStore::inspect(const std::string& cli
     if (it == clients_.end()) return out;
     const ClientEntry& c = it->second;
     for (auto t : c.messages) out.messages += t > now - rate_window ? 1 : 0;
+    for (const auto& [id, expires] : c.in_flight) out.messages_in_flight += expires > now ? 1 : 0;
     out.connections = static_cast<std::uint32_t>(c.connections.size());
     for (const auto& [rcpt, seen] : c.unknown) out.unknown_recipients += seen > now - unknown_window ? 1 : 0;
     out.blocked_until = active_block(c, now);

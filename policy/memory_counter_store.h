@@ -6,7 +6,7 @@
 // least recently used plain counters. A client under a harvest block or
 // holding a live connection slot is never dropped: a spammer rotating through
 // the addresses of a /48 must not flush its own block, and a dropped slot
-// would leak. When only such entries are left, a new client gets no entry:
+// would leak; nor is one with a message in flight. When only such entries are left, a new client gets no entry:
 // its calls answer std::nullopt, as an unreachable store does, so
 // store.fail_mode decides ("tempfail" refuses with 4xx, "open" lets it pass
 // unlimited); `on_full` is told once per such episode, for the log.
@@ -36,6 +36,11 @@ public:
                                             bool record, TimePoint now) override;
     std::optional<RateOutcome> record_message(const std::string& client, Duration window, std::uint32_t limit,
                                               TimePoint now) override;
+    std::optional<RateOutcome> reserve_message(const std::string& client, const std::string& reservation,
+                                               Duration window, std::uint32_t limit, TimePoint now) override;
+    void commit_message(const std::string& client, const std::string& reservation, Duration window,
+                        std::uint32_t limit, TimePoint now) override;
+    void release_message(const std::string& client, const std::string& reservation) override;
     std::optional<UnknownRecipientOutcome> record_unknown_recipient(const std::string& client,
                                                                     const std::string& recipient, Duration window,
                                                                     std::uint32_t threshold, Duration block_for,
@@ -47,11 +52,18 @@ public:
 
     std::size_t client_count() const;
 
+    // How long a message may stay in flight before its slot is given back
+    // unasked. Every front end ends its transactions (the milter's close
+    // comes on every path), so this only bounds a bug; it is far longer than
+    // any transaction Postfix lets run (smtpd_timeout is 300 s a command).
+    static constexpr Duration in_flight_expiry = std::chrono::hours(1);
+
 private:
     struct ClientEntry {
         std::deque<TimePoint> messages;                      // oldest first, at most `limit`
         std::unordered_map<std::string, TimePoint> unknown;  // recipient -> last seen
         std::unordered_set<std::string> connections;
+        std::unordered_map<std::string, TimePoint> in_flight;  // reservation -> expiry
         TimePoint blocked_until{};
         TimePoint idle_after{};  // after this, no counter of the entry can matter
         std::uint64_t last_use = 0;  // use_count_ at the last call for the client: the LRU order
@@ -63,6 +75,9 @@ private:
     void make_room(TimePoint now);
     static bool droppable(const ClientEntry& c, TimePoint now);
     static void drop_older(std::deque<TimePoint>& events, TimePoint cutoff);
+    // Counted and in-flight messages in the window, after dropping the old.
+    static std::uint32_t messages_now(ClientEntry& c, Duration window, TimePoint now);
+    static void add_message(ClientEntry& c, Duration window, std::uint32_t limit, TimePoint now);
     static std::optional<TimePoint> active_block(const ClientEntry& c, TimePoint now);
 
     mutable std::mutex mutex_;

@@ -66,6 +66,9 @@ struct Transaction {
     std::uint32_t received_headers = 0;
     bool rate_checked = false;
     bool refused = false;  // an end-of-message refusal is already decided
+    // The message-rate slot this transaction holds (counting accepted mail),
+    // until end of data commits it or an abort releases it.
+    std::string reservation;
 };
 
 struct SessionState {
@@ -79,6 +82,7 @@ struct SessionState {
     AuthState auth = AuthState::none;
     std::string sasl_user;
     bool holds_connection_slot = false;
+    std::uint32_t transactions = 0;  // MAIL FROMs seen, to name each reservation
     std::uint32_t failed_commands = 0;
     // The PTR check's verdict once it is definite (a temporary failure is
     // asked again at the next MAIL): the client's DNS does not change mid-session.

@@ -5,10 +5,16 @@
 
 namespace relayguard {
 
-std::optional<std::optional<Decision>> MessageRateLimit::check(const SessionState& s, TimePoint now, bool record) {
+std::optional<std::optional<Decision>> MessageRateLimit::check(SessionState& s, TimePoint now, bool record) {
     std::uint32_t max = *settings_.max;
-    bool record_now = record || settings_.count == CountMode::attempts;
-    auto r = store_.message_rate(s.client_key, settings_.window, max, record_now, now);
+    std::optional<RateOutcome> r;
+    if (record || settings_.count == CountMode::attempts) {
+        r = store_.message_rate(s.client_key, settings_.window, max, true, now);
+    } else {
+        std::string name = s.connection_id + "#" + std::to_string(++s.transactions);
+        r = store_.reserve_message(s.client_key, name, settings_.window, max, now);
+        if (r && r->recorded) s.tx.reservation = std::move(name);
+    }
     if (!r) return std::nullopt;
     if (r->count < max) return std::optional<Decision>{};
     return std::optional<Decision>{refusal("message_rate", settings_.reply,
@@ -17,9 +23,17 @@ std::optional<std::optional<Decision>> MessageRateLimit::check(const SessionStat
                                                (settings_.count == CountMode::attempts ? "attempts" : "accepted"))};
 }
 
-bool MessageRateLimit::record_accepted(const SessionState& s, TimePoint now) {
-    if (settings_.count != CountMode::accepted) return true;
-    return store_.record_message(s.client_key, settings_.window, *settings_.max, now).has_value();
+void MessageRateLimit::commit(SessionState& s, TimePoint now) {
+    if (settings_.count == CountMode::accepted) {
+        store_.commit_message(s.client_key, s.tx.reservation, settings_.window, *settings_.max, now);
+    }
+    s.tx.reservation.clear();
+}
+
+void MessageRateLimit::release(SessionState& s) {
+    if (s.tx.reservation.empty()) return;
+    store_.release_message(s.client_key, s.tx.reservation);
+    s.tx.reservation.clear();
 }
 
 }  // namespace relayguard

@@ -1,6 +1,10 @@
 // Messages per client over a sliding window (the last hour by default, not
 // a clock-hour bucket). Checked at MAIL FROM; counted there (attempts) or at
-// end of data (accepted), as the `count` setting says.
+// end of data (accepted), as the `count` setting says. Counting accepted
+// mail, the check reserves a slot in the same atomic step, which end of data
+// commits and an abort, a refusal or a close releases: with a limit of N, N
+// transactions open at once take every slot and the next is refused, so
+// parallel sessions cannot all pass one check.
 #pragma once
 
 #include <optional>
@@ -20,10 +24,15 @@ public:
     LimitMode mode() const { return settings_.mode; }
     // Outer optional: store unreachable. Inner: a refusal.
     // `record`: count this message now, below the limit, whatever the
-    // counting rule (it is always so when counting attempts).
-    std::optional<std::optional<Decision>> check(const SessionState& s, TimePoint now, bool record = false);
-    // At end of data in `accepted` mode; false when the store is unreachable.
-    bool record_accepted(const SessionState& s, TimePoint now);
+    // counting rule (it is always so when counting attempts); otherwise a
+    // slot is reserved for the transaction (s.tx.reservation).
+    std::optional<std::optional<Decision>> check(SessionState& s, TimePoint now, bool record = false);
+    // At end of data of a message the MTA accepts: counting accepted mail,
+    // the transaction's slot becomes a counted message (one is counted when
+    // it holds none: a limit in warn mode past its limit). Never waits.
+    void commit(SessionState& s, TimePoint now);
+    // Gives the transaction's slot back, if it holds one. Never waits.
+    void release(SessionState& s);
 
 private:
     const MessageRateSettings& settings_;

@@ -79,6 +79,47 @@ TEST_CASE("attempt counting records only below the limit", "[store]") {
     REQUIRE_FALSE(third->recorded);
 }
 
+TEST_CASE("a message in flight holds its slot until it is committed or released", "[store]") {
+    StoreUnderTest t(GENERATE(as<std::string>{}, "memory", "redis"));
+    auto& s = *t.store;
+    REQUIRE(s.record_message("c", 1h, 3, t0()));
+    REQUIRE(s.reserve_message("c", "tx1", 1h, 3, t0())->recorded);
+    REQUIRE(s.reserve_message("c", "tx2", 1h, 3, t0())->recorded);
+    auto full = s.reserve_message("c", "tx3", 1h, 3, t0());
+    REQUIRE(full->count == 3);
+    REQUIRE_FALSE(full->recorded);
+    // Counting attempts meets the same slots.
+    REQUIRE_FALSE(s.message_rate("c", 1h, 3, true, t0())->recorded);
+    REQUIRE(s.inspect("c", 1h, 1h, t0())->messages_in_flight == 2);
+    // A release frees its slot (on Redis once the write is out, at once for
+    // this node's own next call); a commit keeps it, as a counted message.
+    s.release_message("c", "tx1");
+    s.commit_message("c", "tx2", 1h, 3, t0() + 1s);
+    REQUIRE(s.reserve_message("c", "tx4", 1h, 3, t0() + 2s)->recorded);
+    REQUIRE_FALSE(s.reserve_message("c", "tx5", 1h, 3, t0() + 2s)->recorded);
+    s.release_message("c", "tx4");
+    auto counters = s.inspect("c", 1h, 1h, t0() + 2s);
+    if (t.client) {
+        // The other nodes' view: the writes go out within moments.
+        for (int i = 0; i < 100 && counters->messages_in_flight > 0; ++i) {
+            std::this_thread::sleep_for(10ms);
+            counters = s.inspect("c", 1h, 1h, t0() + 2s);
+        }
+    }
+    REQUIRE(counters->messages == 2);
+    REQUIRE(counters->messages_in_flight == 0);
+    // The committed message leaves the window an hour after its end of data.
+    REQUIRE(s.message_rate("c", 1h, 3, false, t0() + 1h + 500ms)->count == 1);
+}
+
+TEST_CASE("a commit without a reservation counts one message", "[store]") {
+    StoreUnderTest t(GENERATE(as<std::string>{}, "memory", "redis"));
+    auto& s = *t.store;
+    s.commit_message("c", "", 1h, 3, t0());
+    s.commit_message("c", "", 1h, 3, t0());
+    REQUIRE(s.reserve_message("c", "tx", 1h, 3, t0())->count == 2);
+}
+
 TEST_CASE("a rate window keeps at most `limit` timestamps per client", "[store]") {
     StoreUnderTest t(GENERATE(as<std::string>{}, "memory", "redis"));
     auto& s = *t.store;
@@ -323,6 +364,36 @@ TEST_CASE("a dead node's connections stop counting after the lease, a live node'
     auto after = other.open_connection("c", "x", 3, t0() + 61s);
     REQUIRE(after->admitted);
     REQUIRE(after->held == 2);  // the live node's connection and this one
+}
+
+TEST_CASE("a dead node's messages in flight stop counting after the lease, a live node's do not", "[store][redis]") {
+    StoreUnderTest live("redis", 60s);
+    auto dead = std::make_unique<RedisCounterStore>(*live.client, "test:", 60s, live.clock);
+    RedisCounterStore other(*live.client, "test:", 60s, live.clock);
+    REQUIRE(live.store->reserve_message("c", "L", 1h, 3, t0())->recorded);
+    REQUIRE(dead->reserve_message("c", "D1", 1h, 3, t0())->recorded);
+    REQUIRE(dead->reserve_message("c", "D2", 1h, 3, t0())->recorded);
+    dead.reset();  // as if killed mid-transaction: nothing released
+    REQUIRE_FALSE(other.reserve_message("c", "x", 1h, 3, t0() + 59s)->recorded);
+    live.clock.advance(50s);
+    REQUIRE(dynamic_cast<RedisCounterStore&>(*live.store).refresh_leases() == 0);
+    auto after = other.reserve_message("c", "x", 1h, 3, t0() + 61s);
+    REQUIRE(after->recorded);
+    REQUIRE(after->count == 1);  // the live node's message in flight
+}
+
+TEST_CASE("a node's own release and commit go out with its next MAIL of that client", "[store][redis]") {
+    StoreUnderTest a("redis");
+    REQUIRE(a.store->reserve_message("c", "1", 1h, 1, t0())->recorded);
+    // Straight after: the background send waits a few milliseconds to gather
+    // writes, so the next script carries them, and never finds a slot this
+    // node has given back still taken.
+    a.store->release_message("c", "1");
+    REQUIRE(a.store->reserve_message("c", "2", 1h, 1, t0())->recorded);
+    a.store->commit_message("c", "2", 1h, 1, t0());
+    auto third = a.store->reserve_message("c", "3", 1h, 1, t0());
+    REQUIRE(third->count == 1);
+    REQUIRE_FALSE(third->recorded);
 }
 
 TEST_CASE("every key carries the prefix and the client's hash tag, and expires", "[store][redis]") {

@@ -70,6 +70,50 @@ TEST_CASE("message rate counts accepted messages or attempts, as configured", "[
     }
 }
 
+TEST_CASE("message rate: transactions open at once cannot all pass one check", "[limits][rate]") {
+    // Spam software opens parallel sessions: all of them reach MAIL before
+    // any reaches end of data. The limit must still hold, whichever way it counts.
+    auto settings = base_settings();
+    settings.limits.message_rate.max = 5;
+    settings.limits.message_rate.count = GENERATE(CountMode::accepted, CountMode::attempts);
+    Harness h(settings);
+    std::vector<SessionState> passed;
+    for (int i = 0; i < 20; ++i) {
+        auto s = h.connect("192.0.2.1");
+        if (!h.mail(s).refused() && !h.rcpt(s, "user@example.test").refused()) passed.push_back(std::move(s));
+    }
+    REQUIRE(passed.size() == 5);
+    for (auto& s : passed) REQUIRE_FALSE(h.engine.on_eom(s, EomFacts{}).refused());
+    auto late = h.connect("192.0.2.1");
+    REQUIRE(h.message(late).rule == "message_rate");
+}
+
+TEST_CASE("message rate: a slot held at MAIL is given back by an abort, a refusal or a close", "[limits][rate]") {
+    auto settings = base_settings();
+    settings.limits.message_rate.max = 1;
+    settings.limits.message_size.max = 1000;
+    Harness h(settings);
+    auto a = h.connect("192.0.2.1");
+    REQUIRE_FALSE(h.mail(a).refused());
+    auto b = h.connect("192.0.2.1");
+    REQUIRE(h.mail(b).rule == "message_rate");  // a's transaction holds the only slot
+    SECTION("RSET or abort") { h.engine.on_abort(a); }
+    SECTION("a refusal at end of data") {
+        h.rcpt(a, "user@example.test");
+        REQUIRE(h.engine.on_eom(a, EomFacts{5000, 1}).rule == "message_size");
+    }
+    SECTION("the connection lost") { h.engine.on_close(a); }
+    SECTION("a new MAIL FROM in the same session") {
+        REQUIRE_FALSE(h.mail(a).refused());  // takes the slot again: one transaction, one slot
+        h.engine.on_abort(a);
+    }
+    REQUIRE_FALSE(h.mail(b).refused());
+    REQUIRE_FALSE(h.engine.on_eom(b, EomFacts{}).refused());
+    // Now counted: the slot stays taken after end of data.
+    auto c = h.connect("192.0.2.1");
+    REQUIRE(h.mail(c).rule == "message_rate");
+}
+
 TEST_CASE("a message another front end already checked or counted is not counted again", "[limits][rate]") {
     auto settings = base_settings();
     settings.limits.message_rate.max = 2;
@@ -345,6 +389,12 @@ TEST_CASE("an unreachable store follows the fail mode", "[limits][store]") {
         std::optional<RateOutcome> record_message(const std::string&, Duration, std::uint32_t, TimePoint) override {
             return std::nullopt;
         }
+        std::optional<RateOutcome> reserve_message(const std::string&, const std::string&, Duration, std::uint32_t,
+                                                   TimePoint) override {
+            return std::nullopt;
+        }
+        void commit_message(const std::string&, const std::string&, Duration, std::uint32_t, TimePoint) override {}
+        void release_message(const std::string&, const std::string&) override {}
         std::optional<UnknownRecipientOutcome> record_unknown_recipient(const std::string&, const std::string&, Duration,
                                                                         std::uint32_t, Duration, TimePoint) override {
             return std::nullopt;

@@ -421,6 +421,7 @@ TEST_CASE("an IPv6 login opens relay for its /64, and a window never lifts the l
     auto same_net = h.connect("2001:db8:5::abcd");
     REQUIRE_FALSE(h.mail(same_net).refused());
     REQUIRE(h.rcpt(same_net, "x@foreign.example").verdict == Verdict::permit);
+    h.engine.on_abort(same_net);  // its transaction in flight held the only slot
     auto other_net = h.connect("2001:db8:6::1");
     h.mail(other_net);
     REQUIRE(h.rcpt(other_net, "x@foreign.example").rule == "relay");
