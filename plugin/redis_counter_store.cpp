@@ -78,6 +78,14 @@ std::string RedisCounterStore::key(const std::string& client, const char* kind) 
 
 std::string RedisCounterStore::member(const std::string& id) const { return node_id_ + "/" + id; }
 
+// A message in flight and the message it becomes share the messages key
+// (see redis_scripts.h); the "p/" prefix tells them apart.
+std::string RedisCounterStore::in_flight_member(const std::string& reservation) const {
+    return "p/" + member(reservation);
+}
+
+std::string RedisCounterStore::counted_member(const std::string& in_flight) { return in_flight.substr(2); }
+
 void RedisCounterStore::QueuedWrites::merge(QueuedWrites&& other) {
     auto append = [](auto& to, auto& from) {
         to.insert(to.end(), std::make_move_iterator(from.begin()), std::make_move_iterator(from.end()));
@@ -162,20 +170,20 @@ std::vector<std::vector<std::string>> RedisCounterStore::commands_for(const std:
     if (!w.committed.empty()) {
         // Counted first, then no longer in flight: between the two a message
         // counts twice for a moment, never not at all.
+        // The next script of the client trims what the limit no longer needs.
         std::vector<std::string> add{"ZADD", key(client, "msg")};
-        std::vector<std::string> rem{"ZREM", key(client, "inflight")};
-        for (const auto& [m, at] : w.committed) {
-            add.push_back(ms(at));
-            add.push_back(m);
-            rem.push_back(m);
+        std::vector<std::string> rem{"ZREM", key(client, "msg")};
+        for (const auto& c : w.committed) {
+            add.push_back(ms(c.at));
+            add.push_back(counted_member(c.in_flight));
+            rem.push_back(c.in_flight);
         }
         out.push_back(std::move(add));
         out.push_back(std::move(rem));
-        out.push_back({"ZREMRANGEBYRANK", key(client, "msg"), "0", std::to_string(-(std::max<long long>(w.limit, 1) + 1))});
-        out.push_back({"PEXPIRE", key(client, "msg"), ms(std::max<Duration>(w.window, std::chrono::seconds(1)))});
+        out.push_back({"PEXPIRE", key(client, "msg"), ms(std::max(w.window, lease_))});
     }
     if (!w.released.empty()) {
-        std::vector<std::string> cmd{"ZREM", key(client, "inflight")};
+        std::vector<std::string> cmd{"ZREM", key(client, "msg")};
         cmd.insert(cmd.end(), w.released.begin(), w.released.end());
         out.push_back(std::move(cmd));
     }
@@ -212,20 +220,19 @@ std::optional<RateOutcome> RedisCounterStore::rate(const std::string& client, co
     std::vector<std::string> args{ms(now), ms(window), std::to_string(limit), mode, m, ms(now + lease_),
                                   std::to_string(queued.released.size())};
     args.insert(args.end(), queued.released.begin(), queued.released.end());
-    for (const auto& [c, at] : queued.committed) {
-        args.push_back(c);
-        args.push_back(ms(at));
+    for (const auto& c : queued.committed) {
+        args.push_back(c.in_flight);
+        args.push_back(counted_member(c.in_flight));
+        args.push_back(ms(c.at));
     }
-    auto r = integers(redis_.run(message_rate_script, {key(client, "msg"), key(client, "inflight"), key(client, "block")},
-                                 args),
-                      3);
+    auto r = integers(redis_.run(message_rate_script, {key(client, "msg")}, args), 2);
     if (r) {
         queued.released.clear();
         queued.committed.clear();
     }
     if (!queued.empty()) requeue({{client, std::move(queued)}});
     if (!r) return std::nullopt;
-    return RateOutcome{static_cast<std::uint32_t>((*r)[0]), (*r)[1] == 1, time_or_none((*r)[2])};
+    return RateOutcome{static_cast<std::uint32_t>((*r)[0]), (*r)[1] == 1};
 }
 
 std::optional<RateOutcome> RedisCounterStore::message_rate(const std::string& client, Duration window,
@@ -242,7 +249,7 @@ std::optional<RateOutcome> RedisCounterStore::record_message(const std::string& 
 std::optional<RateOutcome> RedisCounterStore::reserve_message(const std::string& client,
                                                               const std::string& reservation, Duration window,
                                                               std::uint32_t limit, TimePoint now) {
-    std::string m = member(reservation);
+    std::string m = in_flight_member(reservation);
     auto r = rate(client, m, window, limit, "reserve", now);
     if (r && r->recorded) {
         std::lock_guard lock(held_mutex_);
@@ -254,13 +261,13 @@ std::optional<RateOutcome> RedisCounterStore::reserve_message(const std::string&
 void RedisCounterStore::commit_message(const std::string& client, const std::string& reservation, Duration window,
                                        std::uint32_t limit, TimePoint now) {
     // An unnamed commit counts a message that held no reservation.
-    std::string m = member(reservation.empty() ? std::to_string(++sequence_) : reservation);
+    std::string m = in_flight_member(reservation.empty() ? std::to_string(++sequence_) : reservation);
     enqueue(client, [&](QueuedWrites& w) {
         if (auto it = in_flight_.find(client); it != in_flight_.end()) {
             it->second.erase(m);
             if (it->second.empty()) in_flight_.erase(it);
         }
-        w.committed.emplace_back(std::move(m), now);
+        w.committed.push_back({std::move(m), now});
         w.window = std::max(w.window, window);
         w.limit = std::max(w.limit, limit);
         return true;
@@ -268,7 +275,7 @@ void RedisCounterStore::commit_message(const std::string& client, const std::str
 }
 
 void RedisCounterStore::release_message(const std::string& client, const std::string& reservation) {
-    std::string m = member(reservation);
+    std::string m = in_flight_member(reservation);
     enqueue(client, [&](QueuedWrites& w) {
         auto it = in_flight_.find(client);
         if (it == in_flight_.end() || it->second.erase(m) == 0) return false;
@@ -306,8 +313,7 @@ bool RedisCounterStore::unblock(const std::string& client) {
 std::optional<ClientCounters> RedisCounterStore::inspect(const std::string& client, Duration rate_window,
                                                          Duration unknown_window, TimePoint now) {
     auto r = integers(redis_.run(inspect_script,
-                                 {key(client, "msg"), key(client, "conn"), key(client, "unknown"), key(client, "block"),
-                                  key(client, "inflight")},
+                                 {key(client, "msg"), key(client, "conn"), key(client, "unknown"), key(client, "block")},
                                  {ms(now), ms(rate_window), ms(unknown_window)}),
                       5);
     if (!r) return std::nullopt;
@@ -340,7 +346,7 @@ std::size_t RedisCounterStore::refresh_leases() {
         in_flight = in_flight_;
     }
     TimePoint now = clock_.now();
-    return refresh(connections, "conn", now) + refresh(in_flight, "inflight", now);
+    return refresh(connections, "conn", now) + refresh(in_flight, "msg", now);
 }
 
 void RedisCounterStore::refresher() {

@@ -69,7 +69,11 @@ private:
     struct QueuedWrites {
         std::vector<std::string> closed;    // connection members
         std::vector<std::string> released;  // reservation members
-        std::vector<std::pair<std::string, TimePoint>> committed;  // reservation member, time counted
+        struct Commit {
+            std::string in_flight;  // the reservation's member
+            TimePoint at;           // end of data: the time the message counts from
+        };
+        std::vector<Commit> committed;
         Duration window{};  // of the message rate, for a commit's expiry and trim
         std::uint32_t limit = 0;
         bool empty() const { return closed.empty() && released.empty() && committed.empty(); }
@@ -85,6 +89,8 @@ private:
     std::vector<std::vector<std::string>> commands_for(const std::string& client, const QueuedWrites& w) const;
     std::string key(const std::string& client, const char* kind) const;
     std::string member(const std::string& id) const;
+    std::string in_flight_member(const std::string& reservation) const;
+    static std::string counted_member(const std::string& in_flight);
     std::optional<RateOutcome> rate(const std::string& client, const std::string& member, Duration window,
                                     std::uint32_t limit, const char* mode, TimePoint now);
     std::size_t refresh(const std::map<std::string, std::set<std::string>>& held, const char* kind, TimePoint now);

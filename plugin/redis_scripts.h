@@ -10,48 +10,54 @@
 
 namespace relayguard::redis_scripts {
 
-// KEYS: messages (sorted set, member per counted message, score = time),
-//       messages in flight (sorted set, member per reservation, score = lease end), block
+// KEYS: messages (sorted set: a counted message is a member scored with its
+//       time; a message in flight is a member "p/..." scored with its lease end)
 // ARGV: now, window, limit, mode ("check", "record-below-limit", "record",
 //       "reserve"), member, lease end, the number R of reservations this node
 //       released and has not yet removed, those R members, then pairs
-//       (member, time) of reservations it committed and has not yet moved.
+//       (member in flight, member counted) of reservations it committed and
+//       has not yet moved, each pair followed by the time counted.
 // The node's own releases and commits go first, so this node never counts a
-// slot it has already given back or counted. Returns {counted + in flight
-// before this call, 1 if recorded or reserved, blocked_until or 0}. At most
-// `limit` counted messages are kept: only the newest `limit` can decide.
+// slot it has already given back or counted. One key, not two: on a Cluster
+// slot being migrated, Redis refuses a script on several keys that are not
+// all there yet (TRYAGAIN), and a new client's keys never are. Returns
+// {counted + in flight before this call, 1 if recorded or reserved}.
 inline constexpr const char* message_rate = R"lua(
 local now, window, limit = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
 local mode, member, lease_end = ARGV[4], ARGV[5], tonumber(ARGV[6])
 local released = tonumber(ARGV[7])
+local key = KEYS[1]
 local added = false
-if released > 0 then redis.call('ZREM', KEYS[2], unpack(ARGV, 8, 7 + released)) end
-for i = 8 + released, #ARGV - 1, 2 do
-  redis.call('ZADD', KEYS[1], ARGV[i + 1], ARGV[i])
-  redis.call('ZREM', KEYS[2], ARGV[i])
+if released > 0 then redis.call('ZREM', key, unpack(ARGV, 8, 7 + released)) end
+for i = 8 + released, #ARGV - 2, 3 do
+  redis.call('ZADD', key, ARGV[i + 2], ARGV[i + 1])
+  redis.call('ZREM', key, ARGV[i])
   added = true
 end
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - window)
-redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
-local count = redis.call('ZCARD', KEYS[1]) + redis.call('ZCARD', KEYS[2])
+redis.call('ZREMRANGEBYSCORE', key, '-inf', now - window)
+-- Messages in flight whose lease has ended (their node died).
+for _, m in ipairs(redis.call('ZRANGEBYSCORE', key, '(' .. (now - window), now)) do
+  if string.sub(m, 1, 2) == 'p/' then redis.call('ZREM', key, m) end
+end
+local count = redis.call('ZCARD', key)
 local recorded = 0
 if mode == 'record' or (mode == 'record-below-limit' and count < limit) then
-  redis.call('ZADD', KEYS[1], now, member)
+  redis.call('ZADD', key, now, member)
   added = true
   recorded = 1
 elseif mode == 'reserve' and count < limit then
-  redis.call('ZADD', KEYS[2], lease_end, member)
-  local ttl = redis.call('PTTL', KEYS[2])
-  if ttl < lease_end - now then redis.call('PEXPIRE', KEYS[2], lease_end - now) end
+  redis.call('ZADD', key, lease_end, member)
+  added = true
   recorded = 1
 end
 if added then
-  redis.call('ZREMRANGEBYRANK', KEYS[1], 0, -(math.max(limit, 1) + 1))
-  redis.call('PEXPIRE', KEYS[1], window)
+  -- Only the newest `limit` counted messages can decide; messages in flight
+  -- (scored in the future) are never the oldest.
+  local in_flight = redis.call('ZCOUNT', key, '(' .. now, '+inf')
+  redis.call('ZREMRANGEBYRANK', key, 0, -(math.max(limit, 1) + in_flight + 1))
+  redis.call('PEXPIRE', key, math.max(window, lease_end - now))
 end
-local blocked = tonumber(redis.call('GET', KEYS[3]) or '0')
-if blocked <= now then blocked = 0 end
-return {count, recorded, blocked}
+return {count, recorded}
 )lua";
 
 // KEYS: connections (sorted set, member per connection, score = lease end), block
@@ -74,7 +80,7 @@ if blocked <= now then blocked = 0 end
 return {admitted, redis.call('ZCARD', KEYS[1]), blocked}
 )lua";
 
-// KEYS: connections (or messages in flight). ARGV: now, lease end, member...
+// KEYS: connections (or messages). ARGV: now, lease end, member...
 // Extends the leases of connections (reservations) still held; one already
 // closed (or expired) is not brought back.
 inline constexpr const char* refresh_connections = R"lua(
@@ -119,18 +125,22 @@ redis.call('DEL', KEYS[1], KEYS[2])
 return was
 )lua";
 
-// KEYS: messages, connections, unknown recipients, block, messages in flight
+// KEYS: messages, connections, unknown recipients, block
 // ARGV: now, rate window, unknown window
 // Returns {messages, connections, unknown, blocked_until or 0, in flight};
 // changes nothing.
 inline constexpr const char* inspect = R"lua(
 local now = tonumber(ARGV[1])
-local messages = redis.call('ZCOUNT', KEYS[1], '(' .. (now - tonumber(ARGV[2])), '+inf')
+local messages, in_flight = 0, 0
+local entries = redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. (now - tonumber(ARGV[2])), '+inf', 'WITHSCORES')
+for i = 1, #entries, 2 do
+  if string.sub(entries[i], 1, 2) ~= 'p/' then messages = messages + 1
+  elseif tonumber(entries[i + 1]) > now then in_flight = in_flight + 1 end
+end
 local connections = redis.call('ZCOUNT', KEYS[2], '(' .. now, '+inf')
 local unknown = redis.call('ZCOUNT', KEYS[3], '(' .. (now - tonumber(ARGV[3])), '+inf')
 local blocked = tonumber(redis.call('GET', KEYS[4]) or '0')
 if blocked <= now then blocked = 0 end
-local in_flight = redis.call('ZCOUNT', KEYS[5], '(' .. now, '+inf')
 return {messages, connections, unknown, blocked, in_flight}
 )lua";
 

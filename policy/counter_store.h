@@ -22,7 +22,6 @@ struct ConnectionOutcome {
 struct RateOutcome {
     std::uint32_t count = 0;  // messages in the window before this call, those in flight included
     bool recorded = false;    // whether this call added one (or reserved one)
-    std::optional<TimePoint> blocked_until;  // an active harvest block, read in the same step
 };
 
 struct UnknownRecipientOutcome {

@@ -118,7 +118,7 @@ std::optional<RateOutcome> MemoryCounterStore::message_rate(const std::string& c
     ClientEntry* made = entry(client, now);
     if (made == nullptr) return std::nullopt;
     ClientEntry& c = *made;
-    RateOutcome out{messages_now(c, window, now), false, active_block(c, now)};
+    RateOutcome out{messages_now(c, window, now), false};
     if (record && out.count < limit) {
         add_message(c, window, limit, now);
         out.recorded = true;
@@ -132,7 +132,7 @@ std::optional<RateOutcome> MemoryCounterStore::record_message(const std::string&
     ClientEntry* made = entry(client, now);
     if (made == nullptr) return std::nullopt;
     ClientEntry& c = *made;
-    RateOutcome out{messages_now(c, window, now), true, active_block(c, now)};
+    RateOutcome out{messages_now(c, window, now), true};
     add_message(c, window, limit, now);
     return out;
 }
@@ -144,7 +144,7 @@ std::optional<RateOutcome> MemoryCounterStore::reserve_message(const std::string
     ClientEntry* made = entry(client, now);
     if (made == nullptr) return std::nullopt;
     ClientEntry& c = *made;
-    RateOutcome out{messages_now(c, window, now), false, active_block(c, now)};
+    RateOutcome out{messages_now(c, window, now), false};
     if (out.count < limit) {
         c.in_flight[reservation] = now + in_flight_expiry;
         out.recorded = true;
