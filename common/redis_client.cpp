@@ -184,6 +184,26 @@ Result<std::vector<RedisValue>> RedisClient::on_master(const std::vector<std::ve
     return R::failure(last);
 }
 
+Result<RedisConnection> RedisClient::open_subscriber() {
+    using R = Result<RedisConnection>;
+    SteadyTime until = deadline();
+    std::optional<RedisEndpoint> where;
+    if (settings_.mode == RedisMode::sentinel) {
+        auto pool = master_pool(until);
+        if (!pool) return R::failure(pool.error());
+        where = (*pool)->endpoint();
+    } else if (settings_.mode == RedisMode::cluster) {
+        if (slots_stale_) refresh_slots(until);
+        if (auto pool = pool_for_slot(0)) where = pool->endpoint();
+        else if (!servers_.empty()) where = servers_.front();
+    } else if (!servers_.empty()) {
+        where = servers_.front();
+    }
+    if (!where) return R::failure("no Redis server known");
+    return RedisConnection::open(*where, std::chrono::duration_cast<std::chrono::milliseconds>(settings_.connect_timeout),
+                                 settings_.username, settings_.password);
+}
+
 void RedisClient::master_failed() {
     std::lock_guard lock(master_mutex_);
     master_suspect_ = true;

@@ -45,6 +45,11 @@ public:
     std::size_t send_all(const std::vector<std::vector<std::string>>& commands,
                          const std::vector<std::string>& routing_keys);
 
+    // A connection of its own, for SUBSCRIBE: to the master (single,
+    // Sentinel), or to any node of a Cluster, which passes every PUBLISH on
+    // to all its nodes. Authenticated as the pools are.
+    Result<RedisConnection> open_subscriber();
+
     // "single 127.0.0.1:6379", "sentinel master 'mymaster' via ...", ...
     std::string describe() const;
     bool cluster() const { return settings_.mode == RedisMode::cluster; }

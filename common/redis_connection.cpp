@@ -2,9 +2,11 @@
 #include "common/redis_connection.h"
 
 #include <hiredis/hiredis.h>
+#include <poll.h>
 #include <sys/time.h>
 
 #include <algorithm>
+#include <cerrno>
 
 namespace relayguard {
 
@@ -141,6 +143,34 @@ Result<RedisValue> RedisConnection::call(const std::vector<std::string>& command
     auto r = pipeline({command}, deadline);
     if (!r) return Result<RedisValue>::failure(r.error());
     return std::move(r->front());
+}
+
+Result<std::optional<RedisValue>> RedisConnection::next_push(std::chrono::milliseconds wait) {
+    using R = Result<std::optional<RedisValue>>;
+    if (broken_) return R::failure("connection already failed");
+    redisContext* c = context_.get();
+    // hiredis' own read gives up the whole context on a timeout: wait with
+    // poll() instead, and hand hiredis only bytes that are there.
+    auto take = [&]() -> R {
+        void* raw = nullptr;
+        if (redisGetReplyFromReader(c, &raw) != REDIS_OK) {
+            broken_ = true;
+            return R::failure(std::string("read: ") + c->errstr);
+        }
+        if (raw == nullptr) return std::optional<RedisValue>{};
+        std::unique_ptr<redisReply, void (*)(void*)> reply(static_cast<redisReply*>(raw), freeReplyObject);
+        return std::optional<RedisValue>{copy_reply(reply.get())};
+    };
+    auto buffered = take();
+    if (!buffered || *buffered) return buffered;
+    pollfd p{c->fd, POLLIN, 0};
+    int ready = ::poll(&p, 1, static_cast<int>(std::max<long long>(wait.count(), 0)));
+    if (ready == 0 || (ready < 0 && errno == EINTR)) return std::optional<RedisValue>{};
+    if (ready < 0 || redisBufferRead(c) != REDIS_OK) {
+        broken_ = true;
+        return R::failure(std::string("read: ") + (c->err ? c->errstr : "poll failed"));
+    }
+    return take();
 }
 
 }  // namespace relayguard

@@ -61,6 +61,9 @@ public:
     // An error reply is a reply; only a failed or late exchange is an error.
     Result<std::vector<RedisValue>> pipeline(const std::vector<std::vector<std::string>>& commands, SteadyTime deadline);
     Result<RedisValue> call(const std::vector<std::string>& command, SteadyTime deadline);
+    // For a subscribed connection: the next message the server pushed, or
+    // nothing when none came within `wait` (the connection stays usable).
+    Result<std::optional<RedisValue>> next_push(std::chrono::milliseconds wait);
 
     bool broken() const { return broken_; }
     const RedisEndpoint& endpoint() const { return where_; }

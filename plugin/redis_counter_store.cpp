@@ -58,7 +58,12 @@ std::optional<TimePoint> time_or_none(long long v) {
 
 RedisCounterStore::RedisCounterStore(RedisClient& redis, std::string key_prefix, Duration connection_lease,
                                      const Clock& clock)
-    : redis_(redis), prefix_(std::move(key_prefix)), lease_(connection_lease), clock_(clock), node_id_(make_node_id()) {
+    : redis_(redis),
+      prefix_(std::move(key_prefix)),
+      lease_(connection_lease),
+      clock_(clock),
+      node_id_(make_node_id()),
+      blocks_(redis, prefix_ + "blocks", [this](const std::string& client) { return fetch_block(client, clock_.now()); }) {
     refresher_ = std::thread([this] { refresher(); });
 }
 
@@ -141,6 +146,7 @@ std::optional<ConnectionOutcome> RedisCounterStore::open_connection(const std::s
     out.admitted = (*r)[0] == 1;
     out.held = static_cast<std::uint32_t>((*r)[1]);
     out.blocked_until = time_or_none((*r)[2]);
+    blocks_.note(client, out.blocked_until);
     if (out.admitted) {
         std::lock_guard lock(held_mutex_);
         held_[client].insert(m);
@@ -289,13 +295,21 @@ std::optional<UnknownRecipientOutcome> RedisCounterStore::record_unknown_recipie
     const std::string& client, const std::string& recipient, Duration window, std::uint32_t threshold,
     Duration block_for, TimePoint now) {
     auto r = integers(redis_.run(unknown_recipient_script, {key(client, "unknown"), key(client, "block")},
-                                 {ms(now), ms(window), std::to_string(threshold), ms(block_for), recipient}),
+                                 {ms(now), ms(window), std::to_string(threshold), ms(block_for), recipient,
+                                  blocks_.channel(), client}),
                       2);
     if (!r) return std::nullopt;
-    return UnknownRecipientOutcome{static_cast<std::uint32_t>((*r)[0]), time_or_none((*r)[1])};
+    UnknownRecipientOutcome out{static_cast<std::uint32_t>((*r)[0]), time_or_none((*r)[1])};
+    blocks_.note(client, out.blocked_until);
+    return out;
 }
 
 std::optional<std::optional<TimePoint>> RedisCounterStore::blocked_until(const std::string& client, TimePoint now) {
+    if (auto known = blocks_.lookup(client, now)) return known;
+    return fetch_block(client, now);
+}
+
+std::optional<std::optional<TimePoint>> RedisCounterStore::fetch_block(const std::string& client, TimePoint now) {
     auto reply = redis_.command({"GET", key(client, "block")}, key(client, "block"));
     if (!reply) return std::nullopt;
     if (reply->type == RedisValue::Type::nil) return std::optional<TimePoint>{};
@@ -306,7 +320,8 @@ std::optional<std::optional<TimePoint>> RedisCounterStore::blocked_until(const s
 }
 
 bool RedisCounterStore::unblock(const std::string& client) {
-    auto reply = redis_.run(unblock_script, {key(client, "block"), key(client, "unknown")}, {});
+    auto reply = redis_.run(unblock_script, {key(client, "block"), key(client, "unknown")}, {blocks_.channel(), client});
+    if (reply && !reply->is_error()) blocks_.note(client, std::nullopt);
     return reply && reply->type == RedisValue::Type::integer && reply->integer == 1;
 }
 

@@ -14,6 +14,8 @@
 // a slot it has given back; other nodes see it free once the background send
 // is done. Until then a slot counts as taken, never as free: a limit may
 // refuse a moment too early across nodes, never admit one too many.
+//
+// Harvest blocks reach RCPT without a round trip: see shared_blocks.h.
 #pragma once
 
 #include <condition_variable>
@@ -25,6 +27,7 @@
 #include "policy/clock.h"
 #include "policy/counter_store.h"
 #include "policy/pop_window_store.h"
+#include "plugin/shared_blocks.h"
 
 namespace relayguard {
 
@@ -54,6 +57,9 @@ public:
     bool unblock(const std::string& client) override;
     std::optional<ClientCounters> inspect(const std::string& client, Duration rate_window, Duration unknown_window,
                                           TimePoint now) override;
+
+    // Whether RCPT learns blocks without asking Redis (shared_blocks.h).
+    bool blocks_live() const { return blocks_.live(); }
 
     // Renews the lease of every connection and message in flight this node
     // holds; answers how many leases could not be renewed. Run by the
@@ -91,6 +97,8 @@ private:
     std::string member(const std::string& id) const;
     std::string in_flight_member(const std::string& reservation) const;
     static std::string counted_member(const std::string& in_flight);
+    // GET of the client's block, for RCPT while the shared list is not live.
+    std::optional<std::optional<TimePoint>> fetch_block(const std::string& client, TimePoint now);
     std::optional<RateOutcome> rate(const std::string& client, const std::string& member, Duration window,
                                     std::uint32_t limit, const char* mode, TimePoint now);
     std::size_t refresh(const std::map<std::string, std::set<std::string>>& held, const char* kind, TimePoint now);
@@ -110,6 +118,7 @@ private:
     bool stopping_ = false;
     std::condition_variable wake_;  // writes queued, or stopping
     std::thread refresher_;
+    SharedBlocks blocks_;  // last: its thread calls fetch_block()
 };
 
 // POP-before-SMTP windows in Redis, so a login seen by one node opens relay

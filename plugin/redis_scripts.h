@@ -95,9 +95,10 @@ return n
 )lua";
 
 // KEYS: unknown recipients (sorted set, score = last seen), block
-// ARGV: now, window, threshold, block_for, recipient
+// ARGV: now, window, threshold, block_for, recipient, channel, client
 // Returns {distinct, blocked_until or 0}. A new block clears the count, so
-// the client starts afresh when it ends. At most `threshold` are kept.
+// the client starts afresh when it ends, and is published on `channel`
+// ("<until> <client>", shared_blocks.h). At most `threshold` are kept.
 inline constexpr const char* unknown_recipient = R"lua(
 local now, window = tonumber(ARGV[1]), tonumber(ARGV[2])
 local threshold, block_for = tonumber(ARGV[3]), tonumber(ARGV[4])
@@ -111,6 +112,7 @@ if threshold > 0 and distinct >= threshold and block_for > 0 and blocked <= now 
   blocked = now + block_for
   redis.call('SET', KEYS[2], blocked, 'PX', block_for)
   redis.call('DEL', KEYS[1])
+  redis.call('PUBLISH', ARGV[6], blocked .. ' ' .. ARGV[7])
 else
   redis.call('PEXPIRE', KEYS[1], window)
 end
@@ -118,10 +120,12 @@ if blocked <= now then blocked = 0 end
 return {distinct, blocked}
 )lua";
 
-// KEYS: block, unknown recipients. Returns 1 if a block was lifted.
+// KEYS: block, unknown recipients. ARGV: channel, client
+// Returns 1 if a block was lifted; the lift is published.
 inline constexpr const char* unblock = R"lua(
 local was = redis.call('EXISTS', KEYS[1])
 redis.call('DEL', KEYS[1], KEYS[2])
+redis.call('PUBLISH', ARGV[1], '0 ' .. ARGV[2])
 return was
 )lua";
 

@@ -455,3 +455,33 @@ TEST_CASE("with Redis down a call fails within its deadline, and recovers by its
     }
     REQUIRE(back);
 }
+
+TEST_CASE("a harvest block set on one node reaches another node's RCPT within a second, without a round trip",
+          "[store][redis]") {
+    StoreUnderTest a("redis");
+    RedisClient b_client(redis_settings());
+    RedisCounterStore b(b_client, "test:", 60s, a.clock);
+    auto& sa = *a.store;
+    // Both subscribed: B learns only from the channel.
+    for (int i = 0; i < 200 && !b.blocks_live(); ++i) std::this_thread::sleep_for(10ms);
+    REQUIRE(b.blocks_live());
+    REQUIRE_FALSE(*b.blocked_until("c", t0()));
+    for (int i = 0; i < 3; ++i) sa.record_unknown_recipient("c", "guess" + std::to_string(i), 1h, 3, 10min, t0());
+    auto asked = b_client.round_trips();
+    std::optional<TimePoint> seen;
+    for (int i = 0; i < 100 && !seen; ++i) {
+        seen = *b.blocked_until("c", t0() + 1s);
+        if (!seen) std::this_thread::sleep_for(10ms);
+    }
+    REQUIRE(seen == t0() + 10min);
+    REQUIRE(b_client.round_trips() == asked);
+    // A lift travels the same way.
+    REQUIRE(sa.unblock("c"));
+    bool lifted = false;
+    for (int i = 0; i < 100 && !lifted; ++i) {
+        lifted = !*b.blocked_until("c", t0() + 2s);
+        if (!lifted) std::this_thread::sleep_for(10ms);
+    }
+    REQUIRE(lifted);
+    REQUIRE(b_client.round_trips() == asked);
+}
