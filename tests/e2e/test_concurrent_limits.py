@@ -119,6 +119,45 @@ def two_node_limits(kind, store):
                               f"127.0.0.{source}")
 
 
+# --- a harvest block set through node A reaches node B's open session within 1 s ---
+def blocked_line(client):
+    return r"refused .*client=" + client.replace(".", r"\.") + r"\b.*rule=unknown_recipients"
+
+
+def harvest_across(kind, store, client):
+    label = f"harvest ({kind})"
+    harvest = '\n[limits.unknown_recipients]\nmax = 3\nblock_time = "1h"\n'
+    with two_nodes(store + harvest, rate=100, connections=None) as (a, b):
+        with b.session(client) as on_b:
+            on_b.ehlo("client.example.test")
+            before = [on_b.mail("s@example.org"), on_b.rcpt("user1@example.test")]
+            check(f"{label}: node B's session is open and accepts a recipient before the block",
+                  all(r.code == 250 for r in before), [str(r) for r in before])
+            with a.session(client) as on_a:
+                on_a.ehlo("client.example.test")
+                on_a.mail("s@example.org")
+                guesses = [on_a.rcpt(f"nobody{i}@example.test") for i in range(3)]
+            blocked_at = time.monotonic()
+            check(f"{label}: node A's Postfix refuses the 3 guesses as unknown users",
+                  all(r.code == 550 for r in guesses[:2]), [str(r) for r in guesses])
+            check(f"{label}: node A blocks the client",
+                  a.daemon.wait_for(blocked_line(client), timeout=5),
+                  a.daemon.log()[-1500:])
+            refused_after = None
+            while time.monotonic() - blocked_at < 3 and refused_after is None:
+                r = on_b.rcpt("user2@example.test")
+                if r.code >= 400:
+                    refused_after = time.monotonic() - blocked_at
+                else:
+                    time.sleep(0.05)
+            check(f"{label}: node B refuses the client's next RCPT within 1 s of the block",
+                  refused_after is not None and refused_after <= 1.0, refused_after)
+            check(f"{label}: node B's security log names the block",
+                  b.daemon.wait_for(blocked_line(client), timeout=5),
+                  b.daemon.log()[-1500:])
+
+
+
 with RedisServer() as redis:
     two_node_limits("single", store_config("single", [redis.address]))
 
@@ -148,38 +187,10 @@ with RedisServer() as redis:
               freed is not None and freed < 8.0, freed)
         holder.close()
 
-    # --- a harvest block set through node A reaches node B's open session within 1 s ---
-    harvest = '\n[limits.unknown_recipients]\nmax = 3\nblock_time = "1h"\n'
-    with two_nodes(store + harvest, rate=100, connections=None) as (a, b):
-        with b.session("127.0.0.41") as on_b:
-            on_b.ehlo("client.example.test")
-            before = [on_b.mail("s@example.org"), on_b.rcpt("user1@example.test")]
-            check("harvest: node B's session is open and accepts a recipient before the block",
-                  all(r.code == 250 for r in before), [str(r) for r in before])
-            with a.session("127.0.0.41") as on_a:
-                on_a.ehlo("client.example.test")
-                on_a.mail("s@example.org")
-                guesses = [on_a.rcpt(f"nobody{i}@example.test") for i in range(3)]
-            blocked_at = time.monotonic()
-            check("harvest: node A's Postfix refuses the 3 guesses as unknown users",
-                  all(r.code == 550 for r in guesses[:2]), [str(r) for r in guesses])
-            check("harvest: node A blocks the client",
-                  a.daemon.wait_for(r"refused .*client=127\.0\.0\.41\b.*rule=unknown_recipients", timeout=5),
-                  a.daemon.log()[-1500:])
-            refused_after = None
-            while time.monotonic() - blocked_at < 3 and refused_after is None:
-                r = on_b.rcpt("user2@example.test")
-                if r.code >= 400:
-                    refused_after = time.monotonic() - blocked_at
-                else:
-                    time.sleep(0.05)
-            check("harvest: node B refuses the client's next RCPT within 1 s of the block",
-                  refused_after is not None and refused_after <= 1.0, refused_after)
-            check("harvest: node B's security log names the block",
-                  b.daemon.wait_for(r"refused .*client=127\.0\.0\.41\b.*rule=unknown_recipients", timeout=5),
-                  b.daemon.log()[-1500:])
+    harvest_across("single", store, "127.0.0.41")
 
 with RedisCluster(masters=3) as cluster:
     two_node_limits("cluster", store_config("cluster", cluster.seeds[:1]))
+    harvest_across("cluster", store_config("cluster", cluster.seeds[:1]), "127.0.0.42")
 
 finish()
