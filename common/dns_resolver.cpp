@@ -217,7 +217,9 @@ DnsResult DnsResolver::lookup(const std::string& name, DnsType type, SteadyTime 
     if (stopping_) return DnsResult{DnsOutcome::temporary_failure, {}, "resolver stopping"};
     auto entry = start(name, type);
     if (!entry->ready.wait_until(lock, deadline, [&] { return entry->done; })) {
-        return DnsResult{DnsOutcome::temporary_failure, {}, "no answer within " + std::to_string(budget_.count()) + " ms"};
+        // The caller's deadline: the budget, or less (an SMTP stage's deadline).
+        std::string why = "no answer before the deadline (budget " + std::to_string(budget_.count()) + " ms)";
+        return DnsResult{DnsOutcome::temporary_failure, {}, std::move(why)};
     }
     return entry->result;
 }

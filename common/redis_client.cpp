@@ -9,6 +9,7 @@
 #include <thread>
 
 #include "common/redis_routing.h"
+#include "common/stage_deadline.h"
 
 namespace relayguard {
 
@@ -29,6 +30,13 @@ std::string hex_sha1(const std::string& text) {
         out += digits[md[i] & 0xf];
     }
     return out;
+}
+
+// Whether the current SMTP stage's deadline has come, give or take the 5 ms
+// steps a read's socket timeout is rounded down to (so a read cut by the
+// deadline ends just before it).
+bool stage_ran_out() {
+    return stage_deadline_or(SteadyTime::max()) <= std::chrono::steady_clock::now() + std::chrono::milliseconds(10);
 }
 
 bool master_is_gone(const RedisValue& reply) {
@@ -60,7 +68,9 @@ std::shared_ptr<RedisPool> RedisClient::make_pool(const RedisEndpoint& where) co
 }
 
 SteadyTime RedisClient::deadline() const {
-    return std::chrono::steady_clock::now() + settings_.connect_timeout + settings_.command_timeout;
+    // The SMTP stage waiting for this call may have less time left than
+    // Redis's own timeouts allow (listen.stage_timeout): it wins.
+    return stage_deadline_or(std::chrono::steady_clock::now() + settings_.connect_timeout + settings_.command_timeout);
 }
 
 std::string RedisClient::describe() const {
@@ -77,18 +87,26 @@ std::string RedisClient::describe() const {
 Result<RedisValue> RedisClient::command(const std::vector<std::string>& args, std::string_view routing_key) {
     auto start = std::chrono::steady_clock::now();
     Result<RedisValue> reply = Result<RedisValue>::failure("");
-    if (settings_.mode == RedisMode::cluster) {
+    if (stage_expired()) {
+        // Nothing is sent: the stage has no time left to wait for a reply.
+        reply = Result<RedisValue>::failure(redis_stage_timeout);
+    } else if (settings_.mode == RedisMode::cluster) {
         reply = on_cluster(args, routing_key, deadline());
     } else {
         auto replies = on_master({args}, deadline());
         reply = replies ? Result<RedisValue>(std::move(replies->front())) : Result<RedisValue>::failure(replies.error());
     }
     latency_.observe(std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
-    if (!reply) {
-        ++failures_;
-        note_failure(reply.error());
-    }
+    if (!reply) call_failed(reply.error());
     return reply;
+}
+
+void RedisClient::call_failed(const std::string& why) {
+    ++failures_;
+    // A call cut short by its SMTP stage says so: Redis itself may be well,
+    // only slower than listen.stage_timeout leaves time for.
+    bool cut_short = stage_ran_out() && why != redis_stage_timeout;
+    note_failure(cut_short ? why + " (" + redis_stage_timeout + ")" : why);
 }
 
 void RedisClient::note_failure(const std::string& why) {
@@ -130,11 +148,11 @@ std::size_t RedisClient::send_all(const std::vector<std::vector<std::string>>& c
         return failed;
     }
     auto start = std::chrono::steady_clock::now();
-    auto replies = on_master(commands, deadline());
+    auto replies = stage_expired() ? Result<std::vector<RedisValue>>::failure(redis_stage_timeout)
+                                   : on_master(commands, deadline());
     latency_.observe(std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
     if (!replies) {
-        ++failures_;
-        note_failure(replies.error());
+        call_failed(replies.error());
         return commands.size();
     }
     for (const auto& r : *replies) failed += r.is_error() ? 1 : 0;

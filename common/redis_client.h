@@ -2,7 +2,10 @@
 // (TCP or unix socket), a master found through Sentinel (and found again
 // after a failover), or a Cluster (slot map from CLUSTER SLOTS, MOVED and ASK
 // followed). Every call has one deadline, connect_timeout + command_timeout
-// from its start, and answers by then: a reply, or why there is none.
+// from its start or the deadline of the SMTP stage it serves
+// (common/stage_deadline.h), whichever comes first, and answers by then: a
+// reply, or why there is none. A call made when its stage has no time left
+// fails at once, like any failure (the store's fail mode then decides).
 #pragma once
 
 #include <array>
@@ -16,6 +19,9 @@
 #include "conf/config.h"
 
 namespace relayguard {
+
+// Why a call failed when its SMTP stage's deadline had already passed.
+inline constexpr const char* redis_stage_timeout = "stage timeout";
 
 // A Lua script run by EVALSHA, sent whole (EVAL) only when the server does
 // not know it yet (NOSCRIPT): after a restart, a failover, on a new node.
@@ -80,6 +86,8 @@ private:
 
     std::shared_ptr<RedisPool> make_pool(const RedisEndpoint& where) const;
 
+    // A call that failed: counted, and remembered for last_error().
+    void call_failed(const std::string& why);
     void note_failure(const std::string& why);
 
     RedisSettings settings_;

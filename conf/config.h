@@ -24,6 +24,10 @@ struct ListenSettings {
     std::string socket_group;
     std::string admin_group;  // the admin socket's group ("" = socket_group)
     std::uint32_t workers = 256;  // policy connections served at once (one per smtpd process)
+    // The longest one SMTP stage waits for its answer, Redis and DNS included
+    // (each front end opens a StageDeadline around its engine call); past it
+    // the stage gets its fail mode's reply. The milter also gives it to
+    // libmilter as its I/O timeout with the MTA.
     Duration stage_timeout = std::chrono::seconds(10);
     std::uint64_t policy_max_request = 64 * 1024;  // bytes per policy request
 };

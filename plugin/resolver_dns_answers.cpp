@@ -3,6 +3,8 @@
 
 #include <algorithm>
 
+#include "common/stage_deadline.h"
+
 namespace relayguard {
 
 namespace {
@@ -11,6 +13,13 @@ namespace {
 constexpr std::size_t max_names_confirmed = 10;
 
 bool is_temporary(const DnsResult& r) { return r.outcome == DnsOutcome::temporary_failure; }
+
+// A check's lookups share one deadline: the resolver's budget, or the SMTP
+// stage's (listen.stage_timeout) when that comes first. Past it a lookup
+// answers a temporary failure, as a timeout always has.
+SteadyTime check_deadline(const DnsResolver& resolver) {
+    return stage_deadline_or(std::chrono::steady_clock::now() + resolver.budget());
+}
 
 }  // namespace
 
@@ -34,7 +43,7 @@ std::string reverse_dns_name(const IpAddress& address) {
 DnsStatus ResolverDnsAnswers::sender_domain(std::string_view domain) {
     // An address literal ([192.0.2.1]) names no domain to look up.
     if (domain.empty() || domain.front() == '[') return DnsStatus::found;
-    auto deadline = std::chrono::steady_clock::now() + resolver_.budget();
+    auto deadline = check_deadline(resolver_);
     std::string name(domain);
     auto mx = resolver_.lookup(name, DnsType::mx, deadline);
     switch (mx.outcome) {
@@ -56,7 +65,7 @@ DnsStatus ResolverDnsAnswers::sender_domain(std::string_view domain) {
 }
 
 PtrAnswer ResolverDnsAnswers::client_ptr(const IpAddress& client, bool confirm_forward) {
-    auto deadline = std::chrono::steady_clock::now() + resolver_.budget();
+    auto deadline = check_deadline(resolver_);
     auto ptr = resolver_.lookup(reverse_dns_name(client), DnsType::ptr, deadline);
     PtrAnswer out;
     switch (ptr.outcome) {

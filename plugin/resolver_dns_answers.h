@@ -1,7 +1,9 @@
 // The engine's DNS port answered by the c-ares resolver: what "the sender
 // domain exists" and "the client has a (forward-confirmed) PTR" mean in DNS
 // queries. Each check answers within the resolver's budget (dns.timeout ×
-// dns.tries); past it the answer is a temporary failure, never a 5xx.
+// dns.tries), and never after the deadline of the SMTP stage asking
+// (listen.stage_timeout, common/stage_deadline.h); past either the answer is
+// a temporary failure, never a 5xx.
 #pragma once
 
 #include "common/dns_resolver.h"

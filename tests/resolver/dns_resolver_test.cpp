@@ -1,9 +1,11 @@
 // The resolver and the DNS checks against a real dnsmasq: every kind of
-// answer, a server that does not answer, the cache (TTL, negative answers,
+// answer, a server that does not answer (within the budget, or the SMTP
+// stage's deadline when that is sooner), the cache (TTL, negative answers,
 // shared lookups in flight, its bound) counted at the server.
 #include <catch2/catch.hpp>
 
 #include "common/dns_resolver.h"
+#include "common/stage_deadline.h"
 #include "plugin/resolver_dns_answers.h"
 #include "tests/resolver/dnsmasq_process.h"
 
@@ -146,6 +148,26 @@ TEST_CASE("a server that does not answer gives a temporary failure within the bu
     started = std::chrono::steady_clock::now();
     REQUIRE(none.sender_domain("example.test") == DnsStatus::temporary_failure);
     REQUIRE(std::chrono::steady_clock::now() - started < 1s);
+}
+
+TEST_CASE("a check gives up at its SMTP stage's deadline when that comes before the budget", "[dns]") {
+    test::DnsmasqProcess server(records, 300);
+    ResolverSettings s = settings_for(server.server());
+    s.timeout = 5s;
+    s.tries = 1;
+    auto r = resolver_for(server.server(), s);
+    ResolverDnsAnswers dns(*r);
+    server.pause();
+    auto started = std::chrono::steady_clock::now();
+    {
+        StageDeadline stage(StageDeadline::from_now(300ms));
+        REQUIRE(dns.sender_domain("example.test") == DnsStatus::temporary_failure);
+        REQUIRE(dns.client_ptr(*IpAddress::parse("127.0.0.5"), true).status == DnsStatus::temporary_failure);
+    }
+    auto took = std::chrono::steady_clock::now() - started;
+    server.resume();
+    REQUIRE(took >= 290ms);  // it waited for the server until the stage's deadline
+    REQUIRE(took < 800ms);   // and not for the 5 s budget
 }
 
 TEST_CASE("the cache stays within its bound", "[dns]") {

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "common/redis_client.h"
+#include "common/stage_deadline.h"
 #include "tests/store/redis_server_process.h"
 
 using namespace relayguard;
@@ -91,4 +92,41 @@ TEST_CASE("threads sharing one connection each get their own replies, however th
     // And each ran exactly once: none lost or sent twice by a batch.
     auto stats = server.call({"INFO", "commandstats"});
     REQUIRE(stats.str.find("cmdstat_incr:calls=" + std::to_string(threads * each)) != std::string::npos);
+}
+
+TEST_CASE("a call waits no longer than its SMTP stage allows, whatever the command timeout", "[redis]") {
+    test::RedisServerProcess server;
+    auto patient = settings_for(server);
+    patient.command_timeout = 5s;
+    patient.pool_size = 2;
+    RedisClient client(patient);
+    REQUIRE(client.command({"PING"}, ""));
+    // A server busy for 1 s (as one paused would be) holds the pool's first connection.
+    std::thread busy([&] { client.command({"DEBUG", "SLEEP", "1"}, ""); });
+    std::this_thread::sleep_for(50ms);
+    auto started = std::chrono::steady_clock::now();
+    {
+        StageDeadline stage(StageDeadline::from_now(300ms));
+        REQUIRE_FALSE(client.command({"PING"}, ""));
+    }
+    auto waited = std::chrono::steady_clock::now() - started;
+    busy.join();
+    CHECK(waited >= 250ms);
+    CHECK(waited < 700ms);
+    INFO(client.last_error());
+    REQUIRE(client.last_error().find(redis_stage_timeout) != std::string::npos);
+    REQUIRE(client.failures() == 1);
+}
+
+TEST_CASE("a call made after its stage's deadline fails at once, counted as a failure", "[redis]") {
+    test::RedisServerProcess server;
+    RedisClient client(settings_for(server));
+    StageDeadline stage(StageDeadline::from_now(-1ms));
+    auto started = std::chrono::steady_clock::now();
+    REQUIRE_FALSE(client.command({"PING"}, ""));
+    REQUIRE(client.send_all({{"PING"}}, {""}) == 1);
+    REQUIRE(std::chrono::steady_clock::now() - started < 50ms);
+    REQUIRE(client.last_error() == redis_stage_timeout);
+    REQUIRE(client.failures() == 2);
+    REQUIRE(client.round_trips() == 0);  // nothing reached the server
 }

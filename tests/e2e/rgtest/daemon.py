@@ -35,9 +35,9 @@ def stop_process(proc, out, logfile):
 
 class Relayguard:
     def __init__(self, config_body, milter_port=None, policy_port=None, log_settings="", admin=None,
-                 listen_extra=""):
+                 listen_extra="", stage_timeout="5s"):
         """admin: the admin socket's path (default: none); listen_extra: more
-        [listen] lines, e.g. admin_group."""
+        [listen] lines, e.g. admin_group; stage_timeout: listen.stage_timeout."""
         self.milter_port = milter_port or free_port()
         self.policy_port = policy_port or free_port()
         self.binary = os.environ["RELAYGUARD_BIN"]
@@ -48,7 +48,7 @@ class Relayguard:
             f.write(f'[listen]\nmilter = "inet:127.0.0.1:{self.milter_port}"\n'
                     f'policy = "inet:127.0.0.1:{self.policy_port}"\n'
                     f'admin = "{"unix:" + admin if admin else ""}"\n{listen_extra}\n'
-                    f'stage_timeout = "5s"\n'
+                    f'stage_timeout = "{stage_timeout}"\n'
                     f'[log]\nlevel = "debug"\n{log_settings}\n')
             f.write(config_body)
         # The daemon refuses a file that others can read once it holds a password.
