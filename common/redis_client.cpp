@@ -87,6 +87,7 @@ std::string RedisClient::describe() const {
 Result<RedisValue> RedisClient::command(const std::vector<std::string>& args, std::string_view routing_key) {
     auto start = std::chrono::steady_clock::now();
     Result<RedisValue> reply = Result<RedisValue>::failure("");
+    if (in_stage()) ++stage_waits_;
     if (stage_expired()) {
         // Nothing is sent: the stage has no time left to wait for a reply.
         reply = Result<RedisValue>::failure(redis_stage_timeout);

@@ -64,6 +64,9 @@ public:
     // Requests sent to a server so far (redirects and retries included), to
     // measure what a decision costs.
     std::uint64_t round_trips() const { return round_trips_; }
+    // Calls made while answering an SMTP stage (stage_deadline.h): the
+    // ones a client waited for. Background writes are not among them.
+    std::uint64_t stage_waits() const { return stage_waits_; }
     // Calls that failed (after redirects and retries), and each call's time.
     std::uint64_t failures() const { return failures_; }
     const LatencyHistogram& latency() const { return latency_; }
@@ -92,6 +95,7 @@ private:
 
     RedisSettings settings_;
     std::atomic<std::uint64_t> round_trips_{0};
+    std::atomic<std::uint64_t> stage_waits_{0};
     std::atomic<std::uint64_t> failures_{0};
     LatencyHistogram latency_;
     mutable std::mutex error_mutex_;

@@ -24,4 +24,6 @@ bool stage_expired() {
     return t_stage_deadline != StageClock::time_point::max() && StageClock::now() >= t_stage_deadline;
 }
 
+bool in_stage() { return t_stage_deadline != StageClock::time_point::max(); }
+
 }  // namespace relayguard

@@ -40,4 +40,8 @@ StageClock::time_point stage_deadline_or(StageClock::time_point fallback);
 // Whether the current thread is in a stage whose deadline has passed.
 bool stage_expired();
 
+// Whether the current thread is answering an SMTP stage at all: a call it
+// makes is one the client waits for.
+bool in_stage();
+
 }  // namespace relayguard

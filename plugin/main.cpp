@@ -132,13 +132,15 @@ public:
             using prometheus::MetricType;
             auto requests = relayguard::metric_family("relayguard_redis_requests_total", "Redis requests sent (redirects included)", MetricType::Counter);
             requests.metric.push_back(relayguard::metric_sample({}, static_cast<double>(redis_->round_trips()), MetricType::Counter));
+            auto waits = relayguard::metric_family("relayguard_redis_stage_waits_total", "Redis calls an SMTP stage waited for (background writes excluded)", MetricType::Counter);
+            waits.metric.push_back(relayguard::metric_sample({}, static_cast<double>(redis_->stage_waits()), MetricType::Counter));
             auto failures = relayguard::metric_family("relayguard_redis_failures_total", "Redis calls that failed after redirects and retries", MetricType::Counter);
             failures.metric.push_back(relayguard::metric_sample({}, static_cast<double>(redis_->failures()), MetricType::Counter));
             auto latency = relayguard::metric_family("relayguard_redis_call_seconds", "Time of one Redis call, redirects included", MetricType::Histogram);
             latency.metric.push_back(redis_->latency().sample({}));
             auto up = relayguard::metric_family("relayguard_store_reachable", "1 while Redis answers, 0 while the fail mode applies", MetricType::Gauge);
             up.metric.push_back(relayguard::metric_sample({}, health_->degraded() ? 0 : 1, MetricType::Gauge));
-            for (auto* f : {&requests, &failures, &latency, &up}) out.push_back(std::move(*f));
+            for (auto* f : {&requests, &waits, &failures, &latency, &up}) out.push_back(std::move(*f));
         });
     }
     // For `relayguardctl status`.

@@ -45,6 +45,7 @@ def value(samples, name, **labels):
 with RedisServer() as redis, Dnsmasq(port=free_port(), hosts={"sender.test": "127.0.0.1"}) as dns:
     mport = free_port()
     rules = ('[relay]\nlocal_domains = ["example.test"]\n[limits]\nexempt_group = ""\n[limits.message_rate]\nmax = 50\n'
+             '[limits.connections]\nmax = 20\n[limits.unknown_recipients]\nmax = 5\n'
              f'[dns]\nservers = ["{dns.server}"]\nrequire_sender_domain = true\n'
              + store_config("single", [redis.address], fail_mode="tempfail"))
     with Relayguard(rules, listen_extra=f'metrics = "127.0.0.1:{mport}"') as rg, \
@@ -67,6 +68,15 @@ with RedisServer() as redis, Dnsmasq(port=free_port(), hosts={"sender.test": "12
         check("DNS: the sender domain looked up once, then answered from the cache",
               value(m, "relayguard_dns_queries_total") >= 1 and (value(m, "relayguard_dns_cache_hits_total") or 0) >= 2,
               text[-1500:])
+        # With every counting limit on, a transaction waits for Redis twice:
+        # at connect and at MAIL. RCPT and end of data wait for nothing.
+        before = value(m, "relayguard_redis_stage_waits_total")
+        sent = [send_message("127.0.0.1", pf.port, source="127.0.0.64", sender="s@sender.test",
+                             rcpts=[LOCAL, "user2@example.test"]).delivered for _ in range(5)]
+        m, text = scrape(mport)
+        waits = value(m, "relayguard_redis_stage_waits_total")
+        check("Redis: 5 transactions of 2 recipients each waited for Redis exactly 10 times (connect and MAIL)",
+              all(sent) and before is not None and waits - before == 10, f"{sent} {before} -> {waits}")
         redis.kill()
         send_message("127.0.0.1", pf.port, source="127.0.0.63", sender="s@sender.test", rcpts=[LOCAL])
         m, text = scrape(mport)
