@@ -342,10 +342,10 @@ std::optional<ClientCounters> RedisCounterStore::inspect(const std::string& clie
 }
 
 std::size_t RedisCounterStore::refresh(const std::map<std::string, std::set<std::string>>& held, const char* kind,
-                                       TimePoint now) {
+                                       const char* leases, TimePoint now) {
     std::size_t failed = 0;
     for (const auto& [client, members] : held) {
-        std::vector<std::string> args{ms(now), ms(now + lease_)};
+        std::vector<std::string> args{ms(now), ms(now + lease_), leases};
         args.insert(args.end(), members.begin(), members.end());
         auto reply = redis_.run(refresh_script, {key(client, kind)}, args);
         if (!reply || reply->is_error()) ++failed;
@@ -361,7 +361,7 @@ std::size_t RedisCounterStore::refresh_leases() {
         in_flight = in_flight_;
     }
     TimePoint now = clock_.now();
-    return refresh(connections, "conn", now) + refresh(in_flight, "msg", now);
+    return refresh(connections, "conn", "connections", now) + refresh(in_flight, "msg", "in-flight", now);
 }
 
 void RedisCounterStore::refresher() {

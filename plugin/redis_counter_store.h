@@ -101,7 +101,10 @@ private:
     std::optional<std::optional<TimePoint>> fetch_block(const std::string& client, TimePoint now);
     std::optional<RateOutcome> rate(const std::string& client, const std::string& member, Duration window,
                                     std::uint32_t limit, const char* mode, TimePoint now);
-    std::size_t refresh(const std::map<std::string, std::set<std::string>>& held, const char* kind, TimePoint now);
+    // Renews the leases in `held` on the client's `kind` key; `leases` tells
+    // the script how they are scored ("connections", "in-flight").
+    std::size_t refresh(const std::map<std::string, std::set<std::string>>& held, const char* kind, const char* leases,
+                        TimePoint now);
     void refresher();
 
     RedisClient& redis_;

@@ -11,12 +11,14 @@
 namespace relayguard::redis_scripts {
 
 // KEYS: messages (sorted set: a counted message is a member scored with its
-//       time; a message in flight is a member "p/..." scored with its lease end)
+//       time, > 0; a message in flight is a member "p/..." scored with minus
+//       its lease end, < 0, so that each kind is one score range and no call
+//       has to look at the members one by one)
 // ARGV: now, window, limit, mode ("check", "record-below-limit", "record",
 //       "reserve"), member, lease end, the number R of reservations this node
-//       released and has not yet removed, those R members, then pairs
-//       (member in flight, member counted) of reservations it committed and
-//       has not yet moved, each pair followed by the time counted.
+//       released and has not yet removed, those R members, then triples
+//       (member in flight, member counted, time counted) of reservations it
+//       committed and has not yet moved.
 // The node's own releases and commits go first, so this node never counts a
 // slot it has already given back or counted. One key, not two: on a Cluster
 // slot being migrated, Redis refuses a script on several keys that are not
@@ -34,11 +36,10 @@ for i = 8 + released, #ARGV - 2, 3 do
   redis.call('ZREM', key, ARGV[i])
   added = true
 end
-redis.call('ZREMRANGEBYSCORE', key, '-inf', now - window)
--- Messages in flight whose lease has ended (their node died).
-for _, m in ipairs(redis.call('ZRANGEBYSCORE', key, '(' .. (now - window), now)) do
-  if string.sub(m, 1, 2) == 'p/' then redis.call('ZREM', key, m) end
-end
+-- Counted messages older than the window; messages in flight whose lease
+-- has ended (their node died).
+redis.call('ZREMRANGEBYSCORE', key, 0, now - window)
+redis.call('ZREMRANGEBYSCORE', key, -now, '(0')
 local count = redis.call('ZCARD', key)
 local recorded = 0
 if mode == 'record' or (mode == 'record-below-limit' and count < limit) then
@@ -46,15 +47,16 @@ if mode == 'record' or (mode == 'record-below-limit' and count < limit) then
   added = true
   recorded = 1
 elseif mode == 'reserve' and count < limit then
-  redis.call('ZADD', key, lease_end, member)
+  redis.call('ZADD', key, -lease_end, member)
   added = true
   recorded = 1
 end
 if added then
-  -- Only the newest `limit` counted messages can decide; messages in flight
-  -- (scored in the future) are never the oldest.
-  local in_flight = redis.call('ZCOUNT', key, '(' .. now, '+inf')
-  redis.call('ZREMRANGEBYRANK', key, 0, -(math.max(limit, 1) + in_flight + 1))
+  -- Only the newest `limit` counted messages can decide. Those in flight
+  -- rank first (negative scores), the oldest counted right after them.
+  local in_flight = redis.call('ZCOUNT', key, '-inf', '(0')
+  local extra = redis.call('ZCARD', key) - in_flight - math.max(limit, 1)
+  if extra > 0 then redis.call('ZREMRANGEBYRANK', key, in_flight, in_flight + extra - 1) end
   redis.call('PEXPIRE', key, math.max(window, lease_end - now))
 end
 return {count, recorded}
@@ -80,14 +82,17 @@ if blocked <= now then blocked = 0 end
 return {admitted, redis.call('ZCARD', KEYS[1]), blocked}
 )lua";
 
-// KEYS: connections (or messages). ARGV: now, lease end, member...
+// KEYS: connections, or messages. ARGV: now, lease end, "connections" or
+// "in-flight" (scored with minus the lease end: see message_rate), member...
 // Extends the leases of connections (reservations) still held; one already
 // closed (or expired) is not brought back.
 inline constexpr const char* refresh_connections = R"lua(
 local now, lease_end = tonumber(ARGV[1]), tonumber(ARGV[2])
+local score = lease_end
+if ARGV[3] == 'in-flight' then score = -lease_end end
 local n = 0
-for i = 3, #ARGV do
-  n = n + redis.call('ZADD', KEYS[1], 'XX', 'CH', lease_end, ARGV[i])
+for i = 4, #ARGV do
+  n = n + redis.call('ZADD', KEYS[1], 'XX', 'CH', score, ARGV[i])
 end
 local ttl = redis.call('PTTL', KEYS[1])
 if ttl >= 0 and ttl < lease_end - now then redis.call('PEXPIRE', KEYS[1], lease_end - now) end
@@ -135,12 +140,8 @@ return was
 // changes nothing.
 inline constexpr const char* inspect = R"lua(
 local now = tonumber(ARGV[1])
-local messages, in_flight = 0, 0
-local entries = redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. (now - tonumber(ARGV[2])), '+inf', 'WITHSCORES')
-for i = 1, #entries, 2 do
-  if string.sub(entries[i], 1, 2) ~= 'p/' then messages = messages + 1
-  elseif tonumber(entries[i + 1]) > now then in_flight = in_flight + 1 end
-end
+local messages = redis.call('ZCOUNT', KEYS[1], '(' .. (now - tonumber(ARGV[2])), '+inf')
+local in_flight = redis.call('ZCOUNT', KEYS[1], '-inf', '(' .. -now)
 local connections = redis.call('ZCOUNT', KEYS[2], '(' .. now, '+inf')
 local unknown = redis.call('ZCOUNT', KEYS[3], '(' .. (now - tonumber(ARGV[3])), '+inf')
 local blocked = tonumber(redis.call('GET', KEYS[4]) or '0')
