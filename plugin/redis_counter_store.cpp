@@ -122,11 +122,20 @@ void RedisCounterStore::requeue(std::map<std::string, QueuedWrites> writes) {
 
 template <class Change>
 void RedisCounterStore::enqueue(const std::string& client, Change change) {
+    bool first = false;
     {
         std::lock_guard lock(held_mutex_);
-        if (!change(queued_[client])) return;
+        first = queued_.empty();
+        auto [it, made] = queued_.try_emplace(client);
+        if (!change(it->second)) {
+            if (made) queued_.erase(it);
+            return;
+        }
     }
-    wake_.notify_one();
+    // Only the first write wakes the sender, which then gathers for a few
+    // milliseconds: a wake-up per end of data would cost a context switch
+    // per message, as much as the round trip the queue saves.
+    if (first) wake_.notify_one();
 }
 
 std::optional<ConnectionOutcome> RedisCounterStore::open_connection(const std::string& client,
