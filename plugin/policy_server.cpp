@@ -218,14 +218,10 @@ void PolicyServer::accept_connections(SteadyTime now) {
         int fd = ::accept4(listener_.get(), reinterpret_cast<sockaddr*>(&peer), &length, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd < 0) {
             int error = errno;
-            if (error == EAGAIN || error == EWOULDBLOCK) return;
+            if (error == EAGAIN || error == EWOULDBLOCK) return end_accept_failures();
             // That client gave up before we took it; the next one may be fine.
             if (error == ECONNABORTED || error == EINTR || error == EPROTO) continue;
             return pause_accepting(error, now);
-        }
-        if (accept_failing_) {
-            spdlog::info("policy: accepting connections again");
-            accept_failing_ = false;
         }
         add_connection(UniqueFd(fd), describe_peer(peer), now);
     }
@@ -241,6 +237,15 @@ void PolicyServer::pause_accepting(int error, SteadyTime now) {
     }
     epoll_watch(epoll_.get(), EPOLL_CTL_MOD, listener_.get(), 0, listener_tag);
     accept_paused_until_ = now + accept_retry_interval;
+}
+
+// An episode ends when no client is left waiting in the listen queue, not at
+// the first accept that works again: under a flood that frees a descriptor
+// now and then, that would be a warning every 100 ms.
+void PolicyServer::end_accept_failures() {
+    if (!accept_failing_) return;
+    spdlog::info("policy: accepting connections again; no client is waiting");
+    accept_failing_ = false;
 }
 
 void PolicyServer::resume_accepting_when_due(SteadyTime now) {

@@ -68,6 +68,7 @@ private:
 
     void accept_connections(SteadyTime now);
     void pause_accepting(int error, SteadyTime now);
+    void end_accept_failures();
     void resume_accepting_when_due(SteadyTime now);
     void add_connection(UniqueFd fd, std::string peer, SteadyTime now);
 
