@@ -207,7 +207,8 @@ def many_smtpd():
     check("many smtpd: relayguard is still running", rg.alive())
 
 
-with Relayguard(CONFIG, listen_extra=LISTEN) as rg, SmtpSink() as sink:
+# No milter: this is the policy service alone, and libmilter's own threads stay out of it.
+with Relayguard(CONFIG, listen_extra=LISTEN, milter=False) as rg, SmtpSink() as sink:
     PF = free_port()
     deliver = f"smtp:[127.0.0.1]:{sink.port}"
     with PostfixInstance(port=PF, policy=rg.policy,
