@@ -1,7 +1,6 @@
-// A queue of jobs between threads. The policy server's event loop hands
-// complete requests to its decision threads through one and takes their
-// answers back through another; the mutex is held only to move a job in or
-// out, never while one is worked on.
+// A queue of jobs between threads: the policy server's event loop hands
+// complete requests to its decision threads through one. The mutex is held
+// only to move a job in or out, never while one is worked on.
 #pragma once
 
 #include <condition_variable>
@@ -34,12 +33,6 @@ public:
         Job job = std::move(jobs_.front());
         jobs_.pop_front();
         return job;
-    }
-
-    // Every job queued now, without waiting.
-    std::deque<Job> take_all() {
-        std::lock_guard lock(mutex_);
-        return std::exchange(jobs_, {});
     }
 
     // Wakes every waiter; queued jobs are dropped, later pushes refused.

@@ -3,18 +3,25 @@
 //
 // Life of a request: the loop reads bytes into the connection's reader; once
 // a request is complete it moves the request and the connection's
-// PolicyConnection state into the job queue and stops reading that socket; a
-// decision thread decides it and queues the state and the reply back; the
-// loop writes the reply and only then takes the connection's next request.
-// So each connection has one request in progress at a time, its answers go
-// out in order, and what a pipelining client sends meanwhile waits in the
-// kernel's socket buffer rather than in ours.
+// PolicyConnection state into the job queue. A decision thread decides it,
+// sends the answer on the socket itself (non-blocking) and hands the state
+// back; only then does the loop take the connection's next request. So each
+// connection has one request in progress at a time and its answers go out
+// in order; what a pipelining client sends meanwhile waits in the kernel's
+// socket buffer until the loop reads it.
 //
-// Replies are written by the loop, not by the decision threads: the state
-// has to come back to the loop anyway (it chooses what to read next and owns
-// the timers), so writing there adds no handoff, and every socket operation
-// stays on one thread. A decision thread writing itself could hit a
-// descriptor the loop had just closed and the kernel had given to a new client.
+// Why the decision thread writes: one handoff per request instead of two.
+// Had the loop written the answer, every request would wake the loop once
+// more, read an eventfd and send; on two cores that second wake-up cut
+// throughput to a third of a thread per connection. Now the loop is woken
+// for a returned decision only when it must act at once: the socket did not
+// take the whole answer (EAGAIN: the loop writes the rest), the client is
+// gone, more of its requests are buffered, or the loop saw input meanwhile.
+// Other returns it collects at its next wake-up, at most 100 ms later.
+// Writing from another thread is safe because the loop never closes a
+// connection whose decision is out (a hang-up meanwhile only takes it out of
+// epoll), and stop() joins the decision threads before anything is closed:
+// a descriptor can never be closed and reused under a decision thread.
 #include "plugin/policy_server.h"
 
 #include <arpa/inet.h>
@@ -45,6 +52,9 @@ constexpr std::chrono::milliseconds accept_retry_interval{100};
 // Connections accepted per wake-up, so a flood of connects cannot starve
 // the clients already connected.
 constexpr int accept_burst = 64;
+// How soon the loop collects decisions nobody woke it for: the idle timer of
+// their connections starts then.
+constexpr std::chrono::milliseconds collect_interval{100};
 
 // Where a connection is in its exchange with the client; each phase has its own timer.
 enum class Phase {
@@ -76,6 +86,28 @@ bool set_nonblocking(int fd) {
     return flags >= 0 && ::fcntl(fd, F_SETFL, flags | O_NONBLOCK) == 0;
 }
 
+void reset_wakeup(int eventfd) {
+    std::uint64_t count = 0;
+    // Fails only when it is not set, and then there is nothing to reset.
+    [[maybe_unused]] auto got = ::read(eventfd, &count, sizeof count);
+}
+
+// Sends what the socket takes now; `data` keeps the rest. Answers false when
+// the client is gone.
+bool send_now(int socket, std::string& data) {
+    while (!data.empty()) {
+        ssize_t n = ::send(socket, data.data(), data.size(), MSG_NOSIGNAL);
+        if (n > 0) {
+            data.erase(0, static_cast<std::size_t>(n));
+        } else if (n < 0 && errno == EINTR) {
+            continue;
+        } else {
+            return n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
+        }
+    }
+    return true;
+}
+
 bool epoll_watch(int epoll, int op, int fd, std::uint32_t events, std::uint64_t tag) {
     epoll_event event{};
     event.events = events;
@@ -102,11 +134,13 @@ struct PolicyServer::Connection {
     UniqueFd fd;
     const std::string peer;  // for the log
     PolicyRequestReader reader;
-    PolicyConnection state;     // away with a decision thread while `deciding`
+    PolicyConnection state;      // away with a decision thread while `deciding`
     bool deciding = false;
-    bool input_closed = false;  // the client shut its side: answer what is complete, then close
-    std::string output;         // answer bytes the socket has not taken yet
-    std::uint32_t watched = 0;  // the events epoll reports for it
+    bool input_closed = false;   // the client shut its side: answer what is complete, then close
+    bool read_deferred = false;  // input came while deciding: read it once the decision is back
+    bool hung_up = false;        // out of epoll while deciding: close once the decision is back
+    std::string output;          // answer bytes the socket has not taken yet
+    std::uint32_t watched = 0;   // the events epoll reports for it
     Phase phase = Phase::idle;
     SteadyTime deadline = SteadyTime::max();
 };
@@ -146,14 +180,18 @@ void PolicyServer::start(UniqueFd listener) {
 
 void PolicyServer::stop() {
     if (stopping_.exchange(true)) return;
-    if (loop_.joinable()) {
-        wake_loop();
-        loop_.join();  // the loop closes every connection on its way out
-    }
-    listener_.reset();
+    // Decision threads first: they write to sockets, which must stay open
+    // until the last of them is done.
     jobs_.close();
     for (auto& t : decision_threads_) t.join();
     decision_threads_.clear();
+    if (loop_.joinable()) {
+        wake_loop();
+        loop_.join();
+    }
+    connections_.clear();
+    deadlines_.clear();
+    listener_.reset();
 }
 
 void PolicyServer::wake_loop() {
@@ -163,18 +201,51 @@ void PolicyServer::wake_loop() {
 }
 
 void PolicyServer::run_decisions() {
-    while (auto job = jobs_.pop()) {
-        try {
-            Decision d = decider_.decide(job->state, job->request, job->arrival);
-            decided_.push(DecisionDone{std::move(job->state), action_for(d) + "\n\n"});
-        } catch (const std::exception& e) {
-            // Postfix answers its client 4xx for a policy service that closes.
-            spdlog::error("policy: connection {}: the decision failed: {}; closing the connection", job->state.id,
-                          e.what());
-            decided_.push(DecisionDone{std::move(job->state), "", true});
+    while (auto job = jobs_.pop()) answer(*job);
+}
+
+// Decides one request and sends the answer from this thread; only what the
+// socket does not take goes back to the loop to write.
+void PolicyServer::answer(DecisionJob& job) {
+    DecisionDone done;
+    try {
+        Decision d = decider_.decide(job.state, job.request, job.arrival);
+        done.unsent = action_for(d) + "\n\n";
+        if (!send_now(job.socket, done.unsent)) {
+            spdlog::debug("policy: connection {} closed: cannot answer: {}", job.state.id, error_text(errno));
+            done.close = true;
         }
-        wake_loop();
+    } catch (const std::exception& e) {
+        // Postfix answers its client 4xx for a policy service that closes.
+        spdlog::error("policy: connection {}: the decision failed: {}; closing the connection", job.state.id,
+                      e.what());
+        done.close = true;
     }
+    done.wake_loop = job.wake_loop || done.close || !done.unsent.empty();
+    done.state = std::move(job.state);
+    if (returned_.push(std::move(done))) wake_loop();
+}
+
+bool PolicyServer::ReturnedDecisions::push(DecisionDone done) {
+    std::lock_guard lock(mutex_);
+    bool asked = wake_for_.erase(done.state.id) > 0;
+    bool wake = done.wake_loop || asked;
+    done_.push_back(std::move(done));
+    return wake;
+}
+
+bool PolicyServer::ReturnedDecisions::wake_when_back(std::uint64_t id) {
+    std::lock_guard lock(mutex_);
+    for (const auto& d : done_) {
+        if (d.state.id == id) return false;
+    }
+    wake_for_.insert(id);
+    return true;
+}
+
+std::vector<PolicyServer::DecisionDone> PolicyServer::ReturnedDecisions::take_all() {
+    std::lock_guard lock(mutex_);
+    return std::exchange(done_, {});
 }
 
 void PolicyServer::run_loop() {
@@ -187,24 +258,33 @@ void PolicyServer::run_loop() {
             break;
         }
         auto now = std::chrono::steady_clock::now();
+        // The eventfd is reset before the decisions are taken, so one that
+        // comes back after the take wakes the loop again.
+        for (int i = 0; i < n; ++i) {
+            if (events[i].data.u64 == wakeup_tag) reset_wakeup(wakeup_.get());
+        }
+        collect_decisions(now);
         for (int i = 0; i < n; ++i) {
             std::uint64_t tag = events[i].data.u64;
             if (tag == listener_tag) accept_connections(now);
-            else if (tag == wakeup_tag) take_decisions(now);
-            else on_connection_event(tag, events[i].events, now);
+            else if (tag != wakeup_tag) on_connection_event(tag, events[i].events, now);
         }
         expire_deadlines(now);
         resume_accepting_when_due(now);
     }
-    connections_.clear();
-    deadlines_.clear();
 }
 
-// Until the soonest connection deadline or the end of an accept pause.
+// Until the soonest connection deadline, the end of an accept pause, or the
+// next collection of decisions that came back without waking the loop.
 int PolicyServer::wait_milliseconds(SteadyTime now) const {
+    if (collect_now_) return 0;
     std::optional<SteadyTime> next;
-    if (!deadlines_.empty()) next = deadlines_.begin()->first;
-    if (accept_paused_until_ && (!next || *accept_paused_until_ < *next)) next = accept_paused_until_;
+    auto consider = [&next](SteadyTime t) {
+        if (!next || t < *next) next = t;
+    };
+    if (!deadlines_.empty()) consider(deadlines_.begin()->first);
+    if (accept_paused_until_) consider(*accept_paused_until_);
+    if (decisions_out_ > 0) consider(now + collect_interval);
     if (!next) return -1;
     if (*next <= now) return 0;
     auto ms = std::chrono::ceil<std::chrono::milliseconds>(*next - now).count();
@@ -272,6 +352,7 @@ void PolicyServer::on_connection_event(std::uint64_t id, std::uint32_t events, S
     auto it = connections_.find(id);
     if (it == connections_.end()) return;  // closed earlier in this round
     Connection& c = *it->second;
+    if (c.deciding) return defer_while_deciding(c, events);
     // An error, or hung up both ways: nobody is left to read an answer.
     bool open = (events & (EPOLLERR | EPOLLHUP)) == 0;
     if (!open) spdlog::debug("policy: connection {} hung up", id);
@@ -281,21 +362,39 @@ void PolicyServer::on_connection_event(std::uint64_t id, std::uint32_t events, S
     if (!open) close_connection(id);
 }
 
-// What the decision threads finished: each answer is sent, and its
-// connection moves on to its next request.
-void PolicyServer::take_decisions(SteadyTime now) {
-    std::uint64_t count = 0;
-    // Reset before taking, so an answer queued after the take wakes us again.
-    [[maybe_unused]] auto got = ::read(wakeup_.get(), &count, sizeof count);
-    for (auto& done : decided_.take_all()) {
+// A decision thread may still write to this socket, so it stays open and
+// untouched until the decision is back: input waits in the kernel, and a
+// hang-up only takes the socket out of epoll (it cannot be masked, and would
+// be reported again and again). The loop asks to be woken when the decision
+// is back, to act on it then.
+void PolicyServer::defer_while_deciding(Connection& c, std::uint32_t events) {
+    if ((events & (EPOLLERR | EPOLLHUP)) != 0) {
+        spdlog::debug("policy: connection {} hung up", c.id);
+        ::epoll_ctl(epoll_.get(), EPOLL_CTL_DEL, c.fd.get(), nullptr);
+        c.hung_up = true;
+        c.watched = 0;
+    } else {
+        c.read_deferred = true;
+        watch(c);
+    }
+    if (!returned_.wake_when_back(c.id)) collect_now_ = true;
+}
+
+// The decisions that came back: each connection moves on to its next
+// request, or is closed if its client went away meanwhile.
+void PolicyServer::collect_decisions(SteadyTime now) {
+    collect_now_ = false;
+    for (auto& done : returned_.take_all()) {
+        --decisions_out_;
         std::uint64_t id = done.state.id;
         auto it = connections_.find(id);
-        if (it == connections_.end()) continue;  // the client hung up meanwhile
+        if (it == connections_.end()) continue;
         Connection& c = *it->second;
         c.state = std::move(done.state);
         c.deciding = false;
-        c.output += done.reply;
-        bool open = !done.failed && write_output(c) && advance(c, now);
+        c.read_deferred = false;
+        c.output = std::move(done.unsent);
+        bool open = !done.close && !c.hung_up && write_output(c) && advance(c, now);
         if (!open) close_connection(id);
     }
 }
@@ -317,23 +416,12 @@ bool PolicyServer::read_input(Connection& c) {
     return false;
 }
 
-// Sends what the socket takes; the rest waits for EPOLLOUT. Answers false
-// when the client is gone.
+// The rest of an answer the socket did not take at once; more waits for
+// EPOLLOUT. Answers false when the client is gone.
 bool PolicyServer::write_output(Connection& c) {
-    while (!c.output.empty()) {
-        ssize_t n = ::send(c.fd.get(), c.output.data(), c.output.size(), MSG_NOSIGNAL);
-        if (n > 0) {
-            c.output.erase(0, static_cast<std::size_t>(n));
-        } else if (n < 0 && errno == EINTR) {
-            continue;
-        } else if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-            return true;
-        } else {
-            spdlog::debug("policy: connection {} closed: cannot answer: {}", c.id, error_text(errno));
-            return false;
-        }
-    }
-    return true;
+    if (send_now(c.fd.get(), c.output)) return true;
+    spdlog::debug("policy: connection {} closed: cannot answer: {}", c.id, error_text(errno));
+    return false;
 }
 
 // Moves a connection on after anything happened to it: takes its next
@@ -363,17 +451,22 @@ bool PolicyServer::start_next_request(Connection& c, SteadyTime now) {
     }
     if (!request) return true;
     c.deciding = true;
+    // With more buffered, or the client's side shut, the loop has work to do
+    // as soon as this is answered.
+    bool more = c.reader.has_partial() || c.input_closed;
     // Refused only once stop() has begun: the connection is about to be closed then.
-    jobs_.push(DecisionJob{std::move(c.state), std::move(*request), now});
+    if (jobs_.push(DecisionJob{std::move(c.state), std::move(*request), now, c.fd.get(), more})) ++decisions_out_;
     return true;
 }
 
 // Reading only when free for a request is what keeps one request per
-// connection in progress: the rest of a pipelining client's requests stay
-// in the kernel until their turn.
+// connection in progress. While a decision is out, input is still watched
+// (Postfix sends none then, so the common case costs no epoll_ctl), and the
+// first that comes turns it off until the decision is back.
 void PolicyServer::watch(Connection& c) {
+    if (c.hung_up) return;
     std::uint32_t wanted = 0;
-    if (!c.deciding && c.output.empty() && !c.input_closed) wanted |= EPOLLIN;
+    if (!c.input_closed && !c.read_deferred && c.output.empty()) wanted |= EPOLLIN;
     if (!c.output.empty()) wanted |= EPOLLOUT;
     if (wanted == c.watched) return;
     if (epoll_watch(epoll_.get(), EPOLL_CTL_MOD, c.fd.get(), wanted, c.id)) c.watched = wanted;

@@ -1,22 +1,24 @@
 // The Postfix policy delegation front end (check_policy_service): accepts
 // persistent connections from any number of smtpd processes and answers
-// action=... lines. One epoll event loop thread does every accept, read,
-// write and timeout, so an idle or half-sent connection costs a file
-// descriptor and a few hundred bytes, never a thread: no number of them can
-// lock Postfix out. Complete requests are decided by `listen.workers`
-// decision threads, because the engine may wait on Redis or DNS and one slow
-// answer must not stall every connection.
+// action=... lines. One epoll event loop thread does every accept, read and
+// timeout, so an idle or half-sent connection costs a file descriptor and a
+// few hundred bytes, never a thread: no number of them can lock Postfix out.
+// Complete requests are decided by `listen.workers` decision threads,
+// because the engine may wait on Redis or DNS and one slow answer must not
+// stall every connection; a decision thread writes its answer itself.
 #pragma once
 
 #include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <set>
 #include <string>
 #include <thread>
 #include <unordered_map>
+#include <unordered_set>
 #include <utility>
 #include <vector>
 
@@ -53,16 +55,37 @@ private:
         PolicyConnection state;
         PolicyRequest request;
         SteadyTime arrival;
+        int socket;            // the loop closes it only once the decision is back
+        bool wake_loop;        // more is buffered: the loop goes on as soon as this is answered
     };
-    // The answer on its way back to the loop.
+    // The decision on its way back to the loop, its answer already sent as
+    // far as the socket took it.
     struct DecisionDone {
         PolicyConnection state;
-        std::string reply;        // the bytes to send
-        bool failed = false;      // the decision threw: close the connection instead
+        std::string unsent;    // what the socket did not take: the loop writes it
+        bool close = false;    // the client is gone, or the decision failed
+        bool wake_loop = false;
+    };
+    // Decisions on their way back. The loop is woken only for those it must
+    // act on at once; it collects the others at its next wake-up.
+    class ReturnedDecisions {
+    public:
+        // Answers whether the loop must be woken for it.
+        bool push(DecisionDone done);
+        // The loop wants waking when connection `id`'s decision is back.
+        // Answers false when it is back already (nothing will wake it).
+        bool wake_when_back(std::uint64_t id);
+        std::vector<DecisionDone> take_all();
+
+    private:
+        std::mutex mutex_;
+        std::vector<DecisionDone> done_;
+        std::unordered_set<std::uint64_t> wake_for_;
     };
 
     void run_loop();
     void run_decisions();
+    void answer(DecisionJob& job);
     void wake_loop();
     int wait_milliseconds(SteadyTime now) const;
 
@@ -73,7 +96,8 @@ private:
     void add_connection(UniqueFd fd, std::string peer, SteadyTime now);
 
     void on_connection_event(std::uint64_t id, std::uint32_t events, SteadyTime now);
-    void take_decisions(SteadyTime now);
+    void defer_while_deciding(Connection& c, std::uint32_t events);
+    void collect_decisions(SteadyTime now);
     bool read_input(Connection& c);
     bool write_output(Connection& c);
     bool advance(Connection& c, SteadyTime now);
@@ -90,14 +114,16 @@ private:
     UniqueFd wakeup_;  // eventfd: decision threads and stop() wake the loop with it
     std::atomic<bool> stopping_{false};
     JobQueue<DecisionJob> jobs_;
-    JobQueue<DecisionDone> decided_;
+    ReturnedDecisions returned_;
     std::thread loop_;
     std::vector<std::thread> decision_threads_;
 
-    // Touched by the loop thread only.
+    // Touched by the loop thread only (and by stop() once it has ended).
     std::unordered_map<std::uint64_t, std::unique_ptr<Connection>> connections_;
     std::set<std::pair<SteadyTime, std::uint64_t>> deadlines_;  // (when, connection id), soonest first
     std::uint64_t last_id_ = 0;
+    std::size_t decisions_out_ = 0;  // handed to decision threads, not yet collected
+    bool collect_now_ = false;       // a decision is back that nothing will wake the loop for
     std::optional<SteadyTime> accept_paused_until_;  // accept failed (EMFILE...): try again then
     bool accept_failing_ = false;                    // an episode of failed accepts, warned about once
 };
