@@ -220,13 +220,14 @@ public:
         if (errors_.size() == before) out = v;
     }
 
-    void duration(std::string_view name, Duration& out, Duration min) {
+    void duration(std::string_view name, Duration& out, Duration min, Duration max = Duration::max()) {
         const toml::node* n = find(name);
         if (n == nullptr) return;
         std::optional<Duration> d;
         if (n->is_string()) d = parse_duration(*n->value<std::string>());
         if (!d) return error(name, *n, "expected a duration with its unit, such as \"500ms\", \"90s\", \"30m\", \"1h\" or \"5d\"");
         if (*d < min) return error(name, *n, "expected at least " + format_duration(min));
+        if (*d > max) return error(name, *n, "expected at most " + format_duration(max));
         out = *d;
     }
 
@@ -445,7 +446,7 @@ public:
     }
     void size(std::string_view name, std::uint64_t v, std::uint64_t) { put(name, format_size(v)); }
     void size_limit(std::string_view name, const std::optional<std::uint64_t>& v) { put(name, v ? format_size(*v) : std::string("off")); }
-    void duration(std::string_view name, Duration d, Duration) { put(name, format_duration(d)); }
+    void duration(std::string_view name, Duration d, Duration, Duration = Duration::max()) { put(name, format_duration(d)); }
     template <class E>
     void choice(std::string_view name, E v, std::initializer_list<std::pair<const char*, E>> options) {
         for (const auto& [k, e] : options) {

@@ -23,13 +23,22 @@ struct ListenSettings {
     std::string socket_mode = "0660";  // unix sockets
     std::string socket_group;
     std::string admin_group;  // the admin socket's group ("" = socket_group)
-    std::uint32_t workers = 256;  // policy connections served at once (one per smtpd process)
+    // Policy delegation decision threads. Not a connection limit: one event
+    // loop holds every policy connection; complete requests queue for these.
+    std::uint32_t workers = 32;
     // The longest one SMTP stage waits for its answer, Redis and DNS included
     // (each front end opens a StageDeadline around its engine call); past it
     // the stage gets its fail mode's reply. The milter also gives it to
     // libmilter as its I/O timeout with the MTA.
     Duration stage_timeout = std::chrono::seconds(10);
     std::uint64_t policy_max_request = 64 * 1024;  // bytes per policy request
+    // A policy request that has begun must arrive whole (and its answer be
+    // read) within this; Postfix writes a request at once and waits at most
+    // smtpd_policy_service_timeout (100s) for the answer.
+    Duration policy_read_timeout = std::chrono::seconds(10);
+    // A policy connection without a request in progress is closed after this:
+    // Postfix's smtpd_policy_service_max_idle, so Postfix closes its own first.
+    Duration policy_idle_timeout = std::chrono::seconds(300);
 };
 
 struct DaemonSettings {

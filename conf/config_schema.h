@@ -32,6 +32,9 @@ void config_schema(V& v, Config& c) {
         v.number("workers", c.listen.workers, 1u, 1024u);
         v.duration("stage_timeout", c.listen.stage_timeout, std::chrono::milliseconds(100));
         v.size("policy_max_request", c.listen.policy_max_request, 1024);
+        v.duration("policy_read_timeout", c.listen.policy_read_timeout, std::chrono::milliseconds(100),
+                   std::chrono::seconds(100));
+        v.duration("policy_idle_timeout", c.listen.policy_idle_timeout, std::chrono::seconds(1), std::chrono::hours(1));
     });
     v.section("daemon", [&] {
         v.text("user", c.daemon.user);

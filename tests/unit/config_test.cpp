@@ -31,6 +31,9 @@ TEST_CASE("the shipped example config loads, and is the embedded default", "[con
     REQUIRE(text == embedded_default_config());
     const Config& c = *file.config;
     REQUIRE(c.listen.milter == "inet:127.0.0.1:8893");
+    REQUIRE(c.listen.workers == 32);
+    REQUIRE(c.listen.policy_read_timeout == std::chrono::seconds(10));
+    REQUIRE(c.listen.policy_idle_timeout == std::chrono::seconds(300));
     REQUIRE(c.store.type == StoreType::memory);
     REQUIRE(c.policy.relay.local_domains.contains("example.test"));
     REQUIRE(c.policy.relay.trusted_groups.size() == 1);
@@ -95,6 +98,9 @@ TEST_CASE("wrong types and values say what was expected", "[config]") {
         {"[store.redis]\nservers = [\"a:1\", \"b:2\"]", "store.redis.servers", "single mode takes one server"},
         {"[store.redis]\nmode = \"cluster\"\nservers = [\"unix:/run/r.sock\"]", "store.redis.servers", "over TCP"},
         {"[store.redis]\nconnection_lease = \"1s\"", "store.redis.connection_lease", "at least"},
+        {"[listen]\npolicy_read_timeout = \"101s\"", "listen.policy_read_timeout", "at most 100s"},
+        {"[listen]\npolicy_idle_timeout = \"500ms\"", "listen.policy_idle_timeout", "at least 1s"},
+        {"[listen]\nworkers = 0", "listen.workers", "from 1 to 1024"},
     };
     for (const auto& c : cases) {
         INFO(c.text);

@@ -35,9 +35,12 @@ def stop_process(proc, out, logfile):
 
 class Relayguard:
     def __init__(self, config_body, milter_port=None, policy_port=None, log_settings="", admin=None,
-                 listen_extra="", stage_timeout="5s"):
+                 listen_extra="", stage_timeout="5s", milter=True):
         """admin: the admin socket's path (default: none); listen_extra: more
-        [listen] lines, e.g. admin_group; stage_timeout: listen.stage_timeout."""
+        [listen] lines, e.g. admin_group; stage_timeout: listen.stage_timeout;
+        milter=False: no milter socket, so libmilter's threads stay out of a
+        test of the policy service alone."""
+        self.with_milter = milter
         self.milter_port = milter_port or free_port()
         self.policy_port = policy_port or free_port()
         self.binary = os.environ["RELAYGUARD_BIN"]
@@ -45,7 +48,8 @@ class Relayguard:
         self.config = os.path.join(self.dir, "relayguard.toml")
         self.logfile = os.path.join(self.dir, "relayguard.log")
         with open(self.config, "w") as f:
-            f.write(f'[listen]\nmilter = "inet:127.0.0.1:{self.milter_port}"\n'
+            milter_socket = f"inet:127.0.0.1:{self.milter_port}" if milter else ""
+            f.write(f'[listen]\nmilter = "{milter_socket}"\n'
                     f'policy = "inet:127.0.0.1:{self.policy_port}"\n'
                     f'admin = "{"unix:" + admin if admin else ""}"\n{listen_extra}\n'
                     f'stage_timeout = "{stage_timeout}"\n'
@@ -81,7 +85,8 @@ class Relayguard:
         self.out = open(self.logfile, "w")
         self.proc = subprocess.Popen([self.binary, "--config", self.config], stdout=self.out,
                                      stderr=subprocess.STDOUT)
-        wait_port("127.0.0.1", self.milter_port, timeout=15, proc=self.proc, what="relayguard milter")
+        if self.with_milter:
+            wait_port("127.0.0.1", self.milter_port, timeout=15, proc=self.proc, what="relayguard milter")
         wait_port("127.0.0.1", self.policy_port, timeout=15, proc=self.proc, what="relayguard policy")
 
     def stop(self):
