@@ -98,10 +98,7 @@ void RedisCounterStore::QueuedWrites::merge(QueuedWrites&& other) {
     append(closed, other.closed);
     append(released, other.released);
     append(committed, other.committed);
-    if (other.limit != 0 || other.window != Duration{}) {
-        window = std::max(window, other.window);
-        limit = std::max(limit, other.limit);
-    }
+    window = std::max(window, other.window);
 }
 
 RedisCounterStore::QueuedWrites RedisCounterStore::take_queued(const std::string& client) {
@@ -118,6 +115,16 @@ void RedisCounterStore::requeue(std::map<std::string, QueuedWrites> writes) {
     for (auto& [client, w] : writes) {
         if (!w.empty()) queued_[client].merge(std::move(w));
     }
+}
+
+// Removes `member` from the client's set in `held`, and the set once empty;
+// whether it was there.
+bool RedisCounterStore::forget(std::map<std::string, std::set<std::string>>& held, const std::string& client,
+                               const std::string& member) {
+    auto it = held.find(client);
+    if (it == held.end() || it->second.erase(member) == 0) return false;
+    if (it->second.empty()) held.erase(it);
+    return true;
 }
 
 template <class Change>
@@ -166,9 +173,7 @@ std::optional<ConnectionOutcome> RedisCounterStore::open_connection(const std::s
 void RedisCounterStore::close_connection(const std::string& client, const std::string& connection_id) {
     std::string m = member(connection_id);
     enqueue(client, [&](QueuedWrites& w) {
-        auto it = held_.find(client);
-        if (it == held_.end() || it->second.erase(m) == 0) return false;
-        if (it->second.empty()) held_.erase(it);
+        if (!forget(held_, client, m)) return false;
         w.closed.push_back(std::move(m));
         return true;
     });
@@ -274,17 +279,13 @@ std::optional<RateOutcome> RedisCounterStore::reserve_message(const std::string&
 }
 
 void RedisCounterStore::commit_message(const std::string& client, const std::string& reservation, Duration window,
-                                       std::uint32_t limit, TimePoint now) {
+                                       std::uint32_t /*limit: the client's next script trims*/, TimePoint now) {
     // An unnamed commit counts a message that held no reservation.
     std::string m = in_flight_member(reservation.empty() ? std::to_string(++sequence_) : reservation);
     enqueue(client, [&](QueuedWrites& w) {
-        if (auto it = in_flight_.find(client); it != in_flight_.end()) {
-            it->second.erase(m);
-            if (it->second.empty()) in_flight_.erase(it);
-        }
+        forget(in_flight_, client, m);
         w.committed.push_back({std::move(m), now});
         w.window = std::max(w.window, window);
-        w.limit = std::max(w.limit, limit);
         return true;
     });
 }
@@ -292,9 +293,7 @@ void RedisCounterStore::commit_message(const std::string& client, const std::str
 void RedisCounterStore::release_message(const std::string& client, const std::string& reservation) {
     std::string m = in_flight_member(reservation);
     enqueue(client, [&](QueuedWrites& w) {
-        auto it = in_flight_.find(client);
-        if (it == in_flight_.end() || it->second.erase(m) == 0) return false;
-        if (it->second.empty()) in_flight_.erase(it);
+        if (!forget(in_flight_, client, m)) return false;
         w.released.push_back(std::move(m));
         return true;
     });

@@ -80,11 +80,12 @@ private:
             TimePoint at;           // end of data: the time the message counts from
         };
         std::vector<Commit> committed;
-        Duration window{};  // of the message rate, for a commit's expiry and trim
-        std::uint32_t limit = 0;
+        Duration window{};  // of the message rate, for a commit's expiry
         bool empty() const { return closed.empty() && released.empty() && committed.empty(); }
         void merge(QueuedWrites&& other);
     };
+    static bool forget(std::map<std::string, std::set<std::string>>& held, const std::string& client,
+                       const std::string& member);
     // Takes the client's queued writes out of the queue.
     QueuedWrites take_queued(const std::string& client);
     // Puts writes back in the queue after a failed send.
