@@ -15,6 +15,13 @@
 
 namespace relayguard {
 
+namespace {
+// The kernel's own ceiling (net.core.somaxconn caps it): a burst of
+// connections waits in the queue for the next accept instead of having its
+// SYNs dropped and retried a second or more later.
+constexpr int listen_backlog = SOMAXCONN;
+}  // namespace
+
 std::optional<ListenAddress> ListenAddress::parse(const std::string& spec) {
     ListenAddress a;
     if (spec.rfind("unix:", 0) == 0) {
@@ -73,7 +80,7 @@ std::variant<UniqueFd, std::string> open_listener(const ListenAddress& addr, con
         ::umask(old);
         if (rc != 0) return fail("bind " + addr.path);
         if (std::string err = set_socket_group(addr.path, group); !err.empty()) return err;
-        if (::listen(fd.get(), 128) != 0) return fail("listen " + addr.path);
+        if (::listen(fd.get(), listen_backlog) != 0) return fail("listen " + addr.path);
         return fd;
     }
     addrinfo hints{};
@@ -90,7 +97,7 @@ std::variant<UniqueFd, std::string> open_listener(const ListenAddress& addr, con
     int one = 1;
     ::setsockopt(fd.get(), SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
     if (::bind(fd.get(), res->ai_addr, res->ai_addrlen) != 0) return fail("bind " + addr.host + ":" + port);
-    if (::listen(fd.get(), 128) != 0) return fail("listen");
+    if (::listen(fd.get(), listen_backlog) != 0) return fail("listen");
     return fd;
 }
 

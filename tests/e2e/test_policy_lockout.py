@@ -127,8 +127,12 @@ def lockout():
         took = time.monotonic() - started
         check("lockout: a message through check_policy_service is accepted", r.delivered, r.summary())
         check(f"lockout: ... in normal time ({took:.1f}s)", took < 10)
-        check("lockout: ... while all 600 connections are still open", still_open(idle + half) == 600,
-              f"{still_open(idle + half)} open")
+        # Only those still within their timeout: on a slow (sanitizer) build the first
+        # half-sent ones may rightly be closed by now.
+        now = time.monotonic()
+        young = [(s, t) for s, t in half if now - t < READ_TIMEOUT - EARLY] + idle
+        check(f"lockout: ... while all {len(young)} connections within their timeout are still open",
+              len(young) > 300 and still_open(young) == len(young), f"{still_open(young)} open")
         check("lockout: ... and delivered to the sink", sink.wait_count(1, timeout=20) == 1, sink.count())
         closed = wait_closed(idle + half, IDLE_TIMEOUT + LATE + 2)
         closed_as_timed("half-sent", half, closed, READ_TIMEOUT)
@@ -200,7 +204,14 @@ def many_smtpd():
                 if len(replies) == 3 and all(getattr(r, "code", 0) == 250 for r in replies)]
     check("many smtpd: all 20 parallel sessions got their message accepted", len(accepted) == 20,
           {n: [str(r) for r in replies] for n, replies in results.items() if n not in accepted})
-    connections = len(re.findall(r"policy: connection \d+ from", rg.log()[rg_mark:]))
+    # The "connection from" lines are debug lines, written out with the next info line
+    # (at the latest the idle closes, listen.policy_idle_timeout later).
+    deadline = time.monotonic() + IDLE_TIMEOUT + LATE
+    while True:
+        connections = len(re.findall(r"policy: connection \d+ from \S+$", rg.log()[rg_mark:], re.M))
+        if connections >= 20 or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
     check(f"many smtpd: ... over {connections} policy connections (listen.workers = 2)", connections >= 20)
     check("many smtpd: ... and delivered", sink.wait_count(before + 20, timeout=30) == before + 20, sink.count())
     trouble = [line for line in pf.log(since=mark).splitlines()

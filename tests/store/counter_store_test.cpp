@@ -7,6 +7,8 @@
 #include <cstdio>
 #include <thread>
 
+#include <spdlog/spdlog.h>
+
 #include "common/redis_client.h"
 #include "plugin/redis_counter_store.h"
 #include "plugin/store_failover.h"
@@ -19,6 +21,12 @@ using namespace std::chrono_literals;
 namespace {
 
 TimePoint t0() { return TimePoint(Duration(1'700'000'000'000)); }
+
+// spdlog builds its registry on first use. The daemon logs from main before
+// it starts a thread; these tests do not, and two stores' threads logging
+// first at once race on that construction in a way ThreadSanitizer cannot
+// see is ordered (libspdlog is not instrumented). Build it before main.
+const auto spdlog_registry_built_first = spdlog::default_logger();
 
 test::RedisServerProcess& redis_server() {
     static test::RedisServerProcess server;
