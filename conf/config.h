@@ -23,8 +23,9 @@ struct ListenSettings {
     std::string socket_mode = "0660";  // unix sockets
     std::string socket_group;
     std::string admin_group;  // the admin socket's group ("" = socket_group)
-    // Policy delegation decision threads. Not a connection limit: one event
-    // loop holds every policy connection; complete requests queue for these.
+    // Policy delegation serving threads. Not a connection limit: every policy
+    // connection waits in one epoll set, and a free thread takes the next
+    // one with a request.
     std::uint32_t workers = 32;
     // The longest one SMTP stage waits for its answer, Redis and DNS included
     // (each front end opens a StageDeadline around its engine call); past it

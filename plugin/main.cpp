@@ -442,7 +442,7 @@ int main(int argc, char** argv) {
     if (policy_fd) {
         policy = std::make_unique<relayguard::PolicyServer>(engine, ledger, config.listen);
         policy->start(std::move(policy_fd));
-        spdlog::info("policy: listening on {} ({} decision threads)", config.listen.policy, config.listen.workers);
+        spdlog::info("policy: listening on {} ({} serving threads)", config.listen.policy, config.listen.workers);
     }
     relayguard::AdminServer admin(
         engine, relayguard::AdminServer::Hooks{

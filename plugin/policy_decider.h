@@ -19,7 +19,7 @@
 namespace relayguard {
 
 // What one policy connection remembers between requests. It travels with
-// the request to the decision thread and back, so one thread at a time owns it.
+// the connection, which one serving thread at a time has.
 struct PolicyConnection {
     std::uint64_t id = 0;     // the connection's number, in logs and session ids
     std::string session_key;  // client address and port of the SMTP session
@@ -40,9 +40,9 @@ public:
         : engine_(engine), ledger_(ledger), stage_timeout_(stage_timeout) {}
 
     // Every engine call for one request happens inside this function, so a
-    // per-request deadline can be put around it alone. `arrival` is when the
-    // request was complete: decision latencies are measured from there,
-    // time spent waiting for a decision thread included.
+    // per-request deadline can be put around it alone. `arrival` is when a
+    // serving thread took the complete request: decision latencies and the
+    // stage deadline are measured from there.
     Decision decide(PolicyConnection& conn, const PolicyRequest& request,
                     std::chrono::steady_clock::time_point arrival) const;
 

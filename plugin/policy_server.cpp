@@ -1,27 +1,27 @@
-// The policy delegation server: one epoll event loop and a fixed pool of
-// decision threads; see the header for why.
+// The policy delegation server: serving threads that all wait on one epoll
+// set; see the header for why.
 //
-// Life of a request: the loop reads bytes into the connection's reader; once
-// a request is complete it moves the request and the connection's
-// PolicyConnection state into the job queue. A decision thread decides it,
-// sends the answer on the socket itself (non-blocking) and hands the state
-// back; only then does the loop take the connection's next request. So each
-// connection has one request in progress at a time and its answers go out
-// in order; what a pipelining client sends meanwhile waits in the kernel's
-// socket buffer until the loop reads it.
+// Life of a request: every connection is armed EPOLLONESHOT, so epoll wakes
+// exactly one serving thread when it is readable and no other thread gets it
+// until it is armed again. That thread marks it busy, reads what is there,
+// decides each complete request in order and sends each answer, then files
+// the connection's next timer and arms it again: for input, or for output
+// when the socket did not take the whole answer. So a connection has one
+// request in progress at a time and its answers go out in order; what a
+// pipelining client sends meanwhile waits in the kernel.
 //
-// Why the decision thread writes: one handoff per request instead of two.
-// Had the loop written the answer, every request would wake the loop once
-// more, read an eventfd and send; on two cores that second wake-up cut
-// throughput to a third of a thread per connection. Now the loop is woken
-// for a returned decision only when it must act at once: the socket did not
-// take the whole answer (EAGAIN: the loop writes the rest), the client is
-// gone, more of its requests are buffered, or the loop saw input meanwhile.
-// Other returns it collects at its next wake-up, at most 100 ms later.
-// Writing from another thread is safe because the loop never closes a
-// connection whose decision is out (a hang-up meanwhile only takes it out of
-// epoll), and stop() joins the decision threads before anything is closed:
-// a descriptor can never be closed and reused under a decision thread.
+// Why not one loop thread handing requests to decision threads: that costs
+// two wake-ups per request (the loop's and the decision thread's), and on two
+// cores it cut throughput to well under half of a thread per connection.
+// Here the thread epoll wakes is the one that decides.
+//
+// Timers: each connection has one deadline, set by its phase (idle,
+// receiving, replying). A timerfd in the same set is kept at the soonest;
+// the thread it wakes closes the connections past theirs. A busy connection
+// is never closed under its thread: it is marked overdue, and its thread
+// closes it when done unless it has moved to another phase meanwhile. A
+// connection is closed only under the lock and after it is taken out of the
+// table, so no thread can be handed a descriptor that was closed and reused.
 #include "plugin/policy_server.h"
 
 #include <arpa/inet.h>
@@ -30,7 +30,9 @@
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
+#include <sys/timerfd.h>
 
+#include <algorithm>
 #include <array>
 #include <cerrno>
 #include <system_error>
@@ -41,26 +43,23 @@
 namespace relayguard {
 namespace {
 
-// epoll's tags for the two descriptors that are not connections; connection
+// epoll's tags for the descriptors that are not connections; connection
 // ids count up from 1 and never come near these.
 constexpr std::uint64_t listener_tag = ~std::uint64_t{0};
-constexpr std::uint64_t wakeup_tag = listener_tag - 1;
+constexpr std::uint64_t stop_tag = listener_tag - 1;
+constexpr std::uint64_t timer_tag = listener_tag - 2;
 
 // Out of file descriptors (or another accept failure): how long the listener
 // rests before the next try. Clients wait in the listen queue meanwhile.
 constexpr std::chrono::milliseconds accept_retry_interval{100};
-// Connections accepted per wake-up, so a flood of connects cannot starve
-// the clients already connected.
+// Connections accepted per wake-up, so a flood of connects cannot hold a
+// thread that the connected clients need.
 constexpr int accept_burst = 64;
-// How soon the loop collects decisions nobody woke it for: the idle timer of
-// their connections starts then.
-constexpr std::chrono::milliseconds collect_interval{100};
 
 // Where a connection is in its exchange with the client; each phase has its own timer.
 enum class Phase {
     idle,       // nothing buffered: listen.policy_idle_timeout
     receiving,  // part of a request buffered: listen.policy_read_timeout from its first bytes
-    deciding,   // a decision thread has it: no timer here (the engine bounds its own waits)
     replying,   // the socket has not taken the whole answer: listen.policy_read_timeout
 };
 
@@ -84,12 +83,6 @@ std::string describe_peer(const sockaddr_storage& peer) {
 bool set_nonblocking(int fd) {
     int flags = ::fcntl(fd, F_GETFL);
     return flags >= 0 && ::fcntl(fd, F_SETFL, flags | O_NONBLOCK) == 0;
-}
-
-void reset_wakeup(int eventfd) {
-    std::uint64_t count = 0;
-    // Fails only when it is not set, and then there is nothing to reset.
-    [[maybe_unused]] auto got = ::read(eventfd, &count, sizeof count);
 }
 
 // Sends what the socket takes now; `data` keeps the rest. Answers false when
@@ -124,26 +117,48 @@ struct PolicyServer::Connection {
     }
 
     Phase current_phase() const {
-        if (deciding) return Phase::deciding;
         if (!output.empty()) return Phase::replying;
         if (reader.has_partial()) return Phase::receiving;
         return Phase::idle;
     }
 
+    // Touched only by the thread that has the connection (it is armed one-shot).
     const std::uint64_t id;
     UniqueFd fd;
     const std::string peer;  // for the log
     PolicyRequestReader reader;
-    PolicyConnection state;      // away with a decision thread while `deciding`
-    bool deciding = false;
-    bool input_closed = false;   // the client shut its side: answer what is complete, then close
-    bool read_deferred = false;  // input came while deciding: read it once the decision is back
-    bool hung_up = false;        // out of epoll while deciding: close once the decision is back
-    std::string output;          // answer bytes the socket has not taken yet
-    std::uint32_t watched = 0;   // the events epoll reports for it
+    PolicyConnection state;
+    bool input_closed = false;  // the client shut its side: answer what is complete, then close
+    std::string output;         // answer bytes the socket has not taken yet
+
+    // Under PolicyServer::mutex_.
+    bool busy = false;     // a thread has it: its timer must not close it
+    bool overdue = false;  // its deadline passed while busy
     Phase phase = Phase::idle;
     SteadyTime deadline = SteadyTime::max();
 };
+
+namespace {
+
+void log_timeout(std::uint64_t id, const std::string& peer, Phase phase, const ListenSettings& settings) {
+    switch (phase) {
+        case Phase::idle:
+            spdlog::info("policy: connection {} from {} closed: idle for {} (listen.policy_idle_timeout)", id, peer,
+                         format_duration(settings.policy_idle_timeout));
+            return;
+        case Phase::receiving:
+            spdlog::warn("policy: connection {} from {} closed: request not complete after {} "
+                         "(listen.policy_read_timeout)",
+                         id, peer, format_duration(settings.policy_read_timeout));
+            return;
+        case Phase::replying:
+            spdlog::warn("policy: connection {} from {} closed: answer not taken within {} (listen.policy_read_timeout)",
+                         id, peer, format_duration(settings.policy_read_timeout));
+            return;
+    }
+}
+
+}  // namespace
 
 PolicyServer::PolicyServer(EngineHolder& engine, TransactionLedger& ledger, const ListenSettings& settings)
     : decider_(engine, ledger, settings.stage_timeout), settings_(settings) {}
@@ -167,236 +182,106 @@ std::string PolicyServer::action_for(const Decision& d) {
 void PolicyServer::start(UniqueFd listener) {
     listener_ = std::move(listener);
     epoll_ = UniqueFd(::epoll_create1(EPOLL_CLOEXEC));
-    wakeup_ = UniqueFd(::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC));
+    stop_event_ = UniqueFd(::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC));
+    timer_ = UniqueFd(::timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC));
     // The listener too is non-blocking: a client that resets between epoll's
-    // report and accept must not block the loop.
-    bool ready = epoll_ && wakeup_ && set_nonblocking(listener_.get()) &&
-                 epoll_watch(epoll_.get(), EPOLL_CTL_ADD, listener_.get(), EPOLLIN, listener_tag) &&
-                 epoll_watch(epoll_.get(), EPOLL_CTL_ADD, wakeup_.get(), EPOLLIN, wakeup_tag);
+    // report and accept must not block a thread. The stop event alone is
+    // level-triggered and never reset, so it wakes every thread.
+    bool ready = epoll_ && stop_event_ && timer_ && set_nonblocking(listener_.get()) &&
+                 epoll_watch(epoll_.get(), EPOLL_CTL_ADD, listener_.get(), EPOLLIN | EPOLLONESHOT, listener_tag) &&
+                 epoll_watch(epoll_.get(), EPOLL_CTL_ADD, timer_.get(), EPOLLIN | EPOLLONESHOT, timer_tag) &&
+                 epoll_watch(epoll_.get(), EPOLL_CTL_ADD, stop_event_.get(), EPOLLIN, stop_tag);
     if (!ready) throw std::system_error(errno, std::generic_category(), "policy: cannot set up the event loop");
-    for (std::uint32_t i = 0; i < settings_.workers; ++i) decision_threads_.emplace_back([this] { run_decisions(); });
-    loop_ = std::thread([this] { run_loop(); });
+    for (std::uint32_t i = 0; i < settings_.workers; ++i) threads_.emplace_back([this] { run(); });
 }
 
 void PolicyServer::stop() {
     if (stopping_.exchange(true)) return;
-    // Decision threads first: they write to sockets, which must stay open
-    // until the last of them is done.
-    jobs_.close();
-    for (auto& t : decision_threads_) t.join();
-    decision_threads_.clear();
-    if (loop_.joinable()) {
-        wake_loop();
-        loop_.join();
+    if (stop_event_) {
+        std::uint64_t one = 1;
+        // Fails only when the counter is saturated, and then it is set anyway.
+        [[maybe_unused]] auto written = ::write(stop_event_.get(), &one, sizeof one);
     }
+    // A thread in the middle of a request answers it first.
+    for (auto& t : threads_) t.join();
+    threads_.clear();
     connections_.clear();
     deadlines_.clear();
     listener_.reset();
 }
 
-void PolicyServer::wake_loop() {
-    std::uint64_t one = 1;
-    // Only fails when the counter is saturated, and then the loop is awake anyway.
-    [[maybe_unused]] auto written = ::write(wakeup_.get(), &one, sizeof one);
-}
-
-void PolicyServer::run_decisions() {
-    while (auto job = jobs_.pop()) answer(*job);
-}
-
-// Decides one request and sends the answer from this thread; only what the
-// socket does not take goes back to the loop to write.
-void PolicyServer::answer(DecisionJob& job) {
-    DecisionDone done;
-    try {
-        Decision d = decider_.decide(job.state, job.request, job.arrival);
-        done.unsent = action_for(d) + "\n\n";
-        if (!send_now(job.socket, done.unsent)) {
-            spdlog::debug("policy: connection {} closed: cannot answer: {}", job.state.id, error_text(errno));
-            done.close = true;
+void PolicyServer::run() {
+    epoll_event event{};
+    while (true) {
+        // One event at a time: a thread that took several would leave the
+        // rest waiting behind its decision while other threads sit idle.
+        int n = ::epoll_wait(epoll_.get(), &event, 1, -1);
+        if (stopping_) return;
+        if (n < 0) {
+            if (errno == EINTR) continue;
+            spdlog::critical("policy: epoll_wait failed: {}; a serving thread stops", error_text(errno));
+            return;
         }
-    } catch (const std::exception& e) {
-        // Postfix answers its client 4xx for a policy service that closes.
-        spdlog::error("policy: connection {}: the decision failed: {}; closing the connection", job.state.id,
-                      e.what());
-        done.close = true;
-    }
-    done.wake_loop = job.wake_loop || done.close || !done.unsent.empty();
-    done.state = std::move(job.state);
-    if (returned_.push(std::move(done))) wake_loop();
-}
-
-bool PolicyServer::ReturnedDecisions::push(DecisionDone done) {
-    std::lock_guard lock(mutex_);
-    bool asked = wake_for_.erase(done.state.id) > 0;
-    bool wake = done.wake_loop || asked;
-    done_.push_back(std::move(done));
-    return wake;
-}
-
-bool PolicyServer::ReturnedDecisions::wake_when_back(std::uint64_t id) {
-    std::lock_guard lock(mutex_);
-    for (const auto& d : done_) {
-        if (d.state.id == id) return false;
-    }
-    wake_for_.insert(id);
-    return true;
-}
-
-std::vector<PolicyServer::DecisionDone> PolicyServer::ReturnedDecisions::take_all() {
-    std::lock_guard lock(mutex_);
-    return std::exchange(done_, {});
-}
-
-void PolicyServer::run_loop() {
-    std::array<epoll_event, 128> events{};
-    while (!stopping_) {
-        int n = ::epoll_wait(epoll_.get(), events.data(), static_cast<int>(events.size()),
-                             wait_milliseconds(std::chrono::steady_clock::now()));
-        if (n < 0 && errno != EINTR) {
-            spdlog::critical("policy: epoll_wait failed: {}; the policy service stops", error_text(errno));
-            break;
+        if (n == 0) continue;
+        std::uint64_t tag = event.data.u64;
+        if (tag == listener_tag) {
+            accept_connections();
+        } else if (tag == timer_tag) {
+            on_timer();
+        } else if (tag != stop_tag) {
+            serve(tag, event.events);
         }
-        auto now = std::chrono::steady_clock::now();
-        // The eventfd is reset before the decisions are taken, so one that
-        // comes back after the take wakes the loop again.
-        for (int i = 0; i < n; ++i) {
-            if (events[i].data.u64 == wakeup_tag) reset_wakeup(wakeup_.get());
-        }
-        collect_decisions(now);
-        for (int i = 0; i < n; ++i) {
-            std::uint64_t tag = events[i].data.u64;
-            if (tag == listener_tag) accept_connections(now);
-            else if (tag != wakeup_tag) on_connection_event(tag, events[i].events, now);
-        }
-        expire_deadlines(now);
-        resume_accepting_when_due(now);
     }
 }
 
-// Until the soonest connection deadline, the end of an accept pause, or the
-// next collection of decisions that came back without waking the loop.
-int PolicyServer::wait_milliseconds(SteadyTime now) const {
-    if (collect_now_) return 0;
-    std::optional<SteadyTime> next;
-    auto consider = [&next](SteadyTime t) {
-        if (!next || t < *next) next = t;
-    };
-    if (!deadlines_.empty()) consider(deadlines_.begin()->first);
-    if (accept_paused_until_) consider(*accept_paused_until_);
-    if (decisions_out_ > 0) consider(now + collect_interval);
-    if (!next) return -1;
-    if (*next <= now) return 0;
-    auto ms = std::chrono::ceil<std::chrono::milliseconds>(*next - now).count();
-    return static_cast<int>(std::min<decltype(ms)>(ms, 60'000));
-}
-
-void PolicyServer::accept_connections(SteadyTime now) {
-    for (int i = 0; i < accept_burst; ++i) {
-        sockaddr_storage peer{};
-        socklen_t length = sizeof peer;
-        int fd = ::accept4(listener_.get(), reinterpret_cast<sockaddr*>(&peer), &length, SOCK_NONBLOCK | SOCK_CLOEXEC);
-        if (fd < 0) {
-            int error = errno;
-            if (error == EAGAIN || error == EWOULDBLOCK) return end_accept_failures();
-            // That client gave up before we took it; the next one may be fine.
-            if (error == ECONNABORTED || error == EINTR || error == EPROTO) continue;
-            return pause_accepting(error, now);
-        }
-        add_connection(UniqueFd(fd), describe_peer(peer), now);
+void PolicyServer::serve(std::uint64_t id, std::uint32_t events) {
+    Connection* c = nullptr;
+    {
+        std::lock_guard lock(mutex_);
+        auto it = connections_.find(id);
+        if (it == connections_.end()) return;  // its timer closed it after epoll reported it
+        c = it->second.get();
+        c->busy = true;
     }
-}
-
-// EMFILE, ENFILE and the like: retrying at once would spin on a listener
-// that stays readable, so it rests a moment; one warning per episode.
-void PolicyServer::pause_accepting(int error, SteadyTime now) {
-    if (!accept_failing_) {
-        spdlog::warn("policy: cannot accept connections: {}; new clients wait in the listen queue, retrying every {} ms",
-                     error_text(error), accept_retry_interval.count());
-        accept_failing_ = true;
-    }
-    epoll_watch(epoll_.get(), EPOLL_CTL_MOD, listener_.get(), 0, listener_tag);
-    accept_paused_until_ = now + accept_retry_interval;
-}
-
-// An episode ends when no client is left waiting in the listen queue, not at
-// the first accept that works again: under a flood that frees a descriptor
-// now and then, that would be a warning every 100 ms.
-void PolicyServer::end_accept_failures() {
-    if (!accept_failing_) return;
-    spdlog::info("policy: accepting connections again; no client is waiting");
-    accept_failing_ = false;
-}
-
-void PolicyServer::resume_accepting_when_due(SteadyTime now) {
-    if (!accept_paused_until_ || *accept_paused_until_ > now) return;
-    accept_paused_until_.reset();
-    epoll_watch(epoll_.get(), EPOLL_CTL_MOD, listener_.get(), EPOLLIN, listener_tag);
-}
-
-void PolicyServer::add_connection(UniqueFd fd, std::string peer, SteadyTime now) {
-    std::uint64_t id = ++last_id_;
-    auto conn = std::make_unique<Connection>(id, std::move(fd), std::move(peer), settings_.policy_max_request);
-    if (!epoll_watch(epoll_.get(), EPOLL_CTL_ADD, conn->fd.get(), EPOLLIN, id)) {
-        spdlog::error("policy: connection {} from {} dropped: epoll: {}", id, conn->peer, error_text(errno));
-        return;
-    }
-    spdlog::debug("policy: connection {} from {}", id, conn->peer);
-    conn->watched = EPOLLIN;
-    conn->deadline = now + settings_.policy_idle_timeout;
-    deadlines_.emplace(conn->deadline, id);
-    connections_.emplace(id, std::move(conn));
-}
-
-void PolicyServer::on_connection_event(std::uint64_t id, std::uint32_t events, SteadyTime now) {
-    auto it = connections_.find(id);
-    if (it == connections_.end()) return;  // closed earlier in this round
-    Connection& c = *it->second;
-    if (c.deciding) return defer_while_deciding(c, events);
     // An error, or hung up both ways: nobody is left to read an answer.
     bool open = (events & (EPOLLERR | EPOLLHUP)) == 0;
     if (!open) spdlog::debug("policy: connection {} hung up", id);
-    if (open && (events & EPOLLOUT) != 0) open = write_output(c);
-    if (open && (events & EPOLLIN) != 0) open = read_input(c);
-    if (open) open = advance(c, now);
-    if (!open) close_connection(id);
+    if (open && (events & EPOLLOUT) != 0) open = write_output(*c);
+    if (open && (events & EPOLLIN) != 0) open = read_input(*c);
+    bool answered = false;
+    if (open) open = answer_requests(*c, answered);
+    if (open && c->output.empty() && c->input_closed) {
+        spdlog::debug("policy: connection {} closed by the client", id);
+        open = false;
+    }
+    release(*c, open, answered);
 }
 
-// A decision thread may still write to this socket, so it stays open and
-// untouched until the decision is back: input waits in the kernel, and a
-// hang-up only takes the socket out of epoll (it cannot be masked, and would
-// be reported again and again). The loop asks to be woken when the decision
-// is back, to act on it then.
-void PolicyServer::defer_while_deciding(Connection& c, std::uint32_t events) {
-    if ((events & (EPOLLERR | EPOLLHUP)) != 0) {
-        spdlog::debug("policy: connection {} hung up", c.id);
-        ::epoll_ctl(epoll_.get(), EPOLL_CTL_DEL, c.fd.get(), nullptr);
-        c.hung_up = true;
-        c.watched = 0;
-    } else {
-        c.read_deferred = true;
-        watch(c);
+// Decides every complete request buffered, in order, each answer sent before
+// the next request is taken; stops at one the socket has not taken whole.
+// Answers false when the connection must be closed: a malformed request, a
+// failed decision, or a client that is gone.
+bool PolicyServer::answer_requests(Connection& c, bool& answered) {
+    while (c.output.empty()) {
+        std::string error;
+        auto request = c.reader.next(error);
+        if (!error.empty()) {
+            spdlog::warn("policy: connection {} closed: malformed request: {}", c.id, error);
+            return false;
+        }
+        if (!request) return true;
+        try {
+            Decision d = decider_.decide(c.state, *request, std::chrono::steady_clock::now());
+            c.output = action_for(d) + "\n\n";
+        } catch (const std::exception& e) {
+            // Postfix answers its client 4xx for a policy service that closes.
+            spdlog::error("policy: connection {}: the decision failed: {}; closing the connection", c.id, e.what());
+            return false;
+        }
+        answered = true;
+        if (!write_output(c)) return false;
     }
-    if (!returned_.wake_when_back(c.id)) collect_now_ = true;
-}
-
-// The decisions that came back: each connection moves on to its next
-// request, or is closed if its client went away meanwhile.
-void PolicyServer::collect_decisions(SteadyTime now) {
-    collect_now_ = false;
-    for (auto& done : returned_.take_all()) {
-        --decisions_out_;
-        std::uint64_t id = done.state.id;
-        auto it = connections_.find(id);
-        if (it == connections_.end()) continue;
-        Connection& c = *it->second;
-        c.state = std::move(done.state);
-        c.deciding = false;
-        c.read_deferred = false;
-        c.output = std::move(done.unsent);
-        bool open = !done.close && !c.hung_up && write_output(c) && advance(c, now);
-        if (!open) close_connection(id);
-    }
+    return true;
 }
 
 // Answers false when the connection broke.
@@ -416,101 +301,177 @@ bool PolicyServer::read_input(Connection& c) {
     return false;
 }
 
-// The rest of an answer the socket did not take at once; more waits for
-// EPOLLOUT. Answers false when the client is gone.
+// Sends what the socket takes of the answer; the rest waits for EPOLLOUT.
+// Answers false when the client is gone.
 bool PolicyServer::write_output(Connection& c) {
     if (send_now(c.fd.get(), c.output)) return true;
     spdlog::debug("policy: connection {} closed: cannot answer: {}", c.id, error_text(errno));
     return false;
 }
 
-// Moves a connection on after anything happened to it: takes its next
-// request when it is free for one, then sets its timer and its events.
-// Answers false when it is finished and must be closed.
-bool PolicyServer::advance(Connection& c, SteadyTime now) {
-    if (!c.deciding && c.output.empty()) {
-        if (!start_next_request(c, now)) return false;
-        if (!c.deciding && c.input_closed) {
-            spdlog::debug("policy: connection {} closed by the client", c.id);
-            return false;
-        }
-    }
-    reschedule(c, now);
-    watch(c);
-    return true;
-}
-
-// Hands the next buffered request, if one is complete, to a decision
-// thread. Answers false for a malformed request: that closes its connection.
-bool PolicyServer::start_next_request(Connection& c, SteadyTime now) {
-    std::string error;
-    auto request = c.reader.next(error);
-    if (!error.empty()) {
-        spdlog::warn("policy: connection {} closed: malformed request: {}", c.id, error);
-        return false;
-    }
-    if (!request) return true;
-    c.deciding = true;
-    // With more buffered, or the client's side shut, the loop has work to do
-    // as soon as this is answered.
-    bool more = c.reader.has_partial() || c.input_closed;
-    // Refused only once stop() has begun: the connection is about to be closed then.
-    if (jobs_.push(DecisionJob{std::move(c.state), std::move(*request), now, c.fd.get(), more})) ++decisions_out_;
-    return true;
-}
-
-// Reading only when free for a request is what keeps one request per
-// connection in progress. While a decision is out, input is still watched
-// (Postfix sends none then, so the common case costs no epoll_ctl), and the
-// first that comes turns it off until the decision is back.
-void PolicyServer::watch(Connection& c) {
-    if (c.hung_up) return;
-    std::uint32_t wanted = 0;
-    if (!c.input_closed && !c.read_deferred && c.output.empty()) wanted |= EPOLLIN;
-    if (!c.output.empty()) wanted |= EPOLLOUT;
-    if (wanted == c.watched) return;
-    if (epoll_watch(epoll_.get(), EPOLL_CTL_MOD, c.fd.get(), wanted, c.id)) c.watched = wanted;
-}
-
-// A new phase starts its own timer; within a phase the timer keeps running,
-// so a request must be complete within the read timeout of its first bytes
-// however slowly the rest trickles in.
-void PolicyServer::reschedule(Connection& c, SteadyTime now) {
+// Hands a connection back once its thread is done with it: closes it, or
+// files its timer and arms it again. Both under the lock, so its timer cannot
+// close it in between. A new phase starts its own timer, and so does each
+// answer; otherwise the timer keeps running, so a request must be complete
+// within the read timeout of its first bytes however slowly it trickles in.
+void PolicyServer::release(Connection& c, bool open, bool answered) {
+    std::unique_ptr<Connection> closing;  // closed once the lock is released
+    std::lock_guard lock(mutex_);
+    c.busy = false;
     Phase phase = c.current_phase();
-    if (phase == c.phase) return;
-    c.phase = phase;
-    deadlines_.erase({c.deadline, c.id});
-    c.deadline = SteadyTime::max();
-    if (phase == Phase::deciding) return;
-    c.deadline = now + (phase == Phase::idle ? settings_.policy_idle_timeout : settings_.policy_read_timeout);
-    deadlines_.emplace(c.deadline, c.id);
+    bool restart = answered || phase != c.phase;
+    if (open && c.overdue && !restart) {
+        log_timeout(c.id, c.peer, c.phase, settings_);
+        open = false;
+    }
+    if (!open || stopping_) {
+        closing = take_locked(c.id);
+        return;
+    }
+    c.overdue = false;
+    if (restart) {
+        c.phase = phase;
+        auto timeout = phase == Phase::idle ? settings_.policy_idle_timeout : settings_.policy_read_timeout;
+        schedule(c, std::chrono::steady_clock::now() + timeout);
+    }
+    rearm(c.fd.get(), (c.output.empty() ? EPOLLIN : EPOLLOUT) | EPOLLONESHOT, c.id);
 }
 
-void PolicyServer::expire_deadlines(SteadyTime now) {
-    while (!deadlines_.empty() && deadlines_.begin()->first <= now) {
-        std::uint64_t id = deadlines_.begin()->second;
-        const Connection& c = *connections_.at(id);
-        if (c.phase == Phase::idle) {
-            spdlog::info("policy: connection {} from {} closed: idle for {} (listen.policy_idle_timeout)", id, c.peer,
-                         format_duration(settings_.policy_idle_timeout));
-        } else if (c.phase == Phase::receiving) {
-            spdlog::warn("policy: connection {} from {} closed: request not complete after {} "
-                         "(listen.policy_read_timeout)",
-                         id, c.peer, format_duration(settings_.policy_read_timeout));
-        } else {
-            spdlog::warn("policy: connection {} from {} closed: answer not taken within {} (listen.policy_read_timeout)",
-                         id, c.peer, format_duration(settings_.policy_read_timeout));
-        }
-        close_connection(id);
+void PolicyServer::rearm(int fd, std::uint32_t events, std::uint64_t tag) const {
+    // Fails only for a descriptor that is not in the set, which the lock and
+    // the one-shot arming rule out; its timer would close it then.
+    if (!epoll_watch(epoll_.get(), EPOLL_CTL_MOD, fd, events, tag)) {
+        spdlog::error("policy: cannot watch descriptor {}: {}", fd, error_text(errno));
     }
 }
 
-void PolicyServer::close_connection(std::uint64_t id) {
+void PolicyServer::accept_connections() {
+    for (int i = 0; i < accept_burst; ++i) {
+        sockaddr_storage peer{};
+        socklen_t length = sizeof peer;
+        int fd = ::accept4(listener_.get(), reinterpret_cast<sockaddr*>(&peer), &length, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd < 0) {
+            int error = errno;
+            if (error == EAGAIN || error == EWOULDBLOCK) {
+                end_accept_failures();
+                break;
+            }
+            // That client gave up before we took it; the next one may be fine.
+            if (error == ECONNABORTED || error == EINTR || error == EPROTO) continue;
+            return pause_accepting(error);
+        }
+        add_connection(UniqueFd(fd), describe_peer(peer));
+    }
+    rearm(listener_.get(), EPOLLIN | EPOLLONESHOT, listener_tag);
+}
+
+// EMFILE, ENFILE and the like: retrying at once would spin on a listener
+// that stays readable, so it rests a moment (the timer arms it again); one
+// warning per episode.
+void PolicyServer::pause_accepting(int error) {
+    if (!accept_failing_) {
+        spdlog::warn("policy: cannot accept connections: {}; new clients wait in the listen queue, retrying every {} ms",
+                     error_text(error), accept_retry_interval.count());
+        accept_failing_ = true;
+    }
+    std::lock_guard lock(mutex_);
+    accept_paused_until_ = std::chrono::steady_clock::now() + accept_retry_interval;
+    if (*accept_paused_until_ < timer_set_for_) arm_timer_locked(*accept_paused_until_);
+}
+
+// An episode ends when no client is left waiting in the listen queue, not at
+// the first accept that works again: under a flood that frees a descriptor
+// now and then, that would be a warning every 100 ms.
+void PolicyServer::end_accept_failures() {
+    if (!accept_failing_) return;
+    spdlog::info("policy: accepting connections again; no client is waiting");
+    accept_failing_ = false;
+}
+
+void PolicyServer::add_connection(UniqueFd fd, std::string peer) {
+    std::uint64_t id = ++last_id_;
+    auto conn = std::make_unique<Connection>(id, std::move(fd), std::move(peer), settings_.policy_max_request);
+    spdlog::debug("policy: connection {} from {}", id, conn->peer);
+    Connection& c = *conn;
+    std::lock_guard lock(mutex_);
+    // In the table before it is in the set: its first event must find it.
+    connections_.emplace(id, std::move(conn));
+    if (!epoll_watch(epoll_.get(), EPOLL_CTL_ADD, c.fd.get(), EPOLLIN | EPOLLONESHOT, id)) {
+        spdlog::error("policy: connection {} from {} dropped: epoll: {}", id, c.peer, error_text(errno));
+        connections_.erase(id);
+        return;
+    }
+    schedule(c, std::chrono::steady_clock::now() + settings_.policy_idle_timeout);
+}
+
+// Closes the connections past their deadline, ends an accept pause that is
+// over, and sets the timer for what comes next.
+void PolicyServer::on_timer() {
+    std::uint64_t expirations = 0;
+    // Fails only when it has not expired since the last read: nothing to reset then.
+    [[maybe_unused]] auto got = ::read(timer_.get(), &expirations, sizeof expirations);
+    auto now = std::chrono::steady_clock::now();
+    Closing closing;  // closed once the lock is released
+    bool resume_accepting = false;
+    {
+        std::lock_guard lock(mutex_);
+        timer_set_for_ = SteadyTime::max();
+        while (!deadlines_.empty() && deadlines_.begin()->first <= now) {
+            Connection& c = *connections_.at(deadlines_.begin()->second);
+            if (c.busy) {
+                deadlines_.erase(deadlines_.begin());
+                c.deadline = SteadyTime::max();
+                c.overdue = true;
+                continue;
+            }
+            log_timeout(c.id, c.peer, c.phase, settings_);
+            closing.push_back(take_locked(c.id));
+        }
+        if (accept_paused_until_ && *accept_paused_until_ <= now) {
+            accept_paused_until_.reset();
+            resume_accepting = true;
+        }
+        std::optional<SteadyTime> next;
+        if (!deadlines_.empty()) next = deadlines_.begin()->first;
+        if (accept_paused_until_ && (!next || *accept_paused_until_ < *next)) next = accept_paused_until_;
+        if (next) arm_timer_locked(*next);
+        rearm(timer_.get(), EPOLLIN | EPOLLONESHOT, timer_tag);
+    }
+    if (resume_accepting) rearm(listener_.get(), EPOLLIN | EPOLLONESHOT, listener_tag);
+}
+
+// Files a connection's deadline; under the lock.
+void PolicyServer::schedule(Connection& c, SteadyTime deadline) {
+    deadlines_.erase({c.deadline, c.id});
+    c.deadline = deadline;
+    deadlines_.emplace(deadline, c.id);
+    if (deadline < timer_set_for_) arm_timer_locked(deadline);
+}
+
+// Sets the timerfd to fire at `when` (steady_clock is CLOCK_MONOTONIC); under the lock.
+void PolicyServer::arm_timer_locked(SteadyTime when) {
+    auto since = std::chrono::duration_cast<std::chrono::nanoseconds>(when.time_since_epoch()).count();
+    since = std::max<decltype(since)>(since, 1);  // all zeros would disarm it
+    itimerspec spec{};
+    spec.it_value.tv_sec = static_cast<time_t>(since / 1'000'000'000);
+    spec.it_value.tv_nsec = static_cast<long>(since % 1'000'000'000);
+    if (::timerfd_settime(timer_.get(), TFD_TIMER_ABSTIME, &spec, nullptr) != 0) {
+        spdlog::error("policy: cannot set the connection timer: {}", error_text(errno));
+        return;
+    }
+    timer_set_for_ = when;
+}
+
+// Takes a connection out of the table and the timers; under the lock. The
+// caller destroys it after releasing the lock, which closes the socket and
+// so takes it out of the epoll set.
+std::unique_ptr<PolicyServer::Connection> PolicyServer::take_locked(std::uint64_t id) {
     auto it = connections_.find(id);
-    if (it == connections_.end()) return;
-    deadlines_.erase({it->second->deadline, id});
-    // Closing the socket also takes it out of the epoll set.
+    if (it == connections_.end()) return nullptr;
+    std::unique_ptr<Connection> c = std::move(it->second);
     connections_.erase(it);
+    deadlines_.erase({c->deadline, id});
+    return c;
 }
 
 }  // namespace relayguard

@@ -1,6 +1,6 @@
 #!/usr/bin/python3
 """The policy service cannot be locked out. Any local user can connect to its loopback
-socket, and a Postfix may run more smtpd processes than relayguard has decision threads;
+socket, and a Postfix may run more smtpd processes than relayguard has serving threads;
 neither may ever leave Postfix without an answer (every message would get a 4xx). One
 relayguard with listen.workers = 2 and test-short timeouts, behind a real Postfix that
 delivers to a sink:

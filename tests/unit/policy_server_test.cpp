@@ -1,7 +1,7 @@
 // The policy server over a real loopback socket, with the engine on memory
 // ports: pipelined requests are answered in order, a client that shuts its
 // side still gets its answers, half-sent and idle connections are closed by
-// their timeouts, one decision thread serves many connections, and stop()
+// their timeouts, one serving thread serves many connections, and stop()
 // closes what is open.
 #include <catch2/catch.hpp>
 
@@ -163,7 +163,32 @@ TEST_CASE("half-sent and idle connections are closed by their timeouts", "[polic
     REQUIRE(*i.closed_after < 3s);
 }
 
-TEST_CASE("one decision thread serves many connections, idle ones around it", "[policy_server]") {
+TEST_CASE("a request trickled a byte at a time is closed at the read timeout of its first byte", "[policy_server]") {
+    // Each byte wakes a serving thread; none of them may start the timer again.
+    Served s(2, 600ms, 10s);
+    auto trickle = s.connect();
+    std::string half = "request=smtpd_access_policy\nprotocol_state=RCPT\nclient_address=192.0.2.1\n";
+    auto start = std::chrono::steady_clock::now();
+    std::optional<Seconds> closed_after;
+    for (char ch : half) {
+        if (::send(trickle.get(), &ch, 1, MSG_NOSIGNAL) != 1) break;
+        Received r = receive(trickle, 50ms);
+        REQUIRE(r.data.empty());
+        if (r.closed_after) {
+            closed_after = std::chrono::steady_clock::now() - start;
+            break;
+        }
+    }
+    if (!closed_after) {
+        Received r = receive(trickle, 2s);
+        REQUIRE(r.closed_after);
+        closed_after = std::chrono::steady_clock::now() - start;
+    }
+    REQUIRE(*closed_after >= 550ms);
+    REQUIRE(*closed_after < 1500ms);
+}
+
+TEST_CASE("one serving thread serves many connections, idle ones around it", "[policy_server]") {
     Served s(1);
     std::vector<UniqueFd> idle, asking;
     for (int i = 0; i < 100; ++i) idle.push_back(s.connect());
