@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <random>
+#include <utility>
 
 #include "plugin/redis_scripts.h"
 
@@ -57,12 +58,13 @@ std::optional<TimePoint> time_or_none(long long v) {
 }  // namespace
 
 RedisCounterStore::RedisCounterStore(RedisClient& redis, std::string key_prefix, Duration connection_lease,
-                                     const Clock& clock)
+                                     const Clock& clock, std::size_t max_queued_clients)
     : redis_(redis),
       prefix_(std::move(key_prefix)),
       lease_(connection_lease),
       clock_(clock),
       node_id_(make_node_id()),
+      max_queued_clients_(max_queued_clients),
       blocks_(redis, prefix_ + "blocks", [this](const std::string& client) { return fetch_block(client, clock_.now()); }) {
     refresher_ = std::thread([this] { refresher(); });
 }
@@ -112,9 +114,21 @@ RedisCounterStore::QueuedWrites RedisCounterStore::take_queued(const std::string
 
 void RedisCounterStore::requeue(std::map<std::string, QueuedWrites> writes) {
     std::lock_guard lock(held_mutex_);
+    sending_clients_ = 0;
     for (auto& [client, w] : writes) {
-        if (!w.empty()) queued_[client].merge(std::move(w));
+        if (w.empty()) continue;
+        auto it = queued_.find(client);
+        if (it != queued_.end()) {
+            it->second.merge(std::move(w));
+        } else if (queued_.size() < max_queued_clients_) {
+            queued_.emplace(client, std::move(w));
+        }
     }
+}
+
+std::size_t RedisCounterStore::queued_clients() {
+    std::lock_guard lock(held_mutex_);
+    return queued_.size() + sending_clients_;
 }
 
 // Removes `member` from the client's set in `held`, and the set once empty;
@@ -127,13 +141,27 @@ bool RedisCounterStore::forget(std::map<std::string, std::set<std::string>>& hel
     return true;
 }
 
+// A long Redis outage under traffic must not grow the queue without end: past
+// max_queued_clients a new client's write is dropped. Nothing is held for
+// ever by that: a dropped close or release ends with its lease (the node no
+// longer renews it); a dropped commit goes uncounted.
 template <class Change>
 void RedisCounterStore::enqueue(const std::string& client, Change change) {
     bool first = false;
     {
         std::lock_guard lock(held_mutex_);
         first = queued_.empty();
+        bool full = queued_.size() + sending_clients_ >= max_queued_clients_;
         auto [it, made] = queued_.try_emplace(client);
+        if (made && full) {
+            queued_.erase(it);
+            if (!std::exchange(queue_full_warned_, true)) {
+                spdlog::warn("redis: {} clients' closes and commits wait for Redis; further ones are dropped until "
+                             "it answers (their slots end with the lease, a dropped commit is not counted)",
+                             max_queued_clients_);
+            }
+            return;
+        }
         if (!change(it->second)) {
             if (made) queued_.erase(it);
             return;
@@ -215,6 +243,7 @@ std::size_t RedisCounterStore::send_queued() {
     {
         std::lock_guard lock(held_mutex_);
         queued.swap(queued_);
+        sending_clients_ = queued.size();
     }
     std::vector<std::vector<std::string>> commands;
     std::vector<std::string> routes;
@@ -224,11 +253,15 @@ std::size_t RedisCounterStore::send_queued() {
             commands.push_back(std::move(cmd));
         }
     }
-    if (commands.empty()) return 0;
-    std::size_t failed = redis_.send_all(commands, routes);
+    std::size_t failed = commands.empty() ? 0 : redis_.send_all(commands, routes);
     // Kept for the next try (each write may be sent twice harmlessly): a
     // close lost while Redis fails over would hold its slot for a lease.
-    if (failed == 0) return 0;
+    if (failed == 0) {
+        std::lock_guard lock(held_mutex_);
+        sending_clients_ = 0;
+        queue_full_warned_ = false;
+        return 0;
+    }
     std::size_t clients = queued.size();
     requeue(std::move(queued));
     return clients;

@@ -33,8 +33,13 @@ namespace relayguard {
 
 class RedisCounterStore final : public CounterStore {
 public:
+    // While Redis does not answer, ended connections and messages wait in a
+    // queue; past this many clients, further ones are dropped (see enqueue).
+    static constexpr std::size_t default_max_queued_clients = 100'000;
+
     // Starts the thread that refreshes connection leases every lease/3.
-    RedisCounterStore(RedisClient& redis, std::string key_prefix, Duration connection_lease, const Clock& clock);
+    RedisCounterStore(RedisClient& redis, std::string key_prefix, Duration connection_lease, const Clock& clock,
+                      std::size_t max_queued_clients = default_max_queued_clients);
     ~RedisCounterStore() override;
 
     std::optional<ConnectionOutcome> open_connection(const std::string& client, const std::string& connection_id,
@@ -69,6 +74,8 @@ public:
     // sent (kept for the next try; meanwhile leases, no longer renewed, end
     // those slots). Run by the background thread.
     std::size_t send_queued();
+    // How many clients have writes not yet sent (queued, or in a send).
+    std::size_t queued_clients();
 
 private:
     // What this node has ended for one client and not yet written.
@@ -119,6 +126,9 @@ private:
     std::map<std::string, std::set<std::string>> held_;  // client -> members of our open connections
     std::map<std::string, std::set<std::string>> in_flight_;  // client -> members of our reservations
     std::map<std::string, QueuedWrites> queued_;  // client -> what was ended, not yet sent
+    const std::size_t max_queued_clients_;
+    std::size_t sending_clients_ = 0;  // taken out of queued_ by a send not yet ended
+    bool queue_full_warned_ = false;  // once per outage
     bool stopping_ = false;
     std::condition_variable wake_;  // writes queued, or stopping
     std::thread refresher_;

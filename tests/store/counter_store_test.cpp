@@ -357,6 +357,34 @@ TEST_CASE("a close that could not be sent is sent again once Redis answers", "[s
     REQUIRE(std::chrono::steady_clock::now() - started >= 1s);
 }
 
+TEST_CASE("while Redis does not answer, ended slots wait in a bounded queue", "[store][redis]") {
+    // An outage under traffic must not grow the queue without end: a node
+    // that may queue 3 clients' writes ends 6 clients' connections meanwhile.
+    StoreUnderTest a("redis");
+    RedisCounterStore capped(*a.client, "test:", 60s, a.clock, 3);
+    auto client = [](int i) { return "c" + std::to_string(i); };
+    for (int i = 0; i < 6; ++i) REQUIRE(capped.open_connection(client(i), "1", 1, t0())->admitted);
+    redis_server().call({"CLIENT", "PAUSE", "1500", "WRITE"});
+    for (int i = 0; i < 6; ++i) capped.close_connection(client(i), "1");
+    REQUIRE(capped.queued_clients() <= 3);
+    auto started = std::chrono::steady_clock::now();
+    while (capped.queued_clients() > 0 && std::chrono::steady_clock::now() - started < 5s) {
+        std::this_thread::sleep_for(50ms);
+    }
+    REQUIRE(capped.queued_clients() == 0);
+    // Sent once Redis answers: 3 slots are free; the 3 dropped ones end with
+    // their lease, which nothing renews any more.
+    int freed = 0;
+    for (int i = 0; i < 6; ++i) {
+        auto r = a.store->open_connection(client(i), "2", 1, t0());
+        REQUIRE(r);
+        freed += r->admitted ? 1 : 0;
+    }
+    REQUIRE(freed == 3);
+    REQUIRE_FALSE(a.store->open_connection(client(5), "3", 1, t0() + 59s)->admitted);
+    REQUIRE(a.store->open_connection(client(5), "3", 2, t0() + 61s)->admitted);
+}
+
 TEST_CASE("a dead node's connections stop counting after the lease, a live node's do not", "[store][redis]") {
     StoreUnderTest live("redis", 60s);
     auto dead = std::make_unique<RedisCounterStore>(*live.client, "test:", 60s, live.clock);
