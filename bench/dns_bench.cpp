@@ -19,8 +19,8 @@
 #include <string>
 #include <vector>
 
-#include "common/dns_resolver.h"
-#include "plugin/resolver_dns_answers.h"
+#include "common/net/dns_resolver.h"
+#include "plugin/stores/resolver_dns_answers.h"
 
 using namespace relayguard;
 

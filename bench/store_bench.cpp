@@ -15,9 +15,9 @@
 #include <thread>
 #include <vector>
 
-#include "common/redis_client.h"
-#include "common/system_clock.h"
-#include "plugin/redis_counter_store.h"
+#include "common/redis/redis_client.h"
+#include "common/base/system_clock.h"
+#include "plugin/stores/redis_counter_store.h"
 #include "policy/decision_engine.h"
 #include "policy/memory_counter_store.h"
 

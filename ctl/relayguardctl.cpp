@@ -1,5 +1,5 @@
 // relayguardctl: the admin's command for a running relayguard, over its
-// admin socket (see plugin/admin_server.h for the requests). The daemon
+// admin socket (see plugin/ops/admin_server.h for the requests). The daemon
 // answers one line of JSON; this prints its "text" for people, or the whole
 // object with --json.
 //
@@ -25,7 +25,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "common/unique_fd.h"
+#include "common/base/unique_fd.h"
 
 namespace {
 

@@ -10,8 +10,8 @@
 #include <algorithm>
 #include <map>
 
-#include "common/text_codec.h"
-#include "delivery/delivery_report.h"
+#include "common/base/text_codec.h"
+#include "delivery/reports/delivery_report.h"
 
 namespace relayguard {
 

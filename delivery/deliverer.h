@@ -20,12 +20,12 @@
 #include <functional>
 #include <memory>
 
-#include "common/dns_resolver.h"
-#include "common/smtp_client.h"
+#include "common/net/dns_resolver.h"
+#include "common/net/smtp_client.h"
 #include "delivery/delivery_settings.h"
 #include "delivery/destination_state.h"
 #include "delivery/pop3_client.h"
-#include "delivery/queue_file.h"
+#include "delivery/queue/queue_file.h"
 #include "delivery/withheld_credentials.h"
 
 namespace relayguard {

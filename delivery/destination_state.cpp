@@ -7,7 +7,7 @@
 #include <fstream>
 #include <sstream>
 
-#include "delivery/queue_file.h"
+#include "delivery/queue/queue_file.h"
 
 namespace relayguard {
 

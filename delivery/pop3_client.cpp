@@ -4,7 +4,7 @@
 #include <openssl/evp.h>
 #include <spdlog/spdlog.h>
 
-#include "common/text_codec.h"
+#include "common/base/text_codec.h"
 
 namespace relayguard {
 

@@ -11,7 +11,7 @@
 #include <string>
 #include <vector>
 
-#include "common/client_stream.h"
+#include "common/net/client_stream.h"
 #include "delivery/delivery_settings.h"
 
 namespace relayguard {

@@ -25,20 +25,20 @@
 #include <filesystem>
 #include <sstream>
 
-#include "common/admin_socket.h"
-#include "common/dns_resolver.h"
-#include "common/listen_socket.h"
-#include "common/logging.h"
-#include "common/metrics.h"
-#include "common/privileges.h"
-#include "common/system_clock.h"
+#include "common/daemon/admin_socket.h"
+#include "common/net/dns_resolver.h"
+#include "common/net/listen_socket.h"
+#include "common/daemon/logging.h"
+#include "common/daemon/metrics.h"
+#include "common/daemon/privileges.h"
+#include "common/base/system_clock.h"
 #include "conf/config.h"
 #include "conf/units.h"
 #include "delivery/deliverer.h"
-#include "delivery/delivery_report.h"
-#include "delivery/intake_server.h"
-#include "delivery/queue.h"
-#include "delivery/queue_admin.h"
+#include "delivery/reports/delivery_report.h"
+#include "delivery/intake/intake_server.h"
+#include "delivery/queue/queue.h"
+#include "delivery/queue/queue_admin.h"
 
 namespace {
 

@@ -1,6 +1,6 @@
 // libFuzzer target: DNS answer parsing (what a resolver sends back), for
 // every record type the checks ask for.
-#include "common/dns_message.h"
+#include "common/net/dns_message.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const unsigned char* data, std::size_t size) {
     using relayguard::DnsType;

@@ -6,7 +6,7 @@
 #include <cstdlib>
 #include <string>
 
-#include "delivery/envelope_syntax.h"
+#include "delivery/intake/envelope_syntax.h"
 
 namespace {
 void require(bool ok) {

@@ -2,7 +2,7 @@
 // bytes in arbitrary chunks as a socket would deliver them.
 #include <string>
 
-#include "plugin/policy_request.h"
+#include "plugin/frontends/policy_request.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const unsigned char* data, std::size_t size) {
     relayguard::PolicyRequestReader reader(4096);

@@ -5,7 +5,7 @@
 #include <cstdio>
 #include <string>
 
-#include "delivery/queue_file.h"
+#include "delivery/queue/queue_file.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const unsigned char* data, std::size_t size) {
     static const std::string path = "/tmp/relayguard-fuzz-queue-" + std::to_string(::getpid());

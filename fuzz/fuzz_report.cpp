@@ -4,7 +4,7 @@
 #include <cstdlib>
 #include <string>
 
-#include "delivery/delivery_report.h"
+#include "delivery/reports/delivery_report.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const unsigned char* data, std::size_t size) {
     std::string_view all(reinterpret_cast<const char*>(data), size);

@@ -2,8 +2,8 @@
 // relay client) and the status-code extraction used in delivery reports.
 #include <string>
 
-#include "common/smtp_client.h"
-#include "delivery/delivery_report.h"
+#include "common/net/smtp_client.h"
+#include "delivery/reports/delivery_report.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const unsigned char* data, std::size_t size) {
     std::string buffer(reinterpret_cast<const char*>(data), size);

@@ -1,5 +1,5 @@
 // The current stage's deadline, one per thread; see the header.
-#include "common/stage_deadline.h"
+#include "common/base/stage_deadline.h"
 
 #include <algorithm>
 

@@ -1,5 +1,5 @@
 // Text encodings; see the header.
-#include "common/text_codec.h"
+#include "common/base/text_codec.h"
 
 #include <openssl/evp.h>
 

@@ -1,5 +1,5 @@
 // The admin socket's loop; see the header.
-#include "common/admin_socket.h"
+#include "common/daemon/admin_socket.h"
 
 #include <poll.h>
 #include <sys/socket.h>

@@ -9,7 +9,7 @@
 #include <string>
 #include <thread>
 
-#include "common/unique_fd.h"
+#include "common/base/unique_fd.h"
 
 namespace relayguard {
 

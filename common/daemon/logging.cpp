@@ -1,5 +1,5 @@
 // Logging set-up; see the header.
-#include "common/logging.h"
+#include "common/daemon/logging.h"
 
 #include <spdlog/sinks/basic_file_sink.h>
 #include <spdlog/sinks/stdout_sinks.h>

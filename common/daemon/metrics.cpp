@@ -1,5 +1,5 @@
 // Metrics; see the header.
-#include "common/metrics.h"
+#include "common/daemon/metrics.h"
 
 #include <prometheus/exposer.h>
 #include <prometheus/text_serializer.h>

@@ -17,7 +17,7 @@
 #include <string>
 #include <vector>
 
-#include "common/result.h"
+#include "common/base/result.h"
 
 namespace prometheus {
 class Exposer;

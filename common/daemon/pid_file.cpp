@@ -1,5 +1,5 @@
 // The pid file; see the header.
-#include "common/pid_file.h"
+#include "common/daemon/pid_file.h"
 
 #include <fcntl.h>
 #include <sys/stat.h>
@@ -9,7 +9,7 @@
 #include <cstring>
 #include <fstream>
 
-#include "common/unique_fd.h"
+#include "common/base/unique_fd.h"
 
 namespace relayguard {
 

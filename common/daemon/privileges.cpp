@@ -1,6 +1,6 @@
 // Privilege dropping; see the header. The order matters: supplementary
 // groups and gid must go while we are still root.
-#include "common/privileges.h"
+#include "common/daemon/privileges.h"
 
 #include <grp.h>
 #include <pwd.h>

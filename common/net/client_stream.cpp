@@ -1,5 +1,5 @@
 // Client connections; see the header.
-#include "common/client_stream.h"
+#include "common/net/client_stream.h"
 
 #include <arpa/inet.h>
 #include <fcntl.h>

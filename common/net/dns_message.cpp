@@ -1,5 +1,5 @@
 // DNS answer parsing; see the header.
-#include "common/dns_message.h"
+#include "common/net/dns_message.h"
 
 #include <arpa/inet.h>
 #include <ares.h>

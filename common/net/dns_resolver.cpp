@@ -1,5 +1,5 @@
 // c-ares event loop and cache; see the header.
-#include "common/dns_resolver.h"
+#include "common/net/dns_resolver.h"
 
 #include <ares.h>
 #include <poll.h>
@@ -9,7 +9,7 @@
 #include <algorithm>
 #include <vector>
 
-#include "common/text_codec.h"
+#include "common/base/text_codec.h"
 
 namespace relayguard {
 

@@ -14,9 +14,9 @@
 #include <thread>
 #include <unordered_map>
 
-#include "common/dns_message.h"
-#include "common/redis_connection.h"  // SteadyTime
-#include "common/result.h"
+#include "common/net/dns_message.h"
+#include "common/redis/redis_connection.h"  // SteadyTime
+#include "common/base/result.h"
 #include "conf/config.h"
 
 struct ares_channeldata;

@@ -1,5 +1,5 @@
 // Listening sockets; see the header.
-#include "common/listen_socket.h"
+#include "common/net/listen_socket.h"
 
 #include <arpa/inet.h>
 #include <grp.h>

@@ -7,7 +7,7 @@
 #include <optional>
 #include <variant>
 
-#include "common/unique_fd.h"
+#include "common/base/unique_fd.h"
 
 namespace relayguard {
 

@@ -1,12 +1,12 @@
 // SMTP client; see the header.
-#include "common/smtp_client.h"
+#include "common/net/smtp_client.h"
 
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 
 #include <cstring>
 
-#include "common/text_codec.h"
+#include "common/base/text_codec.h"
 
 namespace relayguard {
 

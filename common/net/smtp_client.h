@@ -12,8 +12,8 @@
 #include <string>
 #include <vector>
 
-#include "common/client_stream.h"
-#include "common/result.h"
+#include "common/net/client_stream.h"
+#include "common/base/result.h"
 
 namespace relayguard {
 

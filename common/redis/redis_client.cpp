@@ -1,5 +1,5 @@
 // Routing a command to the right Redis server; see the header.
-#include "common/redis_client.h"
+#include "common/redis/redis_client.h"
 
 #include <openssl/evp.h>
 #include <spdlog/spdlog.h>
@@ -8,8 +8,8 @@
 #include <set>
 #include <thread>
 
-#include "common/redis_routing.h"
-#include "common/stage_deadline.h"
+#include "common/redis/redis_routing.h"
+#include "common/base/stage_deadline.h"
 
 namespace relayguard {
 

@@ -3,7 +3,7 @@
 // after a failover), or a Cluster (slot map from CLUSTER SLOTS, MOVED and ASK
 // followed). Every call has one deadline, connect_timeout + command_timeout
 // from its start or the deadline of the SMTP stage it serves
-// (common/stage_deadline.h), whichever comes first, and answers by then: a
+// (common/base/stage_deadline.h), whichever comes first, and answers by then: a
 // reply, or why there is none. A call made when its stage has no time left
 // fails at once, like any failure (the store's fail mode then decides).
 #pragma once
@@ -14,8 +14,8 @@
 #include <memory>
 #include <shared_mutex>
 
-#include "common/metrics.h"
-#include "common/redis_pool.h"
+#include "common/daemon/metrics.h"
+#include "common/redis/redis_pool.h"
 #include "conf/config.h"
 
 namespace relayguard {

@@ -1,5 +1,5 @@
 // hiredis, wrapped: see the header.
-#include "common/redis_connection.h"
+#include "common/redis/redis_connection.h"
 
 #include <hiredis/hiredis.h>
 #include <poll.h>

@@ -6,7 +6,7 @@
 // its caller's stack: a sender only touches requests it took from the queue,
 // and their callers cannot return before the sender marks them done, which
 // it does with the lock held.
-#include "common/redis_pool.h"
+#include "common/redis/redis_pool.h"
 
 #include <algorithm>
 

@@ -16,7 +16,7 @@
 #include <deque>
 #include <mutex>
 
-#include "common/redis_connection.h"
+#include "common/redis/redis_connection.h"
 
 namespace relayguard {
 

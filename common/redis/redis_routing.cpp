@@ -1,5 +1,5 @@
 // Cluster routing helpers; see the header.
-#include "common/redis_routing.h"
+#include "common/redis/redis_routing.h"
 
 #include <array>
 #include <charconv>

@@ -8,7 +8,7 @@
 #include <string_view>
 #include <vector>
 
-#include "common/redis_connection.h"
+#include "common/redis/redis_connection.h"
 
 namespace relayguard {
 

@@ -1,8 +1,8 @@
 // SMTP envelope syntax; see the header.
-#include "delivery/envelope_syntax.h"
+#include "delivery/intake/envelope_syntax.h"
 
-#include "common/text_codec.h"
-#include "delivery/queue_file.h"
+#include "common/base/text_codec.h"
+#include "delivery/queue/queue_file.h"
 
 namespace relayguard {
 

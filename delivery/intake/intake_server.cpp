@@ -1,9 +1,9 @@
 // SMTP/LMTP intake; see the header.
-#include "delivery/intake_server.h"
+#include "delivery/intake/intake_server.h"
 
-#include "common/logging.h"
-#include "common/text_codec.h"
-#include "delivery/envelope_syntax.h"
+#include "common/daemon/logging.h"
+#include "common/base/text_codec.h"
+#include "delivery/intake/envelope_syntax.h"
 
 #include <arpa/inet.h>
 #include <netinet/in.h>

@@ -15,9 +15,9 @@
 #include <thread>
 #include <vector>
 
-#include "common/unique_fd.h"
+#include "common/base/unique_fd.h"
 #include "delivery/delivery_settings.h"
-#include "delivery/queue_file.h"
+#include "delivery/queue/queue_file.h"
 
 namespace relayguard {
 

@@ -22,10 +22,10 @@
 #include <string>
 #include <vector>
 
-#include "common/system_clock.h"
-#include "common/text_codec.h"
+#include "common/base/system_clock.h"
+#include "common/base/text_codec.h"
 #include "conf/config.h"
-#include "delivery/queue.h"
+#include "delivery/queue/queue.h"
 
 namespace {
 

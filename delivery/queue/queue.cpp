@@ -1,5 +1,5 @@
 // The queue directory; see the header.
-#include "delivery/queue.h"
+#include "delivery/queue/queue.h"
 
 #include <dirent.h>
 #include <spdlog/spdlog.h>

@@ -11,7 +11,7 @@
 #include <optional>
 #include <set>
 
-#include "delivery/queue_file.h"
+#include "delivery/queue/queue_file.h"
 
 namespace relayguard {
 

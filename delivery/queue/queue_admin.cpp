@@ -1,5 +1,5 @@
 // Queue commands; see the header.
-#include "delivery/queue_admin.h"
+#include "delivery/queue/queue_admin.h"
 
 #include <fcntl.h>
 #include <sys/stat.h>
@@ -8,9 +8,9 @@
 #include <cstring>
 #include <ctime>
 
-#include "common/system_clock.h"
-#include "delivery/delivery_report.h"
-#include "delivery/queue.h"
+#include "common/base/system_clock.h"
+#include "delivery/reports/delivery_report.h"
+#include "delivery/queue/queue.h"
 
 namespace relayguard {
 

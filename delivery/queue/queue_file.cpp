@@ -14,7 +14,7 @@
 //   (empty line)
 //   <size bytes of content>
 //   END
-#include "delivery/queue_file.h"
+#include "delivery/queue/queue_file.h"
 
 #include <fcntl.h>
 #include <sys/stat.h>
@@ -25,8 +25,8 @@
 #include <cstdio>
 #include <random>
 
-#include "common/text_codec.h"
-#include "common/unique_fd.h"
+#include "common/base/text_codec.h"
+#include "common/base/unique_fd.h"
 
 namespace relayguard {
 

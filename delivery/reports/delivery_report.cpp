@@ -1,5 +1,5 @@
 // Delivery status notifications; see the header.
-#include "delivery/delivery_report.h"
+#include "delivery/reports/delivery_report.h"
 
 #include <cctype>
 
@@ -8,7 +8,7 @@
 #include <ctime>
 #include <random>
 
-#include "common/text_codec.h"
+#include "common/base/text_codec.h"
 
 namespace relayguard {
 

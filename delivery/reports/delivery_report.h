@@ -11,10 +11,10 @@
 #include <string>
 #include <vector>
 
-#include "common/text_codec.h"
+#include "common/base/text_codec.h"
 #include "delivery/delivery_settings.h"
-#include "delivery/queue_file.h"
-#include "delivery/report_template.h"
+#include "delivery/queue/queue_file.h"
+#include "delivery/reports/report_template.h"
 
 namespace relayguard {
 

@@ -1,5 +1,5 @@
 // Report templates; see the header.
-#include "delivery/report_template.h"
+#include "delivery/reports/report_template.h"
 
 #include <spdlog/spdlog.h>
 

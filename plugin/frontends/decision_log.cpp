@@ -1,11 +1,11 @@
 // Decision logging; see the header. Values that come from the client are
 // quoted and stripped of control characters, so a hostile address cannot
 // forge a second log line.
-#include "plugin/decision_log.h"
+#include "plugin/frontends/decision_log.h"
 
 #include <mutex>
 
-#include "common/logging.h"
+#include "common/daemon/logging.h"
 
 namespace relayguard {
 namespace {

@@ -10,7 +10,7 @@
 #include <string>
 #include <string_view>
 
-#include "common/metrics.h"
+#include "common/daemon/metrics.h"
 #include "policy/decision.h"
 #include "policy/session.h"
 

@@ -5,7 +5,7 @@
 // libmilter calls on every path (quit, abort, 421, client drop). Every engine
 // call runs under a StageDeadline of listen.stage_timeout, so Redis and DNS
 // behind the engine give up in time for the stage to get its fail-mode reply.
-#include "plugin/milter_front_end.h"
+#include "plugin/frontends/milter_front_end.h"
 
 #include <arpa/inet.h>
 #include <libmilter/mfapi.h>
@@ -19,10 +19,10 @@
 #include <optional>
 #include <thread>
 
-#include "common/listen_socket.h"
-#include "common/logging.h"
-#include "common/stage_deadline.h"
-#include "plugin/decision_log.h"
+#include "common/net/listen_socket.h"
+#include "common/daemon/logging.h"
+#include "common/base/stage_deadline.h"
+#include "plugin/frontends/decision_log.h"
 
 namespace relayguard::milter {
 namespace {

@@ -7,8 +7,8 @@
 #include <string>
 
 #include "conf/config.h"
-#include "plugin/engine_holder.h"
-#include "plugin/transaction_ledger.h"
+#include "plugin/ops/engine_holder.h"
+#include "plugin/frontends/transaction_ledger.h"
 
 namespace relayguard::milter {
 

@@ -1,14 +1,14 @@
 // The policy delegation request's decision; see the header. The rules of
 // which request starts a session or a transaction, and who counts a message,
 // are the ones the milter shares through the TransactionLedger.
-#include "plugin/policy_decider.h"
+#include "plugin/frontends/policy_decider.h"
 
 #include <charconv>
 #include <optional>
 
-#include "common/logging.h"
-#include "common/stage_deadline.h"
-#include "plugin/decision_log.h"
+#include "common/daemon/logging.h"
+#include "common/base/stage_deadline.h"
+#include "plugin/frontends/decision_log.h"
 
 namespace relayguard {
 namespace {

@@ -10,9 +10,9 @@
 #include <cstdint>
 #include <string>
 
-#include "plugin/engine_holder.h"
-#include "plugin/policy_request.h"
-#include "plugin/transaction_ledger.h"
+#include "plugin/ops/engine_holder.h"
+#include "plugin/frontends/policy_request.h"
+#include "plugin/frontends/transaction_ledger.h"
 #include "policy/decision.h"
 #include "policy/session.h"
 

@@ -1,5 +1,5 @@
 // Policy request parsing; see the header.
-#include "plugin/policy_request.h"
+#include "plugin/frontends/policy_request.h"
 
 namespace relayguard {
 

@@ -22,7 +22,7 @@
 // closes it when done unless it has moved to another phase meanwhile. A
 // connection is closed only under the lock and after it is taken out of the
 // table, so no thread can be handed a descriptor that was closed and reused.
-#include "plugin/policy_server.h"
+#include "plugin/frontends/policy_server.h"
 
 #include <arpa/inet.h>
 #include <fcntl.h>
@@ -37,7 +37,7 @@
 #include <cerrno>
 #include <system_error>
 
-#include "common/logging.h"
+#include "common/daemon/logging.h"
 #include "conf/units.h"
 
 namespace relayguard {

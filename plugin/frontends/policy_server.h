@@ -24,9 +24,9 @@
 #include <utility>
 #include <vector>
 
-#include "common/unique_fd.h"
+#include "common/base/unique_fd.h"
 #include "conf/config.h"
-#include "plugin/policy_decider.h"
+#include "plugin/frontends/policy_decider.h"
 
 namespace relayguard {
 

@@ -1,5 +1,5 @@
 // The ledger of transactions both front ends report; see the header.
-#include "plugin/transaction_ledger.h"
+#include "plugin/frontends/transaction_ledger.h"
 
 namespace relayguard {
 

@@ -1,13 +1,13 @@
 // The admin socket; see the header.
-#include "plugin/admin_server.h"
+#include "plugin/ops/admin_server.h"
 
 #include <nlohmann/json.hpp>
 
 #include <sstream>
 
-#include "common/logging.h"
+#include "common/daemon/logging.h"
 #include "conf/units.h"
-#include "plugin/decision_log.h"
+#include "plugin/frontends/decision_log.h"
 
 namespace relayguard {
 

@@ -16,9 +16,9 @@
 #include <string>
 #include <thread>
 
-#include "common/admin_socket.h"
-#include "common/result.h"
-#include "plugin/engine_holder.h"
+#include "common/daemon/admin_socket.h"
+#include "common/base/result.h"
+#include "plugin/ops/engine_holder.h"
 
 namespace relayguard {
 

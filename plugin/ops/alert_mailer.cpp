@@ -1,11 +1,11 @@
 // Alert mail; see the header.
-#include "plugin/alert_mailer.h"
+#include "plugin/ops/alert_mailer.h"
 
 #include <spdlog/spdlog.h>
 #include <unistd.h>
 
-#include "common/smtp_client.h"
-#include "common/text_codec.h"
+#include "common/net/smtp_client.h"
+#include "common/base/text_codec.h"
 
 namespace relayguard {
 

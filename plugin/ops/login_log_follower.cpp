@@ -1,5 +1,5 @@
 // Log follower; see the header.
-#include "plugin/login_log_follower.h"
+#include "plugin/ops/login_log_follower.h"
 
 #include <fcntl.h>
 #include <sys/stat.h>

@@ -19,7 +19,7 @@
 #include <thread>
 #include <vector>
 
-#include "common/unique_fd.h"
+#include "common/base/unique_fd.h"
 #include "policy/login_pattern.h"
 
 namespace relayguard {

@@ -1,5 +1,5 @@
 // Signals through a self-pipe; see the header.
-#include "plugin/signal_inbox.h"
+#include "plugin/ops/signal_inbox.h"
 
 #include <fcntl.h>
 #include <poll.h>

@@ -12,8 +12,8 @@
 #include <chrono>
 #include <memory>
 
-#include "common/result.h"
-#include "common/unique_fd.h"
+#include "common/base/result.h"
+#include "common/base/unique_fd.h"
 
 namespace relayguard {
 

@@ -1,5 +1,5 @@
 // Counters in Redis; see the header and redis_scripts.h.
-#include "plugin/redis_counter_store.h"
+#include "plugin/stores/redis_counter_store.h"
 
 #include <algorithm>
 
@@ -9,7 +9,7 @@
 #include <random>
 #include <utility>
 
-#include "plugin/redis_scripts.h"
+#include "plugin/stores/redis_scripts.h"
 
 namespace relayguard {
 

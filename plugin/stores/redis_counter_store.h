@@ -23,11 +23,11 @@
 #include <set>
 #include <thread>
 
-#include "common/redis_client.h"
+#include "common/redis/redis_client.h"
 #include "policy/clock.h"
 #include "policy/counter_store.h"
 #include "policy/pop_window_store.h"
-#include "plugin/shared_blocks.h"
+#include "plugin/stores/shared_blocks.h"
 
 namespace relayguard {
 

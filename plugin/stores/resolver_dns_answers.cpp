@@ -1,9 +1,9 @@
 // DNS facts for the engine, from the resolver; see the header.
-#include "plugin/resolver_dns_answers.h"
+#include "plugin/stores/resolver_dns_answers.h"
 
 #include <algorithm>
 
-#include "common/stage_deadline.h"
+#include "common/base/stage_deadline.h"
 
 namespace relayguard {
 

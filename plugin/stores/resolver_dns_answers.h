@@ -2,11 +2,11 @@
 // domain exists" and "the client has a (forward-confirmed) PTR" mean in DNS
 // queries. Each check answers within the resolver's budget (dns.timeout ×
 // dns.tries), and never after the deadline of the SMTP stage asking
-// (listen.stage_timeout, common/stage_deadline.h); past either the answer is
+// (listen.stage_timeout, common/base/stage_deadline.h); past either the answer is
 // a temporary failure, never a 5xx.
 #pragma once
 
-#include "common/dns_resolver.h"
+#include "common/net/dns_resolver.h"
 #include "policy/dns_answers.h"
 
 namespace relayguard {

@@ -1,5 +1,5 @@
 // Harvest blocks heard on a Redis channel; see the header.
-#include "plugin/shared_blocks.h"
+#include "plugin/stores/shared_blocks.h"
 
 #include <spdlog/spdlog.h>
 

@@ -25,7 +25,7 @@
 #include <string>
 #include <thread>
 
-#include "common/redis_client.h"
+#include "common/redis/redis_client.h"
 #include "policy/clock.h"
 
 namespace relayguard {

@@ -1,5 +1,5 @@
 // Fail modes of the shared store; see the header.
-#include "plugin/store_failover.h"
+#include "plugin/stores/store_failover.h"
 
 #include <spdlog/spdlog.h>
 

@@ -240,7 +240,7 @@ def pipelined_junk():
 
 def endless_content():
     # What relayguard keeps of a message: the milter counts body bytes as libmilter hands
-    # them over (at most 64 KB a chunk) and keeps none of them (plugin/milter_front_end.cpp
+    # them over (at most 64 KB a chunk) and keeps none of them (plugin/frontends/milter_front_end.cpp
     # on_body); the policy service only reads Postfix's size attribute at END-OF-MESSAGE.
     # So the daemon's memory must not grow with what a client sends.
     #

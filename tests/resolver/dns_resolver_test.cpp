@@ -4,9 +4,9 @@
 // shared lookups in flight, its bound) counted at the server.
 #include <catch2/catch.hpp>
 
-#include "common/dns_resolver.h"
-#include "common/stage_deadline.h"
-#include "plugin/resolver_dns_answers.h"
+#include "common/net/dns_resolver.h"
+#include "common/base/stage_deadline.h"
+#include "plugin/stores/resolver_dns_answers.h"
 #include "tests/resolver/dnsmasq_process.h"
 
 using namespace relayguard;

@@ -9,9 +9,9 @@
 
 #include <spdlog/spdlog.h>
 
-#include "common/redis_client.h"
-#include "plugin/redis_counter_store.h"
-#include "plugin/store_failover.h"
+#include "common/redis/redis_client.h"
+#include "plugin/stores/redis_counter_store.h"
+#include "plugin/stores/store_failover.h"
 #include "policy/memory_counter_store.h"
 #include "tests/store/redis_server_process.h"
 

@@ -6,8 +6,8 @@
 #include <thread>
 #include <vector>
 
-#include "common/redis_client.h"
-#include "common/stage_deadline.h"
+#include "common/redis/redis_client.h"
+#include "common/base/stage_deadline.h"
 #include "tests/store/redis_server_process.h"
 
 using namespace relayguard;

@@ -15,7 +15,7 @@
 #include <string>
 #include <thread>
 
-#include "common/redis_connection.h"
+#include "common/redis/redis_connection.h"
 
 namespace relayguard::test {
 

@@ -15,11 +15,11 @@
 #include <fstream>
 #include <thread>
 
-#include "delivery/envelope_syntax.h"
+#include "delivery/intake/envelope_syntax.h"
 #include "delivery/destination_state.h"
-#include "delivery/queue.h"
+#include "delivery/queue/queue.h"
 #include "delivery/withheld_credentials.h"
-#include "common/smtp_client.h"
+#include "common/net/smtp_client.h"
 #include "temp_dir.h"
 
 using namespace relayguard;

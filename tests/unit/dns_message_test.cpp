@@ -2,8 +2,8 @@
 // smallest TTL, compressed names, the null MX, and malformed messages refused.
 #include <catch2/catch.hpp>
 
-#include "common/dns_message.h"
-#include "plugin/resolver_dns_answers.h"
+#include "common/net/dns_message.h"
+#include "plugin/stores/resolver_dns_answers.h"
 
 using namespace relayguard;
 

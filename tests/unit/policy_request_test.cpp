@@ -2,8 +2,8 @@
 // limits, and a clear "malformed" instead of a guess.
 #include <catch2/catch.hpp>
 
-#include "plugin/policy_request.h"
-#include "plugin/policy_server.h"
+#include "plugin/frontends/policy_request.h"
+#include "plugin/frontends/policy_server.h"
 
 using namespace relayguard;
 

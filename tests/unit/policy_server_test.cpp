@@ -15,7 +15,7 @@
 #include <vector>
 
 #include "harness.h"
-#include "plugin/policy_server.h"
+#include "plugin/frontends/policy_server.h"
 
 using namespace relayguard;
 using namespace relayguard::test;

@@ -13,8 +13,8 @@
 
 #include "harness.h"
 #include "conf/config.h"
-#include "plugin/admin_server.h"
-#include "plugin/login_log_follower.h"
+#include "plugin/ops/admin_server.h"
+#include "plugin/ops/login_log_follower.h"
 #include "policy/log_line.h"
 #include "policy/login_pattern.h"
 

@@ -2,7 +2,7 @@
 // against the values the Redis Cluster specification gives.
 #include <catch2/catch.hpp>
 
-#include "common/redis_routing.h"
+#include "common/redis/redis_routing.h"
 
 using namespace relayguard;
 

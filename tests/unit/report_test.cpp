@@ -8,9 +8,9 @@
 #include <filesystem>
 #include <fstream>
 
-#include "delivery/delivery_report.h"
+#include "delivery/reports/delivery_report.h"
 #include "delivery/pop3_client.h"
-#include "delivery/queue.h"
+#include "delivery/queue/queue.h"
 #include "temp_dir.h"
 
 using namespace relayguard;

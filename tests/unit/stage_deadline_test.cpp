@@ -5,7 +5,7 @@
 
 #include <thread>
 
-#include "common/stage_deadline.h"
+#include "common/base/stage_deadline.h"
 
 using namespace relayguard;
 using namespace std::chrono_literals;

@@ -2,7 +2,7 @@
 // milter and the policy service (at RCPT and at END-OF-MESSAGE) about it.
 #include <catch2/catch.hpp>
 
-#include "plugin/transaction_ledger.h"
+#include "plugin/frontends/transaction_ledger.h"
 
 using namespace relayguard;
 using namespace std::chrono_literals;
