@@ -12,12 +12,9 @@
 #include <unistd.h>
 
 #include <atomic>
-#include <condition_variable>
 #include <csignal>
-#include <deque>
 #include <iostream>
 #include <limits>
-#include <set>
 #include <thread>
 
 #include <nlohmann/json.hpp>
@@ -39,6 +36,7 @@
 #include "delivery/intake/intake_server.h"
 #include "delivery/queue/queue.h"
 #include "delivery/queue/queue_admin.h"
+#include "delivery/scheduler.h"
 
 namespace {
 
@@ -60,85 +58,6 @@ int queue_command(const DeliverySettings& s, const std::vector<std::string>& arg
     std::cerr << "relayguard-relayd: " << a.error << "\n";
     return a.usage ? exit_usage : 1;
 }
-
-// The delivery threads and what feeds them.
-class Scheduler {
-public:
-    Scheduler(Queue& queue, Deliverer& deliverer, std::uint32_t threads) : queue_(queue), deliverer_(deliverer) {
-        for (std::uint32_t i = 0; i < std::max<std::uint32_t>(threads, 1); ++i) workers_.emplace_back([this] { work(); });
-        dispatcher_ = std::thread([this] { dispatch(); });
-    }
-    ~Scheduler() {
-        {
-            std::lock_guard lock(mutex_);
-            stopping_ = true;
-        }
-        wake_.notify_all();
-        dispatcher_.join();
-        for (auto& w : workers_) w.join();
-    }
-    // A message just queued: due now, so it goes to the threads at once
-    // instead of waiting for the next scan of the directory.
-    void submit(const std::string& id) {
-        {
-            std::lock_guard lock(mutex_);
-            if (!in_flight_.insert(id).second) return;
-            work_.push_back(id);
-        }
-        wake_.notify_all();
-    }
-
-    // Whether a delivery thread has the message now.
-    bool busy(const std::string& id) {
-        std::lock_guard lock(mutex_);
-        return in_flight_.count(id) > 0;
-    }
-
-private:
-    void dispatch() {
-        SystemClock clock;
-        std::unique_lock lock(mutex_);
-        while (!stopping_) {
-            lock.unlock();
-            queue_.pickup();  // what relayguard-sendmail dropped off: due now, found by the scan
-            auto entries = queue_.scan();
-            TimePoint now = clock.now();
-            lock.lock();
-            for (const auto& e : entries) {
-                if (e.next_attempt <= now && !in_flight_.count(e.id)) {
-                    in_flight_.insert(e.id);
-                    work_.push_back(e.id);
-                }
-            }
-            if (!work_.empty()) wake_.notify_all();
-            wake_.wait_for(lock, std::chrono::seconds(1), [this] { return stopping_; });
-        }
-    }
-    void work() {
-        SystemClock clock;
-        std::unique_lock lock(mutex_);
-        while (true) {
-            wake_.wait(lock, [this] { return stopping_ || !work_.empty(); });
-            if (stopping_) return;
-            std::string id = work_.front();
-            work_.pop_front();
-            lock.unlock();
-            if (!deliverer_.attempt(queue_.dir(), id, clock.now())) queue_.left();
-            lock.lock();
-            in_flight_.erase(id);
-        }
-    }
-
-    Queue& queue_;
-    Deliverer& deliverer_;
-    std::mutex mutex_;
-    std::condition_variable wake_;
-    bool stopping_ = false;
-    std::deque<std::string> work_;
-    std::set<std::string> in_flight_;
-    std::vector<std::thread> workers_;
-    std::thread dispatcher_;
-};
 
 // Whether MAIL must be answered 452 4.3.1: too many messages queued, or too
 // little room left on the queue's file system. The warning is said at most
@@ -394,7 +313,7 @@ int main(int argc, char** argv) {
         spdlog::info("metrics: serving /metrics on {}", config.delivery.metrics);
     }
 
-    Scheduler scheduler(**queue, deliverer, config.delivery.threads);
+    Scheduler scheduler(**queue, deliverer, config.delivery.threads, clock);
     scheduler_ptr = &scheduler;
     IntakeServer intake(
         config.delivery.max_message_size, config.delivery.allowed_clients,

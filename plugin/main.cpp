@@ -22,6 +22,7 @@
 #include "common/daemon/pid_file.h"
 #include "common/daemon/privileges.h"
 #include "common/base/system_clock.h"
+#include "common/base/version.h"
 #include "conf/config.h"
 #include "conf/units.h"
 #include "plugin/ops/admin_server.h"
@@ -507,7 +508,7 @@ int main(int argc, char** argv) {
         });
         spdlog::info("milter: listening on {}", config.listen.milter);
     }
-    spdlog::info("relayguard {} started", "0.1.0");
+    spdlog::info("relayguard {} started", relayguard::relayguard_version());
 
     std::string why;
     while (why.empty()) {

@@ -5,6 +5,7 @@
 
 #include <sstream>
 
+#include "common/base/version.h"
 #include "common/daemon/logging.h"
 #include "conf/units.h"
 #include "plugin/frontends/decision_log.h"
@@ -88,7 +89,7 @@ std::string AdminServer::handle(std::string_view request) {
 std::string AdminServer::status() {
     auto engine = engine_.current();
     auto up = std::chrono::duration_cast<std::chrono::seconds>(std::chrono::steady_clock::now() - started_).count();
-    nlohmann::json j{{"version", "0.1.0"}, {"uptime_seconds", up}};
+    nlohmann::json j{{"version", relayguard_version()}, {"uptime_seconds", up}};
     if (hooks_.store) j["store"] = hooks_.store();
     nlohmann::json decisions = nlohmann::json::array();
     std::string table;
@@ -98,7 +99,7 @@ std::string AdminServer::status() {
     }
     j["decisions"] = decisions;
     std::string store_text = j.contains("store") ? j["store"].value("text", "") : "";
-    j["text"] = "relayguard 0.1.0, up " + std::to_string(up) + " s\nstore: " + store_text +
+    j["text"] = "relayguard " + std::string(relayguard_version()) + ", up " + std::to_string(up) + " s\nstore: " + store_text +
                 "\ndecisions since start (stage rule verdict: count):\n" + (table.empty() ? "  none yet\n" : table);
     return success(std::move(j));
 }

@@ -112,9 +112,9 @@ RedisCounterStore::QueuedWrites RedisCounterStore::take_queued(const std::string
     return w;
 }
 
-void RedisCounterStore::requeue(std::map<std::string, QueuedWrites> writes) {
+void RedisCounterStore::requeue(std::map<std::string, QueuedWrites> writes, bool ends_send) {
     std::lock_guard lock(held_mutex_);
-    sending_clients_ = 0;
+    if (ends_send) sending_clients_ = 0;
     for (auto& [client, w] : writes) {
         if (w.empty()) continue;
         auto it = queued_.find(client);
@@ -263,7 +263,7 @@ std::size_t RedisCounterStore::send_queued() {
         return 0;
     }
     std::size_t clients = queued.size();
-    requeue(std::move(queued));
+    requeue(std::move(queued), true);
     return clients;
 }
 

@@ -95,8 +95,9 @@ private:
                        const std::string& member);
     // Takes the client's queued writes out of the queue.
     QueuedWrites take_queued(const std::string& client);
-    // Puts writes back in the queue after a failed send.
-    void requeue(std::map<std::string, QueuedWrites> writes);
+    // Puts writes back in the queue after a failed send; `ends_send` when
+    // they are the background sender's batch.
+    void requeue(std::map<std::string, QueuedWrites> writes, bool ends_send = false);
     // Queues a write and wakes the sender.
     template <class Change>
     void enqueue(const std::string& client, Change change);

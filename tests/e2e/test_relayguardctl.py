@@ -6,6 +6,7 @@ the cluster's), and unblocking it on B lets it back in through A."""
 
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -96,6 +97,10 @@ with RedisServer() as redis:
         p = ctl(sock_a, "status")
         check("status for people", p.returncode == 0 and "store: redis" in p.stdout and "decisions since start" in p.stdout,
               p.stdout)
+        with open(os.path.join(os.environ["RELAYGUARD_SOURCE_DIR"], "CMakeLists.txt")) as f:
+            declared = re.search(r"project\(relayguard VERSION (\S+)", f.read()).group(1)
+        check(f"status: the version CMake declares ({declared})",
+              st.get("version") == declared and f"relayguard {declared}," in p.stdout, (st.get("version"), p.stdout[:40]))
 
         bad = ctl_json(sock_a, "ip", "show", "not-an-ip")
         check("a malformed address: exit 1 and a JSON error with --json",
