@@ -332,7 +332,7 @@ void PolicyServer::release(Connection& c, bool open, bool answered) {
     if (restart) {
         c.phase = phase;
         auto timeout = phase == Phase::idle ? settings_.policy_idle_timeout : settings_.policy_read_timeout;
-        schedule(c, std::chrono::steady_clock::now() + timeout);
+        schedule_locked(c, std::chrono::steady_clock::now() + timeout);
     }
     rearm(c.fd.get(), (c.output.empty() ? EPOLLIN : EPOLLOUT) | EPOLLONESHOT, c.id);
 }
@@ -401,7 +401,7 @@ void PolicyServer::add_connection(UniqueFd fd, std::string peer) {
         connections_.erase(id);
         return;
     }
-    schedule(c, std::chrono::steady_clock::now() + settings_.policy_idle_timeout);
+    schedule_locked(c, std::chrono::steady_clock::now() + settings_.policy_idle_timeout);
 }
 
 // Closes the connections past their deadline, ends an accept pause that is
@@ -441,7 +441,7 @@ void PolicyServer::on_timer() {
 }
 
 // Files a connection's deadline; under the lock.
-void PolicyServer::schedule(Connection& c, SteadyTime deadline) {
+void PolicyServer::schedule_locked(Connection& c, SteadyTime deadline) {
     deadlines_.erase({c.deadline, c.id});
     c.deadline = deadline;
     deadlines_.emplace(deadline, c.id);

@@ -64,7 +64,7 @@ private:
     void add_connection(UniqueFd fd, std::string peer);
 
     void on_timer();
-    void schedule(Connection& c, SteadyTime deadline);  // under the lock
+    void schedule_locked(Connection& c, SteadyTime deadline);
     void arm_timer_locked(SteadyTime when);
     std::unique_ptr<Connection> take_locked(std::uint64_t id);
     void rearm(int fd, std::uint32_t events, std::uint64_t tag) const;

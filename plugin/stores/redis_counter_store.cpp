@@ -116,14 +116,23 @@ void RedisCounterStore::requeue(std::map<std::string, QueuedWrites> writes, bool
     std::lock_guard lock(held_mutex_);
     if (ends_send) sending_clients_ = 0;
     for (auto& [client, w] : writes) {
-        if (w.empty()) continue;
-        auto it = queued_.find(client);
-        if (it != queued_.end()) {
-            it->second.merge(std::move(w));
-        } else if (queued_.size() < max_queued_clients_) {
-            queued_.emplace(client, std::move(w));
-        }
+        if (!w.empty() && room_for_locked(client)) queued_[client].merge(std::move(w));
     }
+}
+
+// A long Redis outage under traffic must not grow the queue without end:
+// past max_queued_clients (a send in progress included) a new client's
+// writes are dropped. Nothing is held for ever by that: a dropped close or
+// release ends with its lease (the node no longer renews it); a dropped
+// commit goes uncounted.
+bool RedisCounterStore::room_for_locked(const std::string& client) {
+    if (queued_.contains(client) || queued_.size() + sending_clients_ < max_queued_clients_) return true;
+    if (!std::exchange(queue_full_warned_, true)) {
+        spdlog::warn("redis: {} clients' closes and commits wait for Redis; further ones are dropped until "
+                     "it answers (their slots end with the lease, a dropped commit is not counted)",
+                     max_queued_clients_);
+    }
+    return false;
 }
 
 std::size_t RedisCounterStore::queued_clients() {
@@ -141,27 +150,14 @@ bool RedisCounterStore::forget(std::map<std::string, std::set<std::string>>& hel
     return true;
 }
 
-// A long Redis outage under traffic must not grow the queue without end: past
-// max_queued_clients a new client's write is dropped. Nothing is held for
-// ever by that: a dropped close or release ends with its lease (the node no
-// longer renews it); a dropped commit goes uncounted.
 template <class Change>
 void RedisCounterStore::enqueue(const std::string& client, Change change) {
     bool first = false;
     {
         std::lock_guard lock(held_mutex_);
         first = queued_.empty();
-        bool full = queued_.size() + sending_clients_ >= max_queued_clients_;
+        if (!room_for_locked(client)) return;
         auto [it, made] = queued_.try_emplace(client);
-        if (made && full) {
-            queued_.erase(it);
-            if (!std::exchange(queue_full_warned_, true)) {
-                spdlog::warn("redis: {} clients' closes and commits wait for Redis; further ones are dropped until "
-                             "it answers (their slots end with the lease, a dropped commit is not counted)",
-                             max_queued_clients_);
-            }
-            return;
-        }
         if (!change(it->second)) {
             if (made) queued_.erase(it);
             return;

@@ -98,6 +98,8 @@ private:
     // Puts writes back in the queue after a failed send; `ends_send` when
     // they are the background sender's batch.
     void requeue(std::map<std::string, QueuedWrites> writes, bool ends_send = false);
+    // Whether the queue may take writes of `client` (see enqueue's bound); under held_mutex_.
+    bool room_for_locked(const std::string& client);
     // Queues a write and wakes the sender.
     template <class Change>
     void enqueue(const std::string& client, Change change);
