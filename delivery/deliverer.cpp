@@ -11,6 +11,7 @@
 #include <map>
 
 #include "common/base/text_codec.h"
+#include "delivery/attempt_outcome.h"
 #include "delivery/reports/delivery_report.h"
 
 namespace relayguard {
@@ -344,158 +345,110 @@ std::optional<TimePoint> Deliverer::attempt(const std::string& queue_dir, const 
         ::rename(path.c_str(), (queue_dir + "/corrupt/" + id).c_str());
         return std::nullopt;
     }
-    QueuedMessage& m = *read;
+    const QueuedMessage& m = *read;
     std::vector<Outcome> out(m.recipients.size());
-    // Recipients grouped by where they go.
-    std::map<std::string, std::vector<std::size_t>> groups;
-    for (std::size_t i = 0; i < m.recipients.size(); ++i) {
-        if (m.recipients[i].state != RecipientState::pending) continue;
-        groups[s.route == DeliveryRoute::smarthost ? "" : domain_of(m.recipients[i].address)].push_back(i);
-    }
+    std::vector<std::size_t> attempted;
+    TimePoint next = next_retry(m, s, now);
     Deadline attempt_deadline = std::chrono::steady_clock::now() + s.attempt_timeout;
-    TimePoint next = now + retry_delay(now - m.arrival, s.retry_interval, s.max_retry_interval);
-    for (const auto& [domain, rcpts] : groups) {
-        Route route = s.route == DeliveryRoute::smarthost ? route_smarthosts(s) : route_mx(s, domain);
-        if (route.hops.empty()) {
-            for (auto i : rcpts) {
-                out[i] = Outcome{route.permanent ? RecipientState::failed : RecipientState::pending, route.problem, ""};
-            }
-            continue;
-        }
-        if (auto resting = destinations_.resting_until(route.destination, now)) {
-            for (auto i : rcpts) out[i] = Outcome{RecipientState::pending, route.destination + " is resting after failures", ""};
-            next = std::min(next, std::max(*resting, now + std::chrono::seconds(1)));
-            continue;
-        }
-        if (send_to(s, route, m, rcpts, out, attempt_deadline)) {
-            destinations_.succeeded(route.destination);
-        } else {
-            TimePoint until = destinations_.failed(route.destination, now, s.retry_interval, s.max_retry_interval);
-            spdlog::warn("destination {} unreachable ({}); resting until it is due again in {} s", route.destination,
-                         out[rcpts.front()].reply,
-                         std::chrono::duration_cast<std::chrono::seconds>(until - now).count());
-        }
+    for (const auto& [domain, rcpts] : group_by_destination(s, m)) {
+        deliver_group(s, m, domain, rcpts, out, {now, attempt_deadline}, next);
+        attempted.insert(attempted.end(), rcpts.begin(), rcpts.end());
     }
-    bool expired = now - m.arrival >= s.message_lifetime;
-    std::vector<std::size_t> done;  // recipients this attempt settled
-    std::size_t pending = 0;
-    for (const auto& [domain, rcpts] : groups) {
-        for (auto i : rcpts) {
-            auto& o = out[i];
-            if (o.state == RecipientState::pending && expired) {
-                o.state = RecipientState::failed;
-                o.expired = true;
-            }
-            if (o.state == RecipientState::pending) ++pending;
-            else done.push_back(i);
-        }
-    }
-    bool warn = pending > 0 && !m.warned && m.warned_offset != 0 && s.warning_delay.count() > 0 &&
-                now - m.arrival >= s.warning_delay;
-    if (!send_reports(s, path, m, out, done, warn, now)) {
-        // No bounce could be queued: its recipients wait for the next
-        // attempt rather than fail unannounced.
-        for (auto i : done) {
-            if (out[i].state == RecipientState::failed) out[i].state = RecipientState::pending, ++pending;
-        }
-    }
-    for (const auto& [domain, rcpts] : groups) {
-        for (auto i : rcpts) {
-            auto& o = out[i];
-            auto& r = m.recipients[i];
-            const char* status = o.state == RecipientState::delivered ? "sent"
-                                 : o.state == RecipientState::failed  ? "bounced"
-                                                                      : "deferred";
-            ++(o.state == RecipientState::delivered ? counts_.sent
-               : o.state == RecipientState::failed  ? counts_.bounced
-                                                    : counts_.deferred);
-            spdlog::info("{}: to=<{}> relay={} status={} ({}{})", id, r.address, o.relay.empty() ? "none" : o.relay,
-                         status, o.expired ? "message lifetime expired; last problem: " : "", o.reply);
-            if (o.state != RecipientState::pending && !mark_recipient(path, r, o.state)) {
-                spdlog::error("{}: could not record the state of <{}>", id, r.address);
-            }
-        }
-    }
-    if (pending == 0) {
+    AttemptSettlement settlement = settle_attempt(m, out, attempted, s, now, next);
+    if (!send_reports(s, path, m, out, settlement, now)) hold_unannounced_failures(settlement, out, next);
+    record_outcomes(path, m, out, attempted);
+    if (!settlement.next) {
         ::unlink(path.c_str());
         sync_directory(queue_dir + "/active");
         spdlog::info("{}: removed (every recipient done)", id);
         return std::nullopt;
     }
     // The next attempt's time is the file's mtime: it survives a restart.
-    timespec times[2] = {{0, UTIME_OMIT}, {next.time_since_epoch().count() / 1000, (next.time_since_epoch().count() % 1000) * 1'000'000}};
+    auto ms = settlement.next->time_since_epoch().count();
+    timespec times[2] = {{0, UTIME_OMIT}, {ms / 1000, (ms % 1000) * 1'000'000}};
     ::utimensat(AT_FDCWD, path.c_str(), times, 0);
-    return next;
+    return settlement.next;
+}
+
+std::map<std::string, std::vector<std::size_t>> Deliverer::group_by_destination(const DeliverySettings& s,
+                                                                              const QueuedMessage& m) {
+    std::map<std::string, std::vector<std::size_t>> groups;
+    for (std::size_t i = 0; i < m.recipients.size(); ++i) {
+        if (m.recipients[i].state != RecipientState::pending) continue;
+        groups[s.route == DeliveryRoute::smarthost ? "" : domain_of(m.recipients[i].address)].push_back(i);
+    }
+    return groups;
+}
+
+void Deliverer::deliver_group(const DeliverySettings& s, const QueuedMessage& m, const std::string& domain,
+                              const std::vector<std::size_t>& rcpts, std::vector<Outcome>& out, AttemptTime when,
+                              TimePoint& next) {
+    TimePoint now = when.now;
+    Route route = s.route == DeliveryRoute::smarthost ? route_smarthosts(s) : route_mx(s, domain);
+    if (route.hops.empty()) {
+        for (auto i : rcpts) {
+            out[i] = Outcome{route.permanent ? RecipientState::failed : RecipientState::pending, route.problem, ""};
+        }
+        return;
+    }
+    if (auto resting = destinations_.resting_until(route.destination, now)) {
+        for (auto i : rcpts) out[i] = Outcome{RecipientState::pending, route.destination + " is resting after failures", ""};
+        next = std::min(next, std::max(*resting, now + std::chrono::seconds(1)));
+        return;
+    }
+    if (send_to(s, route, m, rcpts, out, when.deadline)) {
+        destinations_.succeeded(route.destination);
+        return;
+    }
+    TimePoint until = destinations_.failed(route.destination, now, s.retry_interval, s.max_retry_interval);
+    spdlog::warn("destination {} unreachable ({}); resting until it is due again in {} s", route.destination,
+                 out[rcpts.front()].reply, std::chrono::duration_cast<std::chrono::seconds>(until - now).count());
+}
+
+void Deliverer::record_outcomes(const std::string& path, const QueuedMessage& m, const std::vector<Outcome>& out,
+                                const std::vector<std::size_t>& attempted) {
+    for (auto i : attempted) {
+        const auto& o = out[i];
+        const auto& r = m.recipients[i];
+        const char* status = o.state == RecipientState::delivered ? "sent"
+                             : o.state == RecipientState::failed  ? "bounced"
+                                                                  : "deferred";
+        ++(o.state == RecipientState::delivered ? counts_.sent
+           : o.state == RecipientState::failed  ? counts_.bounced
+                                                : counts_.deferred);
+        spdlog::info("{}: to=<{}> relay={} status={} ({}{})", m.id, r.address, o.relay.empty() ? "none" : o.relay,
+                     status, o.expired ? "message lifetime expired; last problem: " : "", o.reply);
+        if (o.state != RecipientState::pending && !mark_recipient(path, r, o.state)) {
+            spdlog::error("{}: could not record the state of <{}>", m.id, r.address);
+        }
+    }
 }
 
 bool Deliverer::send_reports(const DeliverySettings& s, const std::string& path, const QueuedMessage& m,
-                             const std::vector<Outcome>& out, const std::vector<std::size_t>& done, bool warn,
-                             TimePoint now) {
-    DeliveryReport base;
-    base.reporting_mta = mail_host_name(s);
-    base.queue_id = m.id;
-    base.sender = m.sender;
-    base.envid = m.envid;
-    base.arrival = m.arrival;
-    base.now = now;
-    base.retry_until = m.arrival + s.message_lifetime;
-    auto entry = [&](std::size_t i, bool permanent) {
-        const Outcome& o = out[i];
-        std::string reason = o.expired ? "message lifetime expired; last problem: " + o.reply : o.reply;
-        std::string status = o.expired ? "4.4.7" : enhanced_status(o.from_server ? o.reply : "", permanent);
-        std::string remote = o.relay.substr(0, o.relay.find('['));
-        // The remote server's own words when it answered; ours otherwise.
-        return ReportRecipient{m.recipients[i].address, m.recipients[i].orcpt, status, remote,
-                               o.from_server ? o.reply : "", reason};
-    };
-    DeliveryReport failure = base, relayed = base, delay = base;
-    failure.kind = ReportKind::failure;
-    failure.full_message = m.ret != "HDRS" && m.size <= s.bounce_size_limit;
-    relayed.kind = ReportKind::relayed;
-    delay.kind = ReportKind::delay;
-    for (auto i : done) {
-        const auto& r = m.recipients[i];
-        if (out[i].state == RecipientState::failed && notify_wants(r, "FAILURE")) failure.recipients.push_back(entry(i, true));
-        if (out[i].state == RecipientState::delivered && !out[i].dsn_passed && notify_wants(r, "SUCCESS")) {
-            auto e = entry(i, false);
-            e.status = "2.0.0";
-            relayed.recipients.push_back(e);
-        }
-    }
-    if (warn) {
-        for (std::size_t i = 0; i < m.recipients.size(); ++i) {
-            if (m.recipients[i].state == RecipientState::pending && out[i].state == RecipientState::pending &&
-                notify_wants(m.recipients[i], "DELAY")) {
-                delay.recipients.push_back(entry(i, false));
-            }
-        }
-    }
-    if (m.sender.empty()) {
-        // A report that cannot be delivered is dropped, never reported on:
-        // that is how bounce loops start.
-        if (!failure.recipients.empty()) {
-            spdlog::warn("{}: bounce of a message from the null sender dropped ({} recipient(s))", m.id,
-                         failure.recipients.size());
-        }
-        return true;
+                             const std::vector<Outcome>& out, const AttemptSettlement& settlement, TimePoint now) {
+    ReportsDue due = reports_due(m, out, settlement, s, mail_host_name(s), now);
+    if (due.dropped_failures > 0) {
+        spdlog::warn("{}: bounce of a message from the null sender dropped ({} recipient(s))", m.id,
+                     due.dropped_failures);
     }
     bool ok = true;
-    for (auto* report : {&failure, &relayed, &delay}) {
-        if (report->recipients.empty()) continue;
-        auto queued = enqueue_(report_message(s, *report, m.content));
-        std::string_view kind = report_kind_name(report->kind);
+    for (const auto& report : due.reports) {
+        auto queued = enqueue_(report_message(s, report, m.content));
+        std::string_view kind = report_kind_name(report.kind);
         if (!queued) {
             // A bounce holds its recipients back (see the caller); a warning
             // is tried again at the next attempt; a "relayed" notice cannot
             // hold back mail already delivered, so it is only logged.
             spdlog::error("{}: could not queue the {} report to <{}>: {}", m.id, kind, m.sender, queued.error());
-            if (report == &failure) ok = false;
+            if (report.kind == ReportKind::failure) ok = false;
             continue;
         }
         spdlog::info("{}: sender notified: {} report {} to <{}> ({} recipient(s))", m.id, kind, *queued, m.sender,
-                     report->recipients.size());
-        ++(report == &failure ? counts_.failure_reports : report == &delay ? counts_.delay_reports : counts_.relayed_reports);
-        if (report == &delay && !mark_warned(path, m)) {
+                     report.recipients.size());
+        ++(report.kind == ReportKind::failure ? counts_.failure_reports
+           : report.kind == ReportKind::delay ? counts_.delay_reports
+                                              : counts_.relayed_reports);
+        if (report.kind == ReportKind::delay && !mark_warned(path, m)) {
             spdlog::error("{}: could not record that the delay warning was sent", m.id);
         }
     }

@@ -18,10 +18,12 @@
 
 #include <atomic>
 #include <functional>
+#include <map>
 #include <memory>
 
 #include "common/net/dns_resolver.h"
 #include "common/net/smtp_client.h"
+#include "delivery/attempt_outcome.h"
 #include "delivery/delivery_settings.h"
 #include "delivery/destination_state.h"
 #include "delivery/pop3_client.h"
@@ -72,18 +74,26 @@ public:
     Route route_mx(const DeliverySettings& s, const std::string& domain);
 
 private:
-    struct Outcome {
-        RecipientState state = RecipientState::pending;
-        std::string reply;  // the remote server's words, or ours
-        std::string relay;  // host[address]:port
-        bool dsn_passed = false;   // the next hop took NOTIFY/ORCPT (RFC 3461)
-        bool expired = false;      // failed because the lifetime ended
-        bool from_server = false;  // `reply` is a server's reply, not our words
+    using Outcome = RecipientOutcome;
+    // The pending recipients by where they go ("" for the smart hosts).
+    static std::map<std::string, std::vector<std::size_t>> group_by_destination(const DeliverySettings& s,
+                                                                             const QueuedMessage& m);
+    // The attempt's wall time, and when its whole time is up.
+    struct AttemptTime {
+        TimePoint now;
+        Deadline deadline;
     };
-    // Queues the reports this attempt calls for; answers false when a
-    // bounce could not be queued (its recipients then stay pending).
+    // Routes and sends one group; a resting destination may bring `next` forward.
+    void deliver_group(const DeliverySettings& s, const QueuedMessage& m, const std::string& domain,
+                       const std::vector<std::size_t>& rcpts, std::vector<Outcome>& out, AttemptTime when,
+                       TimePoint& next);
+    // Logs each attempted recipient's result and records the settled ones.
+    void record_outcomes(const std::string& path, const QueuedMessage& m, const std::vector<Outcome>& out,
+                         const std::vector<std::size_t>& attempted);
+    // Queues the reports this attempt owes; answers false when a bounce
+    // could not be queued (its recipients then stay pending).
     bool send_reports(const DeliverySettings& s, const std::string& path, const QueuedMessage& m,
-                      const std::vector<Outcome>& out, const std::vector<std::size_t>& done, bool warn, TimePoint now);
+                      const std::vector<Outcome>& out, const AttemptSettlement& settlement, TimePoint now);
     enum class Transaction { done, done_reusable, broken_before_mail };
     // A connection to `hop` ready for MAIL: greeting, EHLO, STARTTLS, AUTH.
     Result<SmtpConnection> open_session(const DeliverySettings& s, const Hop& hop, Deadline attempt_deadline);
