@@ -1,0 +1,368 @@
+// The policy daemon's start, run, reload and stop (see the header).
+#include "plugin/policy_daemon.h"
+
+#include <unistd.h>
+
+#include <csignal>
+#include <filesystem>
+
+#include "common/base/version.h"
+#include "common/daemon/privileges.h"
+#include "common/net/listen_socket.h"
+#include "conf/units.h"
+#include "plugin/frontends/decision_log.h"
+#include "plugin/frontends/milter_front_end.h"
+
+namespace relayguard {
+
+namespace {
+
+ConfigLoad load(const std::string& path) {
+    if (path.empty()) return load_config_text(embedded_default_config(), "<embedded default>");
+    return load_config_file(path);
+}
+
+bool wants_dns(const PolicySettings& p) {
+    return p.dns.require_sender_domain || p.dns.require_client_ptr || p.dns.require_forward_confirmed_ptr;
+}
+
+// Sockets, store, workers, alerts, logging and the resolver are set up once,
+// at start: a reload that changes them says so rather than half-applying.
+void warn_restart_only_changes(const Config& before, const Config& after) {
+    auto section = [](const std::string& text, const std::string& name) {
+        auto at = text.find("\n[" + name + "]\n");
+        if (at == std::string::npos) return std::string();
+        auto end = text.find("\n[", at + 1);
+        return text.substr(at, end == std::string::npos ? std::string::npos : end - at);
+    };
+    // A leading newline, so the first section is found like the others.
+    std::string old_text = "\n" + render_config(before), new_text = "\n" + render_config(after);
+    for (const char* name : {"listen", "daemon", "store", "alerts", "log", "pop_before_smtp"}) {
+        if (section(old_text, name) != section(new_text, name)) {
+            spdlog::warn("reload: [{}] changed; that part applies after a restart", name);
+        }
+    }
+    const auto& r0 = before.resolver;
+    const auto& r1 = after.resolver;
+    if (r0.servers != r1.servers || r0.timeout != r1.timeout || r0.tries != r1.tries ||
+        r0.cache_max_entries != r1.cache_max_entries || r0.cache_max_ttl != r1.cache_max_ttl ||
+        r0.negative_ttl != r1.negative_ttl) {
+        spdlog::warn("reload: the resolver settings in [dns] changed; they apply after a restart "
+                     "(the checks' switches and replies apply now)");
+    }
+}
+
+void add_decision_metrics(MetricsExporter& metrics) {
+    metrics.add([](std::vector<prometheus::MetricFamily>& out) {
+        using prometheus::MetricType;
+        auto decisions = metric_family("relayguard_decisions_total", "Decisions by SMTP stage, rule and verdict",
+                                       MetricType::Counter);
+        for (const auto& [k, n] : decision_counts()) {
+            decisions.metric.push_back(metric_sample({{"stage", k.stage}, {"rule", k.rule}, {"verdict", k.verdict}},
+                                                     static_cast<double>(n), MetricType::Counter));
+        }
+        auto latency = metric_family("relayguard_decision_seconds", "Time to decide, by SMTP stage", MetricType::Histogram);
+        for (const auto& [stage, h] : decision_latency()) {
+            if (h.count() > 0) latency.metric.push_back(h.sample({{"stage", stage}}));
+        }
+        out.push_back(std::move(decisions));
+        out.push_back(std::move(latency));
+    });
+}
+
+void add_resolver_metrics(MetricsExporter& metrics, DnsResolver& resolver) {
+    metrics.add([&resolver](std::vector<prometheus::MetricFamily>& out) {
+        using prometheus::MetricType;
+        auto one = [](const char* name, const char* help, std::uint64_t value, MetricType type) {
+            auto f = metric_family(name, help, type);
+            f.metric.push_back(metric_sample({}, static_cast<double>(value), type));
+            return f;
+        };
+        out.push_back(one("relayguard_dns_queries_total", "DNS queries sent (cache misses)", resolver.queries_sent(),
+                          MetricType::Counter));
+        out.push_back(one("relayguard_dns_cache_hits_total", "DNS lookups answered from the cache",
+                          resolver.cache_hits(), MetricType::Counter));
+        out.push_back(one("relayguard_dns_cache_entries", "Answers held in the DNS cache", resolver.cache_size(),
+                          MetricType::Gauge));
+    });
+}
+
+// Opens a listening socket, or says why not.
+std::optional<UniqueFd> listen_on(const char* what, const std::string& where, const ListenSettings& l,
+                                  const std::string& group) {
+    auto addr = ListenAddress::parse(where);
+    auto opened = open_listener(*addr, l.socket_mode, group);
+    if (auto* err = std::get_if<std::string>(&opened)) {
+        spdlog::critical("{}: cannot listen on {}: {}", what, where, *err);
+        return std::nullopt;
+    }
+    if (!addr->is_loopback()) spdlog::warn("{}: listening on {}, which is not loopback", what, where);
+    return std::move(std::get<UniqueFd>(opened));
+}
+
+void log_effective_settings(const Config& c) {
+    const auto& p = c.policy;
+    spdlog::info("config {}: milter={} policy={} admin={} workers={} store={}", c.source,
+                 c.listen.milter.empty() ? "off" : c.listen.milter, c.listen.policy.empty() ? "off" : c.listen.policy,
+                 c.listen.admin.empty() ? "off" : c.listen.admin, c.listen.workers,
+                 c.store.type == StoreType::memory ? "memory" : "redis");
+    std::string groups;
+    for (const auto& g : p.relay.trusted_groups) groups += (groups.empty() ? "" : ",") + g.name;
+    spdlog::info("relay: mode={} local_domains={} trusted_groups={} sasl={} pop_before_smtp={}",
+                 p.relay.mode == RelayMode::open ? "open" : "restricted", p.relay.local_domains.size(),
+                 groups.empty() ? "none" : groups, p.relay.allow_sasl, p.relay.allow_pop_before_smtp);
+    auto lim = [](const std::optional<std::uint32_t>& m) { return m ? std::to_string(*m) : std::string("off"); };
+    const auto& l = p.limits;
+    spdlog::info("limits: message_rate={}/{} connections={} unknown_recipients={} recipients={} failed_commands={} "
+                 "message_size={} hops={} exempt_group={}",
+                 lim(l.message_rate.max), format_duration(l.message_rate.window), lim(l.connections.max),
+                 lim(l.unknown_recipients.max), lim(l.recipients.max), lim(l.failed_commands.max),
+                 l.message_size.max ? format_size(*l.message_size.max) : "off", lim(l.hops.max),
+                 l.exempt ? l.exempt->name : "none");
+    spdlog::debug("effective settings:\n{}", render_config(c));
+    if (p.relay.mode == RelayMode::open) {
+        spdlog::warn("relay.mode = \"open\": this server relays mail for ANY client to ANY domain. "
+                     "It is an open relay and will be abused by spammers unless something else restricts it.");
+    }
+}
+
+}  // namespace
+
+PolicyDaemon::PolicyDaemon(Config config, std::string config_path)
+    : config_(std::move(config)), config_path_(std::move(config_path)), alerts_(config_.alerts, clock_) {}
+
+PolicyDaemon::~PolicyDaemon() {
+    if (milter_thread_.joinable()) milter_thread_.join();
+}
+
+int PolicyDaemon::start() {
+    if (config_path_.empty()) spdlog::info("no --config given: running on the embedded default configuration");
+    log_effective_settings(config_);
+    announce_alerts();
+    state_ = std::make_unique<SharedState>(config_, clock_, alerts_);
+    if (!wire_resolver()) return 78;  // EX_CONFIG
+    wire_metrics();
+    if (!serve_metrics()) return 1;
+    engine_ = std::make_unique<EngineHolder>(std::make_shared<DecisionEngine>(
+        config_.policy, state_->counters(), clock_, &state_->pop_windows(), dns_ ? &*dns_ : nullptr));
+    // Bind every socket first, then drop privileges, then serve.
+    if (!bind_sockets() || !drop_privileges_and_write_pid()) return 1;
+    start_front_ends();
+    follow_logins();
+    // SIGHUP reloads on a thread of its own, started before the main thread
+    // takes signals, so that it inherits them blocked.
+    reloads_ = std::make_unique<ReloadRequests>([this] { return reload(); });
+    auto inbox = SignalInbox::open();
+    if (!inbox) {
+        spdlog::critical("signals: {}", inbox.error());
+        return 1;
+    }
+    inbox_ = std::move(*inbox);
+    start_milter_thread();
+    spdlog::info("relayguard {} started", relayguard_version());
+    return 0;
+}
+
+void PolicyDaemon::announce_alerts() {
+    const auto& a = config_.alerts;
+    if (a.recipients.empty()) return;
+    set_refusal_observer([this](const SessionState& s, const Decision& d, const DecisionContext& ctx) {
+        alerts_.on_refusal(s, d, ctx.stage);
+    });
+    std::string events;
+    for (const auto& e : a.events) events += (events.empty() ? "" : ",") + e;
+    spdlog::info("alerts: {} to {} recipient(s) via {}, at most one per client and event every {}, {} an hour", events,
+                 a.recipients.size(), a.submit, format_duration(a.per_client_interval), a.max_per_hour);
+}
+
+bool PolicyDaemon::wire_resolver() {
+    if (!wants_dns(config_.policy)) return true;
+    auto made = DnsResolver::create(config_.resolver);
+    if (!made) {
+        spdlog::critical("dns: {}", made.error());
+        return false;
+    }
+    resolver_ = std::move(*made);
+    dns_.emplace(*resolver_);
+    std::string servers;
+    for (const auto& s : config_.resolver.servers) servers += (servers.empty() ? "" : ",") + s;
+    spdlog::info("dns: servers {}, each check answers within {} ms (timeout {} x {} tries), cache {} entries",
+                 servers.empty() ? "from /etc/resolv.conf" : servers, resolver_->budget().count(),
+                 format_duration(config_.resolver.timeout), config_.resolver.tries, config_.resolver.cache_max_entries);
+    return true;
+}
+
+void PolicyDaemon::wire_metrics() {
+    add_decision_metrics(metrics_);
+    state_->add_metrics(metrics_);
+    if (resolver_) add_resolver_metrics(metrics_, *resolver_);
+}
+
+bool PolicyDaemon::serve_metrics() {
+    const auto& where = config_.listen.metrics;
+    if (where.empty()) return true;
+    if (auto served = metrics_.serve(where); !served) {
+        spdlog::critical("metrics: {}", served.error());
+        return false;
+    }
+    spdlog::info("metrics: serving /metrics on {}", where);
+    return true;
+}
+
+bool PolicyDaemon::bind_sockets() {
+    const auto& l = config_.listen;
+    if (!l.policy.empty()) {
+        auto fd = listen_on("policy", l.policy, l, l.socket_group);
+        if (!fd) return false;
+        policy_fd_ = std::move(*fd);
+    }
+    if (!l.admin.empty()) {
+        // As systemd's RuntimeDirectory would: the socket's directory may not exist yet.
+        std::error_code ec;
+        std::filesystem::create_directories(std::filesystem::path(ListenAddress::parse(l.admin)->path).parent_path(), ec);
+        auto fd = listen_on("admin", l.admin, l, l.admin_group.empty() ? l.socket_group : l.admin_group);
+        if (!fd) return false;
+        admin_fd_ = std::move(*fd);
+    }
+    if (!l.milter.empty()) {
+        if (std::string err = milter::open(*engine_, ledger_, l); !err.empty()) {
+            spdlog::critical("milter: {}", err);
+            return false;
+        }
+    }
+    return true;
+}
+
+bool PolicyDaemon::drop_privileges_and_write_pid() {
+    if (std::string err = drop_privileges(config_.daemon.user, config_.daemon.group); !err.empty()) {
+        spdlog::critical("daemon.user: {}", err);
+        return false;
+    }
+    if (config_.daemon.pid_file.empty()) return true;
+    auto written = PidFile::write(config_.daemon.pid_file);
+    if (!written) {
+        spdlog::critical("daemon.pid_file: {}; not starting", written.error());
+        return false;
+    }
+    pid_file_.emplace(std::move(*written));
+    spdlog::info("daemon: pid {} written to {}", ::getpid(), config_.daemon.pid_file);
+    return true;
+}
+
+void PolicyDaemon::start_front_ends() {
+    if (policy_fd_) {
+        policy_ = std::make_unique<PolicyServer>(*engine_, ledger_, config_.listen);
+        policy_->start(std::move(policy_fd_));
+        spdlog::info("policy: listening on {} ({} serving threads)", config_.listen.policy, config_.listen.workers);
+    }
+    auto pop_list = [this]() -> Result<PopWindowStore::WindowList> {
+        using R = Result<PopWindowStore::WindowList>;
+        if (config_.store.type == StoreType::redis && config_.store.redis.mode == RedisMode::cluster) {
+            return R::failure("pop list is not available on Redis Cluster (the windows are spread "
+                              "over its masters); pop show ADDR works");
+        }
+        auto windows = state_->pop_windows().list(clock_.now(), 10000);
+        if (!windows) return R::failure("the window store cannot be reached");
+        return std::move(*windows);
+    };
+    admin_ = std::make_unique<AdminServer>(
+        *engine_, AdminServer::Hooks{[this] { return reload(); }, [this] { return state_->describe(); }, pop_list});
+    if (admin_fd_) {
+        admin_->start(std::move(admin_fd_));
+        spdlog::info("admin: listening on {}", config_.listen.admin);
+    }
+}
+
+void PolicyDaemon::follow_logins() {
+    const auto& p = config_.pop_logins;
+    if (p.log_file.empty()) return;
+    std::vector<LoginPattern> patterns;
+    for (const auto& text : p.log_patterns) patterns.push_back(std::get<LoginPattern>(LoginPattern::compile(text)));
+    follower_ = std::make_unique<LoginLogFollower>(p.log_file, std::move(patterns), [this](const LoginSeen& seen) {
+        auto current = engine_->current();
+        auto client = IpAddress::parse(seen.address);
+        if (!client) return;
+        auto until = current->open_pop_window(*client, seen.user, std::nullopt);
+        if (!until) {
+            spdlog::error("pop-before-smtp: the window store cannot take the login of {} from {}", seen.user,
+                          client->to_string());
+            return;
+        }
+        log_pop_window(*client, seen.user, *until, current->now(), "log");
+    });
+    follower_->start(std::chrono::milliseconds(250));
+    spdlog::info("pop-before-smtp: following {} for logins ({} patterns)", p.log_file, p.log_patterns.size());
+}
+
+void PolicyDaemon::start_milter_thread() {
+    if (config_.listen.milter.empty()) return;
+    milter_thread_ = std::thread([this] {
+        sigset_t mine;
+        sigemptyset(&mine);
+        for (int sig : {SIGHUP, SIGTERM, SIGINT}) sigaddset(&mine, sig);
+        pthread_sigmask(SIG_BLOCK, &mine, nullptr);
+        int rc = milter::run();
+        if (rc != 0) spdlog::error("milter: libmilter stopped with status {}", rc);
+        milter_ended_ = true;
+    });
+    spdlog::info("milter: listening on {}", config_.listen.milter);
+}
+
+std::string PolicyDaemon::run_until_signal() {
+    for (;;) {
+        int sig = inbox_->wait(std::chrono::milliseconds(200));
+        if (sig == SIGTERM) return "received SIGTERM";
+        if (sig == SIGINT) return "received SIGINT";
+        if (sig == SIGHUP) reloads_->request();
+        else if (milter_ended_) return "the milter stopped (libmilter took a signal itself)";
+    }
+}
+
+void PolicyDaemon::stop(const std::string& why) {
+    // Blocked again here: the SIGTERM that tells libmilter to stop must
+    // reach its thread, not this one.
+    inbox_.reset();
+    spdlog::info("{}, stopping", why);
+    reloads_->stop();
+    if (follower_) follower_->stop();
+    admin_->stop();
+    if (!config_.listen.admin.empty()) ::unlink(ListenAddress::parse(config_.listen.admin)->path.c_str());
+    if (policy_) policy_->stop();
+    if (!config_.listen.milter.empty()) {
+        if (!milter_ended_) milter::stop();
+        milter_thread_.join();
+        // libmilter's workers still finish their sessions' closes, which use
+        // the engine and the ledger: they must end before those do. A close
+        // in progress takes milliseconds; an idle session Postfix keeps open
+        // is not waited for long.
+        constexpr std::chrono::milliseconds drain{3000};
+        if (!milter::wait_for_sessions(drain)) {
+            spdlog::warn("milter: sessions still open after {} ms; stopping anyway", drain.count());
+        }
+    }
+    set_refusal_observer(nullptr);
+    spdlog::info("relayguard stopped");
+}
+
+std::string PolicyDaemon::reload() {
+    std::lock_guard lock(reload_mutex_);
+    auto fresh = load(config_path_);
+    if (!fresh.config) {
+        std::string errors;
+        for (const auto& e : fresh.errors) {
+            spdlog::error("reload refused, the running configuration stays: {}", e.to_string());
+            errors += (errors.empty() ? "" : "; ") + e.to_string();
+        }
+        return errors;
+    }
+    const Config& c = *fresh.config;
+    if (wants_dns(c.policy) && !dns_) spdlog::warn("reload: DNS checks were off at start; they start working after a restart");
+    warn_restart_only_changes(config_, c);
+    engine_->replace(std::make_shared<DecisionEngine>(c.policy, state_->counters(), clock_, &state_->pop_windows(),
+                                                      dns_ ? &*dns_ : nullptr));
+    spdlog::info("reload: configuration {} applied", c.source);
+    log_effective_settings(c);
+    return "";
+}
+
+}  // namespace relayguard

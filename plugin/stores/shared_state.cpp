@@ -1,0 +1,88 @@
+// The daemon's store, memory or Redis behind the fail mode (see the header).
+#include "plugin/stores/shared_state.h"
+
+#include <spdlog/spdlog.h>
+
+#include "conf/units.h"
+
+namespace relayguard {
+
+SharedState::SharedState(const Config& c, const Clock& clock, AlertMailer& alerts) {
+    bool fail_open = c.policy.store_fail_mode == StoreFailMode::open;
+    if (c.store.type == StoreType::memory) {
+        memory_.emplace(c.store.memory_max_clients, log_memory_store_full("memory store", fail_open));
+        return;
+    }
+    const auto& r = c.store.redis;
+    redis_ = std::make_unique<RedisClient>(r);
+    health_ = std::make_unique<StoreHealth>("redis " + redis_->describe(), fail_open,
+                                            [client = redis_.get()] { return client->last_error(); });
+    health_->on_change([&alerts](bool lost, const std::string& what, const std::string& why) {
+        alerts.on_store_change(lost, what, why);
+    });
+    redis_counters_ = std::make_unique<RedisCounterStore>(*redis_, r.key_prefix, r.connection_lease, clock);
+    redis_windows_ = std::make_unique<RedisPopWindowStore>(*redis_, r.key_prefix);
+    failover_counters_.emplace(*redis_counters_, *health_, c.store.memory_max_clients);
+    failover_windows_.emplace(*redis_windows_, *health_);
+    spdlog::info("store: redis {}, key prefix \"{}\", connection lease {}, timeouts connect {} + command {}",
+                 redis_->describe(), r.key_prefix, format_duration(r.connection_lease),
+                 format_duration(r.connect_timeout), format_duration(r.command_timeout));
+    if (redis_->command({"PING"}, "")) health_->succeeded();
+    else health_->failed();
+}
+
+CounterStore& SharedState::counters() {
+    if (memory_) return *memory_;
+    return *failover_counters_;
+}
+
+PopWindowStore& SharedState::pop_windows() {
+    if (memory_) return memory_windows_;
+    return *failover_windows_;
+}
+
+void SharedState::add_metrics(MetricsExporter& m) {
+    if (memory_) return;
+    m.add([this](std::vector<prometheus::MetricFamily>& out) {
+        using prometheus::MetricType;
+        auto counter = [](const char* name, const char* help, std::uint64_t value) {
+            auto f = metric_family(name, help, MetricType::Counter);
+            f.metric.push_back(metric_sample({}, static_cast<double>(value), MetricType::Counter));
+            return f;
+        };
+        out.push_back(counter("relayguard_redis_requests_total", "Redis requests sent (redirects included)",
+                              redis_->round_trips()));
+        out.push_back(counter("relayguard_redis_stage_waits_total",
+                              "Redis calls an SMTP stage waited for (background writes excluded)",
+                              redis_->stage_waits()));
+        out.push_back(counter("relayguard_redis_failures_total", "Redis calls that failed after redirects and retries",
+                              redis_->failures()));
+        auto latency = metric_family("relayguard_redis_call_seconds", "Time of one Redis call, redirects included",
+                                     MetricType::Histogram);
+        latency.metric.push_back(redis_->latency().sample({}));
+        out.push_back(std::move(latency));
+        auto up = metric_family("relayguard_store_reachable", "1 while Redis answers, 0 while the fail mode applies",
+                                MetricType::Gauge);
+        up.metric.push_back(metric_sample({}, health_->degraded() ? 0 : 1, MetricType::Gauge));
+        out.push_back(std::move(up));
+    });
+}
+
+nlohmann::json SharedState::describe() const {
+    if (memory_) {
+        return {{"type", "memory"},
+                {"clients", memory_->client_count()},
+                {"text", "memory (this node only), " + std::to_string(memory_->client_count()) + " clients counted"}};
+    }
+    bool up = !health_->degraded();
+    std::string mode = health_->fail_open() ? "open" : "tempfail";
+    return {{"type", "redis"},
+            {"server", redis_->describe()},
+            {"reachable", up},
+            {"fail_mode", mode},
+            {"round_trips", redis_->round_trips()},
+            {"text", "redis " + redis_->describe() + (up ? ", reachable" : ", UNREACHABLE (" + redis_->last_error() + ")") +
+                         ", fail_mode " + mode}};
+}
+
+}  // namespace relayguard

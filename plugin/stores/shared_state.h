@@ -1,0 +1,43 @@
+// Where the counters and POP-before-SMTP windows live: this node's memory,
+// or Redis behind the fail mode (store_failover.h), chosen by [store].
+// The daemon builds one at start; the engine sees only the two interfaces.
+#pragma once
+
+#include <nlohmann/json.hpp>
+
+#include <memory>
+#include <optional>
+
+#include "common/daemon/metrics.h"
+#include "common/redis/redis_client.h"
+#include "conf/config.h"
+#include "plugin/ops/alert_mailer.h"
+#include "plugin/stores/redis_counter_store.h"
+#include "plugin/stores/store_failover.h"
+#include "policy/memory_counter_store.h"
+
+namespace relayguard {
+
+class SharedState {
+public:
+    // Says at start whether Redis is there; the daemon runs either way.
+    SharedState(const Config& c, const Clock& clock, AlertMailer& alerts);
+    CounterStore& counters();
+    PopWindowStore& pop_windows();
+    // Adds the store's metrics (Redis only).
+    void add_metrics(MetricsExporter& m);
+    // For `relayguardctl status`: the kind, its health, and a "text".
+    nlohmann::json describe() const;
+
+private:
+    std::optional<MemoryCounterStore> memory_;
+    MemoryPopWindowStore memory_windows_;
+    std::unique_ptr<RedisClient> redis_;
+    std::unique_ptr<StoreHealth> health_;
+    std::unique_ptr<RedisCounterStore> redis_counters_;
+    std::unique_ptr<RedisPopWindowStore> redis_windows_;
+    std::optional<FailoverCounterStore> failover_counters_;
+    std::optional<FailoverPopWindowStore> failover_windows_;
+};
+
+}  // namespace relayguard
