@@ -1,0 +1,317 @@
+// The relay client's start, run, reload and stop (see the header).
+#include "delivery/relay_daemon.h"
+
+#include <spdlog/spdlog.h>
+#include <unistd.h>
+
+#include <csignal>
+#include <filesystem>
+#include <limits>
+#include <sstream>
+
+#include <nlohmann/json.hpp>
+
+#include "common/daemon/privileges.h"
+#include "common/net/listen_socket.h"
+#include "conf/units.h"
+#include "delivery/queue/queue_admin.h"
+
+namespace relayguard {
+
+namespace {
+
+ConfigLoad load(const std::string& path) {
+    if (path.empty()) return load_config_text(embedded_default_config(), "<embedded default>");
+    return load_config_file(path);
+}
+
+// Whether MAIL must be answered 452 4.3.1: too many messages queued, or too
+// little room left on the queue's file system. The warning is said at most
+// once a minute: a full queue is asked at every MAIL.
+bool queue_refuses(Queue& queue, const DeliverySettings& s, std::uint64_t declared_size) {
+    static std::atomic<std::int64_t> last_warning{std::numeric_limits<std::int64_t>::min() / 2};
+    auto warn = [](const std::string& why) {
+        auto now = std::chrono::duration_cast<std::chrono::seconds>(
+                       std::chrono::steady_clock::now().time_since_epoch()).count();
+        auto last = last_warning.load();
+        if (now - last >= 60 && last_warning.compare_exchange_strong(last, now)) {
+            spdlog::warn("intake: MAIL refused with 452 4.3.1: {}", why);
+        }
+    };
+    if (queue.size() >= s.max_queue_messages) {
+        warn(std::to_string(queue.size()) + " messages queued (max_queue_messages = " +
+             std::to_string(s.max_queue_messages) + ")");
+        return true;
+    }
+    auto free = queue.free_bytes();
+    if (free && *free < s.queue_min_free + declared_size) {
+        warn(format_size(*free) + " free in " + queue.dir() + ", needs queue_min_free = " +
+             format_size(s.queue_min_free) + (declared_size ? " plus SIZE " + format_size(declared_size) : ""));
+        return true;
+    }
+    return false;
+}
+
+// delivery.allow_plaintext_auth = true is said at every start and reload:
+// a setting that lets passwords cross the wire readable must not be
+// forgotten in a config file. So is its opposite's consequence where TLS is
+// off: mail that can never go out (but by CRAM-MD5 or implicit TLS).
+void warn_if_plaintext_auth(const DeliverySettings& s) {
+    bool password = s.auth == SmarthostAuth::smtp_auth ||
+                    (s.auth == SmarthostAuth::pop_before_smtp && s.pop_method == PopLoginMethod::user);
+    if (!s.allow_plaintext_auth && password && s.starttls == StartTlsPolicy::off) {
+        spdlog::warn("delivery.starttls is off and allow_plaintext_auth is false: the password is withheld and mail "
+                     "deferred, except over implicit TLS (port 465, or 995 for POP3) or with CRAM-MD5");
+    }
+    if (!s.allow_plaintext_auth) return;
+    const char* what = s.auth == SmarthostAuth::smtp_auth        ? "the smart host's AUTH PLAIN/LOGIN password"
+                       : s.auth == SmarthostAuth::pop_before_smtp ? "the POP3 USER/PASS password"
+                                                                   : "passwords (none configured now)";
+    spdlog::warn("delivery.allow_plaintext_auth is true: {} is sent over sessions that are not encrypted, readable "
+                 "by anyone on the path; set it only for a parent on a trusted wire",
+                 what);
+}
+
+std::string json_reply(nlohmann::json j) {
+    return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+}
+
+}  // namespace
+
+RelayDaemon::RelayDaemon(Config config, std::string config_path)
+    : config_(std::move(config)),
+      config_path_(std::move(config_path)),
+      settings_(std::make_shared<const DeliverySettings>(config_.delivery)) {}
+
+RelayDaemon::~RelayDaemon() = default;
+
+std::shared_ptr<const DeliverySettings> RelayDaemon::current() {
+    std::lock_guard lock(settings_mutex_);
+    return settings_;
+}
+
+int RelayDaemon::start() {
+    const auto& d = config_.delivery;
+    auto queue = Queue::open(d.queue_dir);
+    if (!queue) {
+        spdlog::critical("queue: {}", queue.error());
+        return 1;
+    }
+    queue_ = std::move(*queue);
+    auto resolver = DnsResolver::create(config_.resolver);
+    if (!resolver) {
+        spdlog::critical("dns: {}", resolver.error());
+        return 78;  // EX_CONFIG
+    }
+    resolver_ = std::move(*resolver);
+    destinations_ = std::make_unique<DestinationState>(d.queue_dir + "/destinations");
+    deliverer_ = std::make_unique<Deliverer>([this] { return current(); }, *resolver_, *destinations_,
+                                             [this](QueuedMessage report) {
+                                                 return queue_->enqueue(std::move(report), clock_.now());
+                                             });
+    if (!bind_sockets()) return 1;
+    if (std::string err = drop_privileges(config_.daemon.user, config_.daemon.group); !err.empty()) {
+        spdlog::critical("daemon.user: {}", err);
+        return 1;
+    }
+    admin_ = std::make_unique<AdminSocket>(
+        [this](std::string_view request) { return answer_admin(request); },
+        json_reply({{"ok", false}, {"error", "no request line within 2 s, or one over 1024 bytes"}}));
+    if (admin_fd_) {
+        admin_->start(std::move(admin_fd_));
+        spdlog::info("admin: listening on {}", d.admin);
+    }
+    add_metrics();
+    if (!serve_metrics()) return 1;
+    scheduler_ = std::make_unique<Scheduler>(*queue_, *deliverer_, d.threads, clock_);
+    scheduler_ptr_ = scheduler_.get();
+    start_intake();
+    spdlog::info("relayguard-relayd started: queue {}, delivery by {}, {} threads", d.queue_dir,
+                 d.route == DeliveryRoute::smarthost ? "smart hosts" : "MX", d.threads);
+    warn_if_plaintext_auth(d);
+    return 0;
+}
+
+bool RelayDaemon::bind_sockets() {
+    const auto& d = config_.delivery;
+    if (auto addr = ListenAddress::parse(d.listen)) {
+        auto opened = open_listener(*addr, config_.listen.socket_mode, config_.listen.socket_group);
+        if (auto* err = std::get_if<std::string>(&opened)) {
+            spdlog::critical("intake: cannot listen on {}: {}", d.listen, *err);
+            return false;
+        }
+        listener_ = std::move(std::get<UniqueFd>(opened));
+        if (!addr->is_loopback()) {
+            std::string allowed;
+            for (const auto& g : d.allowed_clients) allowed += (allowed.empty() ? "" : ", ") + g.name;
+            spdlog::warn("intake: listening on {}, which is not loopback; mail is taken only from "
+                         "delivery.allowed_clients [{}]",
+                         d.listen, allowed);
+        }
+    }
+    if (d.admin.empty()) return true;
+    auto admin_addr = ListenAddress::parse(d.admin);
+    std::error_code ec;
+    std::filesystem::create_directories(std::filesystem::path(admin_addr->path).parent_path(), ec);
+    // Only listen.admin_group, never the MTA's socket_group: whoever can
+    // write here can delete and bounce queued mail.
+    auto opened = open_listener(*admin_addr, config_.listen.socket_mode, config_.listen.admin_group);
+    if (auto* err = std::get_if<std::string>(&opened)) {
+        spdlog::critical("admin: cannot listen on {}: {}", d.admin, *err);
+        return false;
+    }
+    admin_fd_ = std::move(std::get<UniqueFd>(opened));
+    return true;
+}
+
+std::string RelayDaemon::answer_admin(std::string_view request) {
+    std::vector<std::string> words;
+    std::istringstream in{std::string(request)};
+    for (std::string w; in >> w;) words.push_back(w);
+    if (words.size() == 1 && words[0] == "ping") return json_reply({{"ok", true}, {"text", "relayguard-relayd is running"}});
+    if (words.size() == 1 && words[0] == "reload") {
+        std::string errors = reload();
+        if (!errors.empty()) return json_reply({{"ok", false}, {"error", errors}});
+        return json_reply({{"ok", true}, {"text", "configuration reloaded"}});
+    }
+    if (words.empty() || words[0] != "queue") {
+        return json_reply(
+            {{"ok", false}, {"error", "unknown request; requests: ping, reload, queue list|show|flush|delete|bounce"}});
+    }
+    // A message being delivered this moment is not deleted or bounced under
+    // the delivery thread's feet.
+    Scheduler* running = scheduler_ptr_.load();
+    if (words.size() == 3 && (words[1] == "delete" || words[1] == "bounce") && running && running->busy(words[2])) {
+        return json_reply({{"ok", false}, {"error", words[2] + " is being delivered right now; try again in a moment"}});
+    }
+    auto a = queue_request(*current(), std::vector<std::string>(words.begin() + 1, words.end()));
+    if (!a.ok) return json_reply({{"ok", false}, {"error", a.error}});
+    nlohmann::json j = a.data;
+    j["ok"] = true;
+    j["text"] = a.text;
+    return json_reply(std::move(j));
+}
+
+void RelayDaemon::add_metrics() {
+    metrics_.add([this](std::vector<prometheus::MetricFamily>& out) {
+        using prometheus::MetricType;
+        auto gauge = [](const char* name, const char* help, double value) {
+            auto f = metric_family(name, help, MetricType::Gauge);
+            f.metric.push_back(metric_sample({}, value, MetricType::Gauge));
+            return f;
+        };
+        auto entries = queue_->scan();
+        // A queue id begins with its arrival time in milliseconds, in hex.
+        double oldest = 0;
+        auto now_ms = clock_.now().time_since_epoch().count();
+        for (const auto& e : entries) {
+            long long arrival = std::strtoll(e.id.substr(0, e.id.find('-')).c_str(), nullptr, 16);
+            if (arrival > 0) oldest = std::max(oldest, static_cast<double>(now_ms - arrival) / 1000.0);
+        }
+        out.push_back(gauge("relayguard_queue_messages", "Messages in the queue", static_cast<double>(entries.size())));
+        out.push_back(gauge("relayguard_queue_oldest_seconds", "Age of the oldest queued message", oldest));
+        const auto& c = deliverer_->counts();
+        auto deliveries = metric_family("relayguard_deliveries_total", "Recipient delivery attempts by result", MetricType::Counter);
+        for (auto [result, n] : {std::pair{"sent", &c.sent}, std::pair{"bounced", &c.bounced}, std::pair{"deferred", &c.deferred}}) {
+            deliveries.metric.push_back(metric_sample({{"result", result}}, static_cast<double>(n->load()), MetricType::Counter));
+        }
+        out.push_back(std::move(deliveries));
+        auto reports = metric_family("relayguard_reports_total", "Delivery reports sent to senders, by kind", MetricType::Counter);
+        for (auto [kind, n] : {std::pair{"failure", &c.failure_reports}, std::pair{"delay", &c.delay_reports},
+                               std::pair{"relayed", &c.relayed_reports}}) {
+            reports.metric.push_back(metric_sample({{"kind", kind}}, static_cast<double>(n->load()), MetricType::Counter));
+        }
+        out.push_back(std::move(reports));
+        auto withheld = metric_family("relayguard_credentials_withheld_total",
+                                      "Sessions whose password was not sent because they were not encrypted",
+                                      MetricType::Counter);
+        withheld.metric.push_back(metric_sample({}, static_cast<double>(c.credentials_withheld.load()), MetricType::Counter));
+        out.push_back(std::move(withheld));
+        out.push_back(gauge("relayguard_credential_outages",
+                            "Smart hosts and POP3 servers credentials are withheld from now (no encryption)",
+                            static_cast<double>(deliverer_->credential_outages())));
+    });
+}
+
+bool RelayDaemon::serve_metrics() {
+    const auto& where = config_.delivery.metrics;
+    if (where.empty()) return true;
+    if (auto served = metrics_.serve(where); !served) {
+        spdlog::critical("metrics: {}", served.error());
+        return false;
+    }
+    spdlog::info("metrics: serving /metrics on {}", where);
+    return true;
+}
+
+void RelayDaemon::start_intake() {
+    const auto& d = config_.delivery;
+    intake_ = std::make_unique<IntakeServer>(
+        d.max_message_size, d.allowed_clients,
+        [this](QueuedMessage m) {
+            auto id = queue_->enqueue(std::move(m), clock_.now());
+            if (id) scheduler_->submit(*id);
+            return id;
+        },
+        [this](std::uint64_t declared_size) { return queue_refuses(*queue_, *current(), declared_size); });
+    if (listener_) {
+        intake_->start(std::move(listener_));
+        spdlog::info("intake: listening on {}", d.listen);
+    }
+}
+
+std::string RelayDaemon::run_until_signal() {
+    sigset_t signals;
+    sigemptyset(&signals);
+    for (int s : {SIGTERM, SIGINT, SIGHUP}) sigaddset(&signals, s);
+    for (;;) {
+        int sig = 0;
+        sigwait(&signals, &sig);
+        if (sig != SIGHUP) return sig == SIGINT ? "received SIGINT" : "received SIGTERM";
+        reload();
+    }
+}
+
+void RelayDaemon::stop(const std::string& why) {
+    spdlog::info("{}, stopping", why);
+    intake_->stop();
+    admin_->stop();
+    scheduler_ptr_ = nullptr;
+    if (!config_.delivery.admin.empty()) ::unlink(ListenAddress::parse(config_.delivery.admin)->path.c_str());
+}
+
+std::string RelayDaemon::reload() {
+    std::lock_guard reloading(reload_mutex_);
+    auto again = load(config_path_);
+    if (!again.config) {
+        std::string errors;
+        for (const auto& e : again.errors) {
+            spdlog::error("reload refused, the running configuration stays: {}", e.to_string());
+            errors += (errors.empty() ? "" : "; ") + e.to_string();
+        }
+        return errors;
+    }
+    DeliverySettings next = again.config->delivery;
+    const DeliverySettings& started = config_.delivery;
+    // What was set up at start stays; say so rather than pretend.
+    auto networks = [](const std::vector<IpGroup>& groups) {
+        std::vector<std::string> out;
+        for (const auto& g : groups)
+            for (const auto& n : g.networks) out.push_back(n.to_string());
+        return out;
+    };
+    if (next.listen != started.listen || next.admin != started.admin || next.metrics != started.metrics ||
+        next.threads != started.threads || next.queue_dir != started.queue_dir ||
+        networks(next.allowed_clients) != networks(started.allowed_clients)) {
+        spdlog::warn("reload: delivery.listen, allowed_clients, admin, metrics, threads and queue_dir apply after a "
+                     "restart; the running ones stay");
+    }
+    next.queue_dir = started.queue_dir;  // the scheduler's and the admin commands' queue must be one
+    warn_if_plaintext_auth(next);
+    std::lock_guard lock(settings_mutex_);
+    settings_ = std::make_shared<const DeliverySettings>(std::move(next));
+    spdlog::info("reloaded {}: routing and lifetimes apply to queued mail from the next attempt", again.config->source);
+    return "";
+}
+
+}  // namespace relayguard

@@ -1,0 +1,70 @@
+// The relay client as one object: start() opens the queue and the
+// resolver, binds the intake and admin sockets, drops privileges and starts
+// the delivery threads; run_until_signal() takes signals (SIGHUP reloads);
+// stop() ends intake and admin before the delivery threads finish what
+// they hold. main() only parses arguments and loads the configuration.
+#pragma once
+
+#include <atomic>
+#include <memory>
+#include <mutex>
+#include <string>
+
+#include "common/base/system_clock.h"
+#include "common/base/unique_fd.h"
+#include "common/daemon/admin_socket.h"
+#include "common/daemon/metrics.h"
+#include "common/net/dns_resolver.h"
+#include "conf/config.h"
+#include "delivery/deliverer.h"
+#include "delivery/destination_state.h"
+#include "delivery/intake/intake_server.h"
+#include "delivery/queue/queue.h"
+#include "delivery/scheduler.h"
+
+namespace relayguard {
+
+class RelayDaemon {
+public:
+    // `config_path` "" means the embedded default (reloads read it again).
+    RelayDaemon(Config config, std::string config_path);
+    ~RelayDaemon();
+    RelayDaemon(const RelayDaemon&) = delete;
+    RelayDaemon& operator=(const RelayDaemon&) = delete;
+
+    // Answers 0 once serving, or the exit status when it cannot start.
+    int start();
+    // Until SIGTERM or SIGINT, which it names; SIGHUP reloads.
+    std::string run_until_signal();
+    void stop(const std::string& why);
+    // SIGHUP and `relayguardctl reload relayd`: "" or the errors.
+    std::string reload();
+
+private:
+    std::shared_ptr<const DeliverySettings> current();
+    bool bind_sockets();
+    // One admin request line ("ping", "reload", "queue ..."): its JSON reply.
+    std::string answer_admin(std::string_view request);
+    void add_metrics();
+    bool serve_metrics();
+    void start_intake();
+
+    Config config_;
+    std::string config_path_;
+    std::mutex settings_mutex_;
+    std::shared_ptr<const DeliverySettings> settings_;
+    SystemClock clock_;
+    std::unique_ptr<Queue> queue_;
+    std::unique_ptr<DnsResolver> resolver_;
+    std::unique_ptr<DestinationState> destinations_;
+    std::unique_ptr<Deliverer> deliverer_;
+    UniqueFd listener_, admin_fd_;
+    std::atomic<Scheduler*> scheduler_ptr_{nullptr};  // set once the scheduler runs
+    std::mutex reload_mutex_;
+    std::unique_ptr<AdminSocket> admin_;
+    MetricsExporter metrics_;
+    std::unique_ptr<Scheduler> scheduler_;
+    std::unique_ptr<IntakeServer> intake_;
+};
+
+}  // namespace relayguard
