@@ -21,7 +21,7 @@ std::optional<std::pair<std::string, std::string>> path_and_params(std::string_v
     return std::make_pair(addr, std::string(rest.substr(close + 1)));
 }
 
-std::optional<std::vector<std::pair<std::string, std::string>>> esmtp_params(std::string_view text) {
+std::optional<EsmtpParams> esmtp_params(std::string_view text) {
     auto alnum = [](char c) { return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9'); };
     std::vector<std::pair<std::string, std::string>> out;
     while (!text.empty()) {

@@ -20,7 +20,8 @@ std::optional<std::pair<std::string, std::string>> path_and_params(std::string_v
 // given; std::nullopt when a keyword is not RFC 5321's esmtp-keyword
 // (a letter or digit, then letters, digits and '-') or a value is empty or
 // holds a control byte.
-std::optional<std::vector<std::pair<std::string, std::string>>> esmtp_params(std::string_view text);
+using EsmtpParams = std::vector<std::pair<std::string, std::string>>;
+std::optional<EsmtpParams> esmtp_params(std::string_view text);
 
 // RFC 3461 xtext: printable ASCII but '+' and '=', or "+XX" hex.
 bool valid_xtext(std::string_view v);

@@ -63,6 +63,12 @@ bool say(int fd, const std::string& line) {
     return ::send(fd, out.data(), out.size(), MSG_NOSIGNAL) == static_cast<ssize_t>(out.size());
 }
 
+// Answers a line and keeps the session going.
+bool go_on(int fd, const std::string& line) {
+    say(fd, line);
+    return true;
+}
+
 std::string rfc5322_date() {
     std::time_t t = std::time(nullptr);
     std::tm tm{};
@@ -136,160 +142,199 @@ void IntakeServer::accept_loop() {
     }
 }
 
-void IntakeServer::serve(int fd, std::string peer) {
-    Lines in(fd, stopping_);
-    if (!say(fd, "220 relayguard-relayd ESMTP")) return;
+// One SMTP/LMTP session: who it is, and the envelope from MAIL on.
+struct IntakeServer::Session {
+    int fd;
+    std::string peer;
+    Lines& in;
     std::string helo;
     bool lmtp = false;
-    std::optional<QueuedMessage> envelope;  // from MAIL on
-    auto reset = [&] { envelope.reset(); };
+    std::optional<QueuedMessage> envelope;
+};
+
+namespace {
+
+// MAIL's RFC 1870 and RFC 3461 parameters into `m`; the refusal's reply
+// when one is bad or the declared size is over the limit.
+std::optional<std::string> take_mail_params(const EsmtpParams& params, std::uint64_t max_size, QueuedMessage& m,
+                                            std::uint64_t& declared_size) {
+    for (const auto& [key, value] : params) {
+        if (key == "SIZE") {
+            auto declared = parse_whole_number(value);
+            if (!declared || *declared < 0) return "501 5.5.4 Bad SIZE parameter";
+            if (static_cast<unsigned long long>(*declared) > max_size) return "552 5.3.4 Message size exceeds fixed limit";
+            declared_size = static_cast<std::uint64_t>(*declared);
+        } else if (key == "RET") {
+            m.ret = ascii_upper(value);
+            if (m.ret != "FULL" && m.ret != "HDRS") return "501 5.5.4 Bad RET parameter";
+        } else if (key == "ENVID") {
+            if (value.empty() || value.size() > 100 || !valid_xtext(value)) return "501 5.5.4 Bad ENVID parameter";
+            m.envid = value;
+        }
+    }
+    return std::nullopt;
+}
+
+// RCPT's RFC 3461 parameters into `r`; the refusal's reply when one is bad.
+std::optional<std::string> take_rcpt_params(const EsmtpParams& params, QueuedRecipient& r) {
+    for (const auto& [key, value] : params) {
+        if (key == "NOTIFY") {
+            r.notify = valid_notify(value);
+            if (r.notify.empty()) return "501 5.5.4 Bad NOTIFY parameter";
+        } else if (key == "ORCPT") {
+            if (!valid_orcpt(value)) return "501 5.5.4 Bad ORCPT parameter";
+            r.orcpt = value;
+        }
+    }
+    return std::nullopt;
+}
+
+}  // namespace
+
+void IntakeServer::serve(int fd, std::string peer) {
+    // The command table, as Postfix's smtpd has one: a verb, the words its
+    // line must begin with, and its handler. A handler answers false when
+    // the session is over.
+    struct Command {
+        std::string_view verb;
+        std::string_view prefix;
+        bool (IntakeServer::*handle)(Session&, const std::string&);
+    };
+    static constexpr Command commands[] = {
+        {"EHLO", "", &IntakeServer::on_ehlo}, {"LHLO", "", &IntakeServer::on_ehlo},
+        {"HELO", "", &IntakeServer::on_helo}, {"MAIL", "MAIL FROM:", &IntakeServer::on_mail},
+        {"RCPT", "RCPT TO:", &IntakeServer::on_rcpt}, {"DATA", "", &IntakeServer::on_data},
+        {"RSET", "", &IntakeServer::on_rset}, {"NOOP", "", &IntakeServer::on_noop},
+        {"QUIT", "", &IntakeServer::on_quit},
+    };
+    Lines in(fd, stopping_);
+    Session session{fd, std::move(peer), in, "", false, std::nullopt};
+    if (!say(fd, "220 relayguard-relayd ESMTP")) return;
     while (!stopping_) {
         auto line = in.next(4096);
         if (!line) return;
         std::string verb = ascii_upper(line->substr(0, line->find(' ')));
-        if (verb == "EHLO" || verb == "LHLO") {
-            lmtp = verb == "LHLO";
-            helo = line->size() > 5 ? line->substr(5) : "";
-            reset();
-            say(fd, "250-relayguard-relayd");
-            say(fd, "250-PIPELINING");
-            say(fd, "250-SIZE " + std::to_string(max_size_));
-            say(fd, "250-8BITMIME");
-            say(fd, "250-DSN");
-            say(fd, "250 ENHANCEDSTATUSCODES");
-        } else if (verb == "HELO") {
-            helo = line->size() > 5 ? line->substr(5) : "";
-            reset();
-            say(fd, "250 relayguard-relayd");
-        } else if (verb == "MAIL" && ascii_upper(line->substr(0, 10)) == "MAIL FROM:") {
-            if (envelope) {
-                say(fd, "503 5.5.1 Nested MAIL command");
-                continue;
-            }
-            auto parsed = path_and_params(std::string_view(*line).substr(10));
-            if (!parsed) {
-                say(fd, "501 5.1.7 Bad sender address syntax");
-                continue;
-            }
-            QueuedMessage m;
-            m.sender = parsed->first;
-            std::string refusal;
-            std::uint64_t declared_size = 0;
-            auto params = esmtp_params(parsed->second);
-            if (!params) {
-                say(fd, "501 5.5.4 Bad parameter syntax");
-                continue;
-            }
-            for (const auto& [key, value] : *params) {
-                if (key == "SIZE") {
-                    auto declared = parse_whole_number(value);
-                    if (!declared || *declared < 0) refusal = "501 5.5.4 Bad SIZE parameter";
-                    else if (static_cast<unsigned long long>(*declared) > max_size_) refusal = "552 5.3.4 Message size exceeds fixed limit";
-                    else declared_size = static_cast<std::uint64_t>(*declared);
-                } else if (key == "RET") {
-                    m.ret = ascii_upper(value);
-                    if (m.ret != "FULL" && m.ret != "HDRS") refusal = "501 5.5.4 Bad RET parameter";
-                } else if (key == "ENVID") {
-                    if (value.empty() || value.size() > 100 || !valid_xtext(value)) refusal = "501 5.5.4 Bad ENVID parameter";
-                    m.envid = value;
-                }
-            }
-            if (!refusal.empty()) {
-                say(fd, refusal);
-                continue;
-            }
-            if (full_(declared_size)) {
-                say(fd, "452 4.3.1 Queue full; try again later");
-                continue;
-            }
-            envelope = std::move(m);
-            say(fd, "250 2.1.0 Ok");
-        } else if (verb == "RCPT" && ascii_upper(line->substr(0, 8)) == "RCPT TO:") {
-            if (!envelope) {
-                say(fd, "503 5.5.1 Need MAIL command");
-                continue;
-            }
-            auto parsed = path_and_params(std::string_view(*line).substr(8));
-            if (!parsed || parsed->first.empty()) {
-                say(fd, "501 5.1.3 Bad recipient address syntax");
-                continue;
-            }
-            QueuedRecipient r{parsed->first, RecipientState::pending, 0, "", ""};
-            std::string refusal;
-            auto params = esmtp_params(parsed->second);
-            if (!params) {
-                say(fd, "501 5.5.4 Bad parameter syntax");
-                continue;
-            }
-            for (const auto& [key, value] : *params) {
-                if (key == "NOTIFY") {
-                    r.notify = valid_notify(value);
-                    if (r.notify.empty()) refusal = "501 5.5.4 Bad NOTIFY parameter";
-                } else if (key == "ORCPT") {
-                    if (!valid_orcpt(value)) refusal = "501 5.5.4 Bad ORCPT parameter";
-                    r.orcpt = value;
-                }
-            }
-            if (!refusal.empty()) {
-                say(fd, refusal);
-            } else if (envelope->recipients.size() >= max_recipients) {
-                say(fd, "452 4.5.3 Too many recipients");
-            } else {
-                envelope->recipients.push_back(std::move(r));
-                say(fd, "250 2.1.5 Ok");
-            }
-        } else if (verb == "DATA") {
-            if (!envelope || envelope->recipients.empty()) {
-                say(fd, "503 5.5.1 Need RCPT command");
-                continue;
-            }
-            say(fd, "354 End data with <CR><LF>.<CR><LF>");
-            std::string content;
-            bool too_big = false;
-            while (true) {
-                auto l = in.next(1 << 20);
-                if (!l) return;  // the client went away: nothing was acknowledged
-                if (*l == ".") break;
-                std::string_view text = *l;
-                if (!text.empty() && text.front() == '.') text.remove_prefix(1);
-                if (content.size() + text.size() + 2 > max_size_) too_big = true;
-                if (!too_big) {
-                    content.append(text);
-                    content += "\r\n";
-                }
-            }
-            if (too_big) {
-                say(fd, "552 5.3.4 Message size exceeds fixed limit");
-                reset();
-                continue;
-            }
-            std::string received = "Received: from " + (helo.empty() ? std::string("unknown") : helo) + " (" + peer +
-                                   ")\r\n\tby relayguard-relayd with " + (lmtp ? "LMTP" : "ESMTP") + "; " +
-                                   rfc5322_date() + "\r\n";
-            std::size_t nrcpt = envelope->recipients.size();
-            std::string from = envelope->sender;
-            envelope->content = received + content;
-            auto id = enqueue_(std::move(*envelope));
-            if (!id) {
-                spdlog::error("intake: could not queue a message from <{}>: {}", from, id.error());
-                for (std::size_t i = 0; i < (lmtp ? nrcpt : 1); ++i) say(fd, "451 4.3.0 Queue write failed; try again later");
-            } else {
-                spdlog::info("{}: queued from=<{}> nrcpt={} size={} client={}", *id, from, nrcpt, content.size(), peer);
-                for (std::size_t i = 0; i < (lmtp ? nrcpt : 1); ++i) say(fd, "250 2.0.0 Ok: queued as " + *id);
-            }
-            reset();
-        } else if (verb == "RSET") {
-            reset();
-            say(fd, "250 2.0.0 Ok");
-        } else if (verb == "NOOP") {
-            say(fd, "250 2.0.0 Ok");
-        } else if (verb == "QUIT") {
-            say(fd, "221 2.0.0 Bye");
-            return;
-        } else {
+        const Command* command = nullptr;
+        for (const auto& c : commands) {
+            if (c.verb == verb && ascii_upper(line->substr(0, c.prefix.size())) == c.prefix) command = &c;
+        }
+        if (!command) {
             say(fd, "502 5.5.2 Command not recognized");
+            continue;
+        }
+        if (!(this->*command->handle)(session, *line)) return;
+    }
+}
+
+bool IntakeServer::on_ehlo(Session& s, const std::string& line) {
+    s.lmtp = ascii_upper(line.substr(0, 4)) == "LHLO";
+    s.helo = line.size() > 5 ? line.substr(5) : "";
+    s.envelope.reset();
+    for (const std::string& l : {std::string("250-relayguard-relayd"), std::string("250-PIPELINING"),
+                                 "250-SIZE " + std::to_string(max_size_), std::string("250-8BITMIME"),
+                                 std::string("250-DSN"), std::string("250 ENHANCEDSTATUSCODES")}) {
+        say(s.fd, l);
+    }
+    return true;
+}
+
+bool IntakeServer::on_helo(Session& s, const std::string& line) {
+    s.helo = line.size() > 5 ? line.substr(5) : "";
+    s.envelope.reset();
+    say(s.fd, "250 relayguard-relayd");
+    return true;
+}
+
+bool IntakeServer::on_mail(Session& s, const std::string& line) {
+    if (s.envelope) return go_on(s.fd, "503 5.5.1 Nested MAIL command");
+    auto parsed = path_and_params(std::string_view(line).substr(10));
+    if (!parsed) return go_on(s.fd, "501 5.1.7 Bad sender address syntax");
+    auto params = esmtp_params(parsed->second);
+    if (!params) return go_on(s.fd, "501 5.5.4 Bad parameter syntax");
+    QueuedMessage m;
+    m.sender = parsed->first;
+    std::uint64_t declared_size = 0;
+    if (auto refusal = take_mail_params(*params, max_size_, m, declared_size)) return go_on(s.fd, *refusal);
+    if (full_(declared_size)) return go_on(s.fd, "452 4.3.1 Queue full; try again later");
+    s.envelope = std::move(m);
+    say(s.fd, "250 2.1.0 Ok");
+    return true;
+}
+
+bool IntakeServer::on_rcpt(Session& s, const std::string& line) {
+    if (!s.envelope) return go_on(s.fd, "503 5.5.1 Need MAIL command");
+    auto parsed = path_and_params(std::string_view(line).substr(8));
+    if (!parsed || parsed->first.empty()) return go_on(s.fd, "501 5.1.3 Bad recipient address syntax");
+    auto params = esmtp_params(parsed->second);
+    if (!params) return go_on(s.fd, "501 5.5.4 Bad parameter syntax");
+    QueuedRecipient r{parsed->first, RecipientState::pending, 0, "", ""};
+    if (auto refusal = take_rcpt_params(*params, r)) return go_on(s.fd, *refusal);
+    if (s.envelope->recipients.size() >= max_recipients) return go_on(s.fd, "452 4.5.3 Too many recipients");
+    s.envelope->recipients.push_back(std::move(r));
+    say(s.fd, "250 2.1.5 Ok");
+    return true;
+}
+
+bool IntakeServer::on_data(Session& s, const std::string&) {
+    if (!s.envelope || s.envelope->recipients.empty()) return go_on(s.fd, "503 5.5.1 Need RCPT command");
+    say(s.fd, "354 End data with <CR><LF>.<CR><LF>");
+    std::string content;
+    bool too_big = false;
+    while (true) {
+        auto l = s.in.next(1 << 20);
+        if (!l) return false;  // the client went away: nothing was acknowledged
+        if (*l == ".") break;
+        std::string_view text = *l;
+        if (!text.empty() && text.front() == '.') text.remove_prefix(1);
+        if (content.size() + text.size() + 2 > max_size_) too_big = true;
+        if (!too_big) {
+            content.append(text);
+            content += "\r\n";
         }
     }
+    if (too_big) {
+        say(s.fd, "552 5.3.4 Message size exceeds fixed limit");
+        s.envelope.reset();
+        return true;
+    }
+    queue_message(s, content);
+    s.envelope.reset();
+    return true;
+}
+
+void IntakeServer::queue_message(Session& s, const std::string& content) {
+    std::string received = "Received: from " + (s.helo.empty() ? std::string("unknown") : s.helo) + " (" + s.peer +
+                           ")\r\n\tby relayguard-relayd with " + (s.lmtp ? "LMTP" : "ESMTP") + "; " + rfc5322_date() +
+                           "\r\n";
+    std::size_t nrcpt = s.envelope->recipients.size();
+    std::string from = s.envelope->sender;
+    s.envelope->content = received + content;
+    auto id = enqueue_(std::move(*s.envelope));
+    // LMTP answers once per recipient, SMTP once per message.
+    std::size_t replies = s.lmtp ? nrcpt : 1;
+    if (!id) {
+        spdlog::error("intake: could not queue a message from <{}>: {}", from, id.error());
+        for (std::size_t i = 0; i < replies; ++i) say(s.fd, "451 4.3.0 Queue write failed; try again later");
+        return;
+    }
+    spdlog::info("{}: queued from=<{}> nrcpt={} size={} client={}", *id, from, nrcpt, content.size(), s.peer);
+    for (std::size_t i = 0; i < replies; ++i) say(s.fd, "250 2.0.0 Ok: queued as " + *id);
+}
+
+bool IntakeServer::on_rset(Session& s, const std::string&) {
+    s.envelope.reset();
+    say(s.fd, "250 2.0.0 Ok");
+    return true;
+}
+
+bool IntakeServer::on_noop(Session& s, const std::string&) {
+    say(s.fd, "250 2.0.0 Ok");
+    return true;
+}
+
+bool IntakeServer::on_quit(Session& s, const std::string&) {
+    say(s.fd, "221 2.0.0 Bye");
+    return false;
 }
 
 }  // namespace relayguard

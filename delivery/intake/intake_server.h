@@ -38,6 +38,17 @@ public:
 private:
     void accept_loop();
     void serve(int fd, std::string peer);
+    // The per-verb handlers of serve()'s command table.
+    struct Session;
+    bool on_ehlo(Session& s, const std::string& line);  // and LHLO
+    bool on_helo(Session& s, const std::string& line);
+    bool on_mail(Session& s, const std::string& line);
+    bool on_rcpt(Session& s, const std::string& line);
+    bool on_data(Session& s, const std::string& line);
+    bool on_rset(Session& s, const std::string& line);
+    bool on_noop(Session& s, const std::string& line);
+    bool on_quit(Session& s, const std::string& line);
+    void queue_message(Session& s, const std::string& content);
 
     const std::uint64_t max_size_;
     const std::vector<IpGroup> allowed_clients_;
