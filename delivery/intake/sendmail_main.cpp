@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include <iostream>
+#include <optional>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -55,72 +56,75 @@ void addresses_in(const std::string& value, std::vector<std::string>& out) {
     }
 }
 
-}  // namespace
-
-int main(int argc, char** argv) {
-    bool from_headers = false;
-    bool dot_ends = true;
-    std::string sender;
-    std::string config_path = std::getenv("RELAYGUARD_CONFIG") ? std::getenv("RELAYGUARD_CONFIG") : "/etc/relayguard/relayguard.toml";
+// What the command line asks for.
+struct Submission {
+    bool from_headers = false;  // -t
+    bool dot_ends = true;       // off with -i / -oi
+    std::string sender;         // -f
+    std::string config_path;
     std::vector<std::string> rcpts;
-    std::string notify, ret, envid;
+    std::string notify, ret, envid;  // -N, -R, -V as given (upper-cased)
+};
+
+// Why the command ends without queuing: the exit status and the words.
+struct Refusal {
+    int status;
+    std::string why;
+};
+
+std::optional<Refusal> parse_arguments(int argc, char** argv, Submission& sub) {
+    const char* env = std::getenv("RELAYGUARD_CONFIG");
+    sub.config_path = env ? env : "/etc/relayguard/relayguard.toml";
     for (int i = 1; i < argc; ++i) {
         std::string a = argv[i];
-        if (a == "-t") from_headers = true;
-        else if (a == "-i" || a == "-oi") dot_ends = false;
-        else if (a == "-f" && i + 1 < argc) sender = argv[++i];
-        else if (a.rfind("-f", 0) == 0 && a.size() > 2) sender = a.substr(2);
+        if (a == "-t") sub.from_headers = true;
+        else if (a == "-i" || a == "-oi") sub.dot_ends = false;
+        else if (a == "-f" && i + 1 < argc) sub.sender = argv[++i];
+        else if (a.rfind("-f", 0) == 0 && a.size() > 2) sub.sender = a.substr(2);
         else if (a == "-F" && i + 1 < argc) ++i;
-        else if (a == "-N" && i + 1 < argc) notify = relayguard::ascii_upper(argv[++i]);
-        else if (a == "-R" && i + 1 < argc) ret = relayguard::ascii_upper(argv[++i]);
-        else if (a == "-V" && i + 1 < argc) envid = argv[++i];
-        else if (a == "--config" && i + 1 < argc) config_path = argv[++i];
+        else if (a == "-N" && i + 1 < argc) sub.notify = relayguard::ascii_upper(argv[++i]);
+        else if (a == "-R" && i + 1 < argc) sub.ret = relayguard::ascii_upper(argv[++i]);
+        else if (a == "-V" && i + 1 < argc) sub.envid = argv[++i];
+        else if (a == "--config" && i + 1 < argc) sub.config_path = argv[++i];
         else if (a.rfind("-o", 0) == 0 || a.rfind("-b", 0) == 0 || a == "--") continue;  // sendmail options with no meaning here
-        else if (!a.empty() && a[0] == '-') {
-            std::cerr << "relayguard-sendmail: unsupported option " << a << "\n";
-            return exit_usage;
-        } else rcpts.push_back(a);
+        else if (!a.empty() && a[0] == '-') return Refusal{exit_usage, "unsupported option " + a};
+        else sub.rcpts.push_back(a);
     }
-    auto notify_ok = [&] {
-        if (notify.empty() || notify == "NEVER") return true;
-        for (std::size_t start = 0; start <= notify.size();) {
-            auto comma = std::min(notify.find(',', start), notify.size());
-            auto item = notify.substr(start, comma - start);
-            if (item != "SUCCESS" && item != "FAILURE" && item != "DELAY") return false;
-            start = comma + 1;
-        }
-        return true;
-    };
-    // ENVID travels as xtext (RFC 3461 4), at most 100 characters so encoded.
-    std::string envid_xtext;
-    for (unsigned char c : envid) {
-        static constexpr char hex[] = "0123456789ABCDEF";
-        if (c < 33 || c > 126 || c == '+' || c == '=') envid_xtext += {'+', hex[c >> 4], hex[c & 15]};
-        else envid_xtext += static_cast<char>(c);
-    }
-    if (!notify_ok() || (!ret.empty() && ret != "FULL" && ret != "HDRS") || envid_xtext.size() > 100) {
-        std::cerr << "relayguard-sendmail: bad -N, -R or -V value\n";
-        return exit_usage;
-    }
-    // The packaged config is readable by root and group relayguard only:
-    // those who may submit.
-    if (::access(config_path.c_str(), R_OK) != 0 && errno == EACCES) {
-        std::cerr << "relayguard-sendmail: cannot read " << config_path << ": " << not_allowed << "\n";
-        return exit_noperm;
-    }
-    auto loaded = relayguard::load_config_file(config_path);
-    for (const auto& e : loaded.errors) std::cerr << "relayguard-sendmail: " << e.to_string() << "\n";
-    if (!loaded.config) return exit_config;
-    const auto& s = loaded.config->delivery;
+    return std::nullopt;
+}
 
-    // Headers as read, the body with line ends made CRLF.
-    std::string content, line;
+bool valid_notify(const std::string& notify) {
+    if (notify.empty() || notify == "NEVER") return true;
+    for (std::size_t start = 0; start <= notify.size();) {
+        auto comma = std::min(notify.find(',', start), notify.size());
+        auto item = notify.substr(start, comma - start);
+        if (item != "SUCCESS" && item != "FAILURE" && item != "DELAY") return false;
+        start = comma + 1;
+    }
+    return true;
+}
+
+// ENVID travels as xtext (RFC 3461 4).
+std::string xtext_encode(const std::string& text) {
+    static constexpr char hex[] = "0123456789ABCDEF";
+    std::string out;
+    for (unsigned char c : text) {
+        if (c < 33 || c > 126 || c == '+' || c == '=') out += {'+', hex[c >> 4], hex[c & 15]};
+        else out += static_cast<char>(c);
+    }
+    return out;
+}
+
+// The message from standard input: headers as read (Bcc dropped: who must
+// not be seen never leaves), the body with line ends made CRLF; with -t the
+// To, Cc and Bcc addresses join the recipients.
+std::optional<Refusal> read_message(std::istream& in, Submission& sub, std::uint64_t max_size, std::string& content) {
+    std::string line, last_header;
     bool in_headers = true;
     std::vector<std::string> header_rcpts;
-    std::string last_header;
-    while (std::getline(std::cin, line)) {
+    while (std::getline(in, line)) {
         if (!line.empty() && line.back() == '\r') line.pop_back();
-        if (dot_ends && line == ".") break;
+        if (sub.dot_ends && line == ".") break;
         if (in_headers) {
             if (line.empty()) {
                 in_headers = false;
@@ -130,59 +134,85 @@ int main(int argc, char** argv) {
             } else {
                 auto colon = line.find(':');
                 last_header = colon == std::string::npos ? "" : relayguard::ascii_lower(line.substr(0, colon));
-                if (from_headers && (last_header == "to" || last_header == "cc" || last_header == "bcc")) {
+                if (sub.from_headers && (last_header == "to" || last_header == "cc" || last_header == "bcc")) {
                     addresses_in(line.substr(colon + 1), header_rcpts);
                 }
-                // Bcc is who must not be seen: it never leaves.
                 if (last_header == "bcc") continue;
             }
         }
         content += line + "\r\n";
-        if (content.size() > s.max_message_size) {
-            std::cerr << "relayguard-sendmail: message larger than delivery.max_message_size\n";
-            return exit_dataerr;
-        }
+        if (content.size() > max_size) return Refusal{exit_dataerr, "message larger than delivery.max_message_size"};
     }
-    if (from_headers) rcpts.insert(rcpts.end(), header_rcpts.begin(), header_rcpts.end());
-    if (rcpts.empty()) {
-        std::cerr << "relayguard-sendmail: no recipients\n";
-        return exit_dataerr;
+    if (sub.from_headers) sub.rcpts.insert(sub.rcpts.end(), header_rcpts.begin(), header_rcpts.end());
+    return std::nullopt;
+}
+
+// The envelope checked, the sender defaulted to the user at this host.
+std::optional<Refusal> check_envelope(Submission& sub) {
+    if (sub.rcpts.empty()) return Refusal{exit_dataerr, "no recipients"};
+    for (const auto& r : sub.rcpts) {
+        if (!relayguard::storable_address(r)) return Refusal{exit_dataerr, "bad recipient address"};
     }
-    for (const auto& r : rcpts) {
-        if (!relayguard::storable_address(r)) {
-            std::cerr << "relayguard-sendmail: bad recipient address\n";
-            return exit_dataerr;
-        }
-    }
-    if (sender.empty()) {
+    if (sub.sender.empty()) {
         passwd* pw = ::getpwuid(::getuid());
         char host[256] = {};
         ::gethostname(host, sizeof host - 1);
-        sender = std::string(pw ? pw->pw_name : "root") + "@" + host;
+        sub.sender = std::string(pw ? pw->pw_name : "root") + "@" + host;
     }
-    if (!relayguard::storable_address(sender) || sender.find_first_of(" <>") != std::string::npos) {
-        std::cerr << "relayguard-sendmail: bad sender address\n";
-        return exit_usage;
+    if (!relayguard::storable_address(sub.sender) || sub.sender.find_first_of(" <>") != std::string::npos) {
+        return Refusal{exit_usage, "bad sender address"};
     }
+    return std::nullopt;
+}
+
+// Into incoming/, which root and the queue directory's group may write;
+// relayguard-relayd takes it into its queue within a second.
+std::optional<Refusal> submit(const Submission& sub, const std::string& queue_dir, std::string content) {
     relayguard::SystemClock clock;
     relayguard::QueuedMessage m;
     m.id = relayguard::new_queue_id(clock.now());
     m.arrival = clock.now();
-    m.sender = sender;
-    for (const auto& r : rcpts) m.recipients.push_back({r, relayguard::RecipientState::pending, 0, notify, ""});
-    m.ret = ret;
-    m.envid = envid_xtext;
-    m.content = content;
-    // Into incoming/, which root and the queue directory's group may write;
-    // relayguard-relayd takes it into its queue within a second.
-    auto dropped = relayguard::drop_into_incoming(s.queue_dir, m);
-    if (!dropped && dropped.error().find(std::strerror(EACCES)) != std::string::npos) {
-        std::cerr << "relayguard-sendmail: could not queue the message: " << dropped.error() << ": " << not_allowed << "\n";
-        return exit_noperm;
+    m.sender = sub.sender;
+    for (const auto& r : sub.rcpts) m.recipients.push_back({r, relayguard::RecipientState::pending, 0, sub.notify, ""});
+    m.ret = sub.ret;
+    m.envid = xtext_encode(sub.envid);
+    m.content = std::move(content);
+    auto dropped = relayguard::drop_into_incoming(queue_dir, m);
+    if (dropped) return std::nullopt;
+    std::string why = "could not queue the message: " + dropped.error();
+    if (dropped.error().find(std::strerror(EACCES)) != std::string::npos) {
+        return Refusal{exit_noperm, why + ": " + not_allowed};
     }
-    if (!dropped) {
-        std::cerr << "relayguard-sendmail: could not queue the message: " << dropped.error() << "\n";
-        return exit_tempfail;
+    return Refusal{exit_tempfail, why};
+}
+
+int refused(const Refusal& r) {
+    std::cerr << "relayguard-sendmail: " << r.why << "\n";
+    return r.status;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    Submission sub;
+    if (auto r = parse_arguments(argc, argv, sub)) return refused(*r);
+    // ENVID at most 100 characters as xtext.
+    if (!valid_notify(sub.notify) || (!sub.ret.empty() && sub.ret != "FULL" && sub.ret != "HDRS") ||
+        xtext_encode(sub.envid).size() > 100) {
+        return refused({exit_usage, "bad -N, -R or -V value"});
     }
+    // The packaged config is readable by root and group relayguard only:
+    // those who may submit.
+    if (::access(sub.config_path.c_str(), R_OK) != 0 && errno == EACCES) {
+        return refused({exit_noperm, "cannot read " + sub.config_path + ": " + not_allowed});
+    }
+    auto loaded = relayguard::load_config_file(sub.config_path);
+    for (const auto& e : loaded.errors) std::cerr << "relayguard-sendmail: " << e.to_string() << "\n";
+    if (!loaded.config) return exit_config;
+    const auto& s = loaded.config->delivery;
+    std::string content;
+    if (auto r = read_message(std::cin, sub, s.max_message_size, content)) return refused(*r);
+    if (auto r = check_envelope(sub)) return refused(*r);
+    if (auto r = submit(sub, s.queue_dir, std::move(content))) return refused(*r);
     return 0;
 }
