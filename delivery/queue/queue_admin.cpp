@@ -37,119 +37,143 @@ bool plain_id(const std::string& id) {
     return !id.empty() && id.find('/') == std::string::npos && id != "." && id != "..";
 }
 
-}  // namespace
-
-QueueAnswer queue_request(const DeliverySettings& s, const std::vector<std::string>& args) {
+// `queue list`: each message, its size, age, next attempt and recipients to go.
+QueueAnswer queue_list(const DeliverySettings& s) {
     std::string active = s.queue_dir + "/active/";
     Queue q(s.queue_dir);
     QueueAnswer a;
+    auto entries = q.scan();
+    a.data["messages"] = nlohmann::json::array();
+    for (const auto& e : entries) {
+        auto m = read_queue_file(active + e.id, false);
+        if (!m) {
+            a.text += e.id + "  (unreadable: " + m.error() + ")\n";
+            continue;
+        }
+        std::size_t pending = 0;
+        nlohmann::json to = nlohmann::json::array();
+        for (const auto& r : m->recipients) {
+            pending += r.state == RecipientState::pending;
+            if (r.state == RecipientState::pending) to.push_back(r.address);
+        }
+        a.data["messages"].push_back({{"id", e.id}, {"size", m->size}, {"arrival", iso(m->arrival)},
+                                      {"next_attempt", iso(e.next_attempt)}, {"sender", m->sender},
+                                      {"pending", to}, {"recipients", m->recipients.size()}});
+        a.text += e.id + "  " + std::to_string(m->size) + " bytes  arrived " + iso(m->arrival) + "  next " +
+                  iso(e.next_attempt) + "  from <" + m->sender + ">  " + std::to_string(pending) + "/" +
+                  std::to_string(m->recipients.size()) + " to go\n";
+    }
+    a.text += std::to_string(entries.size()) + " message(s) in " + s.queue_dir + "\n";
+    return a;
+}
+
+// `queue show ID`: the envelope, the recipients' states and the headers.
+QueueAnswer queue_show(const DeliverySettings& s, const std::string& id) {
+    std::string active = s.queue_dir + "/active/";
+    QueueAnswer a;
+    auto m = read_queue_file(active + id, true);
+    if (!m) return failed(id + ": " + m.error());
+    nlohmann::json rcpts = nlohmann::json::array();
+    a.text = "id: " + m->id + "\narrival: " + iso(m->arrival) + "\nfrom: <" + m->sender + ">\n";
+    for (const auto& r : m->recipients) {
+        a.text += "to: <" + r.address + "> " + static_cast<char>(r.state) + "\n";
+        rcpts.push_back({{"address", r.address}, {"state", std::string(1, static_cast<char>(r.state))}});
+    }
+    // Headers came from outside: no terminal escapes reach the admin's screen.
+    std::string headers = m->content.substr(0, m->content.find("\r\n\r\n"));
+    for (auto& c : headers) {
+        auto u = static_cast<unsigned char>(c);
+        if ((u < 0x20 && c != '\n' && c != '\t') || u == 0x7f) c = '?';
+    }
+    a.text += "size: " + std::to_string(m->size) + "\n\n" + headers + "\n";
+    a.data = {{"id", m->id}, {"arrival", iso(m->arrival)}, {"sender", m->sender}, {"recipients", rcpts},
+              {"size", m->size}, {"headers", headers}, {"warned", m->warned}};
+    return a;
+}
+
+// `queue flush [ID]`: every message (or one) due now.
+QueueAnswer queue_flush(const DeliverySettings& s, const std::vector<std::string>& args) {
+    std::string active = s.queue_dir + "/active/";
+    Queue q(s.queue_dir);
+    QueueAnswer a;
+    std::size_t n = 0;
+    for (const auto& e : q.scan()) {
+        if (args.size() == 1 || e.id == args[1]) {
+            timespec times[2] = {{0, UTIME_OMIT}, {0, UTIME_NOW}};
+            n += ::utimensat(AT_FDCWD, (active + e.id).c_str(), times, 0) == 0;
+        }
+    }
+    if (args.size() == 2 && n == 0) return failed(args[1] + ": no such message");
+    a.text = std::to_string(n) + " message(s) due now\n";
+    a.data = {{"due_now", n}};
+    return a;
+}
+
+// `queue bounce ID`: gives up now: every recipient still to go fails, as
+// when the lifetime ends, and the sender gets the bounce (unless NOTIFY said
+// otherwise, or the message is itself a report).
+QueueAnswer queue_bounce(const DeliverySettings& s, const std::string& id) {
+    std::string active = s.queue_dir + "/active/";
+    Queue q(s.queue_dir);
+    QueueAnswer a;
+    auto m = read_queue_file(active + id, true);
+    if (!m) return failed(id + ": " + m.error());
+    SystemClock clock;
+    DeliveryReport report;
+    report.reporting_mta = mail_host_name(s);
+    report.queue_id = m->id;
+    report.sender = m->sender;
+    report.envid = m->envid;
+    report.arrival = m->arrival;
+    report.now = clock.now();
+    report.full_message = m->ret != "HDRS" && m->size <= s.bounce_size_limit;
+    std::vector<const QueuedRecipient*> bounced;
+    for (const auto& r : m->recipients) {
+        if (r.state != RecipientState::pending) continue;
+        bounced.push_back(&r);
+        if (notify_wants(r, "FAILURE")) {
+            report.recipients.push_back({r.address, r.orcpt, "5.0.0", "", "", "returned to the sender by the administrator"});
+        }
+    }
+    if (!m->sender.empty() && !report.recipients.empty()) {
+        auto queued = q.enqueue(report_message(s, report, m->content), report.now);
+        if (!queued) return failed(id + ": could not queue the bounce: " + queued.error());
+        a.text += id + ": bounce " + *queued + " queued to <" + m->sender + ">\n";
+        a.data["bounce"] = *queued;
+    }
+    for (const auto* r : bounced) {
+        if (!mark_recipient(active + id, *r, RecipientState::failed)) {
+            return failed(id + ": could not record the bounce");
+        }
+        a.text += id + ": to=<" + r->address + "> status=bounced (by the administrator)\n";
+    }
+    ::unlink((active + id).c_str());
+    sync_directory(s.queue_dir + "/active");
+    a.text += id + ": " + std::to_string(bounced.size()) + " recipient(s) bounced, removed from the queue\n";
+    a.data["bounced"] = bounced.size();
+    return a;
+}
+
+// `queue delete ID`: the message is gone, no one is told.
+QueueAnswer queue_delete(const DeliverySettings& s, const std::string& id) {
+    std::string active = s.queue_dir + "/active/";
+    QueueAnswer a;
+    if (::unlink((active + id).c_str()) != 0) return failed(id + ": " + std::strerror(errno));
+    sync_directory(s.queue_dir + "/active");
+    a.text = id + " deleted\n";
+    a.data = {{"deleted", id}};
+    return a;
+}
+
+}  // namespace
+
+QueueAnswer queue_request(const DeliverySettings& s, const std::vector<std::string>& args) {
     if (args.size() >= 2 && !plain_id(args[1])) return failed("'" + args[1] + "' is not a queue id");
-    if (args.size() == 1 && args[0] == "list") {
-        auto entries = q.scan();
-        a.data["messages"] = nlohmann::json::array();
-        for (const auto& e : entries) {
-            auto m = read_queue_file(active + e.id, false);
-            if (!m) {
-                a.text += e.id + "  (unreadable: " + m.error() + ")\n";
-                continue;
-            }
-            std::size_t pending = 0;
-            nlohmann::json to = nlohmann::json::array();
-            for (const auto& r : m->recipients) {
-                pending += r.state == RecipientState::pending;
-                if (r.state == RecipientState::pending) to.push_back(r.address);
-            }
-            a.data["messages"].push_back({{"id", e.id}, {"size", m->size}, {"arrival", iso(m->arrival)},
-                                          {"next_attempt", iso(e.next_attempt)}, {"sender", m->sender},
-                                          {"pending", to}, {"recipients", m->recipients.size()}});
-            a.text += e.id + "  " + std::to_string(m->size) + " bytes  arrived " + iso(m->arrival) + "  next " +
-                      iso(e.next_attempt) + "  from <" + m->sender + ">  " + std::to_string(pending) + "/" +
-                      std::to_string(m->recipients.size()) + " to go\n";
-        }
-        a.text += std::to_string(entries.size()) + " message(s) in " + s.queue_dir + "\n";
-        return a;
-    }
-    if (args.size() == 2 && args[0] == "show") {
-        auto m = read_queue_file(active + args[1], true);
-        if (!m) return failed(args[1] + ": " + m.error());
-        nlohmann::json rcpts = nlohmann::json::array();
-        a.text = "id: " + m->id + "\narrival: " + iso(m->arrival) + "\nfrom: <" + m->sender + ">\n";
-        for (const auto& r : m->recipients) {
-            a.text += "to: <" + r.address + "> " + static_cast<char>(r.state) + "\n";
-            rcpts.push_back({{"address", r.address}, {"state", std::string(1, static_cast<char>(r.state))}});
-        }
-        // Headers came from outside: no terminal escapes reach the admin's screen.
-        std::string headers = m->content.substr(0, m->content.find("\r\n\r\n"));
-        for (auto& c : headers) {
-            auto u = static_cast<unsigned char>(c);
-            if ((u < 0x20 && c != '\n' && c != '\t') || u == 0x7f) c = '?';
-        }
-        a.text += "size: " + std::to_string(m->size) + "\n\n" + headers + "\n";
-        a.data = {{"id", m->id}, {"arrival", iso(m->arrival)}, {"sender", m->sender}, {"recipients", rcpts},
-                  {"size", m->size}, {"headers", headers}, {"warned", m->warned}};
-        return a;
-    }
-    if ((args.size() == 1 || args.size() == 2) && args[0] == "flush") {
-        std::size_t n = 0;
-        for (const auto& e : q.scan()) {
-            if (args.size() == 1 || e.id == args[1]) {
-                timespec times[2] = {{0, UTIME_OMIT}, {0, UTIME_NOW}};
-                n += ::utimensat(AT_FDCWD, (active + e.id).c_str(), times, 0) == 0;
-            }
-        }
-        if (args.size() == 2 && n == 0) return failed(args[1] + ": no such message");
-        a.text = std::to_string(n) + " message(s) due now\n";
-        a.data = {{"due_now", n}};
-        return a;
-    }
-    if (args.size() == 2 && args[0] == "bounce") {
-        // Gives up now: every recipient still to go fails, as when the
-        // lifetime ends, and the sender gets the bounce (unless NOTIFY said
-        // otherwise, or the message is itself a report).
-        auto m = read_queue_file(active + args[1], true);
-        if (!m) return failed(args[1] + ": " + m.error());
-        SystemClock clock;
-        DeliveryReport report;
-        report.reporting_mta = mail_host_name(s);
-        report.queue_id = m->id;
-        report.sender = m->sender;
-        report.envid = m->envid;
-        report.arrival = m->arrival;
-        report.now = clock.now();
-        report.full_message = m->ret != "HDRS" && m->size <= s.bounce_size_limit;
-        std::vector<const QueuedRecipient*> bounced;
-        for (const auto& r : m->recipients) {
-            if (r.state != RecipientState::pending) continue;
-            bounced.push_back(&r);
-            if (notify_wants(r, "FAILURE")) {
-                report.recipients.push_back({r.address, r.orcpt, "5.0.0", "", "", "returned to the sender by the administrator"});
-            }
-        }
-        if (!m->sender.empty() && !report.recipients.empty()) {
-            auto queued = q.enqueue(report_message(s, report, m->content), report.now);
-            if (!queued) return failed(args[1] + ": could not queue the bounce: " + queued.error());
-            a.text += args[1] + ": bounce " + *queued + " queued to <" + m->sender + ">\n";
-            a.data["bounce"] = *queued;
-        }
-        for (const auto* r : bounced) {
-            if (!mark_recipient(active + args[1], *r, RecipientState::failed)) {
-                return failed(args[1] + ": could not record the bounce");
-            }
-            a.text += args[1] + ": to=<" + r->address + "> status=bounced (by the administrator)\n";
-        }
-        ::unlink((active + args[1]).c_str());
-        sync_directory(s.queue_dir + "/active");
-        a.text += args[1] + ": " + std::to_string(bounced.size()) + " recipient(s) bounced, removed from the queue\n";
-        a.data["bounced"] = bounced.size();
-        return a;
-    }
-    if (args.size() == 2 && args[0] == "delete") {
-        if (::unlink((active + args[1]).c_str()) != 0) return failed(args[1] + ": " + std::strerror(errno));
-        sync_directory(s.queue_dir + "/active");
-        a.text = args[1] + " deleted\n";
-        a.data = {{"deleted", args[1]}};
-        return a;
-    }
+    if (args.size() == 1 && args[0] == "list") return queue_list(s);
+    if (args.size() == 2 && args[0] == "show") return queue_show(s, args[1]);
+    if ((args.size() == 1 || args.size() == 2) && args[0] == "flush") return queue_flush(s, args);
+    if (args.size() == 2 && args[0] == "bounce") return queue_bounce(s, args[1]);
+    if (args.size() == 2 && args[0] == "delete") return queue_delete(s, args[1]);
     QueueAnswer u = failed("usage: queue list | show ID | flush [ID] | delete ID | bounce ID");
     u.usage = true;
     return u;
