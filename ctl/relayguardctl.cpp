@@ -20,6 +20,7 @@
 #include <cerrno>
 #include <cstring>
 #include <iostream>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -56,105 +57,86 @@ bool clean_word(const std::string& w) {
     return true;
 }
 
-}  // namespace
-
-int main(int argc, char** argv) {
-    std::string socket_path = default_socket;
-    std::string relayd_socket = default_relayd_socket;
-    bool json = false;
-    std::vector<std::string> args;
-    for (int i = 1; i < argc; ++i) {
-        std::string a = argv[i];
-        if (a == "--socket" && i + 1 < argc) {
-            socket_path = argv[++i];
-            if (socket_path.rfind("unix:", 0) == 0) socket_path = socket_path.substr(5);
-        } else if (a == "--relayd-socket" && i + 1 < argc) {
-            relayd_socket = argv[++i];
-            if (relayd_socket.rfind("unix:", 0) == 0) relayd_socket = relayd_socket.substr(5);
-        } else if (a == "--json") {
-            json = true;
-        } else if (a == "--help" || a == "-h") {
-            usage();
-            return 0;
-        } else {
-            args.push_back(a);
-        }
-    }
-    std::string request;
+// Where a request goes: its line, the socket, and the daemon's name.
+struct Request {
+    std::string line;
+    std::string socket;
     std::string daemon = "relayguard";
+};
+
+// The request line the words ask for; std::nullopt when they are not one.
+std::optional<Request> request_for(const std::vector<std::string>& args, const std::string& socket,
+                                   const std::string& relayd_socket) {
+    Request r{"", socket};
+    auto to_relayd = [&](std::string line) { return Request{std::move(line), relayd_socket, "relayguard-relayd"}; };
     if (!args.empty() && args[0] == "queue" && args.size() >= 2 && args.size() <= 3) {
-        // The relay client's queue.
-        request = "queue";
-        for (std::size_t i = 1; i < args.size(); ++i) request += " " + args[i];
-        socket_path = relayd_socket;
-        daemon = "relayguard-relayd";
-    } else if (args.size() == 2 && args[0] == "reload" && args[1] == "relayd") {
-        request = "reload";
-        socket_path = relayd_socket;
-        daemon = "relayguard-relayd";
-    } else if (args.size() == 1 && (args[0] == "ping" || args[0] == "reload" || args[0] == "status")) {
-        request = args[0];
-    } else if (args.size() == 3 && args[0] == "ip" && (args[1] == "show" || args[1] == "unblock")) {
-        request = "ip " + args[1] + " " + args[2];
-    } else if (args.size() == 2 && args[0] == "pop" && args[1] == "list") {
-        request = "pop list";
-    } else if (args.size() == 3 && args[0] == "pop" && args[1] == "show") {
-        request = "pop show " + args[2];
-    } else if (args.size() >= 3 && args[0] == "pop" && args[1] == "grant") {
-        request = "pop grant " + args[2];
+        std::string line = "queue";  // the relay client's queue
+        for (std::size_t i = 1; i < args.size(); ++i) line += " " + args[i];
+        return to_relayd(line);
+    }
+    if (args.size() == 2 && args[0] == "reload" && args[1] == "relayd") return to_relayd("reload");
+    if (args.size() == 1 && (args[0] == "ping" || args[0] == "reload" || args[0] == "status")) r.line = args[0];
+    else if (args.size() == 3 && args[0] == "ip" && (args[1] == "show" || args[1] == "unblock")) r.line = "ip " + args[1] + " " + args[2];
+    else if (args.size() == 2 && args[0] == "pop" && args[1] == "list") r.line = "pop list";
+    else if (args.size() == 3 && args[0] == "pop" && args[1] == "show") r.line = "pop show " + args[2];
+    else if (args.size() >= 3 && args[0] == "pop" && args[1] == "grant") {
+        r.line = "pop grant " + args[2];
         for (std::size_t i = 3; i < args.size(); ++i) {
             if (args[i] == "--user" && i + 1 < args.size()) {
                 // A hook passes what the POP server says; an empty user is none.
-                if (!args[++i].empty()) request += " user=" + args[i];
+                if (!args[++i].empty()) r.line += " user=" + args[i];
             } else if (args[i] == "--minutes" && i + 1 < args.size()) {
-                request += " for=" + args[++i] + "m";
+                r.line += " for=" + args[++i] + "m";
             } else {
-                return usage();
+                return std::nullopt;
             }
         }
     } else {
-        return usage();
+        return std::nullopt;
     }
-    for (const auto& w : args) {
-        if (!w.empty() && !clean_word(w)) {
-            std::cerr << "relayguardctl: arguments must not contain spaces or control characters\n";
-            return exit_usage;
-        }
-    }
+    return r;
+}
 
+// Sends the request and reads the whole reply into `reply`; answers 0 or
+// the exit status, having said why.
+int send_request(const Request& r, std::string& reply) {
     relayguard::UniqueFd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
     sockaddr_un sun{};
     sun.sun_family = AF_UNIX;
-    if (socket_path.size() >= sizeof sun.sun_path) {
-        std::cerr << "relayguardctl: socket path too long: " << socket_path << "\n";
+    if (r.socket.size() >= sizeof sun.sun_path) {
+        std::cerr << "relayguardctl: socket path too long: " << r.socket << "\n";
         return exit_usage;
     }
-    std::strncpy(sun.sun_path, socket_path.c_str(), sizeof sun.sun_path - 1);
+    std::strncpy(sun.sun_path, r.socket.c_str(), sizeof sun.sun_path - 1);
     timeval tv{3, 0};
     ::setsockopt(fd.get(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
     ::setsockopt(fd.get(), SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
     if (::connect(fd.get(), reinterpret_cast<sockaddr*>(&sun), sizeof sun) != 0) {
         int err = errno;
-        std::cerr << "relayguardctl: cannot reach " << daemon << " at " << socket_path << ": " << std::strerror(err);
+        std::cerr << "relayguardctl: cannot reach " << r.daemon << " at " << r.socket << ": " << std::strerror(err);
         if (err == EACCES || err == EPERM) {
             std::cerr << " (the socket's group, listen.socket_group, must be one of yours)\n";
             return exit_noperm;
         }
-        std::cerr << " (is " << daemon << " running, with " << (daemon == "relayguard" ? "listen.admin" : "delivery.admin")
-                  << " set to this socket?)\n";
+        std::cerr << " (is " << r.daemon << " running, with "
+                  << (r.daemon == "relayguard" ? "listen.admin" : "delivery.admin") << " set to this socket?)\n";
         return exit_unavailable;
     }
-    request += "\n";
-    if (::send(fd.get(), request.data(), request.size(), MSG_NOSIGNAL) != static_cast<ssize_t>(request.size())) {
+    std::string line = r.line + "\n";
+    if (::send(fd.get(), line.data(), line.size(), MSG_NOSIGNAL) != static_cast<ssize_t>(line.size())) {
         std::cerr << "relayguardctl: could not send the request: " << std::strerror(errno) << "\n";
         return exit_unavailable;
     }
-    std::string reply;
     char buf[4096];
     for (ssize_t n; (n = ::recv(fd.get(), buf, sizeof buf, 0)) > 0;) reply.append(buf, static_cast<std::size_t>(n));
+    return 0;
+}
+
+// Prints the daemon's answer: its "text" for people, or the JSON.
+int print_answer(const Request& r, const std::string& reply, bool json) {
     auto answer = nlohmann::json::parse(reply, nullptr, false);
     if (answer.is_discarded() || !answer.is_object() || !answer.contains("ok")) {
-        std::cerr << "relayguardctl: no answer from " << daemon << " at " << socket_path << "\n";
+        std::cerr << "relayguardctl: no answer from " << r.daemon << " at " << r.socket << "\n";
         return exit_unavailable;
     }
     bool ok = answer.value("ok", false);
@@ -168,4 +150,41 @@ int main(int argc, char** argv) {
         std::cerr << "relayguardctl: " << answer.value("error", "refused") << "\n";
     }
     return ok ? 0 : exit_refused;
+}
+
+std::string without_unix_prefix(std::string path) { return path.rfind("unix:", 0) == 0 ? path.substr(5) : path; }
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    std::string socket_path = default_socket;
+    std::string relayd_socket = default_relayd_socket;
+    bool json = false;
+    std::vector<std::string> args;
+    for (int i = 1; i < argc; ++i) {
+        std::string a = argv[i];
+        if (a == "--socket" && i + 1 < argc) {
+            socket_path = without_unix_prefix(argv[++i]);
+        } else if (a == "--relayd-socket" && i + 1 < argc) {
+            relayd_socket = without_unix_prefix(argv[++i]);
+        } else if (a == "--json") {
+            json = true;
+        } else if (a == "--help" || a == "-h") {
+            usage();
+            return 0;
+        } else {
+            args.push_back(a);
+        }
+    }
+    auto request = request_for(args, socket_path, relayd_socket);
+    if (!request) return usage();
+    for (const auto& w : args) {
+        if (!w.empty() && !clean_word(w)) {
+            std::cerr << "relayguardctl: arguments must not contain spaces or control characters\n";
+            return exit_usage;
+        }
+    }
+    std::string reply;
+    if (int status = send_request(*request, reply); status != 0) return status;
+    return print_answer(*request, reply, json);
 }
