@@ -144,41 +144,66 @@ void Deliverer::credentials_sent(const std::string& server, bool encrypted) {
     }
 }
 
+Result<bool> Deliverer::log_in_at_parent(const DeliverySettings& s, const std::string& relay, Deadline attempt_deadline) {
+    using R = Result<bool>;
+    // The parent relays for us once we have logged into its POP3 server.
+    auto colon = s.pop_server.rfind(':');
+    std::string host = s.pop_server.substr(0, colon);
+    if (host.size() > 2 && host.front() == '[') host = host.substr(1, host.size() - 2);
+    int port = std::stoi(s.pop_server.substr(colon + 1));
+    std::string problem;
+    std::vector<std::string> addresses;
+    auto lookup_deadline = earliest(std::chrono::steady_clock::now() + resolver_.budget(), attempt_deadline);
+    for (const auto& h : resolve(host, port, false, lookup_deadline, problem)) addresses.push_back(h.address);
+    auto login = pop_.ensure(s, host, addresses, port,
+                             earliest(std::chrono::steady_clock::now() + s.command_timeout, attempt_deadline));
+    std::string pop_server = "POP3 server " + s.pop_server;
+    switch (login.status) {
+        case PopLogin::Status::logged_in:
+            if (login.fresh) credentials_sent(pop_server, login.encrypted);
+            return true;
+        case PopLogin::Status::withheld:
+            return R::failure(relay + ": pop-before-smtp at " + login.server + ": " +
+                              withhold(pop_server, login.problem, "USER/PASS"));
+        case PopLogin::Status::failed:
+            break;
+    }
+    return R::failure(relay + ": pop-before-smtp login failed: " + (login.server.empty() ? "" : login.server + ": ") +
+                      login.problem);
+}
+
+Result<bool> Deliverer::authenticate(const DeliverySettings& s, SmtpConnection& conn, const Hop& hop,
+                                     const std::string& relay, const std::string& unencrypted_why,
+                                     const std::function<Deadline()>& step) {
+    using R = Result<bool>;
+    std::string smarthost_name = "smart host " + hop.name + ":" + std::to_string(hop.port);
+    // PLAIN and LOGIN put the password on the wire as it is: only inside
+    // TLS, unless the admin said the wire is trusted. CRAM-MD5 never
+    // reveals it and may go either way.
+    if (conn.auth_reveals_password() && !s.allow_plaintext_auth) {
+        (void)conn.command("QUIT", step());
+        return R::failure(relay + ": " + withhold(smarthost_name, unencrypted_why, "AUTH"));
+    }
+    auto auth = conn.authenticate(s.username, s.password, step(), s.allow_plaintext_auth);
+    credentials_sent(smarthost_name, conn.encrypted());
+    // 535 or 454 from our own smart host: its problem or our settings',
+    // never a reason to bounce the mail.
+    if (!auth || auth->code != 235) return R::failure(relay + ": AUTH: " + (auth ? auth->text() : auth.error()));
+    return true;
+}
+
 Result<SmtpConnection> Deliverer::open_session(const DeliverySettings& s, const Hop& hop, Deadline attempt_deadline) {
     using R = Result<SmtpConnection>;
     std::string relay = hop.name + "[" + hop.address + "]:" + std::to_string(hop.port);
     std::string helo = mail_host_name(s);
     bool smarthost = s.route == DeliveryRoute::smarthost;
     if (smarthost && s.auth == SmarthostAuth::pop_before_smtp) {
-        // The parent relays for us once we have logged into its POP3 server.
-        auto colon = s.pop_server.rfind(':');
-        std::string host = s.pop_server.substr(0, colon);
-        if (host.size() > 2 && host.front() == '[') host = host.substr(1, host.size() - 2);
-        int port = std::stoi(s.pop_server.substr(colon + 1));
-        std::string problem;
-        std::vector<std::string> addresses;
-        for (const auto& h : resolve(host, port, false, earliest(std::chrono::steady_clock::now() + resolver_.budget(), attempt_deadline), problem)) {
-            addresses.push_back(h.address);
-        }
-        auto login = pop_.ensure(s, host, addresses, port, earliest(std::chrono::steady_clock::now() + s.command_timeout, attempt_deadline));
-        std::string pop_server = "POP3 server " + s.pop_server;
-        switch (login.status) {
-            case PopLogin::Status::logged_in:
-                if (login.fresh) credentials_sent(pop_server, login.encrypted);
-                break;
-            case PopLogin::Status::withheld:
-                return R::failure(relay + ": pop-before-smtp at " + login.server + ": " +
-                                  withhold(pop_server, login.problem, "USER/PASS"));
-            case PopLogin::Status::failed:
-                return R::failure(relay + ": pop-before-smtp login failed: " +
-                                  (login.server.empty() ? "" : login.server + ": ") + login.problem);
-        }
+        if (auto login = log_in_at_parent(s, relay, attempt_deadline); !login) return R::failure(login.error());
     }
     auto step = [&] { return earliest(std::chrono::steady_clock::now() + s.command_timeout, attempt_deadline); };
     TlsOptions tls{s.tls_verify && s.starttls == StartTlsPolicy::required, s.tls_ca_file, hop.name};
     if (hop.implicit_tls) tls.verify = s.tls_verify;
     bool smtp_auth = smarthost && s.auth == SmarthostAuth::smtp_auth;
-    std::string smarthost_name = "smart host " + hop.name + ":" + std::to_string(hop.port);
     std::string problem;
     std::string unencrypted_why;  // for the log, when the session stays plaintext
     // Opportunistic TLS that fails is tried once more in plaintext.
@@ -213,18 +238,7 @@ Result<SmtpConnection> Deliverer::open_session(const DeliverySettings& s, const 
             unencrypted_why = s.starttls == StartTlsPolicy::off ? "delivery.starttls is off" : "STARTTLS not offered";
         }
         if (smtp_auth) {
-            // PLAIN and LOGIN put the password on the wire as it is: only
-            // inside TLS, unless the admin said the wire is trusted.
-            // CRAM-MD5 never reveals it and may go either way.
-            if (conn->auth_reveals_password() && !s.allow_plaintext_auth) {
-                (void)conn->command("QUIT", step());
-                return R::failure(relay + ": " + withhold(smarthost_name, unencrypted_why, "AUTH"));
-            }
-            auto auth = conn->authenticate(s.username, s.password, step(), s.allow_plaintext_auth);
-            credentials_sent(smarthost_name, conn->encrypted());
-            // 535 or 454 from our own smart host: its problem or our
-            // settings', never a reason to bounce the mail.
-            if (!auth || auth->code != 235) return R::failure(relay + ": AUTH: " + (auth ? auth->text() : auth.error()));
+            if (auto auth = authenticate(s, *conn, hop, relay, unencrypted_why, step); !auth) return R::failure(auth.error());
         }
         return std::move(*conn);
     }

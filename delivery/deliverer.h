@@ -97,6 +97,13 @@ private:
     enum class Transaction { done, done_reusable, broken_before_mail };
     // A connection to `hop` ready for MAIL: greeting, EHLO, STARTTLS, AUTH.
     Result<SmtpConnection> open_session(const DeliverySettings& s, const Hop& hop, Deadline attempt_deadline);
+    // POP-before-SMTP: logs into the parent's POP3 server (or finds the
+    // login still fresh) before a session to it.
+    Result<bool> log_in_at_parent(const DeliverySettings& s, const std::string& relay, Deadline attempt_deadline);
+    // SMTP AUTH at the smart host, or the credentials withheld where the
+    // session would show them.
+    Result<bool> authenticate(const DeliverySettings& s, SmtpConnection& conn, const Hop& hop, const std::string& relay,
+                              const std::string& unencrypted_why, const std::function<Deadline()>& step);
     // MAIL, RCPT (pipelined where offered), DATA; fills `out` per recipient.
     Transaction transaction(const DeliverySettings& s, SmtpConnection& conn, const QueuedMessage& m,
                             const std::vector<std::size_t>& rcpts, std::vector<Outcome>& out, const std::string& relay,

@@ -61,54 +61,79 @@ std::string apop_timestamp(std::string_view greeting) {
 
 namespace {
 
+// The lines of one POP3 connection, each read within the attempt's deadline.
+struct PopDialogue {
+    ClientStream& stream;
+    Deadline deadline;
+    std::string buffer;
+    Result<std::string> line() { return read_line(stream, buffer, deadline); }
+    Result<std::string> command(const std::string& text) {
+        if (!stream.send(text + "\r\n", deadline)) return Result<std::string>::failure("connection lost");
+        return line();
+    }
+};
+
+// CAPA (RFC 2449): a multi-line list ending in ".", or -ERR; whether it
+// names STLS.
+Result<bool> offers_stls(PopDialogue& d) {
+    auto capa = d.command("CAPA");
+    if (!capa) return Result<bool>::failure("CAPA: " + capa.error());
+    bool stls = false;
+    if (!ok(*capa)) return stls;
+    while (true) {
+        auto line = d.line();
+        if (!line) return Result<bool>::failure("CAPA: " + line.error());
+        if (*line == ".") return stls;
+        if (ascii_upper(*line) == "STLS") stls = true;
+    }
+}
+
+// APOP, or USER and PASS: what went wrong, if anything.
+std::optional<std::string> send_credentials(PopDialogue& d, const DeliverySettings& s, const std::string& timestamp) {
+    auto step = [&](const char* what, const std::string& line) -> std::optional<std::string> {
+        auto r = d.command(line);
+        if (!r) return std::string(what) + ": " + r.error();
+        if (!ok(*r)) return std::string(what) + ": " + words(*r);
+        return std::nullopt;
+    };
+    if (s.pop_method == PopLoginMethod::apop) {
+        if (timestamp.empty()) return "APOP: the server's greeting has no timestamp (APOP not offered)";
+        return step("APOP", "APOP " + s.username + " " + apop_digest(timestamp, s.password));
+    }
+    if (auto problem = step("USER", "USER " + s.username)) return problem;
+    return step("PASS", "PASS " + s.password);
+}
+
 // One attempt; `use_stls` false skips STLS even where offered.
 PopLogin login_once(const std::string& address, int port, const DeliverySettings& s, const TlsOptions& tls,
                     Deadline deadline, bool use_stls, bool& stls_failed) {
     PopLogin result;
     result.server = address + ":" + std::to_string(port);
-    auto fail = [&](std::string problem) {
-        result.status = PopLogin::Status::failed;
+    auto ended = [&](PopLogin::Status status, std::string problem) {
+        result.status = status;
         result.problem = std::move(problem);
         return result;
     };
+    auto fail = [&](std::string problem) { return ended(PopLogin::Status::failed, std::move(problem)); };
+    auto withhold = [&](std::string why) { return ended(PopLogin::Status::withheld, std::move(why)); };
     bool implicit_tls = port == 995;
     auto stream = ClientStream::open(address, port, deadline, implicit_tls, tls);
     if (!stream) return fail(stream.error());
-    std::string buffer;
-    auto command = [&](const std::string& line) -> Result<std::string> {
-        if (!stream->send(line + "\r\n", deadline)) return Result<std::string>::failure("connection lost");
-        return read_line(*stream, buffer, deadline);
-    };
-    auto greeting = read_line(*stream, buffer, deadline);
+    PopDialogue d{*stream, deadline, ""};
+    auto greeting = d.line();
     if (!greeting) return fail("greeting: " + greeting.error());
     if (!ok(*greeting)) return fail("greeting: " + words(*greeting));
     std::string timestamp = apop_timestamp(*greeting);
-
-    // CAPA (RFC 2449): a multi-line list ending in ".", or -ERR.
-    bool stls = false;
-    auto capa = command("CAPA");
-    if (!capa) return fail("CAPA: " + capa.error());
-    if (ok(*capa)) {
-        while (true) {
-            auto line = read_line(*stream, buffer, deadline);
-            if (!line) return fail("CAPA: " + line.error());
-            if (*line == ".") break;
-            if (ascii_upper(*line) == "STLS") stls = true;
-        }
-    }
+    auto stls = offers_stls(d);
+    if (!stls) return fail(stls.error());
     // USER/PASS puts the password on the wire as it is: only inside TLS,
     // unless the admin said the wire is trusted.
     bool password_needs_tls = s.pop_method == PopLoginMethod::user && !s.allow_plaintext_auth;
-    auto withhold = [&](std::string why) {
-        result.status = PopLogin::Status::withheld;
-        result.problem = std::move(why);
-        return result;
-    };
-    if (!stream->encrypted() && s.starttls != StartTlsPolicy::off && stls && use_stls) {
-        auto started = command("STLS");
+    if (!stream->encrypted() && s.starttls != StartTlsPolicy::off && *stls && use_stls) {
+        auto started = d.command("STLS");
         if (!started) return fail("STLS: " + started.error());
         if (!ok(*started)) return fail("STLS: " + words(*started));
-        if (!buffer.empty()) return fail("data after STLS's reply (possible injection)");
+        if (!d.buffer.empty()) return fail("data after STLS's reply (possible injection)");
         auto h = stream->handshake(tls, deadline);
         if (!h) {
             // A plaintext retry could only end in the same refusal.
@@ -121,24 +146,12 @@ PopLogin login_once(const std::string& address, int port, const DeliverySettings
         return fail("TLS required by delivery.starttls but STLS not offered");
     }
     if (!stream->encrypted() && password_needs_tls) {
-        (void)command("QUIT");
+        (void)d.command("QUIT");
         return withhold(s.starttls == StartTlsPolicy::off ? "delivery.starttls is off" : "STLS not offered");
     }
-    if (s.pop_method == PopLoginMethod::apop) {
-        if (timestamp.empty()) return fail("APOP: the server's greeting has no timestamp (APOP not offered)");
-        auto r = command("APOP " + s.username + " " + apop_digest(timestamp, s.password));
-        if (!r) return fail("APOP: " + r.error());
-        if (!ok(*r)) return fail("APOP: " + words(*r));
-    } else {
-        auto r = command("USER " + s.username);
-        if (!r) return fail("USER: " + r.error());
-        if (!ok(*r)) return fail("USER: " + words(*r));
-        r = command("PASS " + s.password);
-        if (!r) return fail("PASS: " + r.error());
-        if (!ok(*r)) return fail("PASS: " + words(*r));
-    }
+    if (auto problem = send_credentials(d, s, timestamp)) return fail(*problem);
     // The login is what counts; a QUIT that goes astray changes nothing.
-    (void)command("QUIT");
+    (void)d.command("QUIT");
     result.status = PopLogin::Status::logged_in;
     result.encrypted = stream->encrypted();
     result.fresh = true;
