@@ -543,10 +543,19 @@ void check_file_access(const Config& c, const Reader& r, std::optional<unsigned>
     }
 }
 
-void validate(Config& c, const Reader& r, std::vector<ConfigError>& errors) {
-    auto fail = [&](const std::string& key, std::string message) {
+// Adds an error at the line of a key.
+struct KeyErrors {
+    const Config& c;
+    const Reader& r;
+    std::vector<ConfigError>& errors;
+    void operator()(const std::string& key, std::string message) const {
         errors.push_back(ConfigError{c.source, r.line_of(key), key, std::move(message)});
-    };
+    }
+};
+
+// The local domains (inline and from their file) and the DNS checks.
+void validate_relay(Config& c, const Reader& r, std::vector<ConfigError>& errors) {
+    KeyErrors fail{c, r, errors};
     std::vector<std::string> domains = c.local_domains.domains;
     std::size_t errors_before = errors.size();
     if (!c.local_domains.file.empty()) {
@@ -567,6 +576,10 @@ void validate(Config& c, const Reader& r, std::vector<ConfigError>& errors) {
     if (dns.require_forward_confirmed_ptr && !dns.require_client_ptr) {
         fail("dns.require_forward_confirmed_ptr", "needs require_client_ptr = true");
     }
+}
+
+void validate_store(Config& c, const Reader& r, std::vector<ConfigError>& errors) {
+    KeyErrors fail{c, r, errors};
     const auto& redis = c.store.redis;
     if (c.store.type == StoreType::redis && redis.servers.empty()) fail("store.redis.servers", "no Redis server given");
     if (redis.mode == RedisMode::single && redis.servers.size() > 1) {
@@ -584,12 +597,10 @@ void validate(Config& c, const Reader& r, std::vector<ConfigError>& errors) {
     if (c.store.redis.mode == RedisMode::sentinel && c.store.redis.sentinel_master.empty()) {
         fail("store.redis.sentinel_master", "sentinel mode needs the master's name");
     }
-    if (!c.pop_logins.log_file.empty() && !c.policy.relay.allow_pop_before_smtp) {
-        fail("pop_before_smtp.log_file", "set, but relay.allow_pop_before_smtp is false: the windows would open nothing");
-    }
-    if (!c.alerts.sender.empty()) {
-        if (std::string why = check_mail_address(c.alerts.sender); !why.empty()) fail("alerts.sender", why);
-    }
+}
+
+void validate_delivery(Config& c, const Reader& r, std::vector<ConfigError>& errors) {
+    KeyErrors fail{c, r, errors};
     const auto& d = c.delivery;
     if (d.route == DeliveryRoute::smarthost && d.smarthosts.empty()) {
         fail("delivery.smarthosts", "route = \"smarthost\" needs at least one smart host");
@@ -622,6 +633,20 @@ void validate(Config& c, const Reader& r, std::vector<ConfigError>& errors) {
                                                   language + "\"");
         }
     }
+}
+
+// What no single key can say alone: settings that need one another.
+void validate(Config& c, const Reader& r, std::vector<ConfigError>& errors) {
+    KeyErrors fail{c, r, errors};
+    validate_relay(c, r, errors);
+    validate_store(c, r, errors);
+    if (!c.pop_logins.log_file.empty() && !c.policy.relay.allow_pop_before_smtp) {
+        fail("pop_before_smtp.log_file", "set, but relay.allow_pop_before_smtp is false: the windows would open nothing");
+    }
+    if (!c.alerts.sender.empty()) {
+        if (std::string why = check_mail_address(c.alerts.sender); !why.empty()) fail("alerts.sender", why);
+    }
+    validate_delivery(c, r, errors);
     if (c.log.targets.empty()) fail("log.targets", "at least one target is needed (\"stderr\", \"syslog\" or a file)");
 }
 

@@ -19,8 +19,9 @@ std::string check_mail_address(const std::string& v);
 std::string check_ip_port(const std::string& v);
 std::string check_optional_ip_port(const std::string& v);
 
+// [listen]: the sockets the MTA reaches, and how long a client may take.
 template <class V>
-void config_schema(V& v, Config& c) {
+void listen_schema(V& v, Config& c) {
     v.section("listen", [&] {
         v.text("milter", c.listen.milter, check_listener);
         v.text("policy", c.listen.policy, check_listener);
@@ -36,12 +37,11 @@ void config_schema(V& v, Config& c) {
                    std::chrono::seconds(100));
         v.duration("policy_idle_timeout", c.listen.policy_idle_timeout, std::chrono::seconds(1), std::chrono::hours(1));
     });
-    v.section("daemon", [&] {
-        v.text("user", c.daemon.user);
-        v.text("group", c.daemon.group);
-        v.text("pid_file", c.daemon.pid_file);
-    });
-    v.ip_groups("ip_groups", c.ip_groups);
+}
+
+// [relay]: who may relay, and the reply to those who may not.
+template <class V>
+void relay_schema(V& v, Config& c) {
     v.section("relay", [&] {
         auto& r = c.policy.relay;
         v.choice("mode", r.mode, {{"restricted", RelayMode::restricted}, {"open", RelayMode::open}});
@@ -56,6 +56,11 @@ void config_schema(V& v, Config& c) {
         v.flag("auth_failure_disables_groups", r.auth_failure_disables_groups);
         v.reply("reply", r.reply);
     });
+}
+
+// [limits]: the per-client limits, one subsection each.
+template <class V>
+void limits_schema(V& v, Config& c) {
     v.section("limits", [&] {
         auto& l = c.policy.limits;
         v.number("ipv4_prefix", l.ipv4_prefix, 8, 32);
@@ -102,6 +107,11 @@ void config_schema(V& v, Config& c) {
             v.reply("reply", l.hops.reply);
         });
     });
+}
+
+// [dns]: the resolver, and the checks that use it.
+template <class V>
+void dns_schema(V& v, Config& c) {
     v.section("dns", [&] {
         auto& r = c.resolver;
         auto& d = c.policy.dns;
@@ -122,10 +132,11 @@ void config_schema(V& v, Config& c) {
         v.reply("ptr_mismatch_reply", d.ptr_mismatch_reply);
         v.reply("ptr_tempfail_reply", d.ptr_tempfail);
     });
-    v.section("pop_before_smtp", [&] {
-        v.text("log_file", c.pop_logins.log_file);
-        v.list("log_patterns", c.pop_logins.log_patterns, check_login_pattern);
-    });
+}
+
+// [store]: where the counters live, and what happens when they cannot be reached.
+template <class V>
+void store_schema(V& v, Config& c) {
     v.section("store", [&] {
         auto& s = c.store;
         v.choice("type", s.type, {{"memory", StoreType::memory}, {"redis", StoreType::redis}});
@@ -146,6 +157,11 @@ void config_schema(V& v, Config& c) {
             v.duration("connection_lease", r.connection_lease, std::chrono::seconds(5));
         });
     });
+}
+
+// [delivery]: the relay client.
+template <class V>
+void delivery_schema(V& v, Config& c) {
     v.section("delivery", [&] {
         auto& d = c.delivery;
         v.text("listen", d.listen, check_listener);
@@ -185,6 +201,27 @@ void config_schema(V& v, Config& c) {
         v.number("max_queue_messages", d.max_queue_messages, 1u, 100'000'000u);
         v.size("queue_min_free", d.queue_min_free, 0);
     });
+}
+
+// The whole file, section by section, in the order it is rendered.
+template <class V>
+void config_schema(V& v, Config& c) {
+    listen_schema(v, c);
+    v.section("daemon", [&] {
+        v.text("user", c.daemon.user);
+        v.text("group", c.daemon.group);
+        v.text("pid_file", c.daemon.pid_file);
+    });
+    v.ip_groups("ip_groups", c.ip_groups);
+    relay_schema(v, c);
+    limits_schema(v, c);
+    dns_schema(v, c);
+    v.section("pop_before_smtp", [&] {
+        v.text("log_file", c.pop_logins.log_file);
+        v.list("log_patterns", c.pop_logins.log_patterns, check_login_pattern);
+    });
+    store_schema(v, c);
+    delivery_schema(v, c);
     v.section("alerts", [&] {
         auto& a = c.alerts;
         v.list("recipients", a.recipients, check_mail_address);
