@@ -17,7 +17,7 @@
 #include <toml++/toml.h>
 
 #include "conf/config_schema.h"
-#include "conf/units.h"
+#include "common/base/units.h"
 
 namespace relayguard {
 

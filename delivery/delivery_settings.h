@@ -7,7 +7,7 @@
 #include <string>
 #include <vector>
 
-#include "policy/clock.h"
+#include "common/base/clock.h"
 #include "policy/ip_group.h"
 
 namespace relayguard {

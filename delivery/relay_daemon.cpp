@@ -13,7 +13,7 @@
 
 #include "common/daemon/privileges.h"
 #include "common/net/listen_socket.h"
-#include "conf/units.h"
+#include "common/base/units.h"
 #include "delivery/queue/queue_admin.h"
 
 namespace relayguard {

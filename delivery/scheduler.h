@@ -15,7 +15,7 @@
 
 #include "delivery/deliverer.h"
 #include "delivery/queue/queue.h"
-#include "policy/clock.h"
+#include "common/base/clock.h"
 
 namespace relayguard {
 

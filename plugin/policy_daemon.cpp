@@ -9,7 +9,7 @@
 #include "common/base/version.h"
 #include "common/daemon/privileges.h"
 #include "common/net/listen_socket.h"
-#include "conf/units.h"
+#include "common/base/units.h"
 #include "plugin/frontends/decision_log.h"
 #include "plugin/frontends/milter_front_end.h"
 
@@ -139,7 +139,7 @@ int PolicyDaemon::start() {
     if (config_path_.empty()) spdlog::info("no --config given: running on the embedded default configuration");
     log_effective_settings(config_);
     announce_alerts();
-    state_ = std::make_unique<SharedState>(config_, clock_, alerts_);
+    state_ = std::make_unique<SharedState>(config_.store, config_.policy.store_fail_mode, clock_, alerts_);
     if (!wire_resolver()) return 78;  // EX_CONFIG
     wire_metrics();
     if (!serve_metrics()) return 1;

@@ -14,7 +14,7 @@
 #include <string>
 #include <vector>
 
-#include "policy/clock.h"
+#include "common/base/clock.h"
 
 namespace relayguard {
 

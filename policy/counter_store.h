@@ -9,7 +9,7 @@
 #include <optional>
 #include <string>
 
-#include "policy/clock.h"
+#include "common/base/clock.h"
 
 namespace relayguard {
 

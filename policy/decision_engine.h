@@ -10,7 +10,7 @@
 #include <string>
 #include <string_view>
 
-#include "policy/clock.h"
+#include "common/base/clock.h"
 #include "policy/counter_store.h"
 #include "policy/decision.h"
 #include "policy/dns_answers.h"

@@ -8,7 +8,7 @@
 #include <string>
 #include <vector>
 
-#include "policy/clock.h"
+#include "common/base/clock.h"
 #include "policy/domain_set.h"
 #include "policy/ip_group.h"
 #include "policy/smtp_reply.h"

@@ -9,7 +9,7 @@
 #include <vector>
 #include <unordered_map>
 
-#include "policy/clock.h"
+#include "common/base/clock.h"
 
 namespace relayguard {
 

@@ -1,8 +1,8 @@
-// The real clock behind the engine's Clock port. Wall-clock time, because
-// counters shared through Redis must agree between nodes.
+// The real clock behind the Clock port (clock.h): the only place outside the
+// load generators that reads the system's clocks.
 #pragma once
 
-#include "policy/clock.h"
+#include "common/base/clock.h"
 
 namespace relayguard {
 
@@ -11,6 +11,7 @@ public:
     TimePoint now() const override {
         return std::chrono::time_point_cast<Duration>(std::chrono::system_clock::now());
     }
+    SteadyTime steady_now() const override { return std::chrono::steady_clock::now(); }
 };
 
 }  // namespace relayguard

@@ -8,7 +8,7 @@
 
 #include <spdlog/spdlog.h>
 
-#include "conf/config.h"
+#include "common/daemon/log_settings.h"
 
 namespace relayguard {
 

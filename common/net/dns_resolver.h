@@ -15,9 +15,9 @@
 #include <unordered_map>
 
 #include "common/net/dns_message.h"
-#include "common/redis/redis_connection.h"  // SteadyTime
+#include "common/base/clock.h"
 #include "common/base/result.h"
-#include "conf/config.h"
+#include "common/net/resolver_settings.h"
 
 struct ares_channeldata;
 

@@ -16,7 +16,7 @@
 
 #include "common/daemon/metrics.h"
 #include "common/redis/redis_pool.h"
-#include "conf/config.h"
+#include "common/redis/redis_settings.h"
 
 namespace relayguard {
 

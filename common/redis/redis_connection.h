@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "common/base/clock.h"
 #include "common/base/result.h"
 
 struct redisContext;
@@ -44,7 +45,6 @@ struct RedisValue {
 // run, so it is not retried.
 inline constexpr const char* redis_no_reply = "no reply within the command timeout";
 
-using SteadyTime = std::chrono::steady_clock::time_point;
 
 class RedisConnection {
 public:

@@ -14,7 +14,7 @@
 #include <vector>
 
 #include "common/base/result.h"
-#include "policy/clock.h"
+#include "common/base/clock.h"
 
 namespace relayguard {
 

@@ -6,7 +6,7 @@
 
 #include <string>
 
-#include "conf/config.h"
+#include "plugin/frontends/listen_settings.h"
 #include "plugin/ops/engine_holder.h"
 #include "plugin/frontends/transaction_ledger.h"
 

@@ -38,7 +38,7 @@
 #include <system_error>
 
 #include "common/daemon/logging.h"
-#include "conf/units.h"
+#include "common/base/units.h"
 
 namespace relayguard {
 namespace {

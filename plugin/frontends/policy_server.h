@@ -25,7 +25,7 @@
 #include <vector>
 
 #include "common/base/unique_fd.h"
-#include "conf/config.h"
+#include "plugin/frontends/listen_settings.h"
 #include "plugin/frontends/policy_decider.h"
 
 namespace relayguard {

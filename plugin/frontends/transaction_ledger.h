@@ -22,7 +22,7 @@
 #include <string>
 #include <unordered_map>
 
-#include "policy/clock.h"
+#include "common/base/clock.h"
 
 namespace relayguard {
 

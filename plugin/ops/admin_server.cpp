@@ -7,7 +7,7 @@
 
 #include "common/base/version.h"
 #include "common/daemon/logging.h"
-#include "conf/units.h"
+#include "common/base/units.h"
 #include "plugin/frontends/decision_log.h"
 
 namespace relayguard {

@@ -24,7 +24,7 @@
 #include <thread>
 
 #include "common/redis/redis_client.h"
-#include "policy/clock.h"
+#include "common/base/clock.h"
 #include "policy/counter_store.h"
 #include "policy/pop_window_store.h"
 #include "plugin/stores/shared_blocks.h"

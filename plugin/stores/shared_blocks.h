@@ -26,7 +26,7 @@
 #include <thread>
 
 #include "common/redis/redis_client.h"
-#include "policy/clock.h"
+#include "common/base/clock.h"
 
 namespace relayguard {
 

@@ -3,17 +3,18 @@
 
 #include <spdlog/spdlog.h>
 
-#include "conf/units.h"
+#include "common/base/units.h"
 
 namespace relayguard {
 
-SharedState::SharedState(const Config& c, const Clock& clock, AlertMailer& alerts) {
-    bool fail_open = c.policy.store_fail_mode == StoreFailMode::open;
-    if (c.store.type == StoreType::memory) {
-        memory_.emplace(c.store.memory_max_clients, log_memory_store_full("memory store", fail_open));
+SharedState::SharedState(const StoreSettings& settings, StoreFailMode fail_mode, const Clock& clock,
+                         AlertMailer& alerts) {
+    bool fail_open = fail_mode == StoreFailMode::open;
+    if (settings.type == StoreType::memory) {
+        memory_.emplace(settings.memory_max_clients, log_memory_store_full("memory store", fail_open));
         return;
     }
-    const auto& r = c.store.redis;
+    const auto& r = settings.redis;
     redis_ = std::make_unique<RedisClient>(r);
     health_ = std::make_unique<StoreHealth>("redis " + redis_->describe(), fail_open,
                                             [client = redis_.get()] { return client->last_error(); });
@@ -22,7 +23,7 @@ SharedState::SharedState(const Config& c, const Clock& clock, AlertMailer& alert
     });
     redis_counters_ = std::make_unique<RedisCounterStore>(*redis_, r.key_prefix, r.connection_lease, clock);
     redis_windows_ = std::make_unique<RedisPopWindowStore>(*redis_, r.key_prefix);
-    failover_counters_.emplace(*redis_counters_, *health_, c.store.memory_max_clients);
+    failover_counters_.emplace(*redis_counters_, *health_, settings.memory_max_clients);
     failover_windows_.emplace(*redis_windows_, *health_);
     spdlog::info("store: redis {}, key prefix \"{}\", connection lease {}, timeouts connect {} + command {}",
                  redis_->describe(), r.key_prefix, format_duration(r.connection_lease),

@@ -10,7 +10,8 @@
 
 #include "common/daemon/metrics.h"
 #include "common/redis/redis_client.h"
-#include "conf/config.h"
+#include "plugin/stores/store_settings.h"
+#include "policy/policy_settings.h"
 #include "plugin/ops/alert_mailer.h"
 #include "plugin/stores/redis_counter_store.h"
 #include "plugin/stores/store_failover.h"
@@ -21,7 +22,7 @@ namespace relayguard {
 class SharedState {
 public:
     // Says at start whether Redis is there; the daemon runs either way.
-    SharedState(const Config& c, const Clock& clock, AlertMailer& alerts);
+    SharedState(const StoreSettings& settings, StoreFailMode fail_mode, const Clock& clock, AlertMailer& alerts);
     CounterStore& counters();
     PopWindowStore& pop_windows();
     // Adds the store's metrics (Redis only).

@@ -1,7 +1,7 @@
 // Sizes and durations as written in the config.
 #include <catch2/catch.hpp>
 
-#include "conf/units.h"
+#include "common/base/units.h"
 
 using namespace relayguard;
 

@@ -1,5 +1,5 @@
 // Size and duration parsing; see the header.
-#include "conf/units.h"
+#include "common/base/units.h"
 
 #include <cctype>
 #include <limits>
