@@ -17,7 +17,7 @@ SharedState::SharedState(const StoreSettings& settings, StoreFailMode fail_mode,
     const auto& r = settings.redis;
     redis_ = std::make_unique<RedisClient>(r);
     health_ = std::make_unique<StoreHealth>("redis " + redis_->describe(), fail_open,
-                                            [client = redis_.get()] { return client->last_error(); });
+                                            [client = redis_.get()] { return client->last_error(); }, clock);
     health_->on_change([&alerts](bool lost, const std::string& what, const std::string& why) {
         alerts.on_store_change(lost, what, why);
     });

@@ -9,14 +9,14 @@ namespace {
 constexpr std::chrono::minutes reminder_every{1};
 }
 
-StoreHealth::StoreHealth(std::string what, bool fail_open, std::function<std::string()> why)
-    : what_(std::move(what)), fail_open_(fail_open), why_(std::move(why)) {}
+StoreHealth::StoreHealth(std::string what, bool fail_open, std::function<std::string()> why, const Clock& clock)
+    : what_(std::move(what)), fail_open_(fail_open), why_(std::move(why)), clock_(clock) {}
 
 void StoreHealth::succeeded() {
     if (!degraded_ && ever_succeeded_) return;
     std::lock_guard lock(mutex_);
     if (degraded_) {
-        auto lasted = std::chrono::duration_cast<std::chrono::seconds>(std::chrono::steady_clock::now() - since_);
+        auto lasted = std::chrono::duration_cast<std::chrono::seconds>(clock_.steady_now() - since_);
         spdlog::warn("store: {} reachable again after {} s ({} calls failed); counting in Redis, shared by every node",
                      what_, lasted.count(), failures_);
         degraded_ = false;
@@ -29,7 +29,7 @@ void StoreHealth::succeeded() {
 
 void StoreHealth::failed() {
     std::lock_guard lock(mutex_);
-    auto now = std::chrono::steady_clock::now();
+    auto now = clock_.steady_now();
     ++failures_;
     const char* mode = fail_open_ ? "store.fail_mode = open: counting on this node alone; the cluster-wide view is lost"
                                   : "store.fail_mode = tempfail: limited SMTP stages get 4xx";

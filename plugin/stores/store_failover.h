@@ -19,7 +19,8 @@ namespace relayguard {
 class StoreHealth {
 public:
     // `why` says what failed, for the log; `what` names the store ("redis single 127.0.0.1:6379").
-    StoreHealth(std::string what, bool fail_open, std::function<std::string()> why);
+    // `clock` times the outage and its once-a-minute reminder.
+    StoreHealth(std::string what, bool fail_open, std::function<std::string()> why, const Clock& clock);
     void succeeded();
     void failed();
     // Told when the store is lost (true, with why) and when it is back.
@@ -33,11 +34,12 @@ private:
     const std::string what_;
     const bool fail_open_;
     const std::function<std::string()> why_;
+    const Clock& clock_;
     std::atomic<bool> degraded_{false};
     std::mutex mutex_;
     std::atomic<bool> ever_succeeded_{false};
-    std::chrono::steady_clock::time_point since_{};
-    std::chrono::steady_clock::time_point next_reminder_{};
+    SteadyTime since_{};
+    SteadyTime next_reminder_{};
     std::uint64_t failures_ = 0;
     std::function<void(bool, const std::string&, const std::string&)> listener_;
 };

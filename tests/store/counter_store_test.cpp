@@ -473,12 +473,12 @@ TEST_CASE("with Redis down a call fails within its deadline, and recovers by its
     REQUIRE_FALSE(t.client->last_error().empty());
 
     // In fail mode "open" the node counts alone; in "tempfail" it says so.
-    StoreHealth open_health("redis", true, [&] { return t.client->last_error(); });
+    StoreHealth open_health("redis", true, [&] { return t.client->last_error(); }, t.clock);
     FailoverCounterStore open(*t.store, open_health, 1000);
     REQUIRE(open.message_rate("c", 1h, 1, true, t0())->recorded);
     REQUIRE_FALSE(open.message_rate("c", 1h, 1, true, t0())->recorded);
     REQUIRE(open_health.degraded());
-    StoreHealth closed_health("redis", false, [&] { return t.client->last_error(); });
+    StoreHealth closed_health("redis", false, [&] { return t.client->last_error(); }, t.clock);
     FailoverCounterStore closed(*t.store, closed_health, 1000);
     REQUIRE_FALSE(closed.message_rate("c", 1h, 1, true, t0()).has_value());
 
