@@ -32,8 +32,14 @@ Deadline earliest(Deadline a, Deadline b) { return std::min(a, b); }
 
 }  // namespace
 
-Deliverer::Deliverer(SettingsSource settings, DnsResolver& resolver, DestinationState& destinations, Enqueue enqueue)
-    : settings_(std::move(settings)), resolver_(resolver), destinations_(destinations), enqueue_(std::move(enqueue)) {}
+Deliverer::Deliverer(SettingsSource settings, DnsResolver& resolver, DestinationState& destinations, Enqueue enqueue,
+                     const Clock& clock)
+    : settings_(std::move(settings)),
+      resolver_(resolver),
+      destinations_(destinations),
+      enqueue_(std::move(enqueue)),
+      clock_(clock),
+      pop_(clock) {}
 
 std::vector<Hop> Deliverer::resolve(const std::string& name, int port, bool implicit_tls, SteadyTime deadline,
                                     std::string& problem) {
@@ -52,7 +58,7 @@ std::vector<Hop> Deliverer::resolve(const std::string& name, int port, bool impl
 Route Deliverer::route_smarthosts(const DeliverySettings& s) {
     Route route;
     route.destination = "smarthost";
-    auto deadline = std::chrono::steady_clock::now() + resolver_.budget();
+    auto deadline = clock_.steady_now() + resolver_.budget();
     for (const auto& entry : s.smarthosts) {
         auto colon = entry.rfind(':');
         std::string host = entry.substr(0, colon);
@@ -71,7 +77,7 @@ Route Deliverer::route_smarthosts(const DeliverySettings& s) {
 Route Deliverer::route_mx(const DeliverySettings& s, const std::string& domain) {
     Route route;
     route.destination = "mx:" + domain;
-    auto deadline = std::chrono::steady_clock::now() + resolver_.budget();
+    auto deadline = clock_.steady_now() + resolver_.budget();
     auto mx = resolver_.lookup(domain, DnsType::mx, deadline);
     switch (mx.outcome) {
         case DnsOutcome::no_such_domain:
@@ -118,7 +124,7 @@ namespace {
 struct CachedSession {
     std::string key;
     std::optional<SmtpConnection> conn;
-    std::chrono::steady_clock::time_point idle_since;
+    SteadyTime idle_since;
 };
 thread_local CachedSession cached;
 constexpr auto max_idle = std::chrono::seconds(10);
@@ -153,10 +159,10 @@ Result<bool> Deliverer::log_in_at_parent(const DeliverySettings& s, const std::s
     int port = std::stoi(s.pop_server.substr(colon + 1));
     std::string problem;
     std::vector<std::string> addresses;
-    auto lookup_deadline = earliest(std::chrono::steady_clock::now() + resolver_.budget(), attempt_deadline);
+    auto lookup_deadline = earliest(clock_.steady_now() + resolver_.budget(), attempt_deadline);
     for (const auto& h : resolve(host, port, false, lookup_deadline, problem)) addresses.push_back(h.address);
     auto login = pop_.ensure(s, host, addresses, port,
-                             earliest(std::chrono::steady_clock::now() + s.command_timeout, attempt_deadline));
+                             earliest(clock_.steady_now() + s.command_timeout, attempt_deadline));
     std::string pop_server = "POP3 server " + s.pop_server;
     switch (login.status) {
         case PopLogin::Status::logged_in:
@@ -200,7 +206,7 @@ Result<SmtpConnection> Deliverer::open_session(const DeliverySettings& s, const 
     if (smarthost && s.auth == SmarthostAuth::pop_before_smtp) {
         if (auto login = log_in_at_parent(s, relay, attempt_deadline); !login) return R::failure(login.error());
     }
-    auto step = [&] { return earliest(std::chrono::steady_clock::now() + s.command_timeout, attempt_deadline); };
+    auto step = [&] { return earliest(clock_.steady_now() + s.command_timeout, attempt_deadline); };
     TlsOptions tls{s.tls_verify && s.starttls == StartTlsPolicy::required, s.tls_ca_file, hop.name};
     if (hop.implicit_tls) tls.verify = s.tls_verify;
     bool smtp_auth = smarthost && s.auth == SmarthostAuth::smtp_auth;
@@ -209,7 +215,7 @@ Result<SmtpConnection> Deliverer::open_session(const DeliverySettings& s, const 
     // Opportunistic TLS that fails is tried once more in plaintext.
     for (int plaintext_retry = 0; plaintext_retry < 2; ++plaintext_retry) {
         auto conn = SmtpConnection::open(hop.address, hop.port,
-                                         earliest(std::chrono::steady_clock::now() + s.connect_timeout, attempt_deadline),
+                                         earliest(clock_.steady_now() + s.connect_timeout, attempt_deadline),
                                          hop.implicit_tls, tls);
         if (!conn) return R::failure(relay + ": " + conn.error());
         auto greet = conn->greeting(step());
@@ -248,7 +254,7 @@ Result<SmtpConnection> Deliverer::open_session(const DeliverySettings& s, const 
 Deliverer::Transaction Deliverer::transaction(const DeliverySettings& s, SmtpConnection& conn, const QueuedMessage& m,
                                               const std::vector<std::size_t>& rcpts, std::vector<Outcome>& out,
                                               const std::string& relay, Deadline attempt_deadline, std::string& problem) {
-    auto step = [&] { return earliest(std::chrono::steady_clock::now() + s.command_timeout, attempt_deadline); };
+    auto step = [&] { return earliest(clock_.steady_now() + s.command_timeout, attempt_deadline); };
     // DSN (RFC 3461) passes to a next hop that speaks it; for one that does
     // not, we answer NOTIFY=SUCCESS ourselves with a "relayed" report.
     bool dsn = conn.offers("DSN");
@@ -290,7 +296,7 @@ Deliverer::Transaction Deliverer::transaction(const DeliverySettings& s, SmtpCon
         auto reset = conn.command("RSET", step());
         return reset && reset->code == 250 ? Transaction::done_reusable : Transaction::done;
     }
-    auto data = conn.data(m.content, earliest(std::chrono::steady_clock::now() + s.command_timeout * 2, attempt_deadline));
+    auto data = conn.data(m.content, earliest(clock_.steady_now() + s.command_timeout * 2, attempt_deadline));
     for (auto i : accepted) {
         if (!data) {
             out[i] = Outcome{RecipientState::pending, data.error(), relay, dsn, false};
@@ -315,7 +321,7 @@ bool Deliverer::send_to(const DeliverySettings& s, const Route& route, const Que
                           (s.allow_plaintext_auth ? "plaintext-auth" : "");
         std::optional<SmtpConnection> conn;
         bool reused = false;
-        auto now = std::chrono::steady_clock::now();
+        auto now = clock_.steady_now();
         if (cached.conn && cached.key == key && now - cached.idle_since < max_idle) {
             conn = std::move(cached.conn);
             reused = true;
@@ -340,7 +346,7 @@ bool Deliverer::send_to(const DeliverySettings& s, const Route& route, const Que
                 last_problem = problem;
                 break;
             }
-            if (result == Transaction::done_reusable) cached = CachedSession{key, std::move(conn), std::chrono::steady_clock::now()};
+            if (result == Transaction::done_reusable) cached = CachedSession{key, std::move(conn), clock_.steady_now()};
             return true;
         }
     }
@@ -363,7 +369,7 @@ std::optional<TimePoint> Deliverer::attempt(const std::string& queue_dir, const 
     std::vector<Outcome> out(m.recipients.size());
     std::vector<std::size_t> attempted;
     TimePoint next = next_retry(m, s, now);
-    Deadline attempt_deadline = std::chrono::steady_clock::now() + s.attempt_timeout;
+    Deadline attempt_deadline = clock_.steady_now() + s.attempt_timeout;
     for (const auto& [domain, rcpts] : group_by_destination(s, m)) {
         deliver_group(s, m, domain, rcpts, out, {now, attempt_deadline}, next);
         attempted.insert(attempted.end(), rcpts.begin(), rcpts.end());

@@ -52,7 +52,9 @@ public:
     using SettingsSource = std::function<std::shared_ptr<const DeliverySettings>()>;
     // Queues a report (a new message); answers its id or why not.
     using Enqueue = std::function<Result<std::string>(QueuedMessage)>;
-    Deliverer(SettingsSource settings, DnsResolver& resolver, DestinationState& destinations, Enqueue enqueue);
+    // `clock` times every deadline and a kept session's idleness.
+    Deliverer(SettingsSource settings, DnsResolver& resolver, DestinationState& destinations, Enqueue enqueue,
+              const Clock& clock);
 
     // Delivers what it can of the message in `path`; answers when the next
     // attempt is due, or std::nullopt when nothing is left to deliver (the
@@ -125,6 +127,7 @@ private:
     DnsResolver& resolver_;
     DestinationState& destinations_;
     Enqueue enqueue_;
+    const Clock& clock_;
     PopBeforeSmtp pop_;
     WithheldCredentials withheld_;
     Counts counts_;

@@ -172,11 +172,13 @@ PopLogin pop3_login(const std::string& address, int port, const DeliverySettings
     return first;
 }
 
+PopBeforeSmtp::PopBeforeSmtp(const Clock& clock, Login login) : clock_(clock), login_(std::move(login)) {}
+
 PopLogin PopBeforeSmtp::ensure(const DeliverySettings& s, const std::string& host,
                                const std::vector<std::string>& addresses, int port, Deadline deadline) {
     std::lock_guard lock(mutex_);
     std::string key = s.pop_server + "/" + s.username + "/" + (s.pop_method == PopLoginMethod::apop ? "apop" : "user");
-    auto now = std::chrono::steady_clock::now();
+    auto now = clock_.steady_now();
     if (key == last_key_ && now - last_ok_ < s.pop_login_interval) {
         PopLogin reused;
         reused.status = PopLogin::Status::logged_in;
@@ -186,13 +188,13 @@ PopLogin PopBeforeSmtp::ensure(const DeliverySettings& s, const std::string& hos
     PopLogin last;
     last.problem = "no address for " + host;
     for (const auto& address : addresses) {
-        auto login = pop3_login(address, port, s, tls, deadline);
+        auto login = login_(address, port, s, tls, deadline);
         login.server = host + "[" + address + "]:" + std::to_string(port);
         if (login.status == PopLogin::Status::logged_in) {
             spdlog::info("pop-before-smtp: logged in as {} at {}{}", s.username, login.server,
                          login.encrypted ? " over TLS" : "");
             last_key_ = key;
-            last_ok_ = std::chrono::steady_clock::now();
+            last_ok_ = clock_.steady_now();
             return login;
         }
         last = std::move(login);

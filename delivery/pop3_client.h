@@ -7,10 +7,12 @@
 // pop_login_interval, so a busy queue does not log in for every message.
 #pragma once
 
+#include <functional>
 #include <mutex>
 #include <string>
 #include <vector>
 
+#include "common/base/clock.h"
 #include "common/net/client_stream.h"
 #include "delivery/delivery_settings.h"
 
@@ -46,14 +48,22 @@ PopLogin pop3_login(const std::string& address, int port, const DeliverySettings
 
 class PopBeforeSmtp {
 public:
+    // One login at one address (pop3_login; tests count them instead).
+    using Login = std::function<PopLogin(const std::string& address, int port, const DeliverySettings& settings,
+                                         const TlsOptions& tls, Deadline deadline)>;
+    // `clock` says how long ago the last login was.
+    explicit PopBeforeSmtp(const Clock& clock, Login login = pop3_login);
+
     // Logs in at the first of `addresses` that answers, unless a login with
     // the same settings succeeded less than pop_login_interval ago.
     PopLogin ensure(const DeliverySettings& settings, const std::string& host,
                     const std::vector<std::string>& addresses, int port, Deadline deadline);
 
 private:
+    const Clock& clock_;
+    const Login login_;
     std::mutex mutex_;  // one login at a time; the others wait for it
-    std::chrono::steady_clock::time_point last_ok_{};
+    SteadyTime last_ok_{};
     std::string last_key_;
 };
 

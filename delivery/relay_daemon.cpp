@@ -108,7 +108,8 @@ int RelayDaemon::start() {
     deliverer_ = std::make_unique<Deliverer>([this] { return current(); }, *resolver_, *destinations_,
                                              [this](QueuedMessage report) {
                                                  return queue_->enqueue(std::move(report), clock_.now());
-                                             });
+                                             },
+                                             clock_);
     if (!bind_sockets()) return 1;
     if (std::string err = drop_privileges(config_.daemon.user, config_.daemon.group); !err.empty()) {
         spdlog::critical("daemon.user: {}", err);

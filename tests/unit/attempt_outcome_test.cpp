@@ -1,9 +1,11 @@
 // What an attempt's results mean for a queued message: expiry, the one
 // delay warning, which reports the sender gets, and the next attempt's
-// time. Pure functions, time set by hand: no queue, no SMTP, no sleeping.
+// time; and how long a POP-before-SMTP login is reused. Time is set by
+// hand: no queue, no SMTP, no sleeping.
 #include <catch2/catch.hpp>
 
 #include "delivery/attempt_outcome.h"
+#include "delivery/pop3_client.h"
 
 using namespace relayguard;
 using namespace std::chrono_literals;
@@ -198,4 +200,48 @@ TEST_CASE("a bounce that could not be queued keeps its recipients for the next a
     REQUIRE(st.settled == std::vector<std::size_t>{1});
     REQUIRE(st.pending == 1);
     REQUIRE(st.next == t0() + 301s);
+}
+
+TEST_CASE("POP-before-SMTP: one login serves pop_login_interval; new settings or a failure log in again",
+          "[delivery][pop]") {
+    ManualClock clock;
+    int logins = 0;
+    bool server_refuses = false;
+    PopBeforeSmtp pop(clock, [&](const std::string& address, int port, const DeliverySettings&, const TlsOptions&,
+                                 Deadline) {
+        ++logins;
+        PopLogin l;
+        l.status = server_refuses ? PopLogin::Status::failed : PopLogin::Status::logged_in;
+        l.problem = server_refuses ? "-ERR [AUTH] invalid password" : "";
+        l.fresh = true;
+        l.server = address + ":" + std::to_string(port);
+        return l;
+    });
+    DeliverySettings s;
+    s.pop_server = "pop.parent.example:110";
+    s.username = "relay";
+    s.pop_login_interval = std::chrono::minutes(5);
+    auto ensure = [&] { return pop.ensure(s, "pop.parent.example", {"192.0.2.7"}, 110, clock.steady_now() + 10s); };
+    auto first = ensure();
+    REQUIRE(first.status == PopLogin::Status::logged_in);
+    REQUIRE(first.fresh);
+    REQUIRE(logins == 1);
+    clock.advance(4min + 59s);
+    auto reused = ensure();
+    REQUIRE(reused.status == PopLogin::Status::logged_in);
+    REQUIRE_FALSE(reused.fresh);
+    REQUIRE(logins == 1);
+    clock.advance(1s);  // the interval has passed
+    REQUIRE(ensure().fresh);
+    REQUIRE(logins == 2);
+    s.username = "other";  // another account is another login
+    REQUIRE(ensure().fresh);
+    REQUIRE(logins == 3);
+    server_refuses = true;
+    clock.advance(6min);
+    REQUIRE(ensure().status == PopLogin::Status::failed);
+    REQUIRE(logins == 4);
+    server_refuses = false;
+    REQUIRE(ensure().fresh);  // a failure is never reused
+    REQUIRE(logins == 5);
 }
