@@ -6,7 +6,6 @@
 
 #include <csignal>
 #include <filesystem>
-#include <limits>
 #include <sstream>
 
 #include <nlohmann/json.hpp>
@@ -23,33 +22,6 @@ namespace {
 ConfigLoad load(const std::string& path) {
     if (path.empty()) return load_config_text(embedded_default_config(), "<embedded default>");
     return load_config_file(path);
-}
-
-// Whether MAIL must be answered 452 4.3.1: too many messages queued, or too
-// little room left on the queue's file system. The warning is said at most
-// once a minute: a full queue is asked at every MAIL.
-bool queue_refuses(Queue& queue, const DeliverySettings& s, std::uint64_t declared_size) {
-    static std::atomic<std::int64_t> last_warning{std::numeric_limits<std::int64_t>::min() / 2};
-    auto warn = [](const std::string& why) {
-        auto now = std::chrono::duration_cast<std::chrono::seconds>(
-                       std::chrono::steady_clock::now().time_since_epoch()).count();
-        auto last = last_warning.load();
-        if (now - last >= 60 && last_warning.compare_exchange_strong(last, now)) {
-            spdlog::warn("intake: MAIL refused with 452 4.3.1: {}", why);
-        }
-    };
-    if (queue.size() >= s.max_queue_messages) {
-        warn(std::to_string(queue.size()) + " messages queued (max_queue_messages = " +
-             std::to_string(s.max_queue_messages) + ")");
-        return true;
-    }
-    auto free = queue.free_bytes();
-    if (free && *free < s.queue_min_free + declared_size) {
-        warn(format_size(*free) + " free in " + queue.dir() + ", needs queue_min_free = " +
-             format_size(s.queue_min_free) + (declared_size ? " plus SIZE " + format_size(declared_size) : ""));
-        return true;
-    }
-    return false;
 }
 
 // delivery.allow_plaintext_auth = true is said at every start and reload:
@@ -254,7 +226,9 @@ void RelayDaemon::start_intake() {
             if (id) scheduler_->submit(*id);
             return id;
         },
-        [this](std::uint64_t declared_size) { return queue_refuses(*queue_, *current(), declared_size); });
+        [this](std::uint64_t declared_size) {
+            return admission_.refusal(*current(), queue_->size(), queue_->free_bytes(), declared_size).has_value();
+        });
     if (listener_) {
         intake_->start(std::move(listener_));
         spdlog::info("intake: listening on {}", d.listen);

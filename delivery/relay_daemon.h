@@ -20,6 +20,7 @@
 #include "delivery/destination_state.h"
 #include "delivery/intake/intake_server.h"
 #include "delivery/queue/queue.h"
+#include "delivery/queue/queue_admission.h"
 #include "delivery/scheduler.h"
 
 namespace relayguard {
@@ -55,6 +56,7 @@ private:
     std::shared_ptr<const DeliverySettings> settings_;
     SystemClock clock_;
     std::unique_ptr<Queue> queue_;
+    QueueAdmission admission_{clock_};
     std::unique_ptr<DnsResolver> resolver_;
     std::unique_ptr<DestinationState> destinations_;
     std::unique_ptr<Deliverer> deliverer_;
