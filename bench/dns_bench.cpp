@@ -19,6 +19,7 @@
 #include <string>
 #include <vector>
 
+#include "common/base/system_clock.h"
 #include "common/net/dns_resolver.h"
 #include "plugin/stores/resolver_dns_answers.h"
 
@@ -60,7 +61,8 @@ int main(int argc, char** argv) {
     rs.servers = {server};
     rs.timeout = std::chrono::seconds(2);
     rs.tries = 1;
-    auto made = DnsResolver::create(rs);
+    static const relayguard::SystemClock clock;
+    auto made = DnsResolver::create(rs, clock);
     if (!made) {
         std::fprintf(stderr, "dns_bench: %s\n", made.error().c_str());
         return 1;

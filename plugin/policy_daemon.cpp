@@ -177,7 +177,7 @@ void PolicyDaemon::announce_alerts() {
 
 bool PolicyDaemon::wire_resolver() {
     if (!wants_dns(config_.policy)) return true;
-    auto made = DnsResolver::create(config_.resolver);
+    auto made = DnsResolver::create(config_.resolver, clock_);
     if (!made) {
         spdlog::critical("dns: {}", made.error());
         return false;

@@ -40,7 +40,7 @@ std::once_flag ares_ready;
 
 }  // namespace
 
-Result<std::unique_ptr<DnsResolver>> DnsResolver::create(const ResolverSettings& settings) {
+Result<std::unique_ptr<DnsResolver>> DnsResolver::create(const ResolverSettings& settings, const Clock& clock) {
     using R = Result<std::unique_ptr<DnsResolver>>;
     int rc = ARES_SUCCESS;
     std::call_once(ares_ready, [&] { rc = ares_library_init(ARES_LIB_INIT_ALL); });
@@ -65,11 +65,13 @@ Result<std::unique_ptr<DnsResolver>> DnsResolver::create(const ResolverSettings&
         ares_destroy(channel);
         return R::failure("eventfd failed");
     }
-    return std::make_unique<DnsResolver>(Passkey{}, settings, channel, wake);
+    return std::make_unique<DnsResolver>(Passkey{}, settings, clock, channel, wake);
 }
 
-DnsResolver::DnsResolver(Passkey, const ResolverSettings& settings, ares_channeldata* channel, int wake_fd)
+DnsResolver::DnsResolver(Passkey, const ResolverSettings& settings, const Clock& clock, ares_channeldata* channel,
+                         int wake_fd)
     : settings_(settings),
+      clock_(clock),
       budget_(std::chrono::duration_cast<std::chrono::milliseconds>(settings.timeout * std::max<std::uint32_t>(settings.tries, 1))),
       channel_(channel),
       wake_fd_(wake_fd) {
@@ -155,7 +157,7 @@ void DnsResolver::finish(const std::shared_ptr<Entry>& entry, int status, const 
             break;
     }
     entry->done = true;
-    auto now = std::chrono::steady_clock::now();
+    auto now = clock_.steady_now();
     switch (r.outcome) {
         case DnsOutcome::answer:
             entry->expires = now + std::min<Duration>(std::chrono::seconds(ttl), settings_.cache_max_ttl);
@@ -172,7 +174,7 @@ void DnsResolver::finish(const std::shared_ptr<Entry>& entry, int status, const 
 }
 
 void DnsResolver::make_room() {
-    auto now = std::chrono::steady_clock::now();
+    auto now = clock_.steady_now();
     std::erase_if(cache_, [now](const auto& kv) { return kv.second->done && kv.second->expires <= now; });
     std::size_t limit = std::max<std::size_t>(settings_.cache_max_entries, 1);
     if (cache_.size() < limit) return;
@@ -190,7 +192,7 @@ std::shared_ptr<DnsResolver::Entry> DnsResolver::start(const std::string& name, 
     std::string key = cache_key(name, type);
     auto it = cache_.find(key);
     if (it != cache_.end()) {
-        if (!it->second->done || it->second->expires > std::chrono::steady_clock::now()) {
+        if (!it->second->done || it->second->expires > clock_.steady_now()) {
             ++cache_hits_;
             return it->second;
         }

@@ -39,7 +39,8 @@ struct DnsResult {
 class DnsResolver {
 public:
     // Fails when c-ares cannot start or a server address is malformed.
-    static Result<std::unique_ptr<DnsResolver>> create(const ResolverSettings& settings);
+    // `clock` ages the cache; lookups wait in real time for their deadline.
+    static Result<std::unique_ptr<DnsResolver>> create(const ResolverSettings& settings, const Clock& clock);
     ~DnsResolver();
     DnsResolver(const DnsResolver&) = delete;
     DnsResolver& operator=(const DnsResolver&) = delete;
@@ -64,7 +65,7 @@ private:
     struct Passkey {};
 
 public:
-    DnsResolver(Passkey, const ResolverSettings& settings, ares_channeldata* channel, int wake_fd);
+    DnsResolver(Passkey, const ResolverSettings& settings, const Clock& clock, ares_channeldata* channel, int wake_fd);
 
 private:
     struct Entry;
@@ -75,6 +76,7 @@ private:
     static void on_answer(void* arg, int status, int timeouts, unsigned char* message, int length);
 
     const ResolverSettings settings_;
+    const Clock& clock_;
     const std::chrono::milliseconds budget_;
     std::mutex mutex_;  // guards the channel (c-ares 1.18 is not thread-safe) and the cache
     ares_channeldata* channel_;

@@ -4,6 +4,7 @@
 // shared lookups in flight, its bound) counted at the server.
 #include <catch2/catch.hpp>
 
+#include "common/base/system_clock.h"
 #include "common/net/dns_resolver.h"
 #include "common/base/stage_deadline.h"
 #include "plugin/stores/resolver_dns_answers.h"
@@ -39,9 +40,12 @@ ResolverSettings settings_for(const std::string& server) {
     return r;
 }
 
-std::unique_ptr<DnsResolver> resolver_for(const std::string& server, ResolverSettings r = {}) {
+const SystemClock system_clock;
+
+std::unique_ptr<DnsResolver> resolver_for(const std::string& server, ResolverSettings r = {},
+                                          const Clock& clock = system_clock) {
     if (r.servers.empty()) r = settings_for(server);
-    auto made = DnsResolver::create(r);
+    auto made = DnsResolver::create(r, clock);
     REQUIRE(made);
     return std::move(*made);
 }
@@ -93,14 +97,15 @@ TEST_CASE("answers are cached for their TTL, negative ones too, and counted at t
     test::DnsmasqProcess server(records, 1);  // one-second TTL
     ResolverSettings s = settings_for(server.server());
     s.negative_ttl = 60s;
-    auto r = resolver_for(server.server(), s);
+    ManualClock clock;
+    auto r = resolver_for(server.server(), s, clock);
     for (int i = 0; i < 5; ++i) REQUIRE(r->lookup("mx.example.test", DnsType::a, soon()).outcome == DnsOutcome::answer);
     for (int i = 0; i < 5; ++i) REQUIRE(r->lookup("nowhere.test", DnsType::a, soon()).outcome == DnsOutcome::no_such_domain);
     REQUIRE(server.queries_for("A", "mx.example.test") == 1);
     REQUIRE(server.queries_for("A", "nowhere.test") == 1);
     REQUIRE(r->queries_sent() == 2);
     REQUIRE(r->cache_hits() == 8);
-    std::this_thread::sleep_for(1100ms);  // the positive answer's TTL ends, the negative one's does not
+    clock.advance(1100ms);  // the positive answer's TTL ends, the negative one's does not
     r->lookup("mx.example.test", DnsType::a, soon());
     r->lookup("nowhere.test", DnsType::a, soon());
     REQUIRE(server.queries_for("A", "mx.example.test") == 2);
