@@ -10,6 +10,7 @@
 #include <string>
 
 #include "common/base/clock.h"
+#include "common/base/result.h"
 
 namespace relayguard {
 
@@ -78,7 +79,7 @@ public:
                                                                             const std::string& recipient,
                                                                             Duration window, std::uint32_t threshold,
                                                                             Duration block_for, TimePoint now) = 0;
-    virtual std::optional<std::optional<TimePoint>> blocked_until(const std::string& client, TimePoint now) = 0;
+    virtual Lookup<TimePoint> blocked_until(const std::string& client, TimePoint now) = 0;
     // Lifts a block and forgets the unknown recipients (admin command).
     virtual bool unblock(const std::string& client) = 0;
     // Every counter of the client, for `relayguardctl ip show`.

@@ -292,7 +292,7 @@ std::optional<TimePoint> DecisionEngine::open_pop_window(const IpAddress& client
     return until;
 }
 
-std::optional<std::optional<PopWindow>> DecisionEngine::pop_window(const IpAddress& client) {
+Lookup<PopWindow> DecisionEngine::pop_window(const IpAddress& client) {
     if (pop_windows_ == nullptr) return std::optional<PopWindow>{};
     return pop_windows_->find(relay_.pop_key(client), clock_.now());
 }

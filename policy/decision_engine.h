@@ -11,6 +11,7 @@
 #include <string_view>
 
 #include "common/base/clock.h"
+#include "common/base/result.h"
 #include "policy/counter_store.h"
 #include "policy/decision.h"
 #include "policy/dns_answers.h"
@@ -65,7 +66,7 @@ public:
     std::optional<TimePoint> open_pop_window(const IpAddress& client, const std::string& user,
                                              std::optional<Duration> length);
     // std::nullopt: the store cannot be reached; an empty inner optional: no window.
-    std::optional<std::optional<PopWindow>> pop_window(const IpAddress& client);
+    Lookup<PopWindow> pop_window(const IpAddress& client);
     TimePoint now() const { return clock_.now(); }
 
     // Every counter and block of a client, with its counting key, for the

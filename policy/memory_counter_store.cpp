@@ -195,7 +195,7 @@ std::optional<UnknownRecipientOutcome> MemoryCounterStore::record_unknown_recipi
     return out;
 }
 
-std::optional<std::optional<TimePoint>> MemoryCounterStore::blocked_until(const std::string& client, TimePoint now) {
+Lookup<TimePoint> MemoryCounterStore::blocked_until(const std::string& client, TimePoint now) {
     std::lock_guard lock(mutex_);
     auto it = clients_.find(client);
     if (it == clients_.end()) return std::optional<TimePoint>{};

@@ -45,7 +45,7 @@ public:
                                                                     const std::string& recipient, Duration window,
                                                                     std::uint32_t threshold, Duration block_for,
                                                                     TimePoint now) override;
-    std::optional<std::optional<TimePoint>> blocked_until(const std::string& client, TimePoint now) override;
+    Lookup<TimePoint> blocked_until(const std::string& client, TimePoint now) override;
     bool unblock(const std::string& client) override;
     std::optional<ClientCounters> inspect(const std::string& client, Duration rate_window, Duration unknown_window,
                                           TimePoint now) override;

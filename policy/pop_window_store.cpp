@@ -5,7 +5,7 @@
 
 namespace relayguard {
 
-std::optional<std::optional<PopWindow>> MemoryPopWindowStore::find(const std::string& client, TimePoint now) {
+Lookup<PopWindow> MemoryPopWindowStore::find(const std::string& client, TimePoint now) {
     std::lock_guard lock(mutex_);
     auto it = windows_.find(client);
     if (it == windows_.end() || it->second.until <= now) return std::optional<PopWindow>{};

@@ -10,6 +10,7 @@
 #include <unordered_map>
 
 #include "common/base/clock.h"
+#include "common/base/result.h"
 
 namespace relayguard {
 
@@ -21,8 +22,8 @@ struct PopWindow {
 class PopWindowStore {
 public:
     virtual ~PopWindowStore() = default;
-    // std::nullopt: the store cannot be reached; an empty inner optional: no window.
-    virtual std::optional<std::optional<PopWindow>> find(const std::string& client, TimePoint now) = 0;
+    // A failure: the store cannot be reached; std::nullopt: no window.
+    virtual Lookup<PopWindow> find(const std::string& client, TimePoint now) = 0;
     // Opens or extends the window of `client` to `until`.
     // Answers false when the store cannot take it (unreachable, or full).
     virtual bool grant(const std::string& client, const std::string& user, TimePoint until, TimePoint now) = 0;
@@ -35,7 +36,7 @@ public:
 class MemoryPopWindowStore final : public PopWindowStore {
 public:
     explicit MemoryPopWindowStore(std::size_t max_windows = 100000) : max_windows_(max_windows) {}
-    std::optional<std::optional<PopWindow>> find(const std::string& client, TimePoint now) override;
+    Lookup<PopWindow> find(const std::string& client, TimePoint now) override;
     bool grant(const std::string& client, const std::string& user, TimePoint until, TimePoint now) override;
     std::optional<WindowList> list(TimePoint now, std::size_t max) override;
 

@@ -30,4 +30,10 @@ private:
     std::string error_;
 };
 
+// A lookup in a store: what was found (std::nullopt when nothing is), or a
+// failure when the store could not be asked. The one spelling of "three
+// outcomes" for lookups, instead of an optional inside an optional.
+template <class T>
+using Lookup = Result<std::optional<T>>;
+
 }  // namespace relayguard

@@ -341,16 +341,16 @@ std::optional<UnknownRecipientOutcome> RedisCounterStore::record_unknown_recipie
     return out;
 }
 
-std::optional<std::optional<TimePoint>> RedisCounterStore::blocked_until(const std::string& client, TimePoint now) {
+Lookup<TimePoint> RedisCounterStore::blocked_until(const std::string& client, TimePoint now) {
     if (auto known = blocks_.lookup(client, now)) return known;
     return fetch_block(client, now);
 }
 
-std::optional<std::optional<TimePoint>> RedisCounterStore::fetch_block(const std::string& client, TimePoint now) {
+Lookup<TimePoint> RedisCounterStore::fetch_block(const std::string& client, TimePoint now) {
     auto reply = redis_.command({"GET", key(client, "block")}, key(client, "block"));
-    if (!reply) return std::nullopt;
+    if (!reply) return Lookup<TimePoint>::failure(reply.error());
     if (reply->type == RedisValue::Type::nil) return std::optional<TimePoint>{};
-    if (reply->type != RedisValue::Type::string) return std::nullopt;
+    if (reply->type != RedisValue::Type::string) return Lookup<TimePoint>::failure("unexpected reply to GET");
     long long until = std::strtoll(reply->str.c_str(), nullptr, 10);
     if (until <= now.time_since_epoch().count()) return std::optional<TimePoint>{};
     return std::optional<TimePoint>{TimePoint(Duration(until))};
@@ -434,9 +434,12 @@ void RedisCounterStore::refresher() {
     }
 }
 
-std::optional<std::optional<PopWindow>> RedisPopWindowStore::find(const std::string& client, TimePoint now) {
+Lookup<PopWindow> RedisPopWindowStore::find(const std::string& client, TimePoint now) {
     auto reply = redis_.command({"HMGET", key(client), "until", "user"}, key(client));
-    if (!reply || reply->type != RedisValue::Type::array || reply->elements.size() != 2) return std::nullopt;
+    if (!reply) return Lookup<PopWindow>::failure(reply.error());
+    if (reply->type != RedisValue::Type::array || reply->elements.size() != 2) {
+        return Lookup<PopWindow>::failure("unexpected reply to HMGET");
+    }
     const auto& until = reply->elements[0];
     if (until.type != RedisValue::Type::string) return std::optional<PopWindow>{};
     long long end = std::strtoll(until.str.c_str(), nullptr, 10);

@@ -25,6 +25,7 @@
 
 #include "common/redis/redis_client.h"
 #include "common/base/clock.h"
+#include "common/base/result.h"
 #include "policy/counter_store.h"
 #include "policy/pop_window_store.h"
 #include "plugin/stores/shared_blocks.h"
@@ -58,7 +59,7 @@ public:
                                                                     const std::string& recipient, Duration window,
                                                                     std::uint32_t threshold, Duration block_for,
                                                                     TimePoint now) override;
-    std::optional<std::optional<TimePoint>> blocked_until(const std::string& client, TimePoint now) override;
+    Lookup<TimePoint> blocked_until(const std::string& client, TimePoint now) override;
     bool unblock(const std::string& client) override;
     std::optional<ClientCounters> inspect(const std::string& client, Duration rate_window, Duration unknown_window,
                                           TimePoint now) override;
@@ -109,7 +110,7 @@ private:
     std::string in_flight_member(const std::string& reservation) const;
     static std::string counted_member(const std::string& in_flight);
     // GET of the client's block, for RCPT while the shared list is not live.
-    std::optional<std::optional<TimePoint>> fetch_block(const std::string& client, TimePoint now);
+    Lookup<TimePoint> fetch_block(const std::string& client, TimePoint now);
     std::optional<RateOutcome> rate(const std::string& client, const std::string& member, Duration window,
                                     std::uint32_t limit, const char* mode, TimePoint now);
     // Renews the leases in `held` on the client's `kind` key; `leases` tells
@@ -143,7 +144,7 @@ private:
 class RedisPopWindowStore final : public PopWindowStore {
 public:
     RedisPopWindowStore(RedisClient& redis, std::string key_prefix) : redis_(redis), prefix_(std::move(key_prefix)) {}
-    std::optional<std::optional<PopWindow>> find(const std::string& client, TimePoint now) override;
+    Lookup<PopWindow> find(const std::string& client, TimePoint now) override;
     bool grant(const std::string& client, const std::string& user, TimePoint until, TimePoint now) override;
     // SCAN on the one master; on Cluster the keys are spread over several
     // masters and this answers std::nullopt (not listed).

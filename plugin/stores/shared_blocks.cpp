@@ -49,8 +49,8 @@ void SharedBlocks::note(const std::string& client, std::optional<TimePoint> unti
     blocks_[client] = *until;
 }
 
-std::optional<std::optional<TimePoint>> SharedBlocks::lookup(const std::string& client, TimePoint now) {
-    if (!live_) return std::nullopt;
+Lookup<TimePoint> SharedBlocks::lookup(const std::string& client, TimePoint now) {
+    if (!live_) return Lookup<TimePoint>::failure("not subscribed to the block channel");
     std::lock_guard lock(mutex_);
     auto it = blocks_.find(client);
     if (it == blocks_.end()) return std::optional<TimePoint>{};

@@ -27,14 +27,15 @@
 
 #include "common/redis/redis_client.h"
 #include "common/base/clock.h"
+#include "common/base/result.h"
 
 namespace relayguard {
 
 class SharedBlocks {
 public:
     // Reads one client's block from Redis: used to check the known blocks
-    // again after the subscription was lost. std::nullopt: no answer.
-    using Fetch = std::function<std::optional<std::optional<TimePoint>>(const std::string& client)>;
+    // again after the subscription was lost; a failure when Redis did not answer.
+    using Fetch = std::function<Lookup<TimePoint>(const std::string& client)>;
 
     // Starts the subscriber thread on `channel`.
     SharedBlocks(RedisClient& redis, std::string channel, Fetch fetch);
@@ -44,9 +45,9 @@ public:
 
     // What this node learnt itself, from a script's answer.
     void note(const std::string& client, std::optional<TimePoint> until);
-    // The client's block, if the list is live; std::nullopt when it is not
+    // The client's block, if the list is live; a failure when it is not
     // (ask Redis).
-    std::optional<std::optional<TimePoint>> lookup(const std::string& client, TimePoint now);
+    Lookup<TimePoint> lookup(const std::string& client, TimePoint now);
     bool live() const { return live_; }
     const std::string& channel() const { return channel_; }
     // The message a script publishes: "<until ms> <client>"; 0 lifts a block.

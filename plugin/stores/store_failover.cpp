@@ -129,7 +129,7 @@ std::optional<UnknownRecipientOutcome> FailoverCounterStore::record_unknown_reci
                   [&] { return fallback_.record_unknown_recipient(client, recipient, window, threshold, block_for, now); });
 }
 
-std::optional<std::optional<TimePoint>> FailoverCounterStore::blocked_until(const std::string& client, TimePoint now) {
+Lookup<TimePoint> FailoverCounterStore::blocked_until(const std::string& client, TimePoint now) {
     return either([&] { return primary_.blocked_until(client, now); },
                   [&] { return fallback_.blocked_until(client, now); });
 }
@@ -146,7 +146,7 @@ bool FailoverCounterStore::unblock(const std::string& client) {
     return a || b;
 }
 
-std::optional<std::optional<PopWindow>> FailoverPopWindowStore::find(const std::string& client, TimePoint now) {
+Lookup<PopWindow> FailoverPopWindowStore::find(const std::string& client, TimePoint now) {
     auto r = primary_.find(client, now);
     if (r) health_.succeeded(); else health_.failed();
     if (!health_.fail_open()) return r;
@@ -155,7 +155,7 @@ std::optional<std::optional<PopWindow>> FailoverPopWindowStore::find(const std::
         auto local = fallback_.find(client, now);
         if (local && *local) return local;
     }
-    return r ? r : std::optional<std::optional<PopWindow>>{std::optional<PopWindow>{}};
+    return r ? r : Lookup<PopWindow>{std::optional<PopWindow>{}};
 }
 
 std::optional<PopWindowStore::WindowList> FailoverPopWindowStore::list(TimePoint now, std::size_t max) {

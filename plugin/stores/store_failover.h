@@ -68,7 +68,7 @@ public:
                                                                     const std::string& recipient, Duration window,
                                                                     std::uint32_t threshold, Duration block_for,
                                                                     TimePoint now) override;
-    std::optional<std::optional<TimePoint>> blocked_until(const std::string& client, TimePoint now) override;
+    Lookup<TimePoint> blocked_until(const std::string& client, TimePoint now) override;
     bool unblock(const std::string& client) override;
     std::optional<ClientCounters> inspect(const std::string& client, Duration rate_window, Duration unknown_window,
                                           TimePoint now) override;
@@ -85,7 +85,7 @@ private:
 class FailoverPopWindowStore final : public PopWindowStore {
 public:
     FailoverPopWindowStore(PopWindowStore& primary, StoreHealth& health) : primary_(primary), health_(health) {}
-    std::optional<std::optional<PopWindow>> find(const std::string& client, TimePoint now) override;
+    Lookup<PopWindow> find(const std::string& client, TimePoint now) override;
     bool grant(const std::string& client, const std::string& user, TimePoint until, TimePoint now) override;
     std::optional<WindowList> list(TimePoint now, std::size_t max) override;
 

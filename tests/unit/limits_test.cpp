@@ -399,7 +399,7 @@ TEST_CASE("an unreachable store follows the fail mode", "[limits][store]") {
                                                                         std::uint32_t, Duration, TimePoint) override {
             return std::nullopt;
         }
-        std::optional<std::optional<TimePoint>> blocked_until(const std::string&, TimePoint) override { return std::nullopt; }
+        Lookup<TimePoint> blocked_until(const std::string&, TimePoint) override { return Lookup<TimePoint>::failure("down"); }
         bool unblock(const std::string&) override { return false; }
         std::optional<ClientCounters> inspect(const std::string&, Duration, Duration, TimePoint) override {
             return std::nullopt;
