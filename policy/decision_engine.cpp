@@ -108,12 +108,12 @@ Decision DecisionEngine::on_connect(SessionState& s, const ConnectFacts& facts) 
     TimePoint now = clock_.now();
     std::optional<TimePoint> blocked;
     auto r = connections_.open(s, now, blocked);
-    if (!r) {
+    if (r.store_unreachable()) {
         store_unreachable(d, "connect");
         return finish(s, std::move(d));
     }
     if (blocked && settle(d, harvest_.blocked(*blocked, now), LimitMode::enforce)) return finish(s, std::move(d));
-    settle(d, *r, connections_.mode());
+    settle(d, std::move(r), connections_.mode());
     return finish(s, std::move(d));
 }
 
@@ -152,11 +152,11 @@ Decision DecisionEngine::on_mail(SessionState& s, const MailFacts& facts) {
     if (limits_apply(s) && message_rate_.enabled() && !facts.rate_checked_elsewhere) {
         s.tx.rate_checked = true;
         auto r = message_rate_.check(s, clock_.now(), facts.count_at_check);
-        if (!r) {
+        if (r.store_unreachable()) {
             store_unreachable(d, "mail");
             return finish(s, std::move(d));
         }
-        settle(d, *r, message_rate_.mode());
+        settle(d, std::move(r), message_rate_.mode());
     }
     return finish(s, std::move(d));
 }
@@ -171,10 +171,10 @@ Decision DecisionEngine::on_rcpt(SessionState& s, const RcptFacts& facts) {
         d.detail = "recipient refused by the MTA with " + facts.mta_status;
         if (limits_apply(s) && harvest_.enabled() && HarvestGuard::means_unknown_user(facts.mta_status, facts.mta_text)) {
             auto r = harvest_.record(s, facts.recipient, now);
-            if (!r) {
+            if (r.store_unreachable()) {
                 store_unreachable(d, "rcpt");
             } else {
-                settle(d, *r, harvest_.mode());
+                settle(d, std::move(r), harvest_.mode());
             }
         }
         if (!d.refused()) return count_mta_failure(s, std::move(d));

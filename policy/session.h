@@ -85,8 +85,10 @@ struct SessionState {
     std::uint32_t transactions = 0;  // MAIL FROMs seen, to name each reservation
     std::uint32_t failed_commands = 0;
     // The PTR check's verdict once it is definite (a temporary failure is
-    // asked again at the next MAIL): the client's DNS does not change mid-session.
-    std::optional<std::optional<Decision>> client_dns;
+    // asked again at the next MAIL): the client's DNS does not change
+    // mid-session. `client_dns` is the refusal, if the verdict was one.
+    bool client_dns_known = false;
+    std::optional<Decision> client_dns;
     Transaction tx;
 };
 

@@ -5,21 +5,21 @@
 
 namespace relayguard {
 
-std::optional<std::optional<Decision>> ConnectionLimit::open(SessionState& s, TimePoint now,
+RuleCheck ConnectionLimit::open(SessionState& s, TimePoint now,
                                                              std::optional<TimePoint>& blocked_until) {
     // In warn mode the slot is always taken, so the count the log reports
     // is the real one an enforcing limit would see.
     std::uint32_t limit = settings_.max && settings_.mode == LimitMode::enforce ? *settings_.max : 0;
     auto r = store_.open_connection(s.client_key, s.connection_id, limit, now);
-    if (!r) return std::nullopt;
+    if (!r) return RuleCheck::unreachable();
     blocked_until = r->blocked_until;
     s.holds_connection_slot = r->admitted;
-    if (!settings_.max) return std::optional<Decision>{};
+    if (!settings_.max) return RuleCheck::passed();
     std::uint32_t max = *settings_.max;
-    if (r->admitted && r->held <= max) return std::optional<Decision>{};
+    if (r->admitted && r->held <= max) return RuleCheck::passed();
     std::uint32_t seen = r->admitted ? r->held : r->held + 1;
-    return std::optional<Decision>{refusal("connections", settings_.reply,
-                                           "concurrent=" + std::to_string(seen) + " limit=" + std::to_string(max))};
+    return RuleCheck::refusing(refusal("connections", settings_.reply,
+                                           "concurrent=" + std::to_string(seen) + " limit=" + std::to_string(max)));
 }
 
 void ConnectionLimit::close(SessionState& s) {

@@ -8,6 +8,7 @@
 #include "policy/counter_store.h"
 #include "policy/decision.h"
 #include "policy/policy_settings.h"
+#include "policy/rules/refusal.h"
 #include "policy/session.h"
 
 namespace relayguard {
@@ -19,7 +20,7 @@ public:
     LimitMode mode() const { return settings_.mode; }
     // Takes the slot and reports any harvest block of the client, in one
     // store call. Outer optional: store unreachable; inner: a refusal.
-    std::optional<std::optional<Decision>> open(SessionState& s, TimePoint now,
+    RuleCheck open(SessionState& s, TimePoint now,
                                                  std::optional<TimePoint>& blocked_until);
     void close(SessionState& s);
 

@@ -33,9 +33,12 @@ void DnsChecks::prepare(const SessionState& s) const {
 
 std::optional<Decision> DnsChecks::check_client(SessionState& s) const {
     if (!checks_client(s)) return std::nullopt;
-    if (s.client_dns) return *s.client_dns;
+    if (s.client_dns_known) return s.client_dns;
     auto verdict = ask_client(s);
-    if (!verdict || verdict->verdict != Verdict::tempfail) s.client_dns = verdict;
+    if (!verdict || verdict->verdict != Verdict::tempfail) {
+        s.client_dns_known = true;
+        s.client_dns = verdict;
+    }
     return verdict;
 }
 

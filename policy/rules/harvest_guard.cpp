@@ -37,19 +37,19 @@ bool HarvestGuard::means_unknown_user(std::string_view status, std::string_view 
     return false;
 }
 
-std::optional<std::optional<Decision>> HarvestGuard::record(const SessionState& s, std::string_view recipient,
+RuleCheck HarvestGuard::record(const SessionState& s, std::string_view recipient,
                                                             TimePoint now) {
     std::uint32_t max = *settings_.max;
     // Case does not make another mailbox: "Bob@x" and "bob@x" are one guess.
     std::string key = DomainSet::normalise(recipient);
     Duration block_for = settings_.mode == LimitMode::enforce ? settings_.block_time : Duration::zero();
     auto r = store_.record_unknown_recipient(s.client_key, key, settings_.window, max, block_for, now);
-    if (!r) return std::nullopt;
-    if (r->distinct < max && !r->blocked_until) return std::optional<Decision>{};
+    if (!r) return RuleCheck::unreachable();
+    if (r->distinct < max && !r->blocked_until) return RuleCheck::passed();
     Duration left = r->blocked_until ? *r->blocked_until - now : settings_.block_time;
-    return std::optional<Decision>{refusal("unknown_recipients", settings_.reply,
+    return RuleCheck::refusing(refusal("unknown_recipients", settings_.reply,
                                            "distinct_unknown=" + std::to_string(r->distinct == 0 ? max : r->distinct) +
-                                               " limit=" + std::to_string(max) + " blocked_for=" + seconds_text(left))};
+                                               " limit=" + std::to_string(max) + " blocked_for=" + seconds_text(left)));
 }
 
 }  // namespace relayguard

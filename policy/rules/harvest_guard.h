@@ -10,6 +10,7 @@
 #include "policy/counter_store.h"
 #include "policy/decision.h"
 #include "policy/policy_settings.h"
+#include "policy/rules/refusal.h"
 #include "policy/session.h"
 
 namespace relayguard {
@@ -27,7 +28,7 @@ public:
     static bool means_unknown_user(std::string_view status, std::string_view text);
     // Records an unknown recipient. Outer optional: store unreachable;
     // inner: the refusal when this one crossed the threshold.
-    std::optional<std::optional<Decision>> record(const SessionState& s, std::string_view recipient, TimePoint now);
+    RuleCheck record(const SessionState& s, std::string_view recipient, TimePoint now);
 
 private:
     const UnknownRecipientSettings& settings_;

@@ -5,7 +5,7 @@
 
 namespace relayguard {
 
-std::optional<std::optional<Decision>> MessageRateLimit::check(SessionState& s, TimePoint now, bool record) {
+RuleCheck MessageRateLimit::check(SessionState& s, TimePoint now, bool record) {
     std::uint32_t max = *settings_.max;
     std::optional<RateOutcome> r;
     if (record || settings_.count == CountMode::attempts) {
@@ -15,12 +15,12 @@ std::optional<std::optional<Decision>> MessageRateLimit::check(SessionState& s, 
         r = store_.reserve_message(s.client_key, name, settings_.window, max, now);
         if (r && r->recorded) s.tx.reservation = std::move(name);
     }
-    if (!r) return std::nullopt;
-    if (r->count < max) return std::optional<Decision>{};
-    return std::optional<Decision>{refusal("message_rate", settings_.reply,
+    if (!r) return RuleCheck::unreachable();
+    if (r->count < max) return RuleCheck::passed();
+    return RuleCheck::refusing(refusal("message_rate", settings_.reply,
                                            "count=" + std::to_string(r->count) + " limit=" + std::to_string(max) +
                                                " window=" + seconds_text(settings_.window) + " counting=" +
-                                               (settings_.count == CountMode::attempts ? "attempts" : "accepted"))};
+                                               (settings_.count == CountMode::attempts ? "attempts" : "accepted")));
 }
 
 void MessageRateLimit::commit(SessionState& s, TimePoint now) {

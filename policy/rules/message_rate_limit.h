@@ -12,6 +12,7 @@
 #include "policy/counter_store.h"
 #include "policy/decision.h"
 #include "policy/policy_settings.h"
+#include "policy/rules/refusal.h"
 #include "policy/session.h"
 
 namespace relayguard {
@@ -26,7 +27,7 @@ public:
     // `record`: count this message now, below the limit, whatever the
     // counting rule (it is always so when counting attempts); otherwise a
     // slot is reserved for the transaction (s.tx.reservation).
-    std::optional<std::optional<Decision>> check(SessionState& s, TimePoint now, bool record = false);
+    RuleCheck check(SessionState& s, TimePoint now, bool record = false);
     // At end of data of a message the MTA accepts: counting accepted mail,
     // the transaction's slot becomes a counted message (one is counted when
     // it holds none: a limit in warn mode past its limit). Never waits.
