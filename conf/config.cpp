@@ -64,8 +64,7 @@ std::string check_admin_socket(const std::string& v) {
 
 std::string check_login_pattern(const std::string& v) {
     auto compiled = LoginPattern::compile(v);
-    if (auto* why = std::get_if<std::string>(&compiled)) return *why;
-    return "";
+    return compiled ? "" : compiled.error();
 }
 
 std::string check_log_level(const std::string& v) {

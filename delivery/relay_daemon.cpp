@@ -83,8 +83,8 @@ int RelayDaemon::start() {
                                              },
                                              clock_);
     if (!bind_sockets()) return 1;
-    if (std::string err = drop_privileges(config_.daemon.user, config_.daemon.group); !err.empty()) {
-        spdlog::critical("daemon.user: {}", err);
+    if (auto dropped = drop_privileges(config_.daemon.user, config_.daemon.group); !dropped) {
+        spdlog::critical("daemon.user: {}", dropped.error());
         return 1;
     }
     admin_ = std::make_unique<AdminSocket>(
@@ -109,11 +109,11 @@ bool RelayDaemon::bind_sockets() {
     const auto& d = config_.delivery;
     if (auto addr = ListenAddress::parse(d.listen)) {
         auto opened = open_listener(*addr, config_.listen.socket_mode, config_.listen.socket_group);
-        if (auto* err = std::get_if<std::string>(&opened)) {
-            spdlog::critical("intake: cannot listen on {}: {}", d.listen, *err);
+        if (!opened) {
+            spdlog::critical("intake: cannot listen on {}: {}", d.listen, opened.error());
             return false;
         }
-        listener_ = std::move(std::get<UniqueFd>(opened));
+        listener_ = std::move(*opened);
         if (!addr->is_loopback()) {
             std::string allowed;
             for (const auto& g : d.allowed_clients) allowed += (allowed.empty() ? "" : ", ") + g.name;
@@ -129,11 +129,11 @@ bool RelayDaemon::bind_sockets() {
     // Only listen.admin_group, never the MTA's socket_group: whoever can
     // write here can delete and bounce queued mail.
     auto opened = open_listener(*admin_addr, config_.listen.socket_mode, config_.listen.admin_group);
-    if (auto* err = std::get_if<std::string>(&opened)) {
-        spdlog::critical("admin: cannot listen on {}: {}", d.admin, *err);
+    if (!opened) {
+        spdlog::critical("admin: cannot listen on {}: {}", d.admin, opened.error());
         return false;
     }
-    admin_fd_ = std::move(std::get<UniqueFd>(opened));
+    admin_fd_ = std::move(*opened);
     return true;
 }
 
@@ -143,8 +143,7 @@ std::string RelayDaemon::answer_admin(std::string_view request) {
     for (std::string w; in >> w;) words.push_back(w);
     if (words.size() == 1 && words[0] == "ping") return json_reply({{"ok", true}, {"text", "relayguard-relayd is running"}});
     if (words.size() == 1 && words[0] == "reload") {
-        std::string errors = reload();
-        if (!errors.empty()) return json_reply({{"ok", false}, {"error", errors}});
+        if (auto reloaded = reload(); !reloaded) return json_reply({{"ok", false}, {"error", reloaded.error()}});
         return json_reply({{"ok", true}, {"text", "configuration reloaded"}});
     }
     if (words.empty() || words[0] != "queue") {
@@ -255,7 +254,7 @@ void RelayDaemon::stop(const std::string& why) {
     if (!config_.delivery.admin.empty()) ::unlink(ListenAddress::parse(config_.delivery.admin)->path.c_str());
 }
 
-std::string RelayDaemon::reload() {
+Status RelayDaemon::reload() {
     std::lock_guard reloading(reload_mutex_);
     auto again = load(config_path_);
     if (!again.config) {
@@ -264,7 +263,7 @@ std::string RelayDaemon::reload() {
             spdlog::error("reload refused, the running configuration stays: {}", e.to_string());
             errors += (errors.empty() ? "" : "; ") + e.to_string();
         }
-        return errors;
+        return Status::failure(errors);
     }
     DeliverySettings next = again.config->delivery;
     const DeliverySettings& started = config_.delivery;
@@ -286,7 +285,7 @@ std::string RelayDaemon::reload() {
     std::lock_guard lock(settings_mutex_);
     settings_ = std::make_shared<const DeliverySettings>(std::move(next));
     spdlog::info("reloaded {}: routing and lifetimes apply to queued mail from the next attempt", again.config->source);
-    return "";
+    return Done{};
 }
 
 }  // namespace relayguard

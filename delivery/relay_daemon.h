@@ -38,8 +38,9 @@ public:
     // Until SIGTERM or SIGINT, which it names; SIGHUP reloads.
     std::string run_until_signal();
     void stop(const std::string& why);
-    // SIGHUP and `relayguardctl reload relayd`: "" or the errors.
-    std::string reload();
+    // SIGHUP and `relayguardctl reload relayd`; a config with errors is
+    // refused, named in the failure, and the running one stays.
+    Status reload();
 
 private:
     std::shared_ptr<const DeliverySettings> current();

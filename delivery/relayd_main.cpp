@@ -58,8 +58,8 @@ int main(int argc, char** argv) {
     for (const auto& e : loaded.errors) std::cerr << "relayguard-relayd: " << e.to_string() << "\n";
     if (!loaded.config) return exit_config;
     if (queue_mode) return queue_command(loaded.config->delivery, queue_args);
-    if (std::string err = setup_logging(loaded.config->log, "relayguard-relayd"); !err.empty()) {
-        std::cerr << "relayguard-relayd: key 'log': " << err << "\n";
+    if (auto logging = setup_logging(loaded.config->log, "relayguard-relayd"); !logging) {
+        std::cerr << "relayguard-relayd: key 'log': " << logging.error() << "\n";
         return exit_config;
     }
     // Every thread inherits these blocked: the main thread alone takes them

@@ -74,8 +74,8 @@ int main(int argc, char** argv) {
     }
     auto loaded = load(config_path);
     if (!report_errors(loaded)) return exit_config;
-    if (std::string err = relayguard::setup_logging(loaded.config->log, "relayguard"); !err.empty()) {
-        std::cerr << "relayguard: " << loaded.config->source << ": key 'log': " << err << "\n";
+    if (auto logging = relayguard::setup_logging(loaded.config->log, "relayguard"); !logging) {
+        std::cerr << "relayguard: " << loaded.config->source << ": key 'log': " << logging.error() << "\n";
         return exit_config;
     }
     block_signals();

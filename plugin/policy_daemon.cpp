@@ -92,12 +92,12 @@ std::optional<UniqueFd> listen_on(const char* what, const std::string& where, co
                                   const std::string& group) {
     auto addr = ListenAddress::parse(where);
     auto opened = open_listener(*addr, l.socket_mode, group);
-    if (auto* err = std::get_if<std::string>(&opened)) {
-        spdlog::critical("{}: cannot listen on {}: {}", what, where, *err);
+    if (!opened) {
+        spdlog::critical("{}: cannot listen on {}: {}", what, where, opened.error());
         return std::nullopt;
     }
     if (!addr->is_loopback()) spdlog::warn("{}: listening on {}, which is not loopback", what, where);
-    return std::move(std::get<UniqueFd>(opened));
+    return std::move(*opened);
 }
 
 void log_effective_settings(const Config& c) {
@@ -225,8 +225,8 @@ bool PolicyDaemon::bind_sockets() {
         admin_fd_ = std::move(*fd);
     }
     if (!l.milter.empty()) {
-        if (std::string err = milter::open(*engine_, ledger_, l); !err.empty()) {
-            spdlog::critical("milter: {}", err);
+        if (auto opened = milter::open(*engine_, ledger_, l); !opened) {
+            spdlog::critical("milter: {}", opened.error());
             return false;
         }
     }
@@ -234,8 +234,8 @@ bool PolicyDaemon::bind_sockets() {
 }
 
 bool PolicyDaemon::drop_privileges_and_write_pid() {
-    if (std::string err = drop_privileges(config_.daemon.user, config_.daemon.group); !err.empty()) {
-        spdlog::critical("daemon.user: {}", err);
+    if (auto dropped = drop_privileges(config_.daemon.user, config_.daemon.group); !dropped) {
+        spdlog::critical("daemon.user: {}", dropped.error());
         return false;
     }
     if (config_.daemon.pid_file.empty()) return true;
@@ -277,7 +277,7 @@ void PolicyDaemon::follow_logins() {
     const auto& p = config_.pop_logins;
     if (p.log_file.empty()) return;
     std::vector<LoginPattern> patterns;
-    for (const auto& text : p.log_patterns) patterns.push_back(std::get<LoginPattern>(LoginPattern::compile(text)));
+    for (const auto& text : p.log_patterns) patterns.push_back(*LoginPattern::compile(text));  // checked at load
     follower_ = std::make_unique<LoginLogFollower>(p.log_file, std::move(patterns), [this](const LoginSeen& seen) {
         auto current = engine_->current();
         auto client = IpAddress::parse(seen.address);
@@ -344,7 +344,7 @@ void PolicyDaemon::stop(const std::string& why) {
     spdlog::info("relayguard stopped");
 }
 
-std::string PolicyDaemon::reload() {
+Status PolicyDaemon::reload() {
     std::lock_guard lock(reload_mutex_);
     auto fresh = load(config_path_);
     if (!fresh.config) {
@@ -353,7 +353,7 @@ std::string PolicyDaemon::reload() {
             spdlog::error("reload refused, the running configuration stays: {}", e.to_string());
             errors += (errors.empty() ? "" : "; ") + e.to_string();
         }
-        return errors;
+        return Status::failure(errors);
     }
     const Config& c = *fresh.config;
     if (wants_dns(c.policy) && !dns_) spdlog::warn("reload: DNS checks were off at start; they start working after a restart");
@@ -362,7 +362,7 @@ std::string PolicyDaemon::reload() {
                                                       dns_ ? &*dns_ : nullptr));
     spdlog::info("reload: configuration {} applied", c.source);
     log_effective_settings(c);
-    return "";
+    return Done{};
 }
 
 }  // namespace relayguard

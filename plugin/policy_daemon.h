@@ -46,8 +46,7 @@ public:
     void stop(const std::string& why);
     // SIGHUP and `relayguardctl reload`: the new policy applies to the next
     // decision; a config with errors is refused and the running one stays.
-    // Answers "" or the errors.
-    std::string reload();
+    Status reload();
 
 private:
     void announce_alerts();

@@ -126,25 +126,26 @@ const std::vector<std::string>& default_login_patterns() {
     return patterns;
 }
 
-std::variant<LoginPattern, std::string> LoginPattern::compile(const std::string& pattern) {
+Result<LoginPattern> LoginPattern::compile(const std::string& pattern) {
+    using R = Result<LoginPattern>;
     std::size_t colon = program_end(pattern);
     if (colon == std::string::npos || colon == 0) {
-        return std::string("no program: write PROGRAM: MESSAGE, as in 'dovecot: imap-login: Login: user=<%u>, "
-                           "method=\\S+, rip=%a, lip='");
+        return R::failure("no program: write PROGRAM: MESSAGE, as in 'dovecot: imap-login: Login: user=<%u>, "
+                          "method=\\S+, rip=%a, lip='");
     }
     std::string_view text(pattern);
     std::string_view program = text.substr(0, colon);
     if (program.find("%u") != std::string_view::npos || program.find("%a") != std::string_view::npos) {
-        return std::string("%u and %a belong in the message, after 'PROGRAM: '");
+        return R::failure("%u and %a belong in the message, after 'PROGRAM: '");
     }
     Placeholders message = expand(text.substr(colon + 2));
-    if (!message.error.empty()) return message.error;
-    if (!message.address) return std::string("no %a: the pattern must capture the client address");
+    if (!message.error.empty()) return R::failure(message.error);
+    if (!message.address) return R::failure("no %a: the pattern must capture the client address");
 
     // The program is matched whole, so alternatives in it are grouped first.
     auto compiled = std::make_shared<Compiled>("(?:" + std::string(program) + ")", message.regex);
-    if (!compiled->program.ok()) return "not a regular expression (program): " + compiled->program.error();
-    if (!compiled->message.ok()) return "not a regular expression: " + compiled->message.error();
+    if (!compiled->program.ok()) return R::failure("not a regular expression (program): " + compiled->program.error());
+    if (!compiled->message.ok()) return R::failure("not a regular expression: " + compiled->message.error());
     const auto& names = compiled->message.NamedCapturingGroups();
     auto index_of = [&](std::string_view name) {
         auto it = names.find(std::string(name));

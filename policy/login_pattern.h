@@ -24,9 +24,9 @@
 #include <optional>
 #include <string>
 #include <string_view>
-#include <variant>
 #include <vector>
 
+#include "common/base/result.h"
 #include "policy/log_line.h"
 
 namespace relayguard {
@@ -39,7 +39,7 @@ struct LoginSeen {
 class LoginPattern {
 public:
     // The pattern, or why it is not one (no program, no %a, a bad regex).
-    static std::variant<LoginPattern, std::string> compile(const std::string& pattern);
+    static Result<LoginPattern> compile(const std::string& pattern);
     // A whole line of the log, syslog header included.
     std::optional<LoginSeen> match(std::string_view line) const;
     // A line already split, to parse its header once for every pattern.

@@ -30,6 +30,12 @@ private:
     std::string error_;
 };
 
+// Success with nothing to carry, or the reason it failed: for calls that
+// only do something (bind, drop privileges, reload, check a value).
+// `return Done{};` or `return Status::failure(why);`.
+struct Done {};
+using Status = Result<Done>;
+
 // A lookup in a store: what was found (std::nullopt when nothing is), or a
 // failure when the store could not be asked. The one spelling of "three
 // outcomes" for lookups, instead of an optional inside an optional.

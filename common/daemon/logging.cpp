@@ -12,7 +12,7 @@ std::shared_ptr<spdlog::logger> g_security;
 std::shared_ptr<spdlog::logger> g_connections;
 }
 
-std::string setup_logging(const LogSettings& settings, const std::string& program) {
+Status setup_logging(const LogSettings& settings, const std::string& program) {
     std::vector<spdlog::sink_ptr> sinks;
     try {
         for (const auto& t : settings.targets) {
@@ -52,9 +52,9 @@ std::string setup_logging(const LogSettings& settings, const std::string& progra
             g_connections->flush_on(spdlog::level::info);
         }
     } catch (const spdlog::spdlog_ex& e) {
-        return e.what();
+        return Status::failure(e.what());
     }
-    return "";
+    return Done{};
 }
 
 std::shared_ptr<spdlog::logger> security_log() {

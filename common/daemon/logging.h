@@ -8,12 +8,13 @@
 
 #include <spdlog/spdlog.h>
 
+#include "common/base/result.h"
 #include "common/daemon/log_settings.h"
 
 namespace relayguard {
 
-// Installs the configured sinks. Answers an error message, or empty.
-std::string setup_logging(const LogSettings& settings, const std::string& program);
+// Installs the configured sinks, or says why it cannot.
+Status setup_logging(const LogSettings& settings, const std::string& program);
 
 // The security log: refusals only. Lines also go to the main log.
 std::shared_ptr<spdlog::logger> security_log();

@@ -54,17 +54,19 @@ std::string ListenAddress::milter_spec() const {
     return (host.find(':') != std::string::npos ? "inet6:" : "inet:") + std::to_string(port) + "@" + host;
 }
 
-std::string set_socket_group(const std::string& path, const std::string& group) {
-    if (group.empty()) return "";
+Status set_socket_group(const std::string& path, const std::string& group) {
+    if (group.empty()) return Done{};
     struct group* g = ::getgrnam(group.c_str());
-    if (g == nullptr) return "no such group \"" + group + "\"";
-    if (::chown(path.c_str(), static_cast<uid_t>(-1), g->gr_gid) != 0) return "chown " + path + ": " + std::strerror(errno);
-    return "";
+    if (g == nullptr) return Status::failure("no such group \"" + group + "\"");
+    if (::chown(path.c_str(), static_cast<uid_t>(-1), g->gr_gid) != 0) {
+        return Status::failure("chown " + path + ": " + std::strerror(errno));
+    }
+    return Done{};
 }
 
-std::variant<UniqueFd, std::string> open_listener(const ListenAddress& addr, const std::string& mode,
+Result<UniqueFd> open_listener(const ListenAddress& addr, const std::string& mode,
                                                   const std::string& group) {
-    auto fail = [](const std::string& what) { return what + ": " + std::strerror(errno); };
+    auto fail = [](const std::string& what) { return Result<UniqueFd>::failure(what + ": " + std::strerror(errno)); };
     if (addr.is_unix) {
         UniqueFd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
         if (!fd) return fail("socket");
@@ -79,7 +81,7 @@ std::variant<UniqueFd, std::string> open_listener(const ListenAddress& addr, con
         int rc = ::bind(fd.get(), reinterpret_cast<sockaddr*>(&sun), sizeof(sun));
         ::umask(old);
         if (rc != 0) return fail("bind " + addr.path);
-        if (std::string err = set_socket_group(addr.path, group); !err.empty()) return err;
+        if (auto grouped = set_socket_group(addr.path, group); !grouped) return Result<UniqueFd>::failure(grouped.error());
         if (::listen(fd.get(), listen_backlog) != 0) return fail("listen " + addr.path);
         return fd;
     }
@@ -89,7 +91,7 @@ std::variant<UniqueFd, std::string> open_listener(const ListenAddress& addr, con
     addrinfo* res = nullptr;
     std::string port = std::to_string(addr.port);
     if (int rc = ::getaddrinfo(addr.host.c_str(), port.c_str(), &hints, &res); rc != 0) {
-        return "cannot resolve \"" + addr.host + "\": " + gai_strerror(rc);
+        return Result<UniqueFd>::failure("cannot resolve \"" + addr.host + "\": " + gai_strerror(rc));
     }
     std::unique_ptr<addrinfo, decltype(&freeaddrinfo)> guard(res, freeaddrinfo);
     UniqueFd fd(::socket(res->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0));

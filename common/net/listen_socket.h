@@ -5,8 +5,8 @@
 
 #include <string>
 #include <optional>
-#include <variant>
 
+#include "common/base/result.h"
 #include "common/base/unique_fd.h"
 
 namespace relayguard {
@@ -23,12 +23,12 @@ struct ListenAddress {
     std::string milter_spec() const;
 };
 
-// Gives the unix socket at `path` to `group` ("" changes nothing).
-// Answers an error message, or "".
-std::string set_socket_group(const std::string& path, const std::string& group);
+// Gives the unix socket at `path` to `group` ("" changes nothing), or says
+// why it cannot.
+Status set_socket_group(const std::string& path, const std::string& group);
 
 // Binds and listens. Answers the socket, or an error message.
-std::variant<UniqueFd, std::string> open_listener(const ListenAddress& addr, const std::string& mode,
+Result<UniqueFd> open_listener(const ListenAddress& addr, const std::string& mode,
                                                   const std::string& group);
 
 }  // namespace relayguard

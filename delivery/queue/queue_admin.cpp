@@ -25,7 +25,7 @@ std::string iso(TimePoint t) {
     return buf;
 }
 
-QueueAnswer failed(const std::string& why) {
+QueueAnswer error_answer(const std::string& why) {
     QueueAnswer a;
     a.ok = false;
     a.error = why;
@@ -72,7 +72,7 @@ QueueAnswer queue_show(const DeliverySettings& s, const std::string& id) {
     std::string active = s.queue_dir + "/active/";
     QueueAnswer a;
     auto m = read_queue_file(active + id, true);
-    if (!m) return failed(id + ": " + m.error());
+    if (!m) return error_answer(id + ": " + m.error());
     nlohmann::json rcpts = nlohmann::json::array();
     a.text = "id: " + m->id + "\narrival: " + iso(m->arrival) + "\nfrom: <" + m->sender + ">\n";
     for (const auto& r : m->recipients) {
@@ -103,7 +103,7 @@ QueueAnswer queue_flush(const DeliverySettings& s, const std::vector<std::string
             n += ::utimensat(AT_FDCWD, (active + e.id).c_str(), times, 0) == 0;
         }
     }
-    if (args.size() == 2 && n == 0) return failed(args[1] + ": no such message");
+    if (args.size() == 2 && n == 0) return error_answer(args[1] + ": no such message");
     a.text = std::to_string(n) + " message(s) due now\n";
     a.data = {{"due_now", n}};
     return a;
@@ -117,7 +117,7 @@ QueueAnswer queue_bounce(const DeliverySettings& s, const std::string& id) {
     Queue q(s.queue_dir);
     QueueAnswer a;
     auto m = read_queue_file(active + id, true);
-    if (!m) return failed(id + ": " + m.error());
+    if (!m) return error_answer(id + ": " + m.error());
     SystemClock clock;
     DeliveryReport report;
     report.reporting_mta = mail_host_name(s);
@@ -137,13 +137,13 @@ QueueAnswer queue_bounce(const DeliverySettings& s, const std::string& id) {
     }
     if (!m->sender.empty() && !report.recipients.empty()) {
         auto queued = q.enqueue(report_message(s, report, m->content), report.now);
-        if (!queued) return failed(id + ": could not queue the bounce: " + queued.error());
+        if (!queued) return error_answer(id + ": could not queue the bounce: " + queued.error());
         a.text += id + ": bounce " + *queued + " queued to <" + m->sender + ">\n";
         a.data["bounce"] = *queued;
     }
     for (const auto* r : bounced) {
         if (!mark_recipient(active + id, *r, RecipientState::failed)) {
-            return failed(id + ": could not record the bounce");
+            return error_answer(id + ": could not record the bounce");
         }
         a.text += id + ": to=<" + r->address + "> status=bounced (by the administrator)\n";
     }
@@ -158,7 +158,7 @@ QueueAnswer queue_bounce(const DeliverySettings& s, const std::string& id) {
 QueueAnswer queue_delete(const DeliverySettings& s, const std::string& id) {
     std::string active = s.queue_dir + "/active/";
     QueueAnswer a;
-    if (::unlink((active + id).c_str()) != 0) return failed(id + ": " + std::strerror(errno));
+    if (::unlink((active + id).c_str()) != 0) return error_answer(id + ": " + std::strerror(errno));
     sync_directory(s.queue_dir + "/active");
     a.text = id + " deleted\n";
     a.data = {{"deleted", id}};
@@ -168,13 +168,13 @@ QueueAnswer queue_delete(const DeliverySettings& s, const std::string& id) {
 }  // namespace
 
 QueueAnswer queue_request(const DeliverySettings& s, const std::vector<std::string>& args) {
-    if (args.size() >= 2 && !plain_id(args[1])) return failed("'" + args[1] + "' is not a queue id");
+    if (args.size() >= 2 && !plain_id(args[1])) return error_answer("'" + args[1] + "' is not a queue id");
     if (args.size() == 1 && args[0] == "list") return queue_list(s);
     if (args.size() == 2 && args[0] == "show") return queue_show(s, args[1]);
     if ((args.size() == 1 || args.size() == 2) && args[0] == "flush") return queue_flush(s, args);
     if (args.size() == 2 && args[0] == "bounce") return queue_bounce(s, args[1]);
     if (args.size() == 2 && args[0] == "delete") return queue_delete(s, args[1]);
-    QueueAnswer u = failed("usage: queue list | show ID | flush [ID] | delete ID | bounce ID");
+    QueueAnswer u = error_answer("usage: queue list | show ID | flush [ID] | delete ID | bounce ID");
     u.usage = true;
     return u;
 }

@@ -324,11 +324,11 @@ sfsistat on_close(SMFICTX* ctx) {
 
 }  // namespace
 
-std::string open(EngineHolder& engine, TransactionLedger& ledger, const ListenSettings& settings) {
+Status open(EngineHolder& engine, TransactionLedger& ledger, const ListenSettings& settings) {
     g_engine = &engine;
     g_ledger = &ledger;
     auto addr = ListenAddress::parse(settings.milter);
-    if (!addr) return "bad milter address \"" + settings.milter + "\"";
+    if (!addr) return Status::failure("bad milter address \"" + settings.milter + "\"");
     static smfiDesc desc{};
     desc.xxfi_name = const_cast<char*>("relayguard");
     desc.xxfi_version = SMFI_VERSION;
@@ -345,23 +345,23 @@ std::string open(EngineHolder& engine, TransactionLedger& ledger, const ListenSe
     desc.xxfi_unknown = on_unknown;
     desc.xxfi_negotiate = on_negotiate;
     std::string spec = addr->milter_spec();
-    if (smfi_setconn(spec.data()) != MI_SUCCESS) return "libmilter refused the address " + spec;
+    if (smfi_setconn(spec.data()) != MI_SUCCESS) return Status::failure("libmilter refused the address " + spec);
     g_stage_timeout = settings.stage_timeout;
     // Also libmilter's own timeout for I/O with the MTA (whole seconds). It
     // does not cut an idle session between commands: a test held one 3 s
     // under a 1 s timeout (libmilter 8.17, Postfix 3.7).
     auto timeout = std::chrono::duration_cast<std::chrono::seconds>(settings.stage_timeout).count();
     smfi_settimeout(static_cast<int>(std::max<long long>(timeout, 1)));
-    if (smfi_register(desc) != MI_SUCCESS) return "smfi_register failed";
+    if (smfi_register(desc) != MI_SUCCESS) return Status::failure("smfi_register failed");
     // Bind now, before privileges are dropped, under a umask that gives a
     // unix socket its configured mode from the start.
     mode_t want = static_cast<mode_t>(std::stoul(settings.socket_mode, nullptr, 8));
     mode_t old = ::umask(static_cast<mode_t>(~want & 0777));
     int rc = smfi_opensocket(true);
     ::umask(old);
-    if (rc != MI_SUCCESS) return "cannot listen on " + settings.milter;
+    if (rc != MI_SUCCESS) return Status::failure("cannot listen on " + settings.milter);
     if (addr->is_unix) return set_socket_group(addr->path, settings.socket_group);
-    return "";
+    return Done{};
 }
 
 int run() { return smfi_main(); }

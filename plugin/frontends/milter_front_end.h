@@ -6,16 +6,17 @@
 
 #include <string>
 
+#include "common/base/result.h"
 #include "plugin/frontends/listen_settings.h"
 #include "plugin/ops/engine_holder.h"
 #include "plugin/frontends/transaction_ledger.h"
 
 namespace relayguard::milter {
 
-// Registers the callbacks and binds the socket. Answers an error, or "".
+// Registers the callbacks and binds the socket, or says why it cannot.
 // `ledger` is shared with the policy service, so a message both report is
 // counted once.
-std::string open(EngineHolder& engine, TransactionLedger& ledger, const ListenSettings& settings);
+Status open(EngineHolder& engine, TransactionLedger& ledger, const ListenSettings& settings);
 // Serves until stop() (or libmilter's own signal handling) ends it.
 // Answers libmilter's exit status.
 int run();

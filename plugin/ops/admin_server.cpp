@@ -78,8 +78,8 @@ std::string AdminServer::handle(std::string_view request) {
     if (words[0] == "ip") return ip_command(words);
     if (words[0] == "pop") return pop_command(words);
     if (words[0] == "reload" && words.size() == 1) {
-        std::string errors = hooks_.reload ? hooks_.reload() : "reload is not available";
-        if (!errors.empty()) return failure(errors);
+        auto reloaded = hooks_.reload ? hooks_.reload() : Status::failure("reload is not available");
+        if (!reloaded) return failure(reloaded.error());
         return success({{"text", "configuration reloaded"}});
     }
     return failure("unknown command '" + words[0] + "'; commands: ping, status, ip show, ip unblock, pop grant, "

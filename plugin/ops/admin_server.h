@@ -26,7 +26,7 @@ class AdminServer {
 public:
     // What only the daemon's wiring knows.
     struct Hooks {
-        std::function<std::string()> reload;      // re-reads the config: "" or the errors
+        std::function<Status()> reload;           // re-reads the config, or says what is wrong with it
         std::function<nlohmann::json()> store;    // the store's kind and health, with a "text"
         // Every open window, or why they cannot be listed.
         std::function<Result<PopWindowStore::WindowList>()> pop_list;

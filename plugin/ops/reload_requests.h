@@ -11,11 +11,13 @@
 #include <string>
 #include <thread>
 
+#include "common/base/result.h"
+
 namespace relayguard {
 
 class ReloadRequests {
 public:
-    explicit ReloadRequests(std::function<std::string()> reload)
+    explicit ReloadRequests(std::function<Status()> reload)
         : reload_(std::move(reload)), thread_([this] { run(); }) {}
     ReloadRequests(const ReloadRequests&) = delete;
     ReloadRequests& operator=(const ReloadRequests&) = delete;
@@ -52,7 +54,7 @@ private:
         }
     }
 
-    std::function<std::string()> reload_;
+    std::function<Status()> reload_;
     std::mutex mutex_;
     std::condition_variable wake_;
     bool pending_ = false;

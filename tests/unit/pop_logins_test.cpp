@@ -25,7 +25,7 @@ namespace {
 
 std::vector<LoginPattern> defaults() {
     std::vector<LoginPattern> out;
-    for (const auto& text : default_login_patterns()) out.push_back(std::get<LoginPattern>(LoginPattern::compile(text)));
+    for (const auto& text : default_login_patterns()) out.push_back(*LoginPattern::compile(text));
     return out;
 }
 
@@ -263,7 +263,7 @@ TEST_CASE("lines of 30,000 bytes and of 1 MB are read without a crash", "[pop][h
 TEST_CASE("an admin's pattern names its program, needs %a and must be a regular expression", "[pop]") {
     auto error_of = [](const std::string& text) {
         auto compiled = LoginPattern::compile(text);
-        return std::holds_alternative<std::string>(compiled) ? std::get<std::string>(compiled) : std::string();
+        return compiled ? std::string() : compiled.error();
     };
     REQUIRE(error_of("myimapd: Login: user=<%u>").find("no %a") == 0);
     REQUIRE(error_of("myimapd: rip=%a (unclosed").find("not a regular expression") == 0);
@@ -274,7 +274,7 @@ TEST_CASE("an admin's pattern names its program, needs %a and must be a regular 
     REQUIRE(error_of("imap{2,1}d: ok %a").find("not a regular expression (program)") == 0);
 
     // Groups of the admin's own, and alternatives in the program.
-    auto p = std::get<LoginPattern>(LoginPattern::compile(R"(myimapd|(pop3|imap)d: ok (user|login)=%u from \[(x)?%a\])"));
+    auto p = *LoginPattern::compile(R"(myimapd|(pop3|imap)d: ok (user|login)=%u from \[(x)?%a\])");
     auto seen = p.match("Dec  3 15:51:43 mail imapd[77]: ok login=erin from [192.0.2.44]");
     REQUIRE(seen);
     REQUIRE(seen->user == "erin");
@@ -285,7 +285,7 @@ TEST_CASE("an admin's pattern names its program, needs %a and must be a regular 
     REQUIRE_FALSE(p.match("Dec  3 15:51:43 mail xmyimapd: ok user=erin from [192.0.2.44]"));
     REQUIRE_FALSE(p.match("Dec  3 15:51:43 mail imapd: not ok login=erin from [192.0.2.44]"));
     // A program written with its [pid], as in the old Cyrus pattern.
-    auto pid = std::get<LoginPattern>(LoginPattern::compile(R"(pop3\[\d+\]: login: \S+ \[%a\] %u \S+ User logged in)"));
+    auto pid = *LoginPattern::compile(R"(pop3\[\d+\]: login: \S+ \[%a\] %u \S+ User logged in)");
     REQUIRE(pid.match("Dec  3 15:51:43 mail pop3[4242]: login: h.example [192.0.2.11] dave plaintext User logged in")
                 ->user == "dave");
 }
@@ -360,7 +360,7 @@ TEST_CASE("the admin socket's requests open and show windows, and refuse what is
     EngineHolder holder(std::shared_ptr<DecisionEngine>(&h.engine, [](DecisionEngine*) {}));
     int reloads = 0;
     AdminServer::Hooks hooks;
-    hooks.reload = [&] { return ++reloads == 1 ? std::string() : std::string("f.toml:3: key 'x': bad"); };
+    hooks.reload = [&] { return ++reloads == 1 ? Status(Done{}) : Status::failure("f.toml:3: key 'x': bad"); };
     AdminServer admin(holder, hooks);
     auto ask = [&](const std::string& request) { return nlohmann::json::parse(admin.handle(request)); };
     auto ok = [&](const std::string& request) { return ask(request).value("ok", false); };
