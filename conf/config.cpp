@@ -29,85 +29,101 @@ std::string ConfigError::to_string() const {
     return out + message;
 }
 
-std::string check_host_port(const std::string& v) {
-    if (v.rfind("unix:", 0) == 0) return v.size() > 5 && v[5] == '/' ? "" : "expected unix:/absolute/path";
+namespace {
+
+Status fail(std::string why) { return Status::failure(std::move(why)); }
+
+Status check_unix_path(const std::string& v) {
+    if (v.size() > 5 && v[5] == '/') return Done{};
+    return fail("expected unix:/absolute/path");
+}
+
+}  // namespace
+
+Status check_host_port(const std::string& v) {
+    if (v.rfind("unix:", 0) == 0) return check_unix_path(v);
     auto colon = v.rfind(':');
-    if (colon == std::string::npos || colon == 0) return "expected HOST:PORT";
+    if (colon == std::string::npos || colon == 0) return fail("expected HOST:PORT");
     std::string port = v.substr(colon + 1);
     if (port.empty() || port.size() > 5 || port.find_first_not_of("0123456789") != std::string::npos ||
         std::stoul(port) == 0 || std::stoul(port) > 65535) {
-        return "expected a port between 1 and 65535 after the last ':'";
+        return fail("expected a port between 1 and 65535 after the last ':'");
     }
-    return "";
+    return Done{};
 }
 
-std::string check_listener(const std::string& v) {
-    if (v.empty()) return "";
-    if (v.rfind("unix:", 0) == 0) return v.size() > 5 && v[5] == '/' ? "" : "expected unix:/absolute/path";
+Status check_listener(const std::string& v) {
+    if (v.empty()) return Done{};
+    if (v.rfind("unix:", 0) == 0) return check_unix_path(v);
     if (v.rfind("inet:", 0) == 0) return check_host_port(v.substr(5));
-    return "expected \"inet:HOST:PORT\", \"unix:/PATH\" or \"\" (off)";
+    return fail("expected \"inet:HOST:PORT\", \"unix:/PATH\" or \"\" (off)");
 }
 
-std::string check_socket_mode(const std::string& v) {
+Status check_socket_mode(const std::string& v) {
     if (v.size() < 3 || v.size() > 4 || v.find_first_not_of("01234567") != std::string::npos) {
-        return "expected an octal mode such as \"0660\"";
+        return fail("expected an octal mode such as \"0660\"");
     }
-    if (std::stoul(v, nullptr, 8) & 0007) return "unix sockets must not be open to every user: clear the last digit";
-    return "";
+    if (std::stoul(v, nullptr, 8) & 0007) return fail("unix sockets must not be open to every user: clear the last digit");
+    return Done{};
 }
 
-std::string check_admin_socket(const std::string& v) {
+Status check_admin_socket(const std::string& v) {
     // No TCP: whoever reaches the admin socket may open relay windows.
-    if (v.empty() || (v.rfind("unix:", 0) == 0 && v.size() > 5 && v[5] == '/')) return "";
-    return "the admin socket must be a unix socket, \"unix:/PATH\", or \"\" (off)";
+    if (v.empty() || (v.rfind("unix:", 0) == 0 && v.size() > 5 && v[5] == '/')) return Done{};
+    return fail("the admin socket must be a unix socket, \"unix:/PATH\", or \"\" (off)");
 }
 
-std::string check_login_pattern(const std::string& v) {
+Status check_login_pattern(const std::string& v) {
     auto compiled = LoginPattern::compile(v);
-    return compiled ? "" : compiled.error();
+    if (!compiled) return fail(compiled.error());
+    return Done{};
 }
 
-std::string check_log_level(const std::string& v) {
+Status check_log_level(const std::string& v) {
     static const std::set<std::string> levels{"trace", "debug", "info", "warning", "error", "critical", "off"};
-    return levels.count(v) ? "" : "expected one of trace, debug, info, warning, error, critical, off";
+    if (levels.count(v)) return Done{};
+    return fail("expected one of trace, debug, info, warning, error, critical, off");
 }
 
-std::string check_alert_event(const std::string& v) {
-    return alert_event_from(v) ? "" : "expected harvest_block, rate_limit or store_lost";
+Status check_alert_event(const std::string& v) {
+    if (alert_event_from(v)) return Done{};
+    return fail("expected harvest_block, rate_limit or store_lost");
 }
 
-std::string check_mail_address(const std::string& v) {
+Status check_mail_address(const std::string& v) {
     auto at = v.rfind('@');
-    if (at == std::string::npos || at == 0 || at + 1 == v.size()) return "expected an address local@domain";
+    if (at == std::string::npos || at == 0 || at + 1 == v.size()) return fail("expected an address local@domain");
     for (char c : v) {
-        if (static_cast<unsigned char>(c) <= ' ' || c == '<' || c == '>' || c == 0x7f) return "expected an address local@domain";
+        if (static_cast<unsigned char>(c) <= ' ' || c == '<' || c == '>' || c == 0x7f) {
+            return fail("expected an address local@domain");
+        }
     }
-    return "";
+    return Done{};
 }
 
-std::string check_ip_port(const std::string& v) {
-    if (std::string why = check_host_port(v); !why.empty() || v.rfind("unix:", 0) == 0) {
-        return why.empty() ? "expected IP:PORT" : why;
-    }
+Status check_ip_port(const std::string& v) {
+    if (auto hp = check_host_port(v); !hp) return hp;
+    if (v.rfind("unix:", 0) == 0) return fail("expected IP:PORT");
     std::string host = v.substr(0, v.rfind(':'));
     if (host.size() > 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
-    return IpAddress::parse(host) ? "" : "expected an IP address (no host name) before the port";
+    if (IpAddress::parse(host)) return Done{};
+    return fail("expected an IP address (no host name) before the port");
 }
 
-std::string check_optional_ip_port(const std::string& v) { return v.empty() ? "" : check_ip_port(v); }
+Status check_optional_ip_port(const std::string& v) { return v.empty() ? Status(Done{}) : check_ip_port(v); }
 
 namespace {
 
-std::string check_reply(const SmtpReply& r) {
-    if (r.code < 400 || r.code > 599) return "code must be a 4xx or 5xx SMTP reply code";
+Status check_reply(const SmtpReply& r) {
+    if (r.code < 400 || r.code > 599) return fail("code must be a 4xx or 5xx SMTP reply code");
     std::string cls = std::to_string(r.code / 100);
     auto dots = std::count(r.status.begin(), r.status.end(), '.');
     if (dots != 2 || r.status.rfind(cls + ".", 0) != 0 || r.status.find_first_not_of("0123456789.") != std::string::npos) {
-        return "status must be an RFC 3463 code of the same class as the reply code, e.g. \"" + cls + ".7.1\"";
+        return fail("status must be an RFC 3463 code of the same class as the reply code, e.g. \"" + cls + ".7.1\"");
     }
-    if (r.text.empty()) return "text must not be empty";
-    if (r.text.find_first_of("\r\n") != std::string::npos) return "text must be one line";
-    return "";
+    if (r.text.empty()) return fail("text must not be empty");
+    if (r.text.find_first_of("\r\n") != std::string::npos) return fail("text must be one line");
+    return Done{};
 }
 
 std::string type_name(const toml::node& n) {
@@ -150,13 +166,13 @@ public:
         frames_.pop_back();
     }
 
-    void text(std::string_view name, std::string& out, std::string (*check)(const std::string&) = nullptr) {
+    void text(std::string_view name, std::string& out, Status (*check)(const std::string&) = nullptr) {
         const toml::node* n = find(name);
         if (n == nullptr) return;
         auto s = n->value<std::string>();
         if (!n->is_string() || !s) return error(name, *n, "expected a string, got " + type_name(*n));
         if (check != nullptr) {
-            if (std::string why = check(*s); !why.empty()) return error(name, *n, why + "; got \"" + *s + "\"");
+            if (auto checked = check(*s); !checked) return error(name, *n, checked.error() + "; got \"" + *s + "\"");
         }
         out = *s;
     }
@@ -249,7 +265,7 @@ public:
         error(name, *n, "expected one of " + names + ", got " + type_name(*n));
     }
 
-    void list(std::string_view name, std::vector<std::string>& out, std::string (*check)(const std::string&) = nullptr) {
+    void list(std::string_view name, std::vector<std::string>& out, Status (*check)(const std::string&) = nullptr) {
         const toml::node* n = find(name);
         if (n == nullptr) return;
         const toml::array* a = n->as_array();
@@ -259,7 +275,7 @@ public:
             auto s = el.value<std::string>();
             if (!el.is_string() || !s) return error(name, el, "expected an array of strings, found " + type_name(el));
             if (check != nullptr) {
-                if (std::string why = check(*s); !why.empty()) return error(name, el, why + "; got \"" + *s + "\"");
+                if (auto checked = check(*s); !checked) return error(name, el, checked.error() + "; got \"" + *s + "\"");
             }
             values.push_back(*s);
         }
@@ -279,7 +295,7 @@ public:
             else if (key == "text" && v.is_string()) r.text = *v.value<std::string>();
             else return error(name, v, "unknown or mistyped reply field '" + key + "'; expected code (integer), status and text (strings)");
         }
-        if (std::string why = check_reply(r); !why.empty()) return error(name, *n, why);
+        if (auto checked = check_reply(r); !checked) return error(name, *n, checked.error());
         out = r;
     }
 
@@ -434,7 +450,7 @@ public:
         tables_.pop_back();
         put(name, std::move(t));
     }
-    void text(std::string_view name, const std::string& v, std::string (*)(const std::string&) = nullptr) { put(name, v); }
+    void text(std::string_view name, const std::string& v, Status (*)(const std::string&) = nullptr) { put(name, v); }
     void secret(std::string_view name, const std::string& v) { put(name, v.empty() ? std::string() : std::string("********")); }
     void flag(std::string_view name, bool v) { put(name, v); }
     template <class T>
@@ -452,7 +468,7 @@ public:
             if (e == v) put(name, std::string(k));
         }
     }
-    void list(std::string_view name, const std::vector<std::string>& v, std::string (*)(const std::string&) = nullptr) {
+    void list(std::string_view name, const std::vector<std::string>& v, Status (*)(const std::string&) = nullptr) {
         toml::array a;
         for (const auto& s : v) a.push_back(s);
         put(name, std::move(a));
@@ -611,7 +627,7 @@ void validate_delivery(Config& c, const Reader& r, std::vector<ConfigError>& err
         fail("delivery.auth", "pop-before-smtp needs pop_server, username and password");
     }
     if (!d.pop_server.empty()) {
-        if (std::string why = check_host_port(d.pop_server); !why.empty()) fail("delivery.pop_server", why);
+        if (auto checked = check_host_port(d.pop_server); !checked) fail("delivery.pop_server", checked.error());
     }
     if (d.max_retry_interval < d.retry_interval) fail("delivery.max_retry_interval", "must not be shorter than retry_interval");
     if (d.warning_delay >= d.message_lifetime && d.warning_delay.count() > 0) {
@@ -643,7 +659,7 @@ void validate(Config& c, const Reader& r, std::vector<ConfigError>& errors) {
         fail("pop_before_smtp.log_file", "set, but relay.allow_pop_before_smtp is false: the windows would open nothing");
     }
     if (!c.alerts.sender.empty()) {
-        if (std::string why = check_mail_address(c.alerts.sender); !why.empty()) fail("alerts.sender", why);
+        if (auto checked = check_mail_address(c.alerts.sender); !checked) fail("alerts.sender", checked.error());
     }
     validate_delivery(c, r, errors);
     if (c.log.targets.empty()) fail("log.targets", "at least one target is needed (\"stderr\", \"syslog\" or a file)");

@@ -7,17 +7,17 @@
 
 namespace relayguard {
 
-// Checks of one value; answer an error message, or empty when fine.
-std::string check_listener(const std::string& v);
-std::string check_host_port(const std::string& v);
-std::string check_socket_mode(const std::string& v);
-std::string check_admin_socket(const std::string& v);
-std::string check_login_pattern(const std::string& v);
-std::string check_log_level(const std::string& v);
-std::string check_alert_event(const std::string& v);
-std::string check_mail_address(const std::string& v);
-std::string check_ip_port(const std::string& v);
-std::string check_optional_ip_port(const std::string& v);
+// Checks of one value: fine, or what is wrong with it.
+Status check_listener(const std::string& v);
+Status check_host_port(const std::string& v);
+Status check_socket_mode(const std::string& v);
+Status check_admin_socket(const std::string& v);
+Status check_login_pattern(const std::string& v);
+Status check_log_level(const std::string& v);
+Status check_alert_event(const std::string& v);
+Status check_mail_address(const std::string& v);
+Status check_ip_port(const std::string& v);
+Status check_optional_ip_port(const std::string& v);
 
 // [listen]: the sockets the MTA reaches, and how long a client may take.
 template <class V>
