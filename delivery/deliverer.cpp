@@ -41,18 +41,17 @@ Deliverer::Deliverer(SettingsSource settings, DnsResolver& resolver, Destination
       clock_(clock),
       pop_(clock) {}
 
-std::vector<Hop> Deliverer::resolve(const std::string& name, int port, bool implicit_tls, SteadyTime deadline,
-                                    std::string& problem) {
-    std::vector<Hop> hops;
+Deliverer::Resolved Deliverer::resolve(const std::string& name, int port, bool implicit_tls, SteadyTime deadline) {
+    Resolved r;
     if (is_ip(name)) {
-        hops.push_back(Hop{name, name, port, implicit_tls});
-        return hops;
+        r.hops.push_back(Hop{name, name, port, implicit_tls});
+        return r;
     }
     auto a = resolver_.lookup(name, DnsType::a, deadline);
-    for (const auto& r : a.records) hops.push_back(Hop{name, r.value, port, implicit_tls});
-    if (a.outcome == DnsOutcome::temporary_failure) problem = name + ": lookup failed (" + a.why + ")";
-    else if (hops.empty()) problem = name + ": no address";
-    return hops;
+    for (const auto& record : a.records) r.hops.push_back(Hop{name, record.value, port, implicit_tls});
+    if (a.outcome == DnsOutcome::temporary_failure) r.problem = name + ": lookup failed (" + a.why + ")";
+    else if (r.hops.empty()) r.problem = name + ": no address";
+    return r;
 }
 
 Route Deliverer::route_smarthosts(const DeliverySettings& s) {
@@ -64,10 +63,9 @@ Route Deliverer::route_smarthosts(const DeliverySettings& s) {
         std::string host = entry.substr(0, colon);
         if (host.size() > 2 && host.front() == '[') host = host.substr(1, host.size() - 2);
         int port = std::stoi(entry.substr(colon + 1));
-        std::string problem;
-        auto hops = resolve(host, port, port == 465, deadline, problem);
-        route.hops.insert(route.hops.end(), hops.begin(), hops.end());
-        if (!problem.empty()) route.problem += (route.problem.empty() ? "" : "; ") + problem;
+        auto found = resolve(host, port, port == 465, deadline);
+        route.hops.insert(route.hops.end(), found.hops.begin(), found.hops.end());
+        if (!found.problem.empty()) route.problem += (route.problem.empty() ? "" : "; ") + found.problem;
     }
     // Never permanent: our own smart host's name not resolving is never the
     // recipient's fault.
@@ -89,10 +87,10 @@ Route Deliverer::route_mx(const DeliverySettings& s, const std::string& domain) 
             return route;
         case DnsOutcome::no_data: {
             // No MX: the domain's own address is its implicit MX (RFC 5321 5.1).
-            std::string problem;
-            route.hops = resolve(domain, s.mx_port, false, deadline, problem);
-            route.problem = problem;
-            route.permanent = route.hops.empty() && problem.find("no address") != std::string::npos;
+            auto found = resolve(domain, s.mx_port, false, deadline);
+            route.hops = found.hops;
+            route.problem = found.problem;
+            route.permanent = route.hops.empty() && found.problem.find("no address") != std::string::npos;
             if (route.permanent) route.problem = "550 5.1.2 recipient domain " + domain + " has no MX and no address";
             return route;
         }
@@ -108,10 +106,9 @@ Route Deliverer::route_mx(const DeliverySettings& s, const std::string& domain) 
                      [](const DnsRecord& a, const DnsRecord& b) { return a.preference < b.preference; });
     for (const auto& r : records) {
         if (r.value.empty()) continue;
-        std::string problem;
-        auto hops = resolve(r.value, s.mx_port, false, deadline, problem);
-        route.hops.insert(route.hops.end(), hops.begin(), hops.end());
-        if (!problem.empty()) route.problem += (route.problem.empty() ? "" : "; ") + problem;
+        auto found = resolve(r.value, s.mx_port, false, deadline);
+        route.hops.insert(route.hops.end(), found.hops.begin(), found.hops.end());
+        if (!found.problem.empty()) route.problem += (route.problem.empty() ? "" : "; ") + found.problem;
     }
     return route;
 }
@@ -157,10 +154,9 @@ Result<bool> Deliverer::log_in_at_parent(const DeliverySettings& s, const std::s
     std::string host = s.pop_server.substr(0, colon);
     if (host.size() > 2 && host.front() == '[') host = host.substr(1, host.size() - 2);
     int port = std::stoi(s.pop_server.substr(colon + 1));
-    std::string problem;
     std::vector<std::string> addresses;
     auto lookup_deadline = earliest(clock_.steady_now() + resolver_.budget(), attempt_deadline);
-    for (const auto& h : resolve(host, port, false, lookup_deadline, problem)) addresses.push_back(h.address);
+    for (const auto& h : resolve(host, port, false, lookup_deadline).hops) addresses.push_back(h.address);
     auto login = pop_.ensure(s, host, addresses, port,
                              earliest(clock_.steady_now() + s.command_timeout, attempt_deadline));
     std::string pop_server = "POP3 server " + s.pop_server;
@@ -251,9 +247,10 @@ Result<SmtpConnection> Deliverer::open_session(const DeliverySettings& s, const 
     return R::failure(problem);
 }
 
-Deliverer::Transaction Deliverer::transaction(const DeliverySettings& s, SmtpConnection& conn, const QueuedMessage& m,
-                                              const std::vector<std::size_t>& rcpts, std::vector<Outcome>& out,
-                                              const std::string& relay, Deadline attempt_deadline, std::string& problem) {
+Result<Deliverer::Transaction> Deliverer::transaction(const DeliverySettings& s, SmtpConnection& conn,
+                                                      const QueuedMessage& m, const std::vector<std::size_t>& rcpts,
+                                                      std::vector<Outcome>& out, const std::string& relay,
+                                                      Deadline attempt_deadline) {
     auto step = [&] { return earliest(clock_.steady_now() + s.command_timeout, attempt_deadline); };
     // DSN (RFC 3461) passes to a next hop that speaks it; for one that does
     // not, we answer NOTIFY=SUCCESS ourselves with a "relayed" report.
@@ -272,8 +269,7 @@ Deliverer::Transaction Deliverer::transaction(const DeliverySettings& s, SmtpCon
     // PIPELINING (RFC 2920): MAIL and every RCPT in one write.
     auto replies = conn.offers("PIPELINING") ? conn.pipeline(commands, step()) : conn.sequence(commands, step());
     if (!replies) {
-        problem = relay + ": " + replies.error();
-        return Transaction::broken_before_mail;
+        return Result<Transaction>::failure(relay + ": " + replies.error());
     }
     const SmtpResponse& mail_reply = (*replies)[0];
     if (!mail_reply.positive()) {
@@ -337,16 +333,15 @@ bool Deliverer::send_to(const DeliverySettings& s, const Route& route, const Que
                 conn.emplace(std::move(*opened));
                 reused = false;
             }
-            std::string problem;
-            auto result = transaction(s, *conn, m, rcpts, out, relay, attempt_deadline, problem);
-            if (result == Transaction::broken_before_mail) {
+            auto result = transaction(s, *conn, m, rcpts, out, relay, attempt_deadline);
+            if (!result) {
                 conn.reset();
                 // A kept session the server has closed meanwhile: open a new one.
                 if (reused) continue;
-                last_problem = problem;
+                last_problem = result.error();
                 break;
             }
-            if (result == Transaction::done_reusable) cached = CachedSession{key, std::move(conn), clock_.steady_now()};
+            if (*result == Transaction::done_reusable) cached = CachedSession{key, std::move(conn), clock_.steady_now()};
             return true;
         }
     }

@@ -96,7 +96,8 @@ private:
     // could not be queued (its recipients then stay pending).
     bool send_reports(const DeliverySettings& s, const std::string& path, const QueuedMessage& m,
                       const std::vector<Outcome>& out, const AttemptSettlement& settlement, TimePoint now);
-    enum class Transaction { done, done_reusable, broken_before_mail };
+    // How a transaction ended; a failure when the session broke before MAIL.
+    enum class Transaction { done, done_reusable };
     // A connection to `hop` ready for MAIL: greeting, EHLO, STARTTLS, AUTH.
     Result<SmtpConnection> open_session(const DeliverySettings& s, const Hop& hop, Deadline attempt_deadline);
     // POP-before-SMTP: logs into the parent's POP3 server (or finds the
@@ -107,16 +108,20 @@ private:
     Result<bool> authenticate(const DeliverySettings& s, SmtpConnection& conn, const Hop& hop, const std::string& relay,
                               const std::string& unencrypted_why, const std::function<Deadline()>& step);
     // MAIL, RCPT (pipelined where offered), DATA; fills `out` per recipient.
-    Transaction transaction(const DeliverySettings& s, SmtpConnection& conn, const QueuedMessage& m,
-                            const std::vector<std::size_t>& rcpts, std::vector<Outcome>& out, const std::string& relay,
-                            Deadline attempt_deadline, std::string& problem);
+    Result<Transaction> transaction(const DeliverySettings& s, SmtpConnection& conn, const QueuedMessage& m,
+                                    const std::vector<std::size_t>& rcpts, std::vector<Outcome>& out,
+                                    const std::string& relay, Deadline attempt_deadline);
     // Delivers these recipients through the first hop that takes them,
     // reusing this thread's open session to the same host when there is one.
     // Answers false when no hop could be reached (the destination is down).
     bool send_to(const DeliverySettings& s, const Route& route, const QueuedMessage& m,
                  const std::vector<std::size_t>& rcpts, std::vector<Outcome>& out, Deadline attempt_deadline);
-    std::vector<Hop> resolve(const std::string& name, int port, bool implicit_tls, SteadyTime deadline,
-                             std::string& problem);
+    // A name's addresses, and what went wrong where some or all are missing.
+    struct Resolved {
+        std::vector<Hop> hops;
+        std::string problem;  // "" when every lookup answered
+    };
+    Resolved resolve(const std::string& name, int port, bool implicit_tls, SteadyTime deadline);
     // Credentials for `server` were not sent as the session is not encrypted
     // (`why`): counts it, alerts once per outage, answers the deferral's words.
     std::string withhold(const std::string& server, const std::string& why, const std::string& what);
