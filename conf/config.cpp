@@ -655,7 +655,7 @@ void validate(Config& c, const Reader& r, std::vector<ConfigError>& errors) {
     KeyErrors fail{c, r, errors};
     validate_relay(c, r, errors);
     validate_store(c, r, errors);
-    if (!c.pop_logins.log_file.empty() && !c.policy.relay.allow_pop_before_smtp) {
+    if (!c.pop_before_smtp.log_file.empty() && !c.policy.relay.allow_pop_before_smtp) {
         fail("pop_before_smtp.log_file", "set, but relay.allow_pop_before_smtp is false: the windows would open nothing");
     }
     if (!c.alerts.sender.empty()) {

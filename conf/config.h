@@ -37,8 +37,8 @@ struct Config {
     LocalDomainSource local_domains;
     PolicySettings policy;
     StoreSettings store;
-    ResolverSettings resolver;
-    PopLoginSettings pop_logins;
+    ResolverSettings dns;  // [dns]: the resolver; its checks are policy.dns
+    PopLoginSettings pop_before_smtp;
     DeliverySettings delivery;
     AlertSettings alerts;
     LogSettings log;

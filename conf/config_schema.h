@@ -113,7 +113,7 @@ void limits_schema(V& v, Config& c) {
 template <class V>
 void dns_schema(V& v, Config& c) {
     v.section("dns", [&] {
-        auto& r = c.resolver;
+        auto& r = c.dns;
         auto& d = c.policy.dns;
         v.list("servers", r.servers, check_host_port);
         v.duration("timeout", r.timeout, std::chrono::milliseconds(10));
@@ -217,8 +217,8 @@ void config_schema(V& v, Config& c) {
     limits_schema(v, c);
     dns_schema(v, c);
     v.section("pop_before_smtp", [&] {
-        v.text("log_file", c.pop_logins.log_file);
-        v.list("log_patterns", c.pop_logins.log_patterns, check_login_pattern);
+        v.text("log_file", c.pop_before_smtp.log_file);
+        v.list("log_patterns", c.pop_before_smtp.log_patterns, check_login_pattern);
     });
     store_schema(v, c);
     delivery_schema(v, c);

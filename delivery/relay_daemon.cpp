@@ -70,7 +70,7 @@ int RelayDaemon::start() {
         return 1;
     }
     queue_ = std::move(*queue);
-    auto resolver = DnsResolver::create(config_.resolver, clock_);
+    auto resolver = DnsResolver::create(config_.dns, clock_);
     if (!resolver) {
         spdlog::critical("dns: {}", resolver.error());
         return 78;  // EX_CONFIG

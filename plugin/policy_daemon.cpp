@@ -42,8 +42,8 @@ void warn_restart_only_changes(const Config& before, const Config& after) {
             spdlog::warn("reload: [{}] changed; that part applies after a restart", name);
         }
     }
-    const auto& r0 = before.resolver;
-    const auto& r1 = after.resolver;
+    const auto& r0 = before.dns;
+    const auto& r1 = after.dns;
     if (r0.servers != r1.servers || r0.timeout != r1.timeout || r0.tries != r1.tries ||
         r0.cache_max_entries != r1.cache_max_entries || r0.cache_max_ttl != r1.cache_max_ttl ||
         r0.negative_ttl != r1.negative_ttl) {
@@ -177,7 +177,7 @@ void PolicyDaemon::announce_alerts() {
 
 bool PolicyDaemon::wire_resolver() {
     if (!wants_dns(config_.policy)) return true;
-    auto made = DnsResolver::create(config_.resolver, clock_);
+    auto made = DnsResolver::create(config_.dns, clock_);
     if (!made) {
         spdlog::critical("dns: {}", made.error());
         return false;
@@ -185,10 +185,10 @@ bool PolicyDaemon::wire_resolver() {
     resolver_ = std::move(*made);
     dns_.emplace(*resolver_);
     std::string servers;
-    for (const auto& s : config_.resolver.servers) servers += (servers.empty() ? "" : ",") + s;
+    for (const auto& s : config_.dns.servers) servers += (servers.empty() ? "" : ",") + s;
     spdlog::info("dns: servers {}, each check answers within {} ms (timeout {} x {} tries), cache {} entries",
                  servers.empty() ? "from /etc/resolv.conf" : servers, resolver_->budget().count(),
-                 format_duration(config_.resolver.timeout), config_.resolver.tries, config_.resolver.cache_max_entries);
+                 format_duration(config_.dns.timeout), config_.dns.tries, config_.dns.cache_max_entries);
     return true;
 }
 
@@ -274,7 +274,7 @@ void PolicyDaemon::start_front_ends() {
 }
 
 void PolicyDaemon::follow_logins() {
-    const auto& p = config_.pop_logins;
+    const auto& p = config_.pop_before_smtp;
     if (p.log_file.empty()) return;
     std::vector<LoginPattern> patterns;
     for (const auto& text : p.log_patterns) patterns.push_back(*LoginPattern::compile(text));  // checked at load

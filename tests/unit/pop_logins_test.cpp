@@ -149,7 +149,7 @@ TEST_CASE("the default patterns read successful logins of Dovecot, Courier and C
 TEST_CASE("the example config lists the default patterns", "[pop][config]") {
     auto file = load_config_file(std::string(RELAYGUARD_SOURCE_DIR) + "/conf/relayguard.toml");
     REQUIRE(file.config);
-    REQUIRE(file.config->pop_logins.log_patterns == default_login_patterns());
+    REQUIRE(file.config->pop_before_smtp.log_patterns == default_login_patterns());
 }
 
 TEST_CASE("failed logins match no default pattern", "[pop]") {
