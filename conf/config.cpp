@@ -698,6 +698,17 @@ ConfigLoad load_config_text(std::string_view text, const std::string& source_nam
     return load_config(text, source_name, std::nullopt);
 }
 
+ConfigLoad load_config(const std::string& path) {
+    if (path.empty()) return load_config_text(embedded_default_config(), "<embedded default>");
+    return load_config_file(path);
+}
+
+std::string ConfigLoad::errors_text() const {
+    std::string out;
+    for (const auto& e : errors) out += (out.empty() ? "" : "; ") + e.to_string();
+    return out;
+}
+
 ConfigLoad load_config_file(const std::string& path) {
     std::ifstream in(path, std::ios::binary);
     if (!in) {

@@ -55,7 +55,13 @@ struct ConfigError {
 struct ConfigLoad {
     std::optional<Config> config;
     std::vector<ConfigError> errors;
+    // Every error on one line, "; " between them (for a refused reload).
+    std::string errors_text() const;
 };
+
+// The file at `path`, or the embedded default (the example config) when
+// `path` is "": what a daemon started without --config runs on.
+ConfigLoad load_config(const std::string& path);
 
 ConfigLoad load_config_file(const std::string& path);
 // `source_name` stands in for a file name in errors.

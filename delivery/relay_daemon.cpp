@@ -19,11 +19,6 @@ namespace relayguard {
 
 namespace {
 
-ConfigLoad load(const std::string& path) {
-    if (path.empty()) return load_config_text(embedded_default_config(), "<embedded default>");
-    return load_config_file(path);
-}
-
 // delivery.allow_plaintext_auth = true is said at every start and reload:
 // a setting that lets passwords cross the wire readable must not be
 // forgotten in a config file. So is its opposite's consequence where TLS is
@@ -95,7 +90,7 @@ int RelayDaemon::start() {
         spdlog::info("admin: listening on {}", d.admin);
     }
     add_metrics();
-    if (!serve_metrics()) return 1;
+    if (!metrics_.serve_if_set(config_.delivery.metrics)) return 1;
     scheduler_ = std::make_unique<Scheduler>(*queue_, *deliverer_, d.threads, clock_);
     scheduler_ptr_ = scheduler_.get();
     start_intake();
@@ -205,17 +200,6 @@ void RelayDaemon::add_metrics() {
     });
 }
 
-bool RelayDaemon::serve_metrics() {
-    const auto& where = config_.delivery.metrics;
-    if (where.empty()) return true;
-    if (auto served = metrics_.serve(where); !served) {
-        spdlog::critical("metrics: {}", served.error());
-        return false;
-    }
-    spdlog::info("metrics: serving /metrics on {}", where);
-    return true;
-}
-
 void RelayDaemon::start_intake() {
     const auto& d = config_.delivery;
     intake_ = std::make_unique<IntakeServer>(
@@ -256,14 +240,10 @@ void RelayDaemon::stop(const std::string& why) {
 
 Status RelayDaemon::reload() {
     std::lock_guard reloading(reload_mutex_);
-    auto again = load(config_path_);
+    auto again = load_config(config_path_);
     if (!again.config) {
-        std::string errors;
-        for (const auto& e : again.errors) {
-            spdlog::error("reload refused, the running configuration stays: {}", e.to_string());
-            errors += (errors.empty() ? "" : "; ") + e.to_string();
-        }
-        return Status::failure(errors);
+        for (const auto& e : again.errors) spdlog::error("reload refused, the running configuration stays: {}", e.to_string());
+        return Status::failure(again.errors_text());
     }
     DeliverySettings next = again.config->delivery;
     const DeliverySettings& started = config_.delivery;

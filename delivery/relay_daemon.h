@@ -48,7 +48,6 @@ private:
     // One admin request line ("ping", "reload", "queue ..."): its JSON reply.
     std::string answer_admin(std::string_view request);
     void add_metrics();
-    bool serve_metrics();
     void start_intake();
 
     Config config_;

@@ -21,11 +21,6 @@ using namespace relayguard;
 constexpr int exit_usage = 64;
 constexpr int exit_config = 78;
 
-ConfigLoad load(const std::string& path) {
-    if (path.empty()) return load_config_text(embedded_default_config(), "<embedded default>");
-    return load_config_file(path);
-}
-
 // `relayguard-relayd queue ...`: the answer printed, as postqueue prints.
 int queue_command(const DeliverySettings& s, const std::vector<std::string>& args) {
     auto a = queue_request(s, args);
@@ -54,7 +49,7 @@ int main(int argc, char** argv) {
             return exit_usage;
         }
     }
-    auto loaded = load(config_path);
+    auto loaded = load_config(config_path);
     for (const auto& e : loaded.errors) std::cerr << "relayguard-relayd: " << e.to_string() << "\n";
     if (!loaded.config) return exit_config;
     if (queue_mode) return queue_command(loaded.config->delivery, queue_args);

@@ -26,11 +26,6 @@ void usage(std::FILE* to) {
         to);
 }
 
-relayguard::ConfigLoad load(const std::string& path) {
-    if (path.empty()) return relayguard::load_config_text(relayguard::embedded_default_config(), "<embedded default>");
-    return relayguard::load_config_file(path);
-}
-
 bool report_errors(const relayguard::ConfigLoad& l) {
     for (const auto& e : l.errors) std::cerr << "relayguard: " << e.to_string() << "\n";
     return l.errors.empty();
@@ -56,7 +51,7 @@ int main(int argc, char** argv) {
         if ((a == "--config" || a == "-c") && i + 1 < argc) {
             config_path = argv[++i];
         } else if (a == "--check-config" && i + 1 < argc) {
-            auto l = load(argv[++i]);
+            auto l = relayguard::load_config(argv[++i]);
             if (!report_errors(l)) return exit_config;
             std::cout << "# " << l.config->source << ": OK. Effective settings:\n" << relayguard::render_config(*l.config);
             return 0;
@@ -72,7 +67,7 @@ int main(int argc, char** argv) {
             return exit_usage;
         }
     }
-    auto loaded = load(config_path);
+    auto loaded = relayguard::load_config(config_path);
     if (!report_errors(loaded)) return exit_config;
     if (auto logging = relayguard::setup_logging(loaded.config->log, "relayguard"); !logging) {
         std::cerr << "relayguard: " << loaded.config->source << ": key 'log': " << logging.error() << "\n";

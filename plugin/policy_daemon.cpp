@@ -17,11 +17,6 @@ namespace relayguard {
 
 namespace {
 
-ConfigLoad load(const std::string& path) {
-    if (path.empty()) return load_config_text(embedded_default_config(), "<embedded default>");
-    return load_config_file(path);
-}
-
 bool wants_dns(const PolicySettings& p) {
     return p.dns.require_sender_domain || p.dns.require_client_ptr || p.dns.require_forward_confirmed_ptr;
 }
@@ -142,7 +137,7 @@ int PolicyDaemon::start() {
     state_ = std::make_unique<SharedState>(config_.store, config_.policy.store_fail_mode, clock_, alerts_);
     if (!wire_resolver()) return 78;  // EX_CONFIG
     wire_metrics();
-    if (!serve_metrics()) return 1;
+    if (!metrics_.serve_if_set(config_.listen.metrics)) return 1;
     engine_ = std::make_unique<EngineHolder>(std::make_shared<DecisionEngine>(
         config_.policy, state_->counters(), clock_, &state_->pop_windows(), dns_ ? &*dns_ : nullptr));
     // Bind every socket first, then drop privileges, then serve.
@@ -196,17 +191,6 @@ void PolicyDaemon::wire_metrics() {
     add_decision_metrics(metrics_);
     state_->add_metrics(metrics_);
     if (resolver_) add_resolver_metrics(metrics_, *resolver_);
-}
-
-bool PolicyDaemon::serve_metrics() {
-    const auto& where = config_.listen.metrics;
-    if (where.empty()) return true;
-    if (auto served = metrics_.serve(where); !served) {
-        spdlog::critical("metrics: {}", served.error());
-        return false;
-    }
-    spdlog::info("metrics: serving /metrics on {}", where);
-    return true;
 }
 
 bool PolicyDaemon::bind_sockets() {
@@ -346,14 +330,10 @@ void PolicyDaemon::stop(const std::string& why) {
 
 Status PolicyDaemon::reload() {
     std::lock_guard lock(reload_mutex_);
-    auto fresh = load(config_path_);
+    auto fresh = load_config(config_path_);
     if (!fresh.config) {
-        std::string errors;
-        for (const auto& e : fresh.errors) {
-            spdlog::error("reload refused, the running configuration stays: {}", e.to_string());
-            errors += (errors.empty() ? "" : "; ") + e.to_string();
-        }
-        return Status::failure(errors);
+        for (const auto& e : fresh.errors) spdlog::error("reload refused, the running configuration stays: {}", e.to_string());
+        return Status::failure(fresh.errors_text());
     }
     const Config& c = *fresh.config;
     if (wants_dns(c.policy) && !dns_) spdlog::warn("reload: DNS checks were off at start; they start working after a restart");

@@ -52,7 +52,6 @@ private:
     void announce_alerts();
     bool wire_resolver();
     void wire_metrics();
-    bool serve_metrics();
     bool bind_sockets();
     bool drop_privileges_and_write_pid();
     void start_front_ends();

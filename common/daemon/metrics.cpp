@@ -1,6 +1,8 @@
 // Metrics; see the header.
 #include "common/daemon/metrics.h"
 
+#include <spdlog/spdlog.h>
+
 #include <prometheus/exposer.h>
 #include <prometheus/text_serializer.h>
 
@@ -90,6 +92,16 @@ Result<bool> MetricsExporter::serve(const std::string& address) {
 std::string MetricsExporter::render() const {
     prometheus::TextSerializer text;
     return text.Serialize(collector_->Collect());
+}
+
+bool MetricsExporter::serve_if_set(const std::string& address) {
+    if (address.empty()) return true;
+    if (auto served = serve(address); !served) {
+        spdlog::critical("metrics: {}", served.error());
+        return false;
+    }
+    spdlog::info("metrics: serving /metrics on {}", address);
+    return true;
 }
 
 }  // namespace relayguard

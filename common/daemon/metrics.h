@@ -54,6 +54,9 @@ public:
     void add(Source source);
     // Serves GET /metrics on `address` ("127.0.0.1:9393").
     Result<bool> serve(const std::string& address);
+    // The same when `address` is set ("" = no endpoint), logged either way;
+    // false when it cannot be served (the daemon then does not start).
+    bool serve_if_set(const std::string& address);
     // The text a scrape would get, for tests and relayguardctl.
     std::string render() const;
 
