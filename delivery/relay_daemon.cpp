@@ -59,7 +59,7 @@ std::shared_ptr<const DeliverySettings> RelayDaemon::current() {
 
 int RelayDaemon::start() {
     const auto& d = config_.delivery;
-    auto queue = Queue::open(d.queue_dir);
+    auto queue = Queue::open(d.queue_dir, clock_.now());
     if (!queue) {
         spdlog::critical("queue: {}", queue.error());
         return 1;
@@ -211,7 +211,8 @@ void RelayDaemon::start_intake() {
         },
         [this](std::uint64_t declared_size) {
             return admission_.refusal(*current(), queue_->size(), queue_->free_bytes(), declared_size).has_value();
-        });
+        },
+        clock_);
     if (listener_) {
         intake_->start(std::move(listener_));
         spdlog::info("intake: listening on {}", d.listen);

@@ -13,7 +13,6 @@
 #include <unistd.h>
 
 #include <cstring>
-#include <ctime>
 
 namespace relayguard {
 
@@ -69,23 +68,15 @@ bool go_on(int fd, const std::string& line) {
     return true;
 }
 
-std::string rfc5322_date() {
-    std::time_t t = std::time(nullptr);
-    std::tm tm{};
-    localtime_r(&t, &tm);
-    char buf[64];
-    std::strftime(buf, sizeof buf, "%a, %d %b %Y %H:%M:%S %z", &tm);
-    return buf;
-}
-
 }  // namespace
 
 IntakeServer::IntakeServer(std::uint64_t max_message_size, std::vector<IpGroup> allowed_clients, Enqueue enqueue,
-                           QueueFull full)
+                           QueueFull full, const Clock& clock)
     : max_size_(max_message_size),
       allowed_clients_(std::move(allowed_clients)),
       enqueue_(std::move(enqueue)),
-      full_(std::move(full)) {}
+      full_(std::move(full)),
+      clock_(clock) {}
 
 IntakeServer::~IntakeServer() { stop(); }
 
@@ -304,7 +295,7 @@ bool IntakeServer::on_data(Session& s, const std::string&) {
 
 void IntakeServer::queue_message(Session& s, const std::string& content) {
     std::string received = "Received: from " + (s.helo.empty() ? std::string("unknown") : s.helo) + " (" + s.peer +
-                           ")\r\n\tby relayguard-relayd with " + (s.lmtp ? "LMTP" : "ESMTP") + "; " + rfc5322_date() +
+                           ")\r\n\tby relayguard-relayd with " + (s.lmtp ? "LMTP" : "ESMTP") + "; " + rfc5322_date(clock_.now()) +
                            "\r\n";
     std::size_t nrcpt = s.envelope->recipients.size();
     std::string from = s.envelope->sender;

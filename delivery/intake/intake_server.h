@@ -29,7 +29,9 @@ public:
     // Whether the queue can take a message of `declared_size` bytes (0 when
     // the client gave no SIZE); asked at MAIL.
     using QueueFull = std::function<bool(std::uint64_t declared_size)>;
-    IntakeServer(std::uint64_t max_message_size, std::vector<IpGroup> allowed_clients, Enqueue enqueue, QueueFull full);
+    // `clock` dates the Received: header.
+    IntakeServer(std::uint64_t max_message_size, std::vector<IpGroup> allowed_clients, Enqueue enqueue, QueueFull full,
+                 const Clock& clock);
     ~IntakeServer();
 
     void start(UniqueFd listener);
@@ -54,6 +56,7 @@ private:
     const std::vector<IpGroup> allowed_clients_;
     Enqueue enqueue_;
     QueueFull full_;
+    const Clock& clock_;
     UniqueFd listener_;
     std::atomic<bool> stopping_{false};
     std::atomic<int> active_{0};

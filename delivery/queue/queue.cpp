@@ -32,7 +32,7 @@ std::vector<std::string> names_in(const std::string& dir, bool dot_files = false
 
 }  // namespace
 
-Result<std::unique_ptr<Queue>> Queue::open(const std::string& dir) {
+Result<std::unique_ptr<Queue>> Queue::open(const std::string& dir, TimePoint now) {
     using R = Result<std::unique_ptr<Queue>>;
     // The queue directory's group (relayguard, as packaged) may submit with
     // relayguard-sendmail: it may pass the top (0750) and drop files into
@@ -63,7 +63,8 @@ Result<std::unique_ptr<Queue>> Queue::open(const std::string& dir) {
     for (const auto& name : names_in(dir + "/incoming", true)) {
         struct stat st {};
         std::string path = dir + "/incoming/" + name;
-        if (name[0] == '.' && ::stat(path.c_str(), &st) == 0 && st.st_mtime < std::time(nullptr) - 3600) {
+        auto hour_ago = std::chrono::duration_cast<std::chrono::seconds>((now - std::chrono::hours(1)).time_since_epoch());
+        if (name[0] == '.' && ::stat(path.c_str(), &st) == 0 && st.st_mtime < hour_ago.count()) {
             ::unlink(path.c_str());
         }
     }

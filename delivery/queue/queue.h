@@ -22,7 +22,8 @@ struct QueueEntry {
 
 class Queue {
 public:
-    static Result<std::unique_ptr<Queue>> open(const std::string& dir);
+    // `now` ages the dot files in incoming/ that the recovery pass removes.
+    static Result<std::unique_ptr<Queue>> open(const std::string& dir, TimePoint now);
     explicit Queue(std::string dir) : dir_(std::move(dir)) {}
 
     // Writes `message` durably; its id and arrival are set here when empty.

@@ -5,6 +5,7 @@
 // credentials withheld.
 #include <catch2/catch.hpp>
 
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -35,7 +36,7 @@ TimePoint t0() { return TimePoint(Duration(1'700'000'000'000)); }
 
 TEST_CASE("a queue file reads back what was written, and a torn one is refused", "[queue]") {
     TempDir d;
-    auto q = Queue::open(d.path);
+    auto q = Queue::open(d.path, t0());
     REQUIRE(q);
     auto id = (*q)->enqueue("a@example.org", {"x@example.net", "y@example.net"}, "Subject: t\r\n\r\nbody\r\n", t0());
     REQUIRE(id);
@@ -62,7 +63,7 @@ TEST_CASE("a queue file reads back what was written, and a torn one is refused",
 
 TEST_CASE("a recipient's state is rewritten in place, keeping the next-attempt time", "[queue]") {
     TempDir d;
-    auto q = Queue::open(d.path);
+    auto q = Queue::open(d.path, t0());
     auto id = (*q)->enqueue("", {"x@example.net", "y@example.net"}, "x\r\n", t0());
     std::string path = d.path + "/active/" + *id;
     struct stat before {};
@@ -84,7 +85,7 @@ TEST_CASE("the recovery pass drops unacknowledged, moves unreadable, removes fin
     TempDir d;
     std::string keep, done;
     {
-        auto q = Queue::open(d.path);
+        auto q = Queue::open(d.path, t0());
         keep = *(*q)->enqueue("a@x", {"b@y"}, "k\r\n", t0());
         done = *(*q)->enqueue("a@x", {"b@y"}, "d\r\n", t0());
         auto m = read_queue_file(d.path + "/active/" + done, false);
@@ -92,7 +93,7 @@ TEST_CASE("the recovery pass drops unacknowledged, moves unreadable, removes fin
     }
     std::ofstream(d.path + "/tmp/half") << "RGQ1\nid half\n";
     std::ofstream(d.path + "/active/torn") << "RGQ1\nid torn\narrival 1\nfrom \nrcpt P a@b\nsize 10\n\nabc";
-    auto q = Queue::open(d.path);
+    auto q = Queue::open(d.path, t0());
     REQUIRE(q);
     REQUIRE((*q)->size() == 1);
     REQUIRE(std::filesystem::exists(d.path + "/active/" + keep));
@@ -312,4 +313,24 @@ TEST_CASE("MAIL FROM / RCPT TO paths: what is taken can be said again to the nex
     REQUIRE_FALSE(path_and_params("<a\tb@c>"));
     REQUIRE_FALSE(path_and_params("<a b@c>"));
     REQUIRE_FALSE(path_and_params("alice@example.test"));
+}
+
+TEST_CASE("the recovery pass removes a submission's dot file in incoming/ only once it is an hour old", "[queue]") {
+    TempDir d;
+    REQUIRE(Queue::open(d.path, t0()));  // makes the directories
+    auto dot = [&](const std::string& name, TimePoint mtime) {
+        std::string path = d.path + "/incoming/" + name;
+        std::ofstream(path) << "half written";
+        auto ms = mtime.time_since_epoch().count();
+        timespec times[2] = {{ms / 1000, 0}, {ms / 1000, 0}};
+        ::utimensat(AT_FDCWD, path.c_str(), times, 0);
+        return path;
+    };
+    std::string old = dot(".old", t0() - 61min);
+    std::string young = dot(".young", t0() - 59min);
+    REQUIRE(Queue::open(d.path, t0()));
+    REQUIRE_FALSE(std::filesystem::exists(old));
+    REQUIRE(std::filesystem::exists(young));  // relayguard-sendmail may still be writing it
+    REQUIRE(Queue::open(d.path, t0() + 2min));
+    REQUIRE_FALSE(std::filesystem::exists(young));
 }

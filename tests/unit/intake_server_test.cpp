@@ -24,13 +24,14 @@ struct Intake {
     std::vector<QueuedMessage> queued;
     bool full = false;
     int port = 0;
+    ManualClock clock{TimePoint(Duration(1'700'000'000'000))};  // 14 Nov 2023, 22:13 UTC
     IntakeServer server{1000, {IpGroup{"loopback", {*Cidr::parse("127.0.0.0/8")}}},
                         [this](QueuedMessage m) {
                             std::lock_guard lock(mutex);
                             queued.push_back(std::move(m));
                             return Result<std::string>("Q" + std::to_string(queued.size()));
                         },
-                        [this](std::uint64_t) { return full; }};
+                        [this](std::uint64_t) { return full; }, clock};
     Intake() {
         int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
         sockaddr_in a{};
@@ -109,6 +110,8 @@ TEST_CASE("intake: a whole SMTP transaction is queued with its DSN parameters", 
     REQUIRE(m.recipients[0].notify == "SUCCESS,FAILURE");
     REQUIRE(m.recipients[0].orcpt == "rfc822;b@example.net");
     REQUIRE(m.content.rfind("Received: from client.test (127.0.0.1)\r\n\tby relayguard-relayd with ESMTP; ", 0) == 0);
+    // Dated by the clock it was given.
+    REQUIRE(m.content.find("with ESMTP; Tue, 14 Nov 2023 22:13:20 +0000\r\n") != std::string::npos);
     REQUIRE(m.content.find("\r\n.dotted\r\n") != std::string::npos);  // unstuffed
 }
 

@@ -131,7 +131,7 @@ TEST_CASE("status codes follow what happened; xtext and durations read well", "[
 
 TEST_CASE("a queue file keeps NOTIFY, ORCPT, RET, ENVID and the warning mark", "[report][queue]") {
     TempDir d;
-    auto q = Queue::open(d.path);
+    auto q = Queue::open(d.path, t0());
     REQUIRE(q);
     QueuedMessage m;
     m.sender = "a@example.org";
