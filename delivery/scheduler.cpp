@@ -36,6 +36,15 @@ bool Scheduler::busy(const std::string& id) {
     return in_flight_.count(id) > 0;
 }
 
+std::vector<std::string> due_messages(const std::vector<QueueEntry>& scanned, TimePoint now,
+                                      const std::set<std::string>& in_flight) {
+    std::vector<std::string> due;
+    for (const auto& e : scanned) {
+        if (e.next_attempt <= now && !in_flight.count(e.id)) due.push_back(e.id);
+    }
+    return due;
+}
+
 void Scheduler::dispatch() {
     std::unique_lock lock(mutex_);
     while (!stopping_) {
@@ -44,11 +53,9 @@ void Scheduler::dispatch() {
         auto entries = queue_.scan();
         TimePoint now = clock_.now();
         lock.lock();
-        for (const auto& e : entries) {
-            if (e.next_attempt <= now && !in_flight_.count(e.id)) {
-                in_flight_.insert(e.id);
-                work_.push_back(e.id);
-            }
+        for (auto& id : due_messages(entries, now, in_flight_)) {
+            in_flight_.insert(id);
+            work_.push_back(std::move(id));
         }
         if (!work_.empty()) wake_.notify_all();
         wake_.wait_for(lock, std::chrono::seconds(1), [this] { return stopping_; });

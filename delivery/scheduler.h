@@ -19,6 +19,11 @@
 
 namespace relayguard {
 
+// The messages of a scan that are due at `now` and with no thread yet, in
+// the scan's order (oldest first: ids sort by arrival).
+std::vector<std::string> due_messages(const std::vector<QueueEntry>& scanned, TimePoint now,
+                                      const std::set<std::string>& in_flight);
+
 class Scheduler {
 public:
     // Starts the threads; `clock` says when a message is due.

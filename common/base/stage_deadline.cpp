@@ -1,6 +1,8 @@
 // The current stage's deadline, one per thread; see the header.
 #include "common/base/stage_deadline.h"
 
+#include "common/base/system_clock.h"
+
 #include <algorithm>
 
 namespace relayguard {
@@ -21,7 +23,7 @@ StageClock::time_point stage_deadline_or(StageClock::time_point fallback) {
 }
 
 bool stage_expired() {
-    return t_stage_deadline != StageClock::time_point::max() && StageClock::now() >= t_stage_deadline;
+    return t_stage_deadline != StageClock::time_point::max() && SystemClock::monotonic() >= t_stage_deadline;
 }
 
 bool in_stage() { return t_stage_deadline != StageClock::time_point::max(); }

@@ -11,6 +11,8 @@
 // client) have no deadline and keep their own timeouts.
 #pragma once
 
+#include "common/base/system_clock.h"
+
 #include <chrono>
 
 namespace relayguard {
@@ -28,7 +30,7 @@ public:
     StageDeadline& operator=(const StageDeadline&) = delete;
 
     // Convenience for a front end: a scope ending `timeout` from now.
-    static StageClock::time_point from_now(StageClock::duration timeout) { return StageClock::now() + timeout; }
+    static StageClock::time_point from_now(StageClock::duration timeout) { return SystemClock::monotonic() + timeout; }
 
 private:
     StageClock::time_point saved_;

@@ -1,6 +1,8 @@
 // The admin socket's loop; see the header.
 #include "common/daemon/admin_socket.h"
 
+#include "common/base/system_clock.h"
+
 #include <poll.h>
 #include <sys/socket.h>
 
@@ -20,9 +22,9 @@ constexpr int io_timeout_ms = 2000;
 std::optional<std::string> read_line(int fd) {
     std::string line;
     char buf[256];
-    auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(io_timeout_ms);
+    auto deadline = SystemClock::monotonic() + std::chrono::milliseconds(io_timeout_ms);
     while (line.size() <= max_request) {
-        auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+        auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - SystemClock::monotonic());
         pollfd p{fd, POLLIN, 0};
         if (left.count() <= 0 || ::poll(&p, 1, static_cast<int>(left.count())) <= 0) return std::nullopt;
         ssize_t n = ::recv(fd, buf, sizeof buf, 0);

@@ -1,6 +1,8 @@
 // Client connections; see the header.
 #include "common/net/client_stream.h"
 
+#include "common/base/system_clock.h"
+
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -33,7 +35,7 @@ ClientStream::~ClientStream() {
 }
 
 bool ClientStream::set_timeout(Deadline deadline) {
-    auto left = std::chrono::duration_cast<std::chrono::microseconds>(deadline - std::chrono::steady_clock::now());
+    auto left = std::chrono::duration_cast<std::chrono::microseconds>(deadline - SystemClock::monotonic());
     if (left.count() <= 0) return false;
     timeval tv{static_cast<time_t>(left.count() / 1'000'000), static_cast<suseconds_t>(left.count() % 1'000'000)};
     return ::setsockopt(fd_.get(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv) == 0 &&
@@ -64,7 +66,7 @@ Result<ClientStream> ClientStream::open(const std::string& address, int port, De
     if (::connect(c.fd_.get(), reinterpret_cast<sockaddr*>(&ss), len) != 0 && errno != EINPROGRESS) {
         return R::failure(std::string("connect: ") + std::strerror(errno));
     }
-    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - SystemClock::monotonic());
     pollfd p{c.fd_.get(), POLLOUT, 0};
     if (left.count() <= 0 || ::poll(&p, 1, static_cast<int>(left.count())) != 1) return R::failure("connect: timed out");
     int err = 0;

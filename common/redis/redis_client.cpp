@@ -1,6 +1,8 @@
 // Routing a command to the right Redis server; see the header.
 #include "common/redis/redis_client.h"
 
+#include "common/base/system_clock.h"
+
 #include <openssl/evp.h>
 #include <spdlog/spdlog.h>
 
@@ -36,7 +38,7 @@ std::string hex_sha1(const std::string& text) {
 // steps a read's socket timeout is rounded down to (so a read cut by the
 // deadline ends just before it).
 bool stage_ran_out() {
-    return stage_deadline_or(SteadyTime::max()) <= std::chrono::steady_clock::now() + std::chrono::milliseconds(10);
+    return stage_deadline_or(SteadyTime::max()) <= SystemClock::monotonic() + std::chrono::milliseconds(10);
 }
 
 bool master_is_gone(const RedisValue& reply) {
@@ -70,7 +72,7 @@ std::shared_ptr<RedisPool> RedisClient::make_pool(const RedisEndpoint& where) co
 SteadyTime RedisClient::deadline() const {
     // The SMTP stage waiting for this call may have less time left than
     // Redis's own timeouts allow (listen.stage_timeout): it wins.
-    return stage_deadline_or(std::chrono::steady_clock::now() + settings_.connect_timeout + settings_.command_timeout);
+    return stage_deadline_or(SystemClock::monotonic() + settings_.connect_timeout + settings_.command_timeout);
 }
 
 std::string RedisClient::describe() const {
@@ -85,7 +87,7 @@ std::string RedisClient::describe() const {
 }
 
 Result<RedisValue> RedisClient::command(const std::vector<std::string>& args, std::string_view routing_key) {
-    auto start = std::chrono::steady_clock::now();
+    auto start = SystemClock::monotonic();
     Result<RedisValue> reply = Result<RedisValue>::failure("");
     if (in_stage()) ++stage_waits_;
     if (stage_expired()) {
@@ -97,7 +99,7 @@ Result<RedisValue> RedisClient::command(const std::vector<std::string>& args, st
         auto replies = on_master({args}, deadline());
         reply = replies ? Result<RedisValue>(std::move(replies->front())) : Result<RedisValue>::failure(replies.error());
     }
-    latency_.observe(std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+    latency_.observe(std::chrono::duration<double>(SystemClock::monotonic() - start).count());
     if (!reply) call_failed(reply.error());
     return reply;
 }
@@ -148,10 +150,10 @@ std::size_t RedisClient::send_all(const std::vector<std::vector<std::string>>& c
         }
         return failed;
     }
-    auto start = std::chrono::steady_clock::now();
+    auto start = SystemClock::monotonic();
     auto replies = stage_expired() ? Result<std::vector<RedisValue>>::failure(redis_stage_timeout)
                                    : on_master(commands, deadline());
-    latency_.observe(std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+    latency_.observe(std::chrono::duration<double>(SystemClock::monotonic() - start).count());
     if (!replies) {
         call_failed(replies.error());
         return commands.size();
@@ -245,7 +247,7 @@ Result<std::shared_ptr<RedisPool>> RedisClient::master_pool(SteadyTime deadline)
     {
         std::lock_guard lock(master_mutex_);
         if (master_ && !master_suspect_) return master_;
-        auto now = std::chrono::steady_clock::now();
+        auto now = SystemClock::monotonic();
         if (now < next_discovery_) {
             if (master_) return master_;
             return R::failure("sentinel master '" + settings_.sentinel_master + "' unknown: " + discovery_error_);
@@ -294,7 +296,7 @@ Result<RedisEndpoint> RedisClient::ask_sentinels(SteadyTime deadline) {
     using R = Result<RedisEndpoint>;
     std::string why = "no sentinel configured";
     for (const auto& sentinel : servers_) {
-        auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+        auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - SystemClock::monotonic());
         if (left.count() <= 0) break;
         // Sentinels are asked without AUTH: the credentials are the master's.
         auto conn = RedisConnection::open(sentinel, std::min(left, std::chrono::duration_cast<std::chrono::milliseconds>(
@@ -344,7 +346,7 @@ std::shared_ptr<RedisPool> RedisClient::pool_for_slot(std::uint16_t slot) {
 void RedisClient::refresh_slots(SteadyTime deadline) {
     std::unique_lock refreshing(refresh_mutex_, std::try_to_lock);
     if (!refreshing.owns_lock()) return;
-    auto now = std::chrono::steady_clock::now();
+    auto now = SystemClock::monotonic();
     if (now < next_refresh_) return;
     next_refresh_ = now + refresh_interval;
 
@@ -358,7 +360,7 @@ void RedisClient::refresh_slots(SteadyTime deadline) {
         if (std::find(candidates.begin(), candidates.end(), seed) == candidates.end()) candidates.push_back(seed);
     }
     for (const auto& where : candidates) {
-        if (std::chrono::steady_clock::now() >= deadline) return;
+        if (SystemClock::monotonic() >= deadline) return;
         auto pool = pool_for(where);
         auto asked = pool->exchange({{"CLUSTER", "SLOTS"}}, deadline);
         if (!asked.ok()) continue;
@@ -385,7 +387,7 @@ Result<RedisValue> RedisClient::on_cluster(const std::vector<std::string>& args,
     std::uint16_t slot = redis_key_slot(routing_key);
     std::optional<RedisEndpoint> ask_to;
     std::string last = "no reply before the deadline";
-    for (int attempt = 0; attempt < max_attempts && std::chrono::steady_clock::now() < deadline; ++attempt) {
+    for (int attempt = 0; attempt < max_attempts && SystemClock::monotonic() < deadline; ++attempt) {
         if (slots_stale_) refresh_slots(deadline);
         auto pool = ask_to ? pool_for(*ask_to) : pool_for_slot(slot);
         if (!pool) {
@@ -428,7 +430,7 @@ Result<RedisValue> RedisClient::on_cluster(const std::vector<std::string>& args,
             last = reply->str;
             --attempt;
             std::this_thread::sleep_for(std::min<std::chrono::steady_clock::duration>(
-                std::chrono::milliseconds(10), deadline - std::chrono::steady_clock::now()));
+                std::chrono::milliseconds(10), deadline - SystemClock::monotonic()));
             continue;
         }
         if (code == "CLUSTERDOWN") {

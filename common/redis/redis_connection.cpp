@@ -1,6 +1,8 @@
 // hiredis, wrapped: see the header.
 #include "common/redis/redis_connection.h"
 
+#include "common/base/system_clock.h"
+
 #include <hiredis/hiredis.h>
 #include <poll.h>
 #include <sys/time.h>
@@ -85,7 +87,7 @@ Result<RedisConnection> RedisConnection::open(const RedisEndpoint& where, std::c
     std::vector<std::string> auth{"AUTH"};
     if (!username.empty()) auth.push_back(username);
     auth.push_back(password);
-    auto reply = conn.call(auth, std::chrono::steady_clock::now() + timeout);
+    auto reply = conn.call(auth, SystemClock::monotonic() + timeout);
     // Only the server's words are reported: the command carries the password.
     if (!reply) return Result<RedisConnection>::failure("AUTH: " + reply.error());
     if (reply->is_error()) return Result<RedisConnection>::failure("AUTH refused: " + reply->str);
@@ -96,7 +98,7 @@ Result<std::vector<RedisValue>> RedisConnection::pipeline(const std::vector<std:
                                                           SteadyTime deadline) {
     using R = Result<std::vector<RedisValue>>;
     if (broken_) return R::failure("connection already failed");
-    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - SystemClock::monotonic());
     if (left.count() <= 0) return R::failure("timed out before sending");
     redisContext* c = context_.get();
     // Rounded down, so a call never waits past its deadline.

@@ -8,6 +8,8 @@
 // it does with the lock held.
 #include "common/redis/redis_pool.h"
 
+#include "common/base/system_clock.h"
+
 #include <algorithm>
 
 namespace relayguard {
@@ -59,7 +61,7 @@ RedisExchange RedisPool::exchange(const std::vector<std::vector<std::string>>& c
             continue;
         }
         if (me.state == Request::State::queued && open_ < size_) {
-            auto now = std::chrono::steady_clock::now();
+            auto now = SystemClock::monotonic();
             if (now < retry_at_) {
                 return give_up(last_error_ + " (next attempt in " +
                                std::to_string(std::chrono::ceil<std::chrono::milliseconds>(retry_at_ - now).count()) +
@@ -75,7 +77,7 @@ RedisExchange RedisPool::exchange(const std::vector<std::vector<std::string>>& c
             if (!conn) {
                 --open_;
                 last_error_ = conn.error();
-                retry_at_ = std::chrono::steady_clock::now() + backoff_;
+                retry_at_ = SystemClock::monotonic() + backoff_;
                 backoff_ = std::min(backoff_ * 2, max_backoff);
                 // Another sender may have taken this request meanwhile.
                 if (me.state == Request::State::queued) return give_up(last_error_);

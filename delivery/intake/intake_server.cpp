@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include <cstring>
+#include <ctime>
 
 namespace relayguard {
 
@@ -146,38 +147,52 @@ struct IntakeServer::Session {
 namespace {
 
 // MAIL's RFC 1870 and RFC 3461 parameters into `m`; the refusal's reply
-// when one is bad or the declared size is over the limit.
+// when one is bad or the declared size is over the limit (the last such
+// parameter's, when several are).
 std::optional<std::string> take_mail_params(const EsmtpParams& params, std::uint64_t max_size, QueuedMessage& m,
                                             std::uint64_t& declared_size) {
+    std::optional<std::string> refusal;
     for (const auto& [key, value] : params) {
         if (key == "SIZE") {
             auto declared = parse_whole_number(value);
-            if (!declared || *declared < 0) return "501 5.5.4 Bad SIZE parameter";
-            if (static_cast<unsigned long long>(*declared) > max_size) return "552 5.3.4 Message size exceeds fixed limit";
-            declared_size = static_cast<std::uint64_t>(*declared);
+            if (!declared || *declared < 0) refusal = "501 5.5.4 Bad SIZE parameter";
+            else if (static_cast<unsigned long long>(*declared) > max_size) refusal = "552 5.3.4 Message size exceeds fixed limit";
+            else declared_size = static_cast<std::uint64_t>(*declared);
         } else if (key == "RET") {
             m.ret = ascii_upper(value);
-            if (m.ret != "FULL" && m.ret != "HDRS") return "501 5.5.4 Bad RET parameter";
+            if (m.ret != "FULL" && m.ret != "HDRS") refusal = "501 5.5.4 Bad RET parameter";
         } else if (key == "ENVID") {
-            if (value.empty() || value.size() > 100 || !valid_xtext(value)) return "501 5.5.4 Bad ENVID parameter";
+            if (value.empty() || value.size() > 100 || !valid_xtext(value)) refusal = "501 5.5.4 Bad ENVID parameter";
             m.envid = value;
         }
     }
-    return std::nullopt;
+    return refusal;
 }
 
-// RCPT's RFC 3461 parameters into `r`; the refusal's reply when one is bad.
+// RCPT's RFC 3461 parameters into `r`; the refusal's reply when one is bad
+// (the last one's, when several are).
 std::optional<std::string> take_rcpt_params(const EsmtpParams& params, QueuedRecipient& r) {
+    std::optional<std::string> refusal;
     for (const auto& [key, value] : params) {
         if (key == "NOTIFY") {
             r.notify = valid_notify(value);
-            if (r.notify.empty()) return "501 5.5.4 Bad NOTIFY parameter";
+            if (r.notify.empty()) refusal = "501 5.5.4 Bad NOTIFY parameter";
         } else if (key == "ORCPT") {
-            if (!valid_orcpt(value)) return "501 5.5.4 Bad ORCPT parameter";
+            if (!valid_orcpt(value)) refusal = "501 5.5.4 Bad ORCPT parameter";
             r.orcpt = value;
         }
     }
-    return std::nullopt;
+    return refusal;
+}
+
+// The Received: header's date, in this host's local time as Postfix writes it.
+std::string received_date(TimePoint now) {
+    std::time_t t = std::chrono::system_clock::to_time_t(std::chrono::system_clock::time_point(now));
+    std::tm tm{};
+    localtime_r(&t, &tm);
+    char buf[64];
+    std::strftime(buf, sizeof buf, "%a, %d %b %Y %H:%M:%S %z", &tm);
+    return buf;
 }
 
 }  // namespace
@@ -295,7 +310,7 @@ bool IntakeServer::on_data(Session& s, const std::string&) {
 
 void IntakeServer::queue_message(Session& s, const std::string& content) {
     std::string received = "Received: from " + (s.helo.empty() ? std::string("unknown") : s.helo) + " (" + s.peer +
-                           ")\r\n\tby relayguard-relayd with " + (s.lmtp ? "LMTP" : "ESMTP") + "; " + rfc5322_date(clock_.now()) +
+                           ")\r\n\tby relayguard-relayd with " + (s.lmtp ? "LMTP" : "ESMTP") + "; " + received_date(clock_.now()) +
                            "\r\n";
     std::size_t nrcpt = s.envelope->recipients.size();
     std::string from = s.envelope->sender;

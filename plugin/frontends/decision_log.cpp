@@ -3,6 +3,8 @@
 // forge a second log line.
 #include "plugin/frontends/decision_log.h"
 
+#include "common/base/system_clock.h"
+
 #include <mutex>
 
 #include "common/daemon/logging.h"
@@ -66,7 +68,7 @@ void log_decision(const SessionState& s, const Decision& d, const DecisionContex
     if (ctx.started != std::chrono::steady_clock::time_point{}) {
         auto it = latency().find(std::string(ctx.stage));
         if (it != latency().end()) {
-            it->second.observe(std::chrono::duration<double>(std::chrono::steady_clock::now() - ctx.started).count());
+            it->second.observe(std::chrono::duration<double>(SystemClock::monotonic() - ctx.started).count());
         }
     }
     for (const auto& w : d.warnings) {

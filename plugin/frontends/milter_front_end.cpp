@@ -7,6 +7,8 @@
 // behind the engine give up in time for the stage to get its fail-mode reply.
 #include "plugin/frontends/milter_front_end.h"
 
+#include "common/base/system_clock.h"
+
 #include <arpa/inet.h>
 #include <libmilter/mfapi.h>
 #include <sys/stat.h>
@@ -50,7 +52,7 @@ struct MilterSession {
     // ignores a milter's reply there, so the 421 goes out at the next
     // command whose answer it does take.
     std::optional<SmtpReply> pending_close;
-    std::chrono::steady_clock::time_point started = std::chrono::steady_clock::now();
+    std::chrono::steady_clock::time_point started = SystemClock::monotonic();
 };
 
 // Client text for a key="value" log field: no quotes, no control characters.
@@ -67,7 +69,7 @@ std::string log_quoted(std::string_view v) {
 void log_session(const MilterSession& s) {
     auto log = connection_log();
     if (!log) return;
-    auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - s.started).count();
+    auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(SystemClock::monotonic() - s.started).count();
     const char* result = s.closed_by_us ? "closed" : s.refusals > 0 ? "refused" : "ok";
     log->info("session client={} ptr={} helo={} sasl_user={} messages={} recipients={} refusals={} last_rule={} "
               "result={} duration={}.{:03}s via=milter",
@@ -177,7 +179,7 @@ sfsistat on_connect(SMFICTX* ctx, char* hostname, _SOCK_ADDR* sa) {
     auto s = std::make_unique<MilterSession>();
     s->ledger_key = addr->to_string() + "/" + client_port(sa);
     std::string id = "m" + std::to_string(::getpid()) + "-" + std::to_string(++g_next_connection);
-    auto started = std::chrono::steady_clock::now();
+    auto started = SystemClock::monotonic();
     auto scope = stage();
     Decision d = g_engine->current()->on_connect(s->state, ConnectFacts{*addr, hostname ? hostname : "", id});
     MilterSession& ref = *s;
@@ -221,7 +223,7 @@ sfsistat on_envfrom(SMFICTX* ctx, char** argv) {
             if (ec == std::errc{} || ec == std::errc::result_out_of_range) facts.declared_size = n;
         }
     }
-    auto started = std::chrono::steady_clock::now();
+    auto started = SystemClock::monotonic();
     auto scope = stage();
     auto engine = g_engine->current();
     Decision d = engine->on_mail(s->state, facts);
@@ -241,7 +243,7 @@ sfsistat on_envrcpt(SMFICTX* ctx, char** argv) {
         facts.mta_status = macro(ctx, "{rcpt_host}");
         facts.mta_text = macro(ctx, "{rcpt_addr}");
     }
-    auto started = std::chrono::steady_clock::now();
+    auto started = SystemClock::monotonic();
     if (!facts.rejected_by_mta) {
         if (auto closed = close_now(ctx, *s)) return *closed;
     } else if (s->pending_close) {
@@ -281,7 +283,7 @@ sfsistat on_eom(SMFICTX* ctx) {
     MilterSession* s = session(ctx);
     if (s == nullptr) return SMFIS_CONTINUE;
     if (auto closed = close_now(ctx, *s)) return *closed;
-    auto started = std::chrono::steady_clock::now();
+    auto started = SystemClock::monotonic();
     auto scope = stage();
     auto engine = g_engine->current();
     EomFacts facts;
@@ -369,9 +371,9 @@ int run() { return smfi_main(); }
 bool wait_for_sessions(std::chrono::milliseconds limit) {
     // A plain poll: this runs once, at shutdown, after smfi_main() returned;
     // each worker notices the stop at its next read (libmilter's timeout).
-    auto deadline = std::chrono::steady_clock::now() + limit;
+    auto deadline = SystemClock::monotonic() + limit;
     while (g_open_sessions.load() > 0) {
-        if (std::chrono::steady_clock::now() >= deadline) return false;
+        if (SystemClock::monotonic() >= deadline) return false;
         std::this_thread::sleep_for(std::chrono::milliseconds(10));
     }
     return true;

@@ -24,6 +24,8 @@
 // table, so no thread can be handed a descriptor that was closed and reused.
 #include "plugin/frontends/policy_server.h"
 
+#include "common/base/system_clock.h"
+
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -271,7 +273,7 @@ bool PolicyServer::answer_requests(Connection& c, bool& answered) {
         }
         if (!request) return true;
         try {
-            Decision d = decider_.decide(c.state, *request, std::chrono::steady_clock::now());
+            Decision d = decider_.decide(c.state, *request, SystemClock::monotonic());
             c.output = action_for(d) + "\n\n";
         } catch (const std::exception& e) {
             // Postfix answers its client 4xx for a policy service that closes.
@@ -332,7 +334,7 @@ void PolicyServer::release(Connection& c, bool open, bool answered) {
     if (restart) {
         c.phase = phase;
         auto timeout = phase == Phase::idle ? settings_.policy_idle_timeout : settings_.policy_read_timeout;
-        schedule_locked(c, std::chrono::steady_clock::now() + timeout);
+        schedule_locked(c, SystemClock::monotonic() + timeout);
     }
     rearm(c.fd.get(), (c.output.empty() ? EPOLLIN : EPOLLOUT) | EPOLLONESHOT, c.id);
 }
@@ -375,7 +377,7 @@ void PolicyServer::pause_accepting(int error) {
         accept_failing_ = true;
     }
     std::lock_guard lock(mutex_);
-    accept_paused_until_ = std::chrono::steady_clock::now() + accept_retry_interval;
+    accept_paused_until_ = SystemClock::monotonic() + accept_retry_interval;
     if (*accept_paused_until_ < timer_set_for_) arm_timer_locked(*accept_paused_until_);
 }
 
@@ -401,7 +403,7 @@ void PolicyServer::add_connection(UniqueFd fd, std::string peer) {
         connections_.erase(id);
         return;
     }
-    schedule_locked(c, std::chrono::steady_clock::now() + settings_.policy_idle_timeout);
+    schedule_locked(c, SystemClock::monotonic() + settings_.policy_idle_timeout);
 }
 
 // Closes the connections past their deadline, ends an accept pause that is
@@ -410,7 +412,7 @@ void PolicyServer::on_timer() {
     std::uint64_t expirations = 0;
     // Fails only when it has not expired since the last read: nothing to reset then.
     [[maybe_unused]] auto got = ::read(timer_.get(), &expirations, sizeof expirations);
-    auto now = std::chrono::steady_clock::now();
+    auto now = SystemClock::monotonic();
     Closing closing;  // closed once the lock is released
     bool resume_accepting = false;
     {

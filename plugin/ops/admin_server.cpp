@@ -1,6 +1,8 @@
 // The admin socket; see the header.
 #include "plugin/ops/admin_server.h"
 
+#include "common/base/system_clock.h"
+
 #include <nlohmann/json.hpp>
 
 #include <sstream>
@@ -88,7 +90,7 @@ std::string AdminServer::handle(std::string_view request) {
 
 std::string AdminServer::status() {
     auto engine = engine_.current();
-    auto up = std::chrono::duration_cast<std::chrono::seconds>(std::chrono::steady_clock::now() - started_).count();
+    auto up = std::chrono::duration_cast<std::chrono::seconds>(SystemClock::monotonic() - started_).count();
     nlohmann::json j{{"version", relayguard_version()}, {"uptime_seconds", up}};
     if (hooks_.store) j["store"] = hooks_.store();
     nlohmann::json decisions = nlohmann::json::array();

@@ -16,6 +16,7 @@
 #include <string>
 #include <thread>
 
+#include "common/base/system_clock.h"
 #include "common/daemon/admin_socket.h"
 #include "common/base/result.h"
 #include "plugin/ops/engine_holder.h"
@@ -48,7 +49,7 @@ private:
 
     EngineHolder& engine_;
     Hooks hooks_;
-    const std::chrono::steady_clock::time_point started_ = std::chrono::steady_clock::now();
+    const std::chrono::steady_clock::time_point started_ = SystemClock::monotonic();
     AdminSocket socket_;
 };
 

@@ -1,6 +1,8 @@
 // Alert mail; see the header.
 #include "plugin/ops/alert_mailer.h"
 
+#include "common/base/system_clock.h"
+
 #include <spdlog/spdlog.h>
 #include <unistd.h>
 
@@ -142,7 +144,7 @@ void AlertMailer::run() {
 }
 
 void AlertMailer::send(const Pending& alert) {
-    auto deadline = std::chrono::steady_clock::now() + send_timeout;
+    auto deadline = SystemClock::monotonic() + send_timeout;
     const std::string& submit = settings_.submit;
     auto colon = submit.rfind(':');
     std::string address = submit.substr(0, colon);

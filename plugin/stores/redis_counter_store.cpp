@@ -1,6 +1,8 @@
 // Counters in Redis; see the header and redis_scripts.h.
 #include "plugin/stores/redis_counter_store.h"
 
+#include "common/base/system_clock.h"
+
 #include <algorithm>
 
 #include <spdlog/spdlog.h>
@@ -405,25 +407,25 @@ void RedisCounterStore::refresher() {
     // A third of the lease: two refreshes can fail before a live connection
     // would drop out of the count.
     auto every = std::max<Duration>(lease_ / 3, std::chrono::milliseconds(100));
-    auto next_refresh = std::chrono::steady_clock::now() + every;
+    auto next_refresh = SystemClock::monotonic() + every;
     std::chrono::steady_clock::time_point close_retry_at{};  // this thread's alone
-    auto closes_due = [&] { return !queued_.empty() && std::chrono::steady_clock::now() >= close_retry_at; };
+    auto closes_due = [&] { return !queued_.empty() && SystemClock::monotonic() >= close_retry_at; };
     std::unique_lock lock(held_mutex_);
     while (!stopping_) {
         // Woken by a close, and at least every close_retry, when a failed
         // send may be due again.
-        wake_.wait_until(lock, std::min(next_refresh, std::chrono::steady_clock::now() + close_retry),
+        wake_.wait_until(lock, std::min(next_refresh, SystemClock::monotonic() + close_retry),
                          [&] { return stopping_ || closes_due(); });
         // Closes come in bursts under load: a few milliseconds' wait lets one
         // request carry many of them.
         if (closes_due()) wake_.wait_for(lock, close_gather, [this] { return stopping_; });
         if (stopping_) break;
         bool closes = closes_due();
-        bool refresh = std::chrono::steady_clock::now() >= next_refresh;
+        bool refresh = SystemClock::monotonic() >= next_refresh;
         lock.unlock();
-        if (closes && send_queued() > 0) close_retry_at = std::chrono::steady_clock::now() + close_retry;
+        if (closes && send_queued() > 0) close_retry_at = SystemClock::monotonic() + close_retry;
         if (refresh) {
-            next_refresh = std::chrono::steady_clock::now() + every;
+            next_refresh = SystemClock::monotonic() + every;
             if (std::size_t failed = refresh_leases(); failed > 0) {
                 spdlog::warn("redis: could not renew {} lease(s) of connections or messages in flight; they drop out "
                              "of the shared count after {} ms unless renewed",

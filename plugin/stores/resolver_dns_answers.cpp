@@ -1,6 +1,8 @@
 // DNS facts for the engine, from the resolver; see the header.
 #include "plugin/stores/resolver_dns_answers.h"
 
+#include "common/base/system_clock.h"
+
 #include <algorithm>
 
 #include "common/base/stage_deadline.h"
@@ -18,7 +20,7 @@ bool is_temporary(const DnsResult& r) { return r.outcome == DnsOutcome::temporar
 // stage's (listen.stage_timeout) when that comes first. Past it a lookup
 // answers a temporary failure, as a timeout always has.
 SteadyTime check_deadline(const DnsResolver& resolver) {
-    return stage_deadline_or(std::chrono::steady_clock::now() + resolver.budget());
+    return stage_deadline_or(SystemClock::monotonic() + resolver.budget());
 }
 
 }  // namespace

@@ -1,6 +1,8 @@
 // Harvest blocks heard on a Redis channel; see the header.
 #include "plugin/stores/shared_blocks.h"
 
+#include "common/base/system_clock.h"
+
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
@@ -84,7 +86,7 @@ void SharedBlocks::recheck() {
 }
 
 bool SharedBlocks::subscribed(RedisConnection& conn) {
-    auto ack = conn.call({"SUBSCRIBE", channel_}, std::chrono::steady_clock::now() + std::chrono::seconds(2));
+    auto ack = conn.call({"SUBSCRIBE", channel_}, SystemClock::monotonic() + std::chrono::seconds(2));
     if (!ack || ack->is_error()) {
         spdlog::warn("redis: cannot subscribe to {}: {}", channel_, ack ? ack->str : ack.error());
         return false;

@@ -19,6 +19,7 @@
 #include "delivery/intake/envelope_syntax.h"
 #include "delivery/destination_state.h"
 #include "delivery/queue/queue.h"
+#include "delivery/scheduler.h"
 #include "delivery/withheld_credentials.h"
 #include "common/net/smtp_client.h"
 #include "temp_dir.h"
@@ -333,4 +334,33 @@ TEST_CASE("the recovery pass removes a submission's dot file in incoming/ only o
     REQUIRE(std::filesystem::exists(young));  // relayguard-sendmail may still be writing it
     REQUIRE(Queue::open(d.path, t0() + 2min));
     REQUIRE_FALSE(std::filesystem::exists(young));
+}
+
+TEST_CASE("the scheduler takes a message when its next attempt is due, and never twice at once", "[queue]") {
+    TempDir d;
+    auto q = Queue::open(d.path, t0());
+    REQUIRE(q);
+    QueuedMessage m;
+    m.sender = "a@example.org";
+    m.recipients.push_back(QueuedRecipient{"b@example.net", RecipientState::pending, 0, "", ""});
+    m.content = "Subject: x\r\n\r\nbody\r\n";
+    auto first = (*q)->enqueue(m, t0());
+    auto second = (*q)->enqueue(m, t0() + 1s);
+    REQUIRE(first);
+    REQUIRE(second);
+    // The next attempt is the file's mtime: the first is deferred 5 minutes,
+    // the second due a second after t0.
+    auto next_attempt = [&](const std::string& id, TimePoint at) {
+        auto ms = at.time_since_epoch().count();
+        timespec times[2] = {{0, UTIME_OMIT}, {ms / 1000, (ms % 1000) * 1'000'000}};
+        REQUIRE(::utimensat(AT_FDCWD, (d.path + "/active/" + id).c_str(), times, 0) == 0);
+    };
+    next_attempt(*first, t0() + 5min);
+    next_attempt(*second, t0() + 1s);
+    auto scan = (*q)->scan();
+    REQUIRE(due_messages(scan, t0() + 2s, {}) == std::vector<std::string>{*second});
+    REQUIRE(due_messages(scan, t0() + 5min - 1s, {}) == std::vector<std::string>{*second});
+    REQUIRE(due_messages(scan, t0() + 5min, {}) == std::vector<std::string>{*first, *second});
+    // One a thread has is not handed out again.
+    REQUIRE(due_messages(scan, t0() + 5min, {*first}) == std::vector<std::string>{*second});
 }
