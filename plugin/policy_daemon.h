@@ -58,7 +58,9 @@ private:
     void follow_logins();
     void start_milter_thread();
 
-    // Signals every thread inherits blocked (see start()).
+    // main() blocks SIGTERM, SIGINT, SIGHUP and SIGPIPE before it builds the
+    // daemon, so every thread started here inherits them blocked; only
+    // run_until_signal() takes them.
     Config config_;
     std::string config_path_;
     SystemClock clock_;
