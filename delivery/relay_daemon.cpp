@@ -162,11 +162,6 @@ std::string RelayDaemon::answer_admin(std::string_view request) {
 void RelayDaemon::add_metrics() {
     metrics_.add([this](std::vector<prometheus::MetricFamily>& out) {
         using prometheus::MetricType;
-        auto gauge = [](const char* name, const char* help, double value) {
-            auto f = metric_family(name, help, MetricType::Gauge);
-            f.metric.push_back(metric_sample({}, value, MetricType::Gauge));
-            return f;
-        };
         auto entries = queue_->scan();
         // A queue id begins with its arrival time in milliseconds, in hex.
         double oldest = 0;
@@ -175,8 +170,10 @@ void RelayDaemon::add_metrics() {
             long long arrival = std::strtoll(e.id.substr(0, e.id.find('-')).c_str(), nullptr, 16);
             if (arrival > 0) oldest = std::max(oldest, static_cast<double>(now_ms - arrival) / 1000.0);
         }
-        out.push_back(gauge("relayguard_queue_messages", "Messages in the queue", static_cast<double>(entries.size())));
-        out.push_back(gauge("relayguard_queue_oldest_seconds", "Age of the oldest queued message", oldest));
+        out.push_back(single_metric("relayguard_queue_messages", "Messages in the queue",
+                                    static_cast<double>(entries.size()), MetricType::Gauge));
+        out.push_back(single_metric("relayguard_queue_oldest_seconds", "Age of the oldest queued message", oldest,
+                                    MetricType::Gauge));
         const auto& c = deliverer_->counts();
         auto deliveries = metric_family("relayguard_deliveries_total", "Recipient delivery attempts by result", MetricType::Counter);
         for (auto [result, n] : {std::pair{"sent", &c.sent}, std::pair{"bounced", &c.bounced}, std::pair{"deferred", &c.deferred}}) {
@@ -189,14 +186,12 @@ void RelayDaemon::add_metrics() {
             reports.metric.push_back(metric_sample({{"kind", kind}}, static_cast<double>(n->load()), MetricType::Counter));
         }
         out.push_back(std::move(reports));
-        auto withheld = metric_family("relayguard_credentials_withheld_total",
-                                      "Sessions whose password was not sent because they were not encrypted",
-                                      MetricType::Counter);
-        withheld.metric.push_back(metric_sample({}, static_cast<double>(c.credentials_withheld.load()), MetricType::Counter));
-        out.push_back(std::move(withheld));
-        out.push_back(gauge("relayguard_credential_outages",
-                            "Smart hosts and POP3 servers credentials are withheld from now (no encryption)",
-                            static_cast<double>(deliverer_->credential_outages())));
+        out.push_back(single_metric("relayguard_credentials_withheld_total",
+                                    "Sessions whose password was not sent because they were not encrypted",
+                                    static_cast<double>(c.credentials_withheld.load()), MetricType::Counter));
+        out.push_back(single_metric("relayguard_credential_outages",
+                                    "Smart hosts and POP3 servers credentials are withheld from now (no encryption)",
+                                    static_cast<double>(deliverer_->credential_outages()), MetricType::Gauge));
     });
 }
 

@@ -68,17 +68,12 @@ void add_decision_metrics(MetricsExporter& metrics) {
 void add_resolver_metrics(MetricsExporter& metrics, DnsResolver& resolver) {
     metrics.add([&resolver](std::vector<prometheus::MetricFamily>& out) {
         using prometheus::MetricType;
-        auto one = [](const char* name, const char* help, std::uint64_t value, MetricType type) {
-            auto f = metric_family(name, help, type);
-            f.metric.push_back(metric_sample({}, static_cast<double>(value), type));
-            return f;
-        };
-        out.push_back(one("relayguard_dns_queries_total", "DNS queries sent (cache misses)", resolver.queries_sent(),
-                          MetricType::Counter));
-        out.push_back(one("relayguard_dns_cache_hits_total", "DNS lookups answered from the cache",
-                          resolver.cache_hits(), MetricType::Counter));
-        out.push_back(one("relayguard_dns_cache_entries", "Answers held in the DNS cache", resolver.cache_size(),
-                          MetricType::Gauge));
+        out.push_back(single_metric("relayguard_dns_queries_total", "DNS queries sent (cache misses)",
+                                    static_cast<double>(resolver.queries_sent()), MetricType::Counter));
+        out.push_back(single_metric("relayguard_dns_cache_hits_total", "DNS lookups answered from the cache",
+                                    static_cast<double>(resolver.cache_hits()), MetricType::Counter));
+        out.push_back(single_metric("relayguard_dns_cache_entries", "Answers held in the DNS cache",
+                                    static_cast<double>(resolver.cache_size()), MetricType::Gauge));
     });
 }
 

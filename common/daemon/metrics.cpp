@@ -56,6 +56,13 @@ prometheus::ClientMetric metric_sample(const MetricLabels& labels, double value,
     return m;
 }
 
+prometheus::MetricFamily single_metric(const std::string& name, const std::string& help, double value,
+                                       prometheus::MetricType type) {
+    auto family = metric_family(name, help, type);
+    family.metric.push_back(metric_sample({}, value, type));
+    return family;
+}
+
 class MetricsExporter::Collector : public prometheus::Collectable {
 public:
     std::vector<prometheus::MetricFamily> Collect() const override {

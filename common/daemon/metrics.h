@@ -45,6 +45,9 @@ private:
 // A family with one sample per label set.
 prometheus::MetricFamily metric_family(const std::string& name, const std::string& help, prometheus::MetricType type);
 prometheus::ClientMetric metric_sample(const MetricLabels& labels, double value, prometheus::MetricType type);
+// A family of one unlabelled sample: a single counter or gauge.
+prometheus::MetricFamily single_metric(const std::string& name, const std::string& help, double value,
+                                       prometheus::MetricType type);
 
 class MetricsExporter {
 public:

@@ -46,26 +46,20 @@ void SharedState::add_metrics(MetricsExporter& m) {
     if (memory_) return;
     m.add([this](std::vector<prometheus::MetricFamily>& out) {
         using prometheus::MetricType;
-        auto counter = [](const char* name, const char* help, std::uint64_t value) {
-            auto f = metric_family(name, help, MetricType::Counter);
-            f.metric.push_back(metric_sample({}, static_cast<double>(value), MetricType::Counter));
-            return f;
+        auto counter = [&](const char* name, const char* help, std::uint64_t value) {
+            out.push_back(single_metric(name, help, static_cast<double>(value), MetricType::Counter));
         };
-        out.push_back(counter("relayguard_redis_requests_total", "Redis requests sent (redirects included)",
-                              redis_->round_trips()));
-        out.push_back(counter("relayguard_redis_stage_waits_total",
-                              "Redis calls an SMTP stage waited for (background writes excluded)",
-                              redis_->stage_waits()));
-        out.push_back(counter("relayguard_redis_failures_total", "Redis calls that failed after redirects and retries",
-                              redis_->failures()));
+        counter("relayguard_redis_requests_total", "Redis requests sent (redirects included)", redis_->round_trips());
+        counter("relayguard_redis_stage_waits_total", "Redis calls an SMTP stage waited for (background writes excluded)",
+                redis_->stage_waits());
+        counter("relayguard_redis_failures_total", "Redis calls that failed after redirects and retries",
+                redis_->failures());
         auto latency = metric_family("relayguard_redis_call_seconds", "Time of one Redis call, redirects included",
                                      MetricType::Histogram);
         latency.metric.push_back(redis_->latency().sample({}));
         out.push_back(std::move(latency));
-        auto up = metric_family("relayguard_store_reachable", "1 while Redis answers, 0 while the fail mode applies",
-                                MetricType::Gauge);
-        up.metric.push_back(metric_sample({}, health_->degraded() ? 0 : 1, MetricType::Gauge));
-        out.push_back(std::move(up));
+        out.push_back(single_metric("relayguard_store_reachable", "1 while Redis answers, 0 while the fail mode applies",
+                                    health_->degraded() ? 0 : 1, MetricType::Gauge));
     });
 }
 
