@@ -52,6 +52,16 @@ std::optional<long long> parse_whole_number(std::string_view s) {
     return v;
 }
 
+std::string format_time(TimePoint t, const char* format, TimeZone zone) {
+    std::time_t secs = std::chrono::system_clock::to_time_t(std::chrono::system_clock::time_point(t));
+    std::tm tm{};
+    if (zone == TimeZone::local) localtime_r(&secs, &tm);
+    else gmtime_r(&secs, &tm);
+    char buf[64];
+    std::strftime(buf, sizeof buf, format, &tm);
+    return buf;
+}
+
 std::string rfc5322_date(TimePoint t) {
     std::time_t secs = std::chrono::duration_cast<std::chrono::seconds>(t.time_since_epoch()).count();
     std::tm tm{};

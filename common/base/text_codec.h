@@ -23,6 +23,10 @@ std::string ascii_lower(std::string_view s);
 // "Mon, 23 Nov 2026 00:30:00 +0000": a mail Date, always in UTC.
 std::string rfc5322_date(TimePoint t);
 
+// `t` as strftime's `format` writes it, in this host's local time or in UTC.
+enum class TimeZone { local, utc };
+std::string format_time(TimePoint t, const char* format, TimeZone zone);
+
 // The whole of `s` as a decimal number, or std::nullopt.
 std::optional<long long> parse_whole_number(std::string_view s);
 

@@ -186,14 +186,7 @@ std::optional<std::string> take_rcpt_params(const EsmtpParams& params, QueuedRec
 }
 
 // The Received: header's date, in this host's local time as Postfix writes it.
-std::string received_date(TimePoint now) {
-    std::time_t t = std::chrono::system_clock::to_time_t(std::chrono::system_clock::time_point(now));
-    std::tm tm{};
-    localtime_r(&t, &tm);
-    char buf[64];
-    std::strftime(buf, sizeof buf, "%a, %d %b %Y %H:%M:%S %z", &tm);
-    return buf;
-}
+std::string received_date(TimePoint now) { return format_time(now, "%a, %d %b %Y %H:%M:%S %z", TimeZone::local); }
 
 }  // namespace
 

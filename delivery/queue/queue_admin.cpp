@@ -9,6 +9,7 @@
 #include <ctime>
 
 #include "common/base/system_clock.h"
+#include "common/base/text_codec.h"
 #include "delivery/reports/delivery_report.h"
 #include "delivery/queue/queue.h"
 
@@ -16,14 +17,7 @@ namespace relayguard {
 
 namespace {
 
-std::string iso(TimePoint t) {
-    std::time_t secs = std::chrono::system_clock::to_time_t(std::chrono::system_clock::time_point(t));
-    std::tm tm{};
-    localtime_r(&secs, &tm);
-    char buf[32];
-    std::strftime(buf, sizeof buf, "%Y-%m-%d %H:%M:%S", &tm);
-    return buf;
-}
+std::string iso(TimePoint t) { return format_time(t, "%Y-%m-%d %H:%M:%S", TimeZone::local); }
 
 QueueAnswer error_answer(const std::string& why) {
     QueueAnswer a;

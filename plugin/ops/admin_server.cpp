@@ -2,6 +2,7 @@
 #include "plugin/ops/admin_server.h"
 
 #include "common/base/system_clock.h"
+#include "common/base/text_codec.h"
 
 #include <nlohmann/json.hpp>
 
@@ -32,14 +33,7 @@ bool printable(std::string_view s) {
     return true;
 }
 
-std::string iso_time(TimePoint t) {
-    std::time_t secs = std::chrono::system_clock::to_time_t(std::chrono::system_clock::time_point(t));
-    std::tm tm{};
-    gmtime_r(&secs, &tm);
-    char buf[32];
-    std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
-    return buf;
-}
+std::string iso_time(TimePoint t) { return format_time(t, "%Y-%m-%dT%H:%M:%SZ", TimeZone::utc); }
 
 // Every reply is one line of JSON: {"ok": true, ..., "text": "for people"}
 // or {"ok": false, "error": "why"}. relayguardctl prints "text", or the
