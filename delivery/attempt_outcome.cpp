@@ -11,8 +11,9 @@ TimePoint next_retry(const QueuedMessage& m, const DeliverySettings& s, TimePoin
 
 AttemptSettlement settle_attempt(const QueuedMessage& m, std::vector<RecipientOutcome>& out,
                                  const std::vector<std::size_t>& attempted, const DeliverySettings& s, TimePoint now,
-                                 TimePoint next) {
+                                 TimePoint retry_at) {
     AttemptSettlement settlement;
+    settlement.retry_at = retry_at;
     bool expired = now - m.arrival >= s.message_lifetime;
     for (auto i : attempted) {
         auto& o = out[i];
@@ -27,11 +28,10 @@ AttemptSettlement settle_attempt(const QueuedMessage& m, std::vector<RecipientOu
     // would then be sent at every attempt.
     settlement.warning_due = settlement.pending > 0 && !m.warned && m.warned_offset != 0 &&
                              s.warning_delay.count() > 0 && now - m.arrival >= s.warning_delay;
-    if (settlement.pending > 0) settlement.next = next;
     return settlement;
 }
 
-void hold_unannounced_failures(AttemptSettlement& settlement, std::vector<RecipientOutcome>& out, TimePoint next) {
+void hold_unannounced_failures(AttemptSettlement& settlement, std::vector<RecipientOutcome>& out) {
     std::vector<std::size_t> still_settled;
     for (auto i : settlement.settled) {
         if (out[i].state == RecipientState::failed) {
@@ -42,7 +42,6 @@ void hold_unannounced_failures(AttemptSettlement& settlement, std::vector<Recipi
         }
     }
     settlement.settled = std::move(still_settled);
-    if (settlement.pending > 0) settlement.next = next;
 }
 
 namespace {

@@ -30,8 +30,9 @@ struct AttemptSettlement {
     std::vector<std::size_t> settled;  // delivered or failed in this attempt
     std::size_t pending = 0;           // still to be tried
     bool warning_due = false;          // the one delay warning goes out now
+    TimePoint retry_at{};              // the retry time the attempt arrived at
     // When the next attempt is due; std::nullopt when nothing is pending.
-    std::optional<TimePoint> next;
+    std::optional<TimePoint> next() const { return pending > 0 ? std::optional<TimePoint>(retry_at) : std::nullopt; }
 };
 
 // The first retry time of an attempt at `now`: the longer the message has
@@ -41,14 +42,14 @@ TimePoint next_retry(const QueuedMessage& m, const DeliverySettings& s, TimePoin
 
 // Settles the attempted recipients (`attempted`, indexes into m.recipients):
 // one still pending once the message lifetime has passed fails as expired.
-// `next` is the retry time the attempt arrived at (next_retry, or sooner).
+// `retry_at` is the retry time the attempt arrived at (next_retry, or sooner).
 AttemptSettlement settle_attempt(const QueuedMessage& m, std::vector<RecipientOutcome>& out,
                                  const std::vector<std::size_t>& attempted, const DeliverySettings& s, TimePoint now,
-                                 TimePoint next);
+                                 TimePoint retry_at);
 
 // The bounce could not be queued: its recipients wait for the next attempt
 // rather than fail unannounced.
-void hold_unannounced_failures(AttemptSettlement& settlement, std::vector<RecipientOutcome>& out, TimePoint next);
+void hold_unannounced_failures(AttemptSettlement& settlement, std::vector<RecipientOutcome>& out);
 
 // The reports this attempt owes the sender (failure, relayed, delay; only
 // those with recipients), each recipient as its NOTIFY asks. None for the

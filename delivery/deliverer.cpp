@@ -370,19 +370,20 @@ std::optional<TimePoint> Deliverer::attempt(const std::string& queue_dir, const 
         attempted.insert(attempted.end(), rcpts.begin(), rcpts.end());
     }
     AttemptSettlement settlement = settle_attempt(m, out, attempted, s, now, next);
-    if (!send_reports(s, path, m, out, settlement, now)) hold_unannounced_failures(settlement, out, next);
+    if (!send_reports(s, path, m, out, settlement, now)) hold_unannounced_failures(settlement, out);
     record_outcomes(path, m, out, attempted);
-    if (!settlement.next) {
+    auto next_attempt = settlement.next();
+    if (!next_attempt) {
         ::unlink(path.c_str());
         sync_directory(queue_dir + "/active");
         spdlog::info("{}: removed (every recipient done)", id);
         return std::nullopt;
     }
     // The next attempt's time is the file's mtime: it survives a restart.
-    auto ms = settlement.next->time_since_epoch().count();
+    auto ms = next_attempt->time_since_epoch().count();
     timespec times[2] = {{0, UTIME_OMIT}, {ms / 1000, (ms % 1000) * 1'000'000}};
     ::utimensat(AT_FDCWD, path.c_str(), times, 0);
-    return settlement.next;
+    return next_attempt;
 }
 
 std::map<std::string, std::vector<std::size_t>> Deliverer::group_by_destination(const DeliverySettings& s,
