@@ -1,9 +1,9 @@
 // The current stage's deadline, one per thread; see the header.
 #include "common/base/stage_deadline.h"
 
-#include "common/base/system_clock.h"
-
 #include <algorithm>
+
+#include "common/base/system_clock.h"
 
 namespace relayguard {
 

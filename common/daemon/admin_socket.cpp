@@ -1,14 +1,14 @@
 // The admin socket's loop; see the header.
 #include "common/daemon/admin_socket.h"
 
-#include "common/base/system_clock.h"
-
 #include <poll.h>
 #include <sys/socket.h>
 
 #include <chrono>
 #include <optional>
 #include <stdexcept>
+
+#include "common/base/system_clock.h"
 
 namespace relayguard {
 

@@ -1,8 +1,6 @@
 // Client connections; see the header.
 #include "common/net/client_stream.h"
 
-#include "common/base/system_clock.h"
-
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -13,6 +11,8 @@
 
 #include <cerrno>
 #include <cstring>
+
+#include "common/base/system_clock.h"
 
 namespace relayguard {
 

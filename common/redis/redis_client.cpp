@@ -1,8 +1,6 @@
 // Routing a command to the right Redis server; see the header.
 #include "common/redis/redis_client.h"
 
-#include "common/base/system_clock.h"
-
 #include <openssl/evp.h>
 #include <spdlog/spdlog.h>
 
@@ -10,6 +8,7 @@
 #include <set>
 #include <thread>
 
+#include "common/base/system_clock.h"
 #include "common/redis/redis_routing.h"
 #include "common/base/stage_deadline.h"
 

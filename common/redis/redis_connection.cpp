@@ -1,14 +1,14 @@
 // hiredis, wrapped: see the header.
 #include "common/redis/redis_connection.h"
 
-#include "common/base/system_clock.h"
-
 #include <hiredis/hiredis.h>
 #include <poll.h>
 #include <sys/time.h>
 
 #include <algorithm>
 #include <cerrno>
+
+#include "common/base/system_clock.h"
 
 namespace relayguard {
 

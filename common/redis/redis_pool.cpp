@@ -8,9 +8,9 @@
 // it does with the lock held.
 #include "common/redis/redis_pool.h"
 
-#include "common/base/system_clock.h"
-
 #include <algorithm>
+
+#include "common/base/system_clock.h"
 
 namespace relayguard {
 

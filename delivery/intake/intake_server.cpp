@@ -13,7 +13,6 @@
 #include <unistd.h>
 
 #include <cstring>
-#include <ctime>
 
 namespace relayguard {
 

@@ -6,7 +6,6 @@
 #include <unistd.h>
 
 #include <cstring>
-#include <ctime>
 
 #include "common/base/system_clock.h"
 #include "common/base/text_codec.h"

@@ -3,10 +3,9 @@
 // forge a second log line.
 #include "plugin/frontends/decision_log.h"
 
-#include "common/base/system_clock.h"
-
 #include <mutex>
 
+#include "common/base/system_clock.h"
 #include "common/daemon/logging.h"
 
 namespace relayguard {

@@ -7,8 +7,6 @@
 // behind the engine give up in time for the stage to get its fail-mode reply.
 #include "plugin/frontends/milter_front_end.h"
 
-#include "common/base/system_clock.h"
-
 #include <arpa/inet.h>
 #include <libmilter/mfapi.h>
 #include <sys/stat.h>
@@ -21,6 +19,7 @@
 #include <optional>
 #include <thread>
 
+#include "common/base/system_clock.h"
 #include "common/net/listen_socket.h"
 #include "common/daemon/logging.h"
 #include "common/base/stage_deadline.h"

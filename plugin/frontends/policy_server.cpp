@@ -24,8 +24,6 @@
 // table, so no thread can be handed a descriptor that was closed and reused.
 #include "plugin/frontends/policy_server.h"
 
-#include "common/base/system_clock.h"
-
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -39,6 +37,7 @@
 #include <cerrno>
 #include <system_error>
 
+#include "common/base/system_clock.h"
 #include "common/daemon/logging.h"
 #include "common/base/units.h"
 

@@ -1,13 +1,12 @@
 // The admin socket; see the header.
 #include "plugin/ops/admin_server.h"
 
-#include "common/base/system_clock.h"
-#include "common/base/text_codec.h"
-
 #include <nlohmann/json.hpp>
 
 #include <sstream>
 
+#include "common/base/system_clock.h"
+#include "common/base/text_codec.h"
 #include "common/base/version.h"
 #include "common/daemon/logging.h"
 #include "common/base/units.h"

@@ -1,11 +1,10 @@
 // Alert mail; see the header.
 #include "plugin/ops/alert_mailer.h"
 
-#include "common/base/system_clock.h"
-
 #include <spdlog/spdlog.h>
 #include <unistd.h>
 
+#include "common/base/system_clock.h"
 #include "common/net/smtp_client.h"
 #include "common/base/text_codec.h"
 

@@ -1,8 +1,6 @@
 // Counters in Redis; see the header and redis_scripts.h.
 #include "plugin/stores/redis_counter_store.h"
 
-#include "common/base/system_clock.h"
-
 #include <algorithm>
 
 #include <spdlog/spdlog.h>
@@ -11,6 +9,7 @@
 #include <random>
 #include <utility>
 
+#include "common/base/system_clock.h"
 #include "plugin/stores/redis_scripts.h"
 
 namespace relayguard {

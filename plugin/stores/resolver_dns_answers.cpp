@@ -1,11 +1,10 @@
 // DNS facts for the engine, from the resolver; see the header.
 #include "plugin/stores/resolver_dns_answers.h"
 
-#include "common/base/system_clock.h"
-
 #include <algorithm>
 
 #include "common/base/stage_deadline.h"
+#include "common/base/system_clock.h"
 
 namespace relayguard {
 

@@ -1,12 +1,12 @@
 // Harvest blocks heard on a Redis channel; see the header.
 #include "plugin/stores/shared_blocks.h"
 
-#include "common/base/system_clock.h"
-
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
 #include <charconv>
+
+#include "common/base/system_clock.h"
 
 namespace relayguard {
 
