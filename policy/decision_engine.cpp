@@ -4,6 +4,7 @@
 // that failed commands are counted in one place.
 #include "policy/decision_engine.h"
 
+#include "policy/domain_set.h"
 #include "policy/rules/refusal.h"
 
 namespace relayguard {
@@ -34,6 +35,7 @@ DecisionEngine::DecisionEngine(PolicySettings settings, CounterStore& counters, 
       message_rate_(settings_.limits.message_rate, counters),
       connections_(settings_.limits.connections, counters),
       harvest_(settings_.limits.unknown_recipients, counters),
+      auth_failures_(settings_.limits.auth_failures, counters),
       recipients_(settings_.limits.recipients),
       failed_commands_(settings_.limits.failed_commands),
       message_size_(settings_.limits.message_size),
@@ -104,17 +106,30 @@ Decision DecisionEngine::on_connect(SessionState& s, const ConnectFacts& facts) 
     Decision d;
     if (!limits_apply(s)) return d;
     bool want_connections = settings_.limits.connections.max.has_value();
-    if (!want_connections && !harvest_.enabled()) return d;
+    if (!want_connections && !any_block_rule()) return d;
     TimePoint now = clock_.now();
-    std::optional<TimePoint> blocked;
-    auto r = connections_.open(s, now, blocked);
+    if (!want_connections && !harvest_.enabled()) {
+        // Only the brute-force block to look for: no slot to take, and on
+        // Redis the shared block list answers without a round trip.
+        auto block = counters_.block(s.client_key, now);
+        if (!block) store_unreachable(d, "connect");
+        else if (*block) settle(d, block_refusal(**block, now), LimitMode::enforce);
+        return finish(s, std::move(d));
+    }
+    std::optional<ClientBlock> block;
+    auto r = connections_.open(s, now, block);
     if (r.store_unreachable()) {
         store_unreachable(d, "connect");
         return finish(s, std::move(d));
     }
-    if (blocked && settle(d, harvest_.blocked(*blocked, now), LimitMode::enforce)) return finish(s, std::move(d));
+    if (block && settle(d, block_refusal(*block, now), LimitMode::enforce)) return finish(s, std::move(d));
     settle(d, std::move(r), connections_.mode());
     return finish(s, std::move(d));
+}
+
+Decision DecisionEngine::block_refusal(const ClientBlock& block, TimePoint now) const {
+    if (block.kind == GuessKind::failed_login) return auth_failures_.blocked(block.until, now);
+    return harvest_.blocked(block.until, now);
 }
 
 Decision DecisionEngine::on_helo(SessionState& s, std::string_view) {
@@ -181,16 +196,19 @@ Decision DecisionEngine::on_rcpt(SessionState& s, const RcptFacts& facts) {
         return finish(s, std::move(d));
     }
 
-    if (limits_apply(s) && harvest_.enabled() && settings_.limits.unknown_recipients.mode == LimitMode::enforce) {
-        auto blocked = counters_.blocked_until(s.client_key, now);
-        if (!blocked) {
+    bool blocks_enforced = (harvest_.enabled() && harvest_.mode() == LimitMode::enforce) ||
+                           (auth_failures_.enabled() && auth_failures_.mode() == LimitMode::enforce);
+    if (limits_apply(s) && blocks_enforced) {
+        auto block = counters_.block(s.client_key, now);
+        if (!block) {
             if (store_unreachable(d, "rcpt")) return finish(s, std::move(d));
-        } else if (*blocked) {
-            settle(d, harvest_.blocked(**blocked, now), LimitMode::enforce);
+        } else if (*block) {
+            settle(d, block_refusal(**block, now), LimitMode::enforce);
             return finish(s, std::move(d));
         }
     }
 
+    if (!note_reported_auth_failure(s, facts.recipient, d)) return finish(s, std::move(d));
     auto relay = relay_.check(s, facts.recipient, now);
     if (!relay) {
         if (store_unreachable(d, "rcpt (pop-before-smtp window)")) return finish(s, std::move(d));
@@ -283,6 +301,77 @@ void DecisionEngine::on_close(SessionState& s) {
     connections_.close(s);
 }
 
+bool DecisionEngine::note_reported_auth_failure(SessionState& s, std::string_view recipient, Decision& out) {
+    const RelaySettings& relay = settings_.relay;
+    // Only a trusted-group client about to relay has anything to lose.
+    if (s.auth_failure_checked || s.auth != AuthState::none || s.trusted_group.empty()) return true;
+    if (!relay.auth_failure_disables_groups || !relay.allow_sasl || relay.mode == RelayMode::open) return true;
+    if (relay_.is_local(recipient)) return true;
+    auto failed = counters_.failed_auth_until(s.client.to_string(), clock_.now());
+    if (!failed) return !store_unreachable(out, "rcpt (failed AUTH reports)");
+    s.auth_failure_checked = true;
+    if (*failed) s.auth = AuthState::failed;
+    return true;
+}
+
+DecisionEngine::AuthReportOutcome DecisionEngine::on_auth_report(const AuthReport& report) {
+    AuthReportOutcome out;
+    SessionState s;
+    open_session(s, ConnectFacts{report.client, "", "auth-report"});
+    TimePoint now = clock_.now();
+    if (report.succeeded) {
+        bool mailbox_login = report.protocol == "pop3" || report.protocol == "imap";
+        if (mailbox_login && settings_.relay.allow_pop_before_smtp) {
+            out.pop_window_until = open_pop_window(report.client, report.user, std::nullopt);
+            out.store_unreachable = !out.pop_window_until;
+        }
+        return out;
+    }
+    const RelaySettings& relay = settings_.relay;
+    if (!s.trusted_group.empty() && relay.auth_failure_disables_groups && relay.allow_sasl) {
+        TimePoint until = now + relay.auth_failure_window;
+        if (counters_.mark_failed_auth(s.client.to_string(), until, now)) out.groups_barred_until = until;
+        else out.store_unreachable = true;
+    }
+    record_auth_failure(s, report, now, out);
+    return out;
+}
+
+void DecisionEngine::record_auth_failure(const SessionState& s, const AuthReport& report, TimePoint now,
+                                         AuthReportOutcome& out) {
+    // Trusted and exempt clients are never blocked for failed logins: the
+    // trusted ones lose their groups instead (above).
+    if (!auth_failures_.enabled() || !limits_apply(s) || !s.trusted_group.empty()) return;
+    // One guess is one user and password; without a hash of the password
+    // every failure is a guess of its own.
+    std::string guess = report.password_id.empty()
+                            ? "#" + std::to_string(unnamed_failures_.fetch_add(1, std::memory_order_relaxed))
+                            : report.password_id;
+    guess = DomainSet::normalise(report.user) + '\0' + guess;
+    auto r = auth_failures_.record(s, guess, now);
+    if (r.store_unreachable()) {
+        out.store_unreachable = true;
+    } else {
+        out.counted = true;
+        settle(out.decision, std::move(r), auth_failures_.mode());
+    }
+    if (auto account = auth_failures_.record_account(s, report.user, now)) {
+        out.account_networks = account->networks;
+        // Once, when the network that reaches the threshold is added.
+        out.account_alert = account->new_network && account->networks == *auth_failures_.account_threshold();
+    }
+}
+
+Decision DecisionEngine::on_auth_attempt(const IpAddress& client) {
+    SessionState s;
+    open_session(s, ConnectFacts{client, "", "auth-attempt"});
+    if (!auth_failures_.enabled() || !limits_apply(s) || !s.trusted_group.empty()) return {};
+    TimePoint now = clock_.now();
+    auto block = counters_.block(s.client_key, now);
+    if (!block || !*block || (*block)->kind != GuessKind::failed_login) return {};
+    return auth_failures_.blocked((*block)->until, now);
+}
+
 std::optional<TimePoint> DecisionEngine::open_pop_window(const IpAddress& client, const std::string& user,
                                                          std::optional<Duration> length) {
     if (pop_windows_ == nullptr) return std::nullopt;
@@ -301,10 +390,16 @@ std::optional<DecisionEngine::ClientReport> DecisionEngine::inspect(const IpAddr
     TimePoint now = clock_.now();
     SessionState s;
     open_session(s, ConnectFacts{client, "", "admin"});
-    auto counters = counters_.inspect(s.client_key, settings_.limits.message_rate.window,
-                                      settings_.limits.unknown_recipients.window, now);
+    auto counters = counters_.inspect(s.client_key,
+                                      CounterWindows{settings_.limits.message_rate.window,
+                                                     settings_.limits.unknown_recipients.window,
+                                                     settings_.limits.auth_failures.window},
+                                      now);
     if (!counters) return std::nullopt;
-    ClientReport r{s.client_key, *counters, std::nullopt, s.exempt_from_limits, s.trusted_group};
+    ClientReport r{s.client_key, *counters, std::nullopt, std::nullopt, s.exempt_from_limits, s.trusted_group};
+    if (auto barred = counters_.failed_auth_until(client.to_string(), now); barred && *barred) {
+        r.groups_barred_until = **barred;
+    }
     if (pop_windows_ != nullptr) {
         auto w = pop_windows_->find(relay_.pop_key(client), now);
         if (w && *w) r.pop_window = **w;

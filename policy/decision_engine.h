@@ -7,6 +7,7 @@
 // after construction, and all shared state lives behind the ports.
 #pragma once
 
+#include <atomic>
 #include <string>
 #include <string_view>
 
@@ -17,6 +18,7 @@
 #include "policy/dns_answers.h"
 #include "policy/policy_settings.h"
 #include "policy/pop_window_store.h"
+#include "policy/rules/auth_failure_guard.h"
 #include "policy/rules/connection_limit.h"
 #include "policy/rules/dns_checks.h"
 #include "policy/rules/failed_command_limit.h"
@@ -60,6 +62,30 @@ public:
     // Gives back what the session holds; safe to call more than once.
     void on_close(SessionState& s);
 
+    // What an authentication reported by a source outside the session
+    // came to.
+    struct AuthReportOutcome {
+        // A refusal when this failure blocked the client (or, in warn
+        // mode, the warning it would have been); proceed otherwise.
+        Decision decision;
+        bool counted = false;  // the failure counted towards the client's block
+        // The client's trusted groups are barred for relay until then.
+        std::optional<TimePoint> groups_barred_until;
+        // Networks the account failed from in the window, when counted, and
+        // whether this failure reached limits.auth_failures.account_networks.
+        std::optional<std::uint32_t> account_networks;
+        bool account_alert = false;
+        // A successful POP3/IMAP login opened this POP-before-SMTP window.
+        std::optional<TimePoint> pop_window_until;
+        bool store_unreachable = false;
+    };
+    AuthReportOutcome on_auth_report(const AuthReport& report);
+    // Asked before a login (Dovecot's "allow"): a refusal while the client
+    // is blocked for failed logins. A harvest block does not bar logins,
+    // and a store that cannot be reached lets the login go on: the login
+    // server still checks the password.
+    Decision on_auth_attempt(const IpAddress& client);
+
     // POP-before-SMTP: a POP3/IMAP login from `client` opens relay for
     // relay.pop_window (or `length`) from now. Answers the window's end, or
     // std::nullopt when the window store cannot take it.
@@ -75,11 +101,12 @@ public:
         std::string key;
         ClientCounters counters;
         std::optional<PopWindow> pop_window;
+        std::optional<TimePoint> groups_barred_until;  // a reported failed AUTH (relay.auth_failure_window)
         bool exempt_from_limits = false;
         std::string trusted_group;
     };
     std::optional<ClientReport> inspect(const IpAddress& client);
-    // Lifts the client's harvest block; whether there was one.
+    // Lifts the client's block (harvest or failed logins); whether there was one.
     bool unblock(const IpAddress& client);
 
 private:
@@ -95,6 +122,15 @@ private:
     // Releases the transaction's message-rate slot, if any, and forgets it.
     void end_transaction(SessionState& s);
     bool store_unreachable(Decision& out, const char* during) const;
+    // The refusal for a client under `block`, by the rule that set it.
+    Decision block_refusal(const ClientBlock& block, TimePoint now) const;
+    bool any_block_rule() const { return harvest_.enabled() || auth_failures_.enabled(); }
+    // relay.auth_failure_window: asks once per session whether a source
+    // reported a failed AUTH from a trusted-group client about to relay.
+    // Answers false when the store could not say and the fail mode refuses.
+    bool note_reported_auth_failure(SessionState& s, std::string_view recipient, Decision& out);
+    void record_auth_failure(const SessionState& s, const AuthReport& report, TimePoint now,
+                             AuthReportOutcome& out);
     bool limits_apply(const SessionState& s) const { return !s.exempt_from_limits; }
 
     const PolicySettings settings_;
@@ -105,11 +141,14 @@ private:
     MessageRateLimit message_rate_;
     ConnectionLimit connections_;
     HarvestGuard harvest_;
+    AuthFailureGuard auth_failures_;
     RecipientLimit recipients_;
     FailedCommandLimit failed_commands_;
     MessageSizeLimit message_size_;
     HopCountLimit hops_;
     DnsChecks dns_checks_;
+    // Names a failure reported without a password hash, so each counts.
+    std::atomic<std::uint64_t> unnamed_failures_{0};
 };
 
 }  // namespace relayguard

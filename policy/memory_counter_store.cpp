@@ -97,6 +97,7 @@ std::optional<ConnectionOutcome> MemoryCounterStore::open_connection(const std::
     ClientEntry& c = *made;
     ConnectionOutcome out;
     out.blocked_until = active_block(c, now);
+    out.blocked_for = c.blocked_for;
     if (c.connections.count(connection_id) || limit == 0 || c.connections.size() < limit) {
         c.connections.insert(connection_id);
         out.admitted = true;
@@ -169,37 +170,40 @@ void MemoryCounterStore::release_message(const std::string& client, const std::s
     if (it->second.in_flight.erase(reservation) && it->second.in_flight.empty()) released_ = true;
 }
 
-std::optional<UnknownRecipientOutcome> MemoryCounterStore::record_unknown_recipient(
-    const std::string& client, const std::string& recipient, Duration window, std::uint32_t threshold,
-    Duration block_for, TimePoint now) {
+std::optional<GuessOutcome> MemoryCounterStore::record_guess(GuessKind kind, const std::string& client,
+                                                             const std::string& guess, Duration window,
+                                                             std::uint32_t threshold, Duration block_for,
+                                                             TimePoint now) {
     std::lock_guard lock(mutex_);
     ClientEntry* made = entry(client, now);
     if (made == nullptr) return std::nullopt;
     ClientEntry& c = *made;
-    std::erase_if(c.unknown, [cutoff = now - window](const auto& kv) { return kv.second <= cutoff; });
-    auto found = c.unknown.find(recipient);
-    if (found != c.unknown.end()) {
+    auto& seen = guesses(c, kind);
+    std::erase_if(seen, [cutoff = now - window](const auto& kv) { return kv.second <= cutoff; });
+    auto found = seen.find(guess);
+    if (found != seen.end()) {
         found->second = now;
-    } else if (c.unknown.size() < std::max<std::uint32_t>(threshold, 1)) {
-        c.unknown.emplace(recipient, now);
+    } else if (seen.size() < std::max<std::uint32_t>(threshold, 1)) {
+        seen.emplace(guess, now);
     }
-    UnknownRecipientOutcome out;
-    out.distinct = static_cast<std::uint32_t>(c.unknown.size());
+    GuessOutcome out;
+    out.distinct = static_cast<std::uint32_t>(seen.size());
     if (threshold > 0 && out.distinct >= threshold && block_for > Duration::zero() && c.blocked_until <= now) {
         c.blocked_until = now + block_for;
+        c.blocked_for = kind;
         // A new block starts a new count: after it ends the client gets a clean slate.
-        c.unknown.clear();
+        seen.clear();
     }
     out.blocked_until = active_block(c, now);
     c.idle_after = std::max({c.idle_after, now + window, c.blocked_until});
     return out;
 }
 
-Lookup<TimePoint> MemoryCounterStore::blocked_until(const std::string& client, TimePoint now) {
+Lookup<ClientBlock> MemoryCounterStore::block(const std::string& client, TimePoint now) {
     std::lock_guard lock(mutex_);
     auto it = clients_.find(client);
-    if (it == clients_.end()) return std::optional<TimePoint>{};
-    return active_block(it->second, now);
+    if (it == clients_.end() || !active_block(it->second, now)) return std::optional<ClientBlock>{};
+    return std::optional<ClientBlock>(ClientBlock{it->second.blocked_until, it->second.blocked_for});
 }
 
 bool MemoryCounterStore::unblock(const std::string& client) {
@@ -210,21 +214,75 @@ bool MemoryCounterStore::unblock(const std::string& client) {
     it->second.blocked_until = TimePoint{};
     released_ = true;
     it->second.unknown.clear();
+    it->second.failed_logins.clear();
     return was;
 }
 
-std::optional<ClientCounters> MemoryCounterStore::inspect(const std::string& client, Duration rate_window,
-                                                          Duration unknown_window, TimePoint now) {
+template <class Table, class Expired>
+bool MemoryCounterStore::room_in(Table& table, Expired expired) const {
+    if (table.size() < max_clients_) return true;
+    std::erase_if(table, expired);
+    return table.size() < max_clients_;
+}
+
+std::optional<AccountOutcome> MemoryCounterStore::record_account_failure(const std::string& user,
+                                                                        const std::string& network, Duration window,
+                                                                        std::uint32_t max_kept, TimePoint now) {
+    std::lock_guard lock(mutex_);
+    auto it = accounts_.find(user);
+    if (it == accounts_.end()) {
+        // Full of accounts still failing: this one is not counted, as on a store outage.
+        if (!room_in(accounts_, [now](const auto& kv) { return kv.second.idle_after <= now; })) return std::nullopt;
+        it = accounts_.emplace(user, AccountFailures{}).first;
+    }
+    auto& networks = it->second.networks;
+    std::erase_if(networks, [cutoff = now - window](const auto& kv) { return kv.second <= cutoff; });
+    AccountOutcome out;
+    auto found = networks.find(network);
+    if (found != networks.end()) {
+        found->second = now;
+    } else if (networks.size() < std::max<std::uint32_t>(max_kept, 1)) {
+        networks.emplace(network, now);
+        out.new_network = true;
+    }
+    it->second.idle_after = now + window;
+    out.networks = static_cast<std::uint32_t>(networks.size());
+    return out;
+}
+
+bool MemoryCounterStore::mark_failed_auth(const std::string& address, TimePoint until, TimePoint now) {
+    std::lock_guard lock(mutex_);
+    auto it = failed_auth_.find(address);
+    if (it == failed_auth_.end()) {
+        if (!room_in(failed_auth_, [now](const auto& kv) { return kv.second <= now; })) return false;
+        failed_auth_.emplace(address, until);
+    } else {
+        it->second = std::max(it->second, until);
+    }
+    return true;
+}
+
+Lookup<TimePoint> MemoryCounterStore::failed_auth_until(const std::string& address, TimePoint now) {
+    std::lock_guard lock(mutex_);
+    auto it = failed_auth_.find(address);
+    if (it == failed_auth_.end() || it->second <= now) return std::optional<TimePoint>{};
+    return std::optional<TimePoint>(it->second);
+}
+
+std::optional<ClientCounters> MemoryCounterStore::inspect(const std::string& client, const CounterWindows& windows,
+                                                          TimePoint now) {
     std::lock_guard lock(mutex_);
     ClientCounters out;
     auto it = clients_.find(client);
     if (it == clients_.end()) return out;
     const ClientEntry& c = it->second;
-    for (auto t : c.messages) out.messages += t > now - rate_window ? 1 : 0;
+    for (auto t : c.messages) out.messages += t > now - windows.message_rate ? 1 : 0;
     for (const auto& [id, expires] : c.in_flight) out.messages_in_flight += expires > now ? 1 : 0;
     out.connections = static_cast<std::uint32_t>(c.connections.size());
-    for (const auto& [rcpt, seen] : c.unknown) out.unknown_recipients += seen > now - unknown_window ? 1 : 0;
+    for (const auto& [rcpt, seen] : c.unknown) out.unknown_recipients += seen > now - windows.unknown_recipients ? 1 : 0;
+    for (const auto& [login, seen] : c.failed_logins) out.failed_logins += seen > now - windows.failed_logins ? 1 : 0;
     out.blocked_until = active_block(c, now);
+    out.blocked_for = c.blocked_for;
     return out;
 }
 

@@ -41,13 +41,17 @@ public:
     void commit_message(const std::string& client, const std::string& reservation, Duration window,
                         std::uint32_t limit, TimePoint now) override;
     void release_message(const std::string& client, const std::string& reservation) override;
-    std::optional<UnknownRecipientOutcome> record_unknown_recipient(const std::string& client,
-                                                                    const std::string& recipient, Duration window,
-                                                                    std::uint32_t threshold, Duration block_for,
-                                                                    TimePoint now) override;
-    Lookup<TimePoint> blocked_until(const std::string& client, TimePoint now) override;
+    std::optional<GuessOutcome> record_guess(GuessKind kind, const std::string& client, const std::string& guess,
+                                             Duration window, std::uint32_t threshold, Duration block_for,
+                                             TimePoint now) override;
+    Lookup<ClientBlock> block(const std::string& client, TimePoint now) override;
     bool unblock(const std::string& client) override;
-    std::optional<ClientCounters> inspect(const std::string& client, Duration rate_window, Duration unknown_window,
+    std::optional<AccountOutcome> record_account_failure(const std::string& user, const std::string& network,
+                                                        Duration window, std::uint32_t max_kept,
+                                                        TimePoint now) override;
+    bool mark_failed_auth(const std::string& address, TimePoint until, TimePoint now) override;
+    Lookup<TimePoint> failed_auth_until(const std::string& address, TimePoint now) override;
+    std::optional<ClientCounters> inspect(const std::string& client, const CounterWindows& windows,
                                           TimePoint now) override;
 
     std::size_t client_count() const;
@@ -62,9 +66,11 @@ private:
     struct ClientEntry {
         std::deque<TimePoint> messages;                      // oldest first, at most `limit`
         std::unordered_map<std::string, TimePoint> unknown;  // recipient -> last seen
+        std::unordered_map<std::string, TimePoint> failed_logins;  // user and password -> last seen
         std::unordered_set<std::string> connections;
         std::unordered_map<std::string, TimePoint> in_flight;  // reservation -> expiry
         TimePoint blocked_until{};
+        GuessKind blocked_for = GuessKind::unknown_recipient;
         TimePoint idle_after{};  // after this, no counter of the entry can matter
         std::uint64_t last_use = 0;  // use_count_ at the last call for the client: the LRU order
     };
@@ -79,11 +85,27 @@ private:
     static std::uint32_t messages_now(ClientEntry& c, Duration window, TimePoint now);
     static void add_message(ClientEntry& c, Duration window, std::uint32_t limit, TimePoint now);
     static std::optional<TimePoint> active_block(const ClientEntry& c, TimePoint now);
+    static std::unordered_map<std::string, TimePoint>& guesses(ClientEntry& c, GuessKind kind) {
+        return kind == GuessKind::failed_login ? c.failed_logins : c.unknown;
+    }
+    // Drops what has expired from a bounded side table when it is full;
+    // answers whether there is room for one more.
+    template <class Table, class Expired>
+    bool room_in(Table& table, Expired expired) const;
 
     mutable std::mutex mutex_;
     std::size_t max_clients_;
     FullObserver on_full_;
     std::unordered_map<std::string, ClientEntry> clients_;
+    // Failed logins per account (user -> network -> last seen), and the
+    // addresses whose trusted groups a failed AUTH bars (-> until); each
+    // bounded by max_clients_, expired entries dropped first.
+    struct AccountFailures {
+        std::unordered_map<std::string, TimePoint> networks;
+        TimePoint idle_after{};
+    };
+    std::unordered_map<std::string, AccountFailures> accounts_;
+    std::unordered_map<std::string, TimePoint> failed_auth_;
     std::uint64_t use_count_ = 0;
     // While full of undroppable entries: no scan for room until a block may
     // have ended or a slot or block was released, so a flood of new clients

@@ -43,6 +43,10 @@ struct RelaySettings {
     // session, the groups are not consulted: a stolen internal host guessing
     // passwords must not keep relaying on its address.
     bool auth_failure_disables_groups = true;
+    // Neither the milter nor the policy protocol hears of a failed AUTH:
+    // a source (Dovecot's auth policy requests, an MTA's log) reports it,
+    // and the client's address keeps its groups barred for this long.
+    Duration auth_failure_window = 10min;
     SmtpReply reply{554, "5.7.1", "Relay access denied"};
 };
 
@@ -66,6 +70,19 @@ struct UnknownRecipientSettings {
     Duration block_time = 1h;
     LimitMode mode = LimitMode::enforce;
     SmtpReply reply{450, "4.7.1", "Client blocked: too many unknown recipients; try again later"};
+};
+
+struct AuthFailureSettings {
+    // Distinct failed logins (user and password) per client within
+    // `window`; the one that reaches `max` blocks the client.
+    std::optional<std::uint32_t> max = 10;
+    Duration window = 1h;
+    Duration block_time = 1h;
+    LimitMode mode = LimitMode::enforce;
+    SmtpReply reply{450, "4.7.1", "Client blocked: too many failed logins; try again later"};
+    // Failed logins of one account from this many client networks within
+    // `window` raise an alert; they never block the account.
+    std::optional<std::uint32_t> account_networks = 10;
 };
 
 struct RecipientLimitSettings {
@@ -99,6 +116,7 @@ struct LimitSettings {
     MessageRateSettings message_rate;
     ConnectionLimitSettings connections;
     UnknownRecipientSettings unknown_recipients;
+    AuthFailureSettings auth_failures;
     RecipientLimitSettings recipients;
     FailedCommandSettings failed_commands;
     MessageSizeSettings message_size;

@@ -25,6 +25,17 @@ struct AuthFacts {
     std::string mechanism;
 };
 
+// An authentication as a source outside the SMTP session reported it
+// (Dovecot's auth policy requests, an MTA's log): POP3, IMAP and SMTP
+// AUTH alike, with or without a session of ours to tie it to.
+struct AuthReport {
+    IpAddress client;
+    std::string user;         // empty when the source does not say (Cyrus SASL failures in Postfix's log)
+    std::string password_id;  // names the password tried (Dovecot's salted pwhash); "" when unknown
+    std::string protocol;     // "smtp", "pop3", "imap", ... as the source names it
+    bool succeeded = false;
+};
+
 struct MailFacts {
     std::string sender;                        // without angle brackets; empty for <>
     std::optional<std::uint64_t> declared_size;  // ESMTP SIZE=
@@ -81,6 +92,9 @@ struct SessionState {
     std::string trusted_group;  // the relay group the client is in, if any
     AuthState auth = AuthState::none;
     std::string sasl_user;
+    // Whether the store was asked for a failed AUTH from this address
+    // reported by another source (relay.auth_failure_window).
+    bool auth_failure_checked = false;
     bool holds_connection_slot = false;
     std::uint32_t transactions = 0;  // MAIL FROMs seen, to name each reservation
     std::uint32_t failed_commands = 0;

@@ -109,7 +109,8 @@ std::string AdminServer::ip_command(const std::vector<std::string>& words) {
         security_log()->info("unblocked client={} by=admin was_blocked={}", client->to_string(), was ? "yes" : "no");
         return success({{"client", client->to_string()}, {"was_blocked", was},
                         {"text", was ? "block lifted for " + client->to_string()
-                                     : "no block for " + client->to_string() + "; its unknown recipients forgotten"}});
+                                     : "no block for " + client->to_string() +
+                                           "; its unknown recipients and failed logins forgotten"}});
     }
     auto r = engine->inspect(*client);
     if (!r) return failure("the counter store cannot be reached");
@@ -128,7 +129,10 @@ std::string AdminServer::ip_command(const std::vector<std::string>& words) {
                      {"connections", {{"count", r->counters.connections}, {"limit", limit(l.connections.max)}}},
                      {"unknown_recipients", {{"count", r->counters.unknown_recipients},
                                              {"limit", limit(l.unknown_recipients.max)},
-                                             {"window_seconds", secs(l.unknown_recipients.window)}}}};
+                                             {"window_seconds", secs(l.unknown_recipients.window)}}},
+                     {"failed_logins", {{"count", r->counters.failed_logins},
+                                        {"limit", limit(l.auth_failures.max)},
+                                        {"window_seconds", secs(l.auth_failures.window)}}}};
     std::string text = "client " + client->to_string() + (r->key != client->to_string() ? " (counted as " + r->key + ")" : "") +
                        (r->exempt_from_limits ? ", exempt from limits" : "") +
                        (r->trusted_group.empty() ? "" : ", trusted group " + r->trusted_group) + "\n" +
@@ -140,14 +144,27 @@ std::string AdminServer::ip_command(const std::vector<std::string>& words) {
                        "\n" +
                        "  connections:        " + std::to_string(r->counters.connections) + of(l.connections.max) + "\n" +
                        "  unknown recipients: " + std::to_string(r->counters.unknown_recipients) +
-                       of(l.unknown_recipients.max) + " in " + std::to_string(secs(l.unknown_recipients.window)) + " s\n";
+                       of(l.unknown_recipients.max) + " in " + std::to_string(secs(l.unknown_recipients.window)) + " s\n" +
+                       "  failed logins:      " + std::to_string(r->counters.failed_logins) +
+                       of(l.auth_failures.max) + " in " + std::to_string(secs(l.auth_failures.window)) + " s\n";
     if (r->counters.blocked_until) {
-        j["blocked"] = {{"until", iso_time(*r->counters.blocked_until)}, {"seconds_left", secs(*r->counters.blocked_until - now)}};
-        text += "  blocked (directory harvest) until " + iso_time(*r->counters.blocked_until) + ", " +
-                std::to_string(secs(*r->counters.blocked_until - now)) + " s left\n";
+        bool logins = r->counters.blocked_for == GuessKind::failed_login;
+        j["blocked"] = {{"until", iso_time(*r->counters.blocked_until)},
+                        {"seconds_left", secs(*r->counters.blocked_until - now)},
+                        {"rule", block_rule(r->counters.blocked_for)}};
+        text += std::string("  blocked (") + (logins ? "failed logins" : "directory harvest") + ") until " +
+                iso_time(*r->counters.blocked_until) + ", " + std::to_string(secs(*r->counters.blocked_until - now)) +
+                " s left\n";
     } else {
         j["blocked"] = nullptr;
         text += "  not blocked\n";
+    }
+    if (r->groups_barred_until) {
+        j["groups_barred_until"] = iso_time(*r->groups_barred_until);
+        text += "  trusted groups barred after a failed AUTH until " + iso_time(*r->groups_barred_until) + ", " +
+                std::to_string(secs(*r->groups_barred_until - now)) + " s left\n";
+    } else {
+        j["groups_barred_until"] = nullptr;
     }
     if (r->pop_window) {
         j["pop_window"] = {{"user", r->pop_window->user}, {"until", iso_time(r->pop_window->until)},

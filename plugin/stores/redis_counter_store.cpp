@@ -19,7 +19,8 @@ namespace {
 const RedisScript message_rate_script(redis_scripts::message_rate);
 const RedisScript open_connection_script(redis_scripts::open_connection);
 const RedisScript refresh_script(redis_scripts::refresh_connections);
-const RedisScript unknown_recipient_script(redis_scripts::unknown_recipient);
+const RedisScript guess_script(redis_scripts::record_guess);
+const RedisScript account_failure_script(redis_scripts::account_failure);
 const RedisScript unblock_script(redis_scripts::unblock);
 const RedisScript grant_pop_script(redis_scripts::grant_pop_window);
 const RedisScript inspect_script(redis_scripts::inspect);
@@ -55,6 +56,17 @@ std::optional<TimePoint> time_or_none(long long v) {
     if (v <= 0) return std::nullopt;
     return TimePoint(Duration(v));
 }
+
+GuessKind kind_of(long long v) { return v == 1 ? GuessKind::failed_login : GuessKind::unknown_recipient; }
+
+std::optional<ClientBlock> block_or_none(long long until, long long kind) {
+    auto t = time_or_none(until);
+    if (!t) return std::nullopt;
+    return ClientBlock{*t, kind_of(kind)};
+}
+
+// The key each kind of guess is counted under.
+const char* guess_key(GuessKind kind) { return kind == GuessKind::failed_login ? "logins" : "unknown"; }
 
 }  // namespace
 
@@ -178,7 +190,7 @@ std::optional<ConnectionOutcome> RedisCounterStore::open_connection(const std::s
     // This client's closes not yet sent go first, in the same script.
     QueuedWrites queued = take_queued(client);
     args.insert(args.end(), queued.closed.begin(), queued.closed.end());
-    auto r = integers(redis_.run(open_connection_script, {key(client, "conn"), key(client, "block")}, args), 3);
+    auto r = integers(redis_.run(open_connection_script, {key(client, "conn"), key(client, "block")}, args), 4);
     if (r) queued.closed.clear();
     // Whatever the script did not write goes back to the queue.
     if (!queued.empty()) requeue({{client, std::move(queued)}});
@@ -187,7 +199,8 @@ std::optional<ConnectionOutcome> RedisCounterStore::open_connection(const std::s
     out.admitted = (*r)[0] == 1;
     out.held = static_cast<std::uint32_t>((*r)[1]);
     out.blocked_until = time_or_none((*r)[2]);
-    blocks_.note(client, out.blocked_until);
+    out.blocked_for = kind_of((*r)[3]);
+    blocks_.note(client, block_or_none((*r)[2], (*r)[3]));
     if (out.admitted) {
         std::lock_guard lock(held_mutex_);
         held_[client].insert(m);
@@ -329,26 +342,65 @@ void RedisCounterStore::release_message(const std::string& client, const std::st
     });
 }
 
-std::optional<UnknownRecipientOutcome> RedisCounterStore::record_unknown_recipient(
-    const std::string& client, const std::string& recipient, Duration window, std::uint32_t threshold,
-    Duration block_for, TimePoint now) {
-    auto r = integers(redis_.run(unknown_recipient_script, {key(client, "unknown"), key(client, "block")},
-                                 {ms(now), ms(window), std::to_string(threshold), ms(block_for), recipient,
-                                  blocks_.channel(), client}),
-                      2);
+std::optional<GuessOutcome> RedisCounterStore::record_guess(GuessKind kind, const std::string& client,
+                                                            const std::string& guess, Duration window,
+                                                            std::uint32_t threshold, Duration block_for,
+                                                            TimePoint now) {
+    auto r = integers(redis_.run(guess_script, {key(client, guess_key(kind)), key(client, "block")},
+                                 {ms(now), ms(window), std::to_string(threshold), ms(block_for), guess,
+                                  blocks_.channel(), client, kind == GuessKind::failed_login ? "1" : "0"}),
+                      3);
     if (!r) return std::nullopt;
-    UnknownRecipientOutcome out{static_cast<std::uint32_t>((*r)[0]), time_or_none((*r)[1])};
-    blocks_.note(client, out.blocked_until);
+    GuessOutcome out{static_cast<std::uint32_t>((*r)[0]), time_or_none((*r)[1])};
+    blocks_.note(client, block_or_none((*r)[1], (*r)[2]));
     return out;
 }
 
-Lookup<TimePoint> RedisCounterStore::blocked_until(const std::string& client, TimePoint now) {
+Lookup<ClientBlock> RedisCounterStore::block(const std::string& client, TimePoint now) {
     if (auto known = blocks_.lookup(client, now)) return known;
     return fetch_block(client, now);
 }
 
-Lookup<TimePoint> RedisCounterStore::fetch_block(const std::string& client, TimePoint now) {
+Lookup<ClientBlock> RedisCounterStore::fetch_block(const std::string& client, TimePoint now) {
     auto reply = redis_.command({"GET", key(client, "block")}, key(client, "block"));
+    if (!reply) return Lookup<ClientBlock>::failure(reply.error());
+    if (reply->type == RedisValue::Type::nil) return std::optional<ClientBlock>{};
+    if (reply->type != RedisValue::Type::string) return Lookup<ClientBlock>::failure("unexpected reply to GET");
+    // "<until ms> <kind>" (redis_scripts.h)
+    char* rest = nullptr;
+    long long until = std::strtoll(reply->str.c_str(), &rest, 10);
+    long long kind = (rest != nullptr && *rest == ' ') ? std::strtoll(rest + 1, nullptr, 10) : 0;
+    if (until <= now.time_since_epoch().count()) return std::optional<ClientBlock>{};
+    return block_or_none(until, kind);
+}
+
+bool RedisCounterStore::unblock(const std::string& client) {
+    auto reply = redis_.run(unblock_script, {key(client, "block"), key(client, "unknown"), key(client, "logins")},
+                            {blocks_.channel(), client});
+    if (reply && !reply->is_error()) blocks_.note(client, std::nullopt);
+    return reply && reply->type == RedisValue::Type::integer && reply->integer == 1;
+}
+
+std::optional<AccountOutcome> RedisCounterStore::record_account_failure(const std::string& user,
+                                                                       const std::string& network, Duration window,
+                                                                       std::uint32_t max_kept, TimePoint now) {
+    std::string k = prefix_ + "{" + user + "}:account";
+    auto r = integers(redis_.run(account_failure_script, {k}, {ms(now), ms(window), std::to_string(max_kept), network}),
+                      2);
+    if (!r) return std::nullopt;
+    return AccountOutcome{static_cast<std::uint32_t>((*r)[0]), (*r)[1] == 1};
+}
+
+bool RedisCounterStore::mark_failed_auth(const std::string& address, TimePoint until, TimePoint now) {
+    if (until <= now) return true;
+    std::string k = key(address, "authfail");
+    auto reply = redis_.command({"SET", k, ms(until), "PX", ms(until - now)}, k);
+    return reply && !reply->is_error();
+}
+
+Lookup<TimePoint> RedisCounterStore::failed_auth_until(const std::string& address, TimePoint now) {
+    std::string k = key(address, "authfail");
+    auto reply = redis_.command({"GET", k}, k);
     if (!reply) return Lookup<TimePoint>::failure(reply.error());
     if (reply->type == RedisValue::Type::nil) return std::optional<TimePoint>{};
     if (reply->type != RedisValue::Type::string) return Lookup<TimePoint>::failure("unexpected reply to GET");
@@ -357,18 +409,14 @@ Lookup<TimePoint> RedisCounterStore::fetch_block(const std::string& client, Time
     return std::optional<TimePoint>{TimePoint(Duration(until))};
 }
 
-bool RedisCounterStore::unblock(const std::string& client) {
-    auto reply = redis_.run(unblock_script, {key(client, "block"), key(client, "unknown")}, {blocks_.channel(), client});
-    if (reply && !reply->is_error()) blocks_.note(client, std::nullopt);
-    return reply && reply->type == RedisValue::Type::integer && reply->integer == 1;
-}
-
-std::optional<ClientCounters> RedisCounterStore::inspect(const std::string& client, Duration rate_window,
-                                                         Duration unknown_window, TimePoint now) {
+std::optional<ClientCounters> RedisCounterStore::inspect(const std::string& client, const CounterWindows& windows,
+                                                         TimePoint now) {
     auto r = integers(redis_.run(inspect_script,
-                                 {key(client, "msg"), key(client, "conn"), key(client, "unknown"), key(client, "block")},
-                                 {ms(now), ms(rate_window), ms(unknown_window)}),
-                      5);
+                                 {key(client, "msg"), key(client, "conn"), key(client, "unknown"), key(client, "block"),
+                                  key(client, "logins")},
+                                 {ms(now), ms(windows.message_rate), ms(windows.unknown_recipients),
+                                  ms(windows.failed_logins)}),
+                      7);
     if (!r) return std::nullopt;
     ClientCounters out;
     out.messages = static_cast<std::uint32_t>((*r)[0]);
@@ -376,6 +424,8 @@ std::optional<ClientCounters> RedisCounterStore::inspect(const std::string& clie
     out.unknown_recipients = static_cast<std::uint32_t>((*r)[2]);
     out.blocked_until = time_or_none((*r)[3]);
     out.messages_in_flight = static_cast<std::uint32_t>((*r)[4]);
+    out.failed_logins = static_cast<std::uint32_t>((*r)[5]);
+    out.blocked_for = kind_of((*r)[6]);
     return out;
 }
 

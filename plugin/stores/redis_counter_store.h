@@ -15,7 +15,8 @@
 // is done. Until then a slot counts as taken, never as free: a limit may
 // refuse a moment too early across nodes, never admit one too many.
 //
-// Harvest blocks reach RCPT without a round trip: see shared_blocks.h.
+// Blocks (harvest, brute force) reach RCPT without a round trip: see
+// shared_blocks.h.
 #pragma once
 
 #include <condition_variable>
@@ -55,13 +56,17 @@ public:
     void commit_message(const std::string& client, const std::string& reservation, Duration window,
                         std::uint32_t limit, TimePoint now) override;
     void release_message(const std::string& client, const std::string& reservation) override;
-    std::optional<UnknownRecipientOutcome> record_unknown_recipient(const std::string& client,
-                                                                    const std::string& recipient, Duration window,
-                                                                    std::uint32_t threshold, Duration block_for,
-                                                                    TimePoint now) override;
-    Lookup<TimePoint> blocked_until(const std::string& client, TimePoint now) override;
+    std::optional<GuessOutcome> record_guess(GuessKind kind, const std::string& client, const std::string& guess,
+                                             Duration window, std::uint32_t threshold, Duration block_for,
+                                             TimePoint now) override;
+    Lookup<ClientBlock> block(const std::string& client, TimePoint now) override;
     bool unblock(const std::string& client) override;
-    std::optional<ClientCounters> inspect(const std::string& client, Duration rate_window, Duration unknown_window,
+    std::optional<AccountOutcome> record_account_failure(const std::string& user, const std::string& network,
+                                                        Duration window, std::uint32_t max_kept,
+                                                        TimePoint now) override;
+    bool mark_failed_auth(const std::string& address, TimePoint until, TimePoint now) override;
+    Lookup<TimePoint> failed_auth_until(const std::string& address, TimePoint now) override;
+    std::optional<ClientCounters> inspect(const std::string& client, const CounterWindows& windows,
                                           TimePoint now) override;
 
     // Whether RCPT learns blocks without asking Redis (shared_blocks.h).
@@ -110,7 +115,7 @@ private:
     std::string in_flight_member(const std::string& reservation) const;
     static std::string counted_member(const std::string& in_flight);
     // GET of the client's block, for RCPT while the shared list is not live.
-    Lookup<TimePoint> fetch_block(const std::string& client, TimePoint now);
+    Lookup<ClientBlock> fetch_block(const std::string& client, TimePoint now);
     std::optional<RateOutcome> rate(const std::string& client, const std::string& member, Duration window,
                                     std::uint32_t limit, const char* mode, TimePoint now);
     // Renews the leases in `held` on the client's `kind` key; `leases` tells

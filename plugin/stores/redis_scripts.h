@@ -62,12 +62,22 @@ end
 return {count, recorded}
 )lua";
 
+// A block key holds "<until ms> <kind>" (kind: 0 unknown recipients, 1
+// failed logins; a bare "<until ms>" is 0). The scripts that read it share
+// these lines.
+#define RELAYGUARD_BLOCK_OF                                                            \
+    "local function block_of(v)\n"                                                     \
+    "  if not v then return 0, 0 end\n"                                                \
+    "  local until_ms, kind = string.match(v, '^(%d+) ?(%d*)$')\n"                     \
+    "  return tonumber(until_ms) or 0, tonumber(kind) or 0\n"                          \
+    "end\n"
+
 // KEYS: connections (sorted set, member per connection, score = lease end), block
 // ARGV: now, lease, limit (0: none), member, then members this node closed
 // and has not yet removed (they go first, so their slots are free again)
-// Returns {admitted, held, blocked_until or 0}. A connection whose node
-// stopped refreshing it drops out when its lease ends.
-inline constexpr const char* open_connection = R"lua(
+// Returns {admitted, held, blocked_until or 0, block kind}. A connection
+// whose node stopped refreshing it drops out when its lease ends.
+inline constexpr const char* open_connection = RELAYGUARD_BLOCK_OF R"lua(
 local now, lease, limit = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
 if #ARGV > 4 then redis.call('ZREM', KEYS[1], unpack(ARGV, 5)) end
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
@@ -77,9 +87,9 @@ if redis.call('ZSCORE', KEYS[1], ARGV[4]) or limit == 0 or redis.call('ZCARD', K
   redis.call('PEXPIRE', KEYS[1], lease)
   admitted = 1
 end
-local blocked = tonumber(redis.call('GET', KEYS[2]) or '0')
+local blocked, kind = block_of(redis.call('GET', KEYS[2]))
 if blocked <= now then blocked = 0 end
-return {admitted, redis.call('ZCARD', KEYS[1]), blocked}
+return {admitted, redis.call('ZCARD', KEYS[1]), blocked, kind}
 )lua";
 
 // KEYS: connections, or messages. ARGV: now, lease end, "connections" or
@@ -99,12 +109,13 @@ if ttl >= 0 and ttl < lease_end - now then redis.call('PEXPIRE', KEYS[1], lease_
 return n
 )lua";
 
-// KEYS: unknown recipients (sorted set, score = last seen), block
-// ARGV: now, window, threshold, block_for, recipient, channel, client
-// Returns {distinct, blocked_until or 0}. A new block clears the count, so
-// the client starts afresh when it ends, and is published on `channel`
-// ("<until> <client>", shared_blocks.h). At most `threshold` are kept.
-inline constexpr const char* unknown_recipient = R"lua(
+// KEYS: guesses of one kind (sorted set, score = last seen), block
+// ARGV: now, window, threshold, block_for, guess, channel, client, kind
+// Returns {distinct, blocked_until or 0, block kind}. A new block clears
+// the count, so the client starts afresh when it ends, and is published on
+// `channel` ("<until> <client> <kind>", shared_blocks.h). At most
+// `threshold` guesses are kept.
+inline constexpr const char* record_guess = RELAYGUARD_BLOCK_OF R"lua(
 local now, window = tonumber(ARGV[1]), tonumber(ARGV[2])
 local threshold, block_for = tonumber(ARGV[3]), tonumber(ARGV[4])
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - window)
@@ -112,42 +123,59 @@ if redis.call('ZSCORE', KEYS[1], ARGV[5]) or redis.call('ZCARD', KEYS[1]) < math
   redis.call('ZADD', KEYS[1], now, ARGV[5])
 end
 local distinct = redis.call('ZCARD', KEYS[1])
-local blocked = tonumber(redis.call('GET', KEYS[2]) or '0')
+local blocked, kind = block_of(redis.call('GET', KEYS[2]))
 if threshold > 0 and distinct >= threshold and block_for > 0 and blocked <= now then
-  blocked = now + block_for
-  redis.call('SET', KEYS[2], blocked, 'PX', block_for)
+  blocked, kind = now + block_for, tonumber(ARGV[8])
+  redis.call('SET', KEYS[2], blocked .. ' ' .. kind, 'PX', block_for)
   redis.call('DEL', KEYS[1])
-  redis.call('PUBLISH', ARGV[6], blocked .. ' ' .. ARGV[7])
+  redis.call('PUBLISH', ARGV[6], blocked .. ' ' .. ARGV[7] .. ' ' .. kind)
 else
   redis.call('PEXPIRE', KEYS[1], window)
 end
 if blocked <= now then blocked = 0 end
-return {distinct, blocked}
+return {distinct, blocked, kind}
 )lua";
 
-// KEYS: block, unknown recipients. ARGV: channel, client
+// KEYS: block, unknown recipients, failed logins. ARGV: channel, client
 // Returns 1 if a block was lifted; the lift is published.
 inline constexpr const char* unblock = R"lua(
 local was = redis.call('EXISTS', KEYS[1])
-redis.call('DEL', KEYS[1], KEYS[2])
+redis.call('DEL', KEYS[1], KEYS[2], KEYS[3])
 redis.call('PUBLISH', ARGV[1], '0 ' .. ARGV[2])
 return was
 )lua";
 
-// KEYS: messages, connections, unknown recipients, block
-// ARGV: now, rate window, unknown window
-// Returns {messages, connections, unknown, blocked_until or 0, in flight};
-// changes nothing.
-inline constexpr const char* inspect = R"lua(
+// KEYS: messages, connections, unknown recipients, block, failed logins
+// ARGV: now, rate window, unknown window, failed-login window
+// Returns {messages, connections, unknown, blocked_until or 0, in flight,
+// failed logins, block kind}; changes nothing.
+inline constexpr const char* inspect = RELAYGUARD_BLOCK_OF R"lua(
 local now = tonumber(ARGV[1])
 local messages = redis.call('ZCOUNT', KEYS[1], '(' .. (now - tonumber(ARGV[2])), '+inf')
 local in_flight = redis.call('ZCOUNT', KEYS[1], '-inf', '(' .. -now)
 local connections = redis.call('ZCOUNT', KEYS[2], '(' .. now, '+inf')
 local unknown = redis.call('ZCOUNT', KEYS[3], '(' .. (now - tonumber(ARGV[3])), '+inf')
-local blocked = tonumber(redis.call('GET', KEYS[4]) or '0')
+local logins = redis.call('ZCOUNT', KEYS[5], '(' .. (now - tonumber(ARGV[4])), '+inf')
+local blocked, kind = block_of(redis.call('GET', KEYS[4]))
 if blocked <= now then blocked = 0 end
-return {messages, connections, unknown, blocked, in_flight}
+return {messages, connections, unknown, blocked, in_flight, logins, kind}
 )lua";
+
+// KEYS: one account's failed logins (sorted set: client network, score =
+// last seen). ARGV: now, window, most kept, network
+// Returns {distinct networks within the window, 1 if this one is new}.
+inline constexpr const char* account_failure = R"lua(
+local now, window, most = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - window)
+local added = 0
+if redis.call('ZSCORE', KEYS[1], ARGV[4]) or redis.call('ZCARD', KEYS[1]) < math.max(most, 1) then
+  added = redis.call('ZADD', KEYS[1], now, ARGV[4])
+end
+redis.call('PEXPIRE', KEYS[1], window)
+return {redis.call('ZCARD', KEYS[1]), added}
+)lua";
+
+#undef RELAYGUARD_BLOCK_OF
 
 // KEYS: POP-before-SMTP window (hash: user, until). ARGV: until, user, now
 // Opens or extends the window; never shortens one.

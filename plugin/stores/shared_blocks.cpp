@@ -33,34 +33,34 @@ SharedBlocks::~SharedBlocks() {
     subscriber_.join();
 }
 
-std::string SharedBlocks::message(const std::string& client, long long until_ms) {
-    return std::to_string(until_ms) + " " + client;
+std::string SharedBlocks::message(const std::string& client, long long until_ms, GuessKind kind) {
+    return std::to_string(until_ms) + " " + client + (kind == GuessKind::failed_login ? " 1" : " 0");
 }
 
-void SharedBlocks::note(const std::string& client, std::optional<TimePoint> until) {
+void SharedBlocks::note(const std::string& client, std::optional<ClientBlock> block) {
     std::lock_guard lock(mutex_);
-    if (!until) {
+    if (!block) {
         blocks_.erase(client);
         return;
     }
     if (blocks_.size() >= max_blocks && !blocks_.count(client)) {
         auto soonest = std::min_element(blocks_.begin(), blocks_.end(),
-                                        [](const auto& a, const auto& b) { return a.second < b.second; });
+                                        [](const auto& a, const auto& b) { return a.second.until < b.second.until; });
         blocks_.erase(soonest);
     }
-    blocks_[client] = *until;
+    blocks_[client] = *block;
 }
 
-Lookup<TimePoint> SharedBlocks::lookup(const std::string& client, TimePoint now) {
-    if (!live_) return Lookup<TimePoint>::failure("not subscribed to the block channel");
+Lookup<ClientBlock> SharedBlocks::lookup(const std::string& client, TimePoint now) {
+    if (!live_) return Lookup<ClientBlock>::failure("not subscribed to the block channel");
     std::lock_guard lock(mutex_);
     auto it = blocks_.find(client);
-    if (it == blocks_.end()) return std::optional<TimePoint>{};
-    if (it->second <= now) {
+    if (it == blocks_.end()) return std::optional<ClientBlock>{};
+    if (it->second.until <= now) {
         blocks_.erase(it);
-        return std::optional<TimePoint>{};
+        return std::optional<ClientBlock>{};
     }
-    return std::optional<TimePoint>{it->second};
+    return std::optional<ClientBlock>{it->second};
 }
 
 void SharedBlocks::apply(const std::string& payload) {
@@ -70,14 +70,21 @@ void SharedBlocks::apply(const std::string& payload) {
     auto [end, ec] = std::from_chars(payload.data(), payload.data() + space, until);
     if (ec != std::errc{} || end != payload.data() + space) return;
     std::string client = payload.substr(space + 1);
-    note(client, until > 0 ? std::optional<TimePoint>(TimePoint(Duration(until))) : std::nullopt);
+    GuessKind kind = GuessKind::unknown_recipient;
+    // A client key holds no space; a node of an older release sends no kind.
+    if (auto last = client.rfind(' '); last != std::string::npos) {
+        if (client.substr(last + 1) == "1") kind = GuessKind::failed_login;
+        client.resize(last);
+    }
+    if (client.empty()) return;
+    note(client, until > 0 ? std::optional<ClientBlock>(ClientBlock{TimePoint(Duration(until)), kind}) : std::nullopt);
 }
 
 void SharedBlocks::recheck() {
     std::vector<std::string> clients;
     {
         std::lock_guard lock(mutex_);
-        for (const auto& [client, until] : blocks_) clients.push_back(client);
+        for (const auto& [client, block] : blocks_) clients.push_back(client);
     }
     for (const auto& client : clients) {
         auto block = fetch_(client);

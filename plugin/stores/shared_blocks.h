@@ -1,4 +1,4 @@
-// Harvest blocks as this node knows them, so that RCPT never waits for Redis
+// Client blocks (directory harvest, brute force) as this node knows them, so that RCPT never waits for Redis
 // to learn whether a client is blocked. A node that sets or lifts a block
 // publishes it on a Redis channel from the same script; every node
 // subscribes and keeps what it hears, with what its own scripts answered.
@@ -28,6 +28,7 @@
 #include "common/redis/redis_client.h"
 #include "common/base/clock.h"
 #include "common/base/result.h"
+#include "policy/counter_store.h"
 
 namespace relayguard {
 
@@ -35,7 +36,7 @@ class SharedBlocks {
 public:
     // Reads one client's block from Redis: used to check the known blocks
     // again after the subscription was lost; a failure when Redis did not answer.
-    using Fetch = std::function<Lookup<TimePoint>(const std::string& client)>;
+    using Fetch = std::function<Lookup<ClientBlock>(const std::string& client)>;
 
     // Starts the subscriber thread on `channel`.
     SharedBlocks(RedisClient& redis, std::string channel, Fetch fetch);
@@ -44,14 +45,15 @@ public:
     SharedBlocks& operator=(const SharedBlocks&) = delete;
 
     // What this node learnt itself, from a script's answer.
-    void note(const std::string& client, std::optional<TimePoint> until);
+    void note(const std::string& client, std::optional<ClientBlock> block);
     // The client's block, if the list is live; a failure when it is not
     // (ask Redis).
-    Lookup<TimePoint> lookup(const std::string& client, TimePoint now);
+    Lookup<ClientBlock> lookup(const std::string& client, TimePoint now);
     bool live() const { return live_; }
     const std::string& channel() const { return channel_; }
-    // The message a script publishes: "<until ms> <client>"; 0 lifts a block.
-    static std::string message(const std::string& client, long long until_ms);
+    // The message a script publishes: "<until ms> <client> <kind>" (kind:
+    // 0 unknown recipients, 1 failed logins; absent: 0); until 0 lifts a block.
+    static std::string message(const std::string& client, long long until_ms, GuessKind kind);
 
     // At most this many blocks are kept; past it the soonest to end go first.
     static constexpr std::size_t max_blocks = 100000;
@@ -70,7 +72,7 @@ private:
     std::atomic<bool> live_{false};
     std::atomic<bool> stopping_{false};
     std::mutex mutex_;
-    std::map<std::string, TimePoint> blocks_;  // client -> end
+    std::map<std::string, ClientBlock> blocks_;  // client -> end and kind
     std::mutex stop_mutex_;
     std::condition_variable stop_;
     std::thread subscriber_;

@@ -122,22 +122,39 @@ void FailoverCounterStore::release_message(const std::string& client, const std:
     fallback_.release_message(client, reservation);
 }
 
-std::optional<UnknownRecipientOutcome> FailoverCounterStore::record_unknown_recipient(
-    const std::string& client, const std::string& recipient, Duration window, std::uint32_t threshold,
-    Duration block_for, TimePoint now) {
-    return either([&] { return primary_.record_unknown_recipient(client, recipient, window, threshold, block_for, now); },
-                  [&] { return fallback_.record_unknown_recipient(client, recipient, window, threshold, block_for, now); });
+std::optional<GuessOutcome> FailoverCounterStore::record_guess(GuessKind kind, const std::string& client,
+                                                               const std::string& guess, Duration window,
+                                                               std::uint32_t threshold, Duration block_for,
+                                                               TimePoint now) {
+    return either([&] { return primary_.record_guess(kind, client, guess, window, threshold, block_for, now); },
+                  [&] { return fallback_.record_guess(kind, client, guess, window, threshold, block_for, now); });
 }
 
-Lookup<TimePoint> FailoverCounterStore::blocked_until(const std::string& client, TimePoint now) {
-    return either([&] { return primary_.blocked_until(client, now); },
-                  [&] { return fallback_.blocked_until(client, now); });
+Lookup<ClientBlock> FailoverCounterStore::block(const std::string& client, TimePoint now) {
+    return either([&] { return primary_.block(client, now); }, [&] { return fallback_.block(client, now); });
 }
 
-std::optional<ClientCounters> FailoverCounterStore::inspect(const std::string& client, Duration rate_window,
-                                                            Duration unknown_window, TimePoint now) {
-    return either([&] { return primary_.inspect(client, rate_window, unknown_window, now); },
-                  [&] { return fallback_.inspect(client, rate_window, unknown_window, now); });
+std::optional<AccountOutcome> FailoverCounterStore::record_account_failure(const std::string& user,
+                                                                          const std::string& network, Duration window,
+                                                                          std::uint32_t max_kept, TimePoint now) {
+    return either([&] { return primary_.record_account_failure(user, network, window, max_kept, now); },
+                  [&] { return fallback_.record_account_failure(user, network, window, max_kept, now); });
+}
+
+bool FailoverCounterStore::mark_failed_auth(const std::string& address, TimePoint until, TimePoint now) {
+    return either([&] { return primary_.mark_failed_auth(address, until, now); },
+                  [&] { return fallback_.mark_failed_auth(address, until, now); });
+}
+
+Lookup<TimePoint> FailoverCounterStore::failed_auth_until(const std::string& address, TimePoint now) {
+    return either([&] { return primary_.failed_auth_until(address, now); },
+                  [&] { return fallback_.failed_auth_until(address, now); });
+}
+
+std::optional<ClientCounters> FailoverCounterStore::inspect(const std::string& client, const CounterWindows& windows,
+                                                            TimePoint now) {
+    return either([&] { return primary_.inspect(client, windows, now); },
+                  [&] { return fallback_.inspect(client, windows, now); });
 }
 
 bool FailoverCounterStore::unblock(const std::string& client) {

@@ -64,13 +64,17 @@ public:
     void commit_message(const std::string& client, const std::string& reservation, Duration window,
                         std::uint32_t limit, TimePoint now) override;
     void release_message(const std::string& client, const std::string& reservation) override;
-    std::optional<UnknownRecipientOutcome> record_unknown_recipient(const std::string& client,
-                                                                    const std::string& recipient, Duration window,
-                                                                    std::uint32_t threshold, Duration block_for,
-                                                                    TimePoint now) override;
-    Lookup<TimePoint> blocked_until(const std::string& client, TimePoint now) override;
+    std::optional<GuessOutcome> record_guess(GuessKind kind, const std::string& client, const std::string& guess,
+                                             Duration window, std::uint32_t threshold, Duration block_for,
+                                             TimePoint now) override;
+    Lookup<ClientBlock> block(const std::string& client, TimePoint now) override;
     bool unblock(const std::string& client) override;
-    std::optional<ClientCounters> inspect(const std::string& client, Duration rate_window, Duration unknown_window,
+    std::optional<AccountOutcome> record_account_failure(const std::string& user, const std::string& network,
+                                                        Duration window, std::uint32_t max_kept,
+                                                        TimePoint now) override;
+    bool mark_failed_auth(const std::string& address, TimePoint until, TimePoint now) override;
+    Lookup<TimePoint> failed_auth_until(const std::string& address, TimePoint now) override;
+    std::optional<ClientCounters> inspect(const std::string& client, const CounterWindows& windows,
                                           TimePoint now) override;
 
 private:

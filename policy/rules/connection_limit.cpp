@@ -5,14 +5,13 @@
 
 namespace relayguard {
 
-RuleCheck ConnectionLimit::open(SessionState& s, TimePoint now,
-                                                             std::optional<TimePoint>& blocked_until) {
+RuleCheck ConnectionLimit::open(SessionState& s, TimePoint now, std::optional<ClientBlock>& block) {
     // In warn mode the slot is always taken, so the count the log reports
     // is the real one an enforcing limit would see.
     std::uint32_t limit = settings_.max && settings_.mode == LimitMode::enforce ? *settings_.max : 0;
     auto r = store_.open_connection(s.client_key, s.connection_id, limit, now);
     if (!r) return RuleCheck::unreachable();
-    blocked_until = r->blocked_until;
+    if (r->blocked_until) block = ClientBlock{*r->blocked_until, r->blocked_for};
     s.holds_connection_slot = r->admitted;
     if (!settings_.max) return RuleCheck::passed();
     std::uint32_t max = *settings_.max;

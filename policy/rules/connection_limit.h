@@ -18,10 +18,8 @@ public:
     ConnectionLimit(const ConnectionLimitSettings& settings, CounterStore& store) : settings_(settings), store_(store) {}
 
     LimitMode mode() const { return settings_.mode; }
-    // Takes the slot and reports any harvest block of the client, in one
-    // store call. Outer optional: store unreachable; inner: a refusal.
-    RuleCheck open(SessionState& s, TimePoint now,
-                                                 std::optional<TimePoint>& blocked_until);
+    // Takes the slot and reports any block of the client, in one store call.
+    RuleCheck open(SessionState& s, TimePoint now, std::optional<ClientBlock>& block);
     void close(SessionState& s);
 
 private:

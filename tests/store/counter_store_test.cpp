@@ -98,7 +98,7 @@ TEST_CASE("a message in flight holds its slot until it is committed or released"
     REQUIRE_FALSE(full->recorded);
     // Counting attempts meets the same slots.
     REQUIRE_FALSE(s.message_rate("c", 1h, 3, true, t0())->recorded);
-    REQUIRE(s.inspect("c", 1h, 1h, t0())->messages_in_flight == 2);
+    REQUIRE(s.inspect("c", {1h, 1h, 1h}, t0())->messages_in_flight == 2);
     // A release frees its slot (on Redis once the write is out, at once for
     // this node's own next call); a commit keeps it, as a counted message.
     s.release_message("c", "tx1");
@@ -106,12 +106,12 @@ TEST_CASE("a message in flight holds its slot until it is committed or released"
     REQUIRE(s.reserve_message("c", "tx4", 1h, 3, t0() + 2s)->recorded);
     REQUIRE_FALSE(s.reserve_message("c", "tx5", 1h, 3, t0() + 2s)->recorded);
     s.release_message("c", "tx4");
-    auto counters = s.inspect("c", 1h, 1h, t0() + 2s);
+    auto counters = s.inspect("c", {1h, 1h, 1h}, t0() + 2s);
     if (t.client) {
         // The other nodes' view: the writes go out within moments.
         for (int i = 0; i < 100 && counters->messages_in_flight > 0; ++i) {
             std::this_thread::sleep_for(10ms);
-            counters = s.inspect("c", 1h, 1h, t0() + 2s);
+            counters = s.inspect("c", {1h, 1h, 1h}, t0() + 2s);
         }
     }
     REQUIRE(counters->messages == 2);
@@ -178,6 +178,68 @@ TEST_CASE("unknown recipients leave the window, and a zero block time never bloc
     REQUIRE_FALSE(warn_only->blocked_until);
 }
 
+TEST_CASE("failed logins block by their own count and the block names its kind", "[store]") {
+    StoreUnderTest t(GENERATE(as<std::string>{}, "memory", "redis"));
+    auto& s = *t.store;
+    // Counted apart from unknown recipients: two of each do not make a block of three.
+    s.record_unknown_recipient("c", "a@x", 1h, 3, 1h, t0());
+    s.record_unknown_recipient("c", "b@x", 1h, 3, 1h, t0());
+    REQUIRE(s.record_guess(GuessKind::failed_login, "c", "u1 p1", 1h, 3, 30min, t0())->distinct == 1);
+    // One password retried is one guess.
+    REQUIRE(s.record_guess(GuessKind::failed_login, "c", "u1 p1", 1h, 3, 30min, t0())->distinct == 1);
+    REQUIRE_FALSE(s.record_guess(GuessKind::failed_login, "c", "u1 p2", 1h, 3, 30min, t0())->blocked_until);
+    REQUIRE_FALSE(s.blocked_until("c", t0())->has_value());
+    auto third = s.record_guess(GuessKind::failed_login, "c", "u2 p1", 1h, 3, 30min, t0() + 1s);
+    REQUIRE(third->blocked_until == t0() + 1s + 30min);
+    auto block = s.block("c", t0() + 2s);
+    REQUIRE(block->has_value());
+    REQUIRE((*block)->kind == GuessKind::failed_login);
+    auto conn = s.open_connection("c", "k", 0, t0() + 2s);
+    REQUIRE(conn->blocked_until == t0() + 1s + 30min);
+    REQUIRE(conn->blocked_for == GuessKind::failed_login);
+    // A third unknown recipient during the block does not replace it.
+    REQUIRE(s.record_unknown_recipient("c", "c@x", 1h, 3, 1h, t0() + 3s)->blocked_until == t0() + 1s + 30min);
+    REQUIRE((*s.block("c", t0() + 4s))->kind == GuessKind::failed_login);
+    auto seen = s.inspect("c", {1h, 1h, 1h}, t0() + 4s);
+    REQUIRE(seen->blocked_for == GuessKind::failed_login);
+    REQUIRE(seen->unknown_recipients == 3);
+    REQUIRE(seen->failed_logins == 0);  // the block started a new count
+    // Unblocking forgets both counts.
+    s.record_guess(GuessKind::failed_login, "c", "u3 p1", 1h, 3, 30min, t0() + 5s);
+    REQUIRE(s.unblock("c"));
+    auto after = s.inspect("c", {1h, 1h, 1h}, t0() + 6s);
+    REQUIRE(after->failed_logins == 0);
+    REQUIRE(after->unknown_recipients == 0);
+    REQUIRE_FALSE(after->blocked_until);
+}
+
+TEST_CASE("an account's failed logins are counted by distinct networks within the window", "[store]") {
+    StoreUnderTest t(GENERATE(as<std::string>{}, "memory", "redis"));
+    auto& s = *t.store;
+    auto first = s.record_account_failure("u1", "192.0.2.1", 1h, 10, t0());
+    REQUIRE((first->networks == 1 && first->new_network));
+    auto again = s.record_account_failure("u1", "192.0.2.1", 1h, 10, t0() + 1s);
+    REQUIRE((again->networks == 1 && !again->new_network));
+    REQUIRE(s.record_account_failure("u1", "198.51.100.7", 1h, 10, t0() + 2s)->networks == 2);
+    REQUIRE(s.record_account_failure("u2", "198.51.100.7", 1h, 10, t0() + 2s)->networks == 1);
+    // The first network's last failure leaves the window.
+    REQUIRE(s.record_account_failure("u1", "203.0.113.9", 1h, 10, t0() + 1h + 1500ms)->networks == 2);
+    // At most max_kept are kept, so an attack from a botnet costs bounded memory.
+    for (int i = 0; i < 20; ++i) s.record_account_failure("u3", "10.0.0." + std::to_string(i), 1h, 5, t0());
+    auto full = s.record_account_failure("u3", "10.0.1.1", 1h, 5, t0());
+    REQUIRE((full->networks == 5 && !full->new_network));
+}
+
+TEST_CASE("a failed AUTH mark bars an address until its end", "[store]") {
+    StoreUnderTest t(GENERATE(as<std::string>{}, "memory", "redis"));
+    auto& s = *t.store;
+    REQUIRE_FALSE(s.failed_auth_until("192.0.2.1", t0())->has_value());
+    REQUIRE(s.mark_failed_auth("192.0.2.1", t0() + 10min, t0()));
+    REQUIRE(s.failed_auth_until("192.0.2.1", t0() + 9min)->value() == t0() + 10min);
+    REQUIRE_FALSE(s.failed_auth_until("192.0.2.2", t0())->has_value());
+    REQUIRE_FALSE(s.failed_auth_until("192.0.2.1", t0() + 10min)->has_value());
+}
+
 TEST_CASE("unblock lifts a block and clears the count", "[store]") {
     StoreUnderTest t(GENERATE(as<std::string>{}, "memory", "redis"));
     auto& s = *t.store;
@@ -191,24 +253,24 @@ TEST_CASE("unblock lifts a block and clears the count", "[store]") {
 TEST_CASE("inspect reads every counter of a client and changes none", "[store]") {
     StoreUnderTest t(GENERATE(as<std::string>{}, "memory", "redis"));
     auto& s = *t.store;
-    REQUIRE(s.inspect("c", 1h, 1h, t0())->messages == 0);
+    REQUIRE(s.inspect("c", {1h, 1h, 1h}, t0())->messages == 0);
     s.record_message("c", 1h, 10, t0());
     s.record_message("c", 1h, 10, t0() + 1s);
     s.open_connection("c", "conn-1", 0, t0());
     s.record_unknown_recipient("c", "a@x", 1h, 3, 1h, t0());
     s.record_unknown_recipient("c", "b@x", 1h, 3, 1h, t0());
-    auto seen = s.inspect("c", 1h, 1h, t0() + 2s);
+    auto seen = s.inspect("c", {1h, 1h, 1h}, t0() + 2s);
     REQUIRE(seen);
     REQUIRE(seen->messages == 2);
     REQUIRE(seen->connections == 1);
     REQUIRE(seen->unknown_recipients == 2);
     REQUIRE_FALSE(seen->blocked_until);
     // Reading twice gives the same; the windows still slide.
-    REQUIRE(s.inspect("c", 1h, 1h, t0() + 2s)->messages == 2);
-    REQUIRE(s.inspect("c", 1h, 1h, t0() + 1h + 500ms)->messages == 1);
+    REQUIRE(s.inspect("c", {1h, 1h, 1h}, t0() + 2s)->messages == 2);
+    REQUIRE(s.inspect("c", {1h, 1h, 1h}, t0() + 1h + 500ms)->messages == 1);
     s.record_unknown_recipient("c", "c@x", 1h, 3, 1h, t0() + 3s);
-    REQUIRE(s.inspect("c", 1h, 1h, t0() + 4s)->blocked_until == t0() + 3s + 1h);
-    REQUIRE(s.inspect("other", 1h, 1h, t0())->connections == 0);
+    REQUIRE(s.inspect("c", {1h, 1h, 1h}, t0() + 4s)->blocked_until == t0() + 3s + 1h);
+    REQUIRE(s.inspect("other", {1h, 1h, 1h}, t0())->connections == 0);
 }
 
 TEST_CASE("a POP-before-SMTP window opens, extends and ends", "[store]") {
@@ -256,7 +318,7 @@ TEST_CASE("a harvest block and a live connection survive a flood of new clients 
     REQUIRE(s.client_count() <= 1000);
     auto later = t0() + 1min;
     REQUIRE(s.blocked_until("2001:db8:77:1::/64", later)->value() == t0() + 10min);
-    REQUIRE(s.inspect("2001:db8:77:2::/64", 1h, 1h, later)->connections == 1);
+    REQUIRE(s.inspect("2001:db8:77:2::/64", {1h, 1h, 1h}, later)->connections == 1);
     REQUIRE_FALSE(s.open_connection("2001:db8:77:2::/64", "c2", 1, later)->admitted);
 }
 
@@ -269,7 +331,7 @@ TEST_CASE("the memory store makes room by dropping the least recently used plain
         s.record_message("once-" + std::to_string(i), 1h, 10, now);
         if (i % 50 == 0) s.message_rate("regular", 1h, 10, false, now);
     }
-    REQUIRE(s.inspect("regular", 1h, 1h, t0() + 1s)->messages == 1);
+    REQUIRE(s.inspect("regular", {1h, 1h, 1h}, t0() + 1s)->messages == 1);
 }
 
 TEST_CASE("a memory store full of blocks refuses new clients as an unreachable store, says so once, and recovers",
@@ -490,6 +552,27 @@ TEST_CASE("with Redis down a call fails within its deadline, and recovers by its
         back = open.message_rate("c", 1h, 5, false, t0()).has_value() && !open_health.degraded();
     }
     REQUIRE(back);
+}
+
+TEST_CASE("a failed-login block set on one node reaches another node with its kind, without a round trip",
+          "[store][redis]") {
+    StoreUnderTest a("redis");
+    RedisClient b_client(redis_settings());
+    RedisCounterStore b(b_client, "test:", 60s, a.clock);
+    for (int i = 0; i < 200 && !b.blocks_live(); ++i) std::this_thread::sleep_for(10ms);
+    REQUIRE(b.blocks_live());
+    REQUIRE_FALSE(*b.block("c", t0()));
+    for (int i = 0; i < 2; ++i) a.store->record_guess(GuessKind::failed_login, "c", "p" + std::to_string(i), 1h, 2, 10min, t0());
+    auto asked = b_client.round_trips();
+    std::optional<ClientBlock> seen;
+    for (int i = 0; i < 100 && !seen; ++i) {
+        seen = *b.block("c", t0() + 1s);
+        if (!seen) std::this_thread::sleep_for(10ms);
+    }
+    REQUIRE(seen);
+    REQUIRE(seen->until == t0() + 10min);
+    REQUIRE(seen->kind == GuessKind::failed_login);
+    REQUIRE(b_client.round_trips() == asked);
 }
 
 TEST_CASE("a harvest block set on one node reaches another node's RCPT within a second, without a round trip",

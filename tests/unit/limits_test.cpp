@@ -395,13 +395,21 @@ TEST_CASE("an unreachable store follows the fail mode", "[limits][store]") {
         }
         void commit_message(const std::string&, const std::string&, Duration, std::uint32_t, TimePoint) override {}
         void release_message(const std::string&, const std::string&) override {}
-        std::optional<UnknownRecipientOutcome> record_unknown_recipient(const std::string&, const std::string&, Duration,
-                                                                        std::uint32_t, Duration, TimePoint) override {
+        std::optional<GuessOutcome> record_guess(GuessKind, const std::string&, const std::string&, Duration,
+                                                 std::uint32_t, Duration, TimePoint) override {
             return std::nullopt;
         }
-        Lookup<TimePoint> blocked_until(const std::string&, TimePoint) override { return Lookup<TimePoint>::failure("down"); }
+        Lookup<ClientBlock> block(const std::string&, TimePoint) override { return Lookup<ClientBlock>::failure("down"); }
         bool unblock(const std::string&) override { return false; }
-        std::optional<ClientCounters> inspect(const std::string&, Duration, Duration, TimePoint) override {
+        std::optional<AccountOutcome> record_account_failure(const std::string&, const std::string&, Duration,
+                                                            std::uint32_t, TimePoint) override {
+            return std::nullopt;
+        }
+        bool mark_failed_auth(const std::string&, TimePoint, TimePoint) override { return false; }
+        Lookup<TimePoint> failed_auth_until(const std::string&, TimePoint) override {
+            return Lookup<TimePoint>::failure("down");
+        }
+        std::optional<ClientCounters> inspect(const std::string&, const CounterWindows&, TimePoint) override {
             return std::nullopt;
         }
     };

@@ -1,0 +1,200 @@
+// Authentications reported from outside the SMTP session (Dovecot's auth
+// policy requests, an MTA's log): the brute-force block, the failed-AUTH
+// bar on trusted groups across sessions, account alerts and POP-before-SMTP
+// windows from mailbox logins.
+#include <catch2/catch.hpp>
+
+#include "harness.h"
+
+using namespace relayguard;
+using namespace relayguard::test;
+using namespace std::chrono_literals;
+
+namespace {
+
+AuthReport failure(const std::string& addr, const std::string& user, const std::string& pwhash,
+                   const std::string& protocol = "smtp") {
+    return AuthReport{ip(addr), user, pwhash, protocol, false};
+}
+
+PolicySettings guard_settings(std::uint32_t max) {
+    auto s = base_settings();
+    s.limits.auth_failures.max = max;
+    s.limits.auth_failures.block_time = 1h;
+    return s;
+}
+
+}  // namespace
+
+TEST_CASE("failed logins: the Nth distinct one blocks the client at connect, RCPT and login", "[auth]") {
+    Harness h(guard_settings(5));
+    for (int i = 0; i < 4; ++i) {
+        auto out = h.engine.on_auth_report(failure("192.0.2.9", "u1", "hash" + std::to_string(i)));
+        REQUIRE(out.counted);
+        REQUIRE_FALSE(out.decision.refused());
+    }
+    auto open = h.connect("192.0.2.9");
+    h.mail(open);
+    auto fifth = h.engine.on_auth_report(failure("192.0.2.9", "u2", "hash0"));
+    REQUIRE(fifth.decision.refused());
+    REQUIRE(fifth.decision.rule == "auth_failures");
+    REQUIRE(fifth.decision.detail == "failed_logins=5 limit=5 blocked_for=3600s");
+
+    Decision at_connect;
+    h.connect("192.0.2.9", &at_connect);
+    REQUIRE(at_connect.verdict == Verdict::tempfail);
+    REQUIRE(at_connect.rule == "auth_failures");
+    REQUIRE(at_connect.reply == SmtpReply{450, "4.7.1", "Client blocked: too many failed logins; try again later"});
+    // A session already open is refused at its next recipient.
+    REQUIRE(h.rcpt(open, "user@example.test").rule == "auth_failures");
+    REQUIRE(h.engine.on_auth_attempt(ip("192.0.2.9")).rule == "auth_failures");
+    // Another address is untouched, at connect and at login.
+    Decision other;
+    h.connect("192.0.2.10", &other);
+    REQUIRE_FALSE(other.refused());
+    REQUIRE_FALSE(h.engine.on_auth_attempt(ip("192.0.2.10")).refused());
+    // The block ends after block_time.
+    h.clock.advance(1h);
+    REQUIRE_FALSE(h.engine.on_auth_attempt(ip("192.0.2.9")).refused());
+}
+
+TEST_CASE("failed logins: one stale password retried is one failure; without a hash each counts", "[auth]") {
+    Harness h(guard_settings(3));
+    for (int i = 0; i < 20; ++i) {
+        REQUIRE_FALSE(h.engine.on_auth_report(failure("192.0.2.9", "phone-user", "stale")).decision.refused());
+    }
+    REQUIRE_FALSE(h.engine.on_auth_attempt(ip("192.0.2.9")).refused());
+    // Case does not make another account.
+    h.engine.on_auth_report(failure("192.0.2.9", "Phone-User", "stale"));
+    REQUIRE_FALSE(h.engine.on_auth_attempt(ip("192.0.2.9")).refused());
+    // A source that gives no password hash (a Cyrus SASL log line): each failure is one.
+    for (int i = 0; i < 2; ++i) REQUIRE_FALSE(h.engine.on_auth_report(failure("192.0.2.20", "", "")).decision.refused());
+    REQUIRE(h.engine.on_auth_report(failure("192.0.2.20", "", "")).decision.refused());
+}
+
+TEST_CASE("failed logins: trusted and exempt clients are never blocked, warn mode only logs", "[auth]") {
+    auto settings = guard_settings(2);
+    settings.limits.exempt = group("exempt", {"198.51.100.0/24"});
+    SECTION("trusted group") {
+        Harness h(settings);
+        for (int i = 0; i < 5; ++i) h.engine.on_auth_report(failure("10.0.0.5", "u", std::to_string(i)));
+        REQUIRE_FALSE(h.engine.on_auth_attempt(ip("10.0.0.5")).refused());
+        Decision d;
+        h.connect("10.0.0.5", &d);
+        REQUIRE_FALSE(d.refused());
+    }
+    SECTION("exempt group") {
+        Harness h(settings);
+        for (int i = 0; i < 5; ++i) REQUIRE_FALSE(h.engine.on_auth_report(failure("198.51.100.3", "u", std::to_string(i))).counted);
+        REQUIRE_FALSE(h.engine.on_auth_attempt(ip("198.51.100.3")).refused());
+    }
+    SECTION("warn mode") {
+        settings.limits.auth_failures.mode = LimitMode::warn;
+        Harness h(settings);
+        h.engine.on_auth_report(failure("192.0.2.9", "u", "a"));
+        auto out = h.engine.on_auth_report(failure("192.0.2.9", "u", "b"));
+        REQUIRE_FALSE(out.decision.refused());
+        REQUIRE(out.decision.warnings.size() == 1);
+        REQUIRE(out.decision.warnings[0].rule == "auth_failures");
+        REQUIRE_FALSE(h.engine.on_auth_attempt(ip("192.0.2.9")).refused());
+    }
+    SECTION("off") {
+        settings.limits.auth_failures.max.reset();
+        Harness h(settings);
+        for (int i = 0; i < 5; ++i) REQUIRE_FALSE(h.engine.on_auth_report(failure("192.0.2.9", "u", std::to_string(i))).counted);
+        Decision d;
+        h.connect("192.0.2.9", &d);
+        REQUIRE_FALSE(d.refused());
+    }
+}
+
+TEST_CASE("failed logins are counted per network when the limits aggregate", "[auth]") {
+    auto settings = guard_settings(3);
+    settings.limits.ipv4_prefix = 24;
+    Harness h(settings);
+    h.engine.on_auth_report(failure("192.0.2.1", "u", "a"));
+    h.engine.on_auth_report(failure("192.0.2.2", "u", "b"));
+    REQUIRE(h.engine.on_auth_report(failure("192.0.2.3", "u", "c")).decision.refused());
+    REQUIRE(h.engine.on_auth_attempt(ip("192.0.2.200")).refused());
+    REQUIRE_FALSE(h.engine.on_auth_attempt(ip("192.0.3.1")).refused());
+}
+
+TEST_CASE("an account failing from many networks raises one alert and blocks no one", "[auth]") {
+    auto settings = guard_settings(10);
+    settings.limits.auth_failures.account_networks = 3;
+    Harness h(settings);
+    std::vector<bool> alerts;
+    for (int i = 1; i <= 5; ++i) {
+        auto out = h.engine.on_auth_report(failure("203.0.113." + std::to_string(i), "ceo", "guess" + std::to_string(i)));
+        REQUIRE(out.account_networks == static_cast<std::uint32_t>(std::min(i, 3)));
+        alerts.push_back(out.account_alert);
+        REQUIRE_FALSE(out.decision.refused());
+    }
+    REQUIRE(alerts == std::vector<bool>{false, false, true, false, false});
+    // The owner still logs in from home.
+    REQUIRE_FALSE(h.engine.on_auth_attempt(ip("192.0.2.50")).refused());
+}
+
+TEST_CASE("a reported failed AUTH bars the client's trusted group for the window", "[auth][relay]") {
+    auto settings = base_settings();
+    settings.relay.auth_failure_window = 10min;
+    Harness h(settings);
+    auto before = h.connect("10.0.0.5");
+    h.mail(before);
+    REQUIRE(h.rcpt(before, "a@elsewhere.example").verdict == Verdict::permit);
+
+    auto out = h.engine.on_auth_report(failure("10.0.0.5", "mallory", "x"));
+    REQUIRE(out.groups_barred_until == h.clock.now() + 10min);
+    auto s = h.connect("10.0.0.5");
+    h.mail(s);
+    REQUIRE(h.rcpt(s, "local@example.test").verdict == Verdict::proceed);  // local mail still goes
+    Decision d = h.rcpt(s, "a@elsewhere.example");
+    REQUIRE(d.verdict == Verdict::reject);
+    REQUIRE(d.detail.find("failed AUTH disables trusted group internal") != std::string::npos);
+    // Another address of the group still relays.
+    auto neighbour = h.connect("10.0.0.6");
+    h.mail(neighbour);
+    REQUIRE(h.rcpt(neighbour, "a@elsewhere.example").verdict == Verdict::permit);
+    // A successful AUTH in the session relays as an SMTP-AUTH user.
+    auto authed = h.connect("10.0.0.5");
+    h.engine.on_auth(authed, AuthFacts{true, "alice", "PLAIN"});
+    h.mail(authed);
+    REQUIRE(h.rcpt(authed, "a@elsewhere.example").verdict == Verdict::permit);
+    // After the window the group counts again.
+    h.clock.advance(10min);
+    auto later = h.connect("10.0.0.5");
+    h.mail(later);
+    REQUIRE(h.rcpt(later, "a@elsewhere.example").verdict == Verdict::permit);
+
+    SECTION("not when failed AUTH may not bar groups") {
+        settings.relay.auth_failure_disables_groups = false;
+        Harness lenient(settings);
+        REQUIRE_FALSE(lenient.engine.on_auth_report(failure("10.0.0.5", "m", "x")).groups_barred_until);
+        auto t = lenient.connect("10.0.0.5");
+        lenient.mail(t);
+        REQUIRE(lenient.rcpt(t, "a@elsewhere.example").verdict == Verdict::permit);
+    }
+}
+
+TEST_CASE("a successful POP3 or IMAP login reported opens the POP-before-SMTP window; SMTP's does not", "[auth][pop]") {
+    auto settings = base_settings();
+    settings.relay.allow_pop_before_smtp = true;
+    settings.relay.pop_window = 5min;
+    Harness h(settings);
+    auto smtp = h.engine.on_auth_report(AuthReport{ip("192.0.2.30"), "u1", "h", "smtp", true});
+    REQUIRE_FALSE(smtp.pop_window_until);
+    auto s = h.connect("192.0.2.30");
+    h.mail(s);
+    REQUIRE(h.rcpt(s, "a@elsewhere.example").verdict == Verdict::reject);
+    auto pop = h.engine.on_auth_report(AuthReport{ip("192.0.2.30"), "u1", "h", "pop3", true});
+    REQUIRE(pop.pop_window_until == h.clock.now() + 5min);
+    auto t = h.connect("192.0.2.30");
+    h.mail(t);
+    REQUIRE(h.rcpt(t, "a@elsewhere.example").verdict == Verdict::permit);
+    // A failed IMAP login opens nothing.
+    REQUIRE_FALSE(h.engine.on_auth_report(AuthReport{ip("192.0.2.31"), "u1", "h", "imap", false}).pop_window_until);
+
+    settings.relay.allow_pop_before_smtp = false;
+    Harness off(settings);
+    REQUIRE_FALSE(off.engine.on_auth_report(AuthReport{ip("192.0.2.30"), "u1", "h", "imap", true}).pop_window_until);
+}
