@@ -87,7 +87,7 @@ Status check_log_level(const std::string& v) {
 
 Status check_alert_event(const std::string& v) {
     if (alert_event_from(v)) return Done{};
-    return fail("expected harvest_block, rate_limit or store_lost");
+    return fail("expected harvest_block, rate_limit, store_lost, login_block or account_attack");
 }
 
 Status check_mail_address(const std::string& v) {
@@ -111,6 +111,29 @@ Status check_ip_port(const std::string& v) {
 }
 
 Status check_optional_ip_port(const std::string& v) { return v.empty() ? Status(Done{}) : check_ip_port(v); }
+
+Status check_optional_loopback_ip_port(const std::string& v) {
+    if (v.empty()) return Done{};
+    if (auto checked = check_ip_port(v); !checked) return checked;
+    std::string host = v.substr(0, v.rfind(':'));
+    if (host.size() > 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
+    if (Cidr::parse("127.0.0.0/8")->contains(*IpAddress::parse(host)) || host == "::1") return Done{};
+    return fail("must be a loopback address (127.0.0.1, [::1]): whoever reaches it reports logins");
+}
+
+// "Name: value", as Dovecot's auth_policy_server_api_header is written.
+Status check_header_line(const std::string& v) {
+    auto colon = v.find(':');
+    bool name_ok = colon != std::string::npos && colon > 0 &&
+                   v.find_first_not_of("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-") == colon;
+    if (!name_ok || v.find_first_not_of(' ', colon + 1) == std::string::npos) {
+        return fail("expected a header \"Name: value\", e.g. \"Authorization: Basic <base64>\"");
+    }
+    for (unsigned char ch : v) {
+        if (ch < 0x20 || ch == 0x7f) return fail("must be one line of printable characters");
+    }
+    return Done{};
+}
 
 namespace {
 
@@ -549,7 +572,9 @@ void check_file_access(const Config& c, const Reader& r, std::optional<unsigned>
     }
     if (!(*mode & S_IROTH)) return;
     const std::pair<const char*, bool> secrets[] = {{"store.redis.password", !c.store.redis.password.empty()},
-                                                    {"delivery.password", !c.delivery.password.empty()}};
+                                                    {"delivery.password", !c.delivery.password.empty()},
+                                                    {"auth_events.dovecot_api_header",
+                                                     !c.auth_events.dovecot_api_header.empty()}};
     for (const auto& [key, set] : secrets) {
         if (!set) continue;
         errors.push_back(ConfigError{c.source, r.line_of(key), key,
@@ -657,6 +682,19 @@ void validate(Config& c, const Reader& r, std::vector<ConfigError>& errors) {
     validate_store(c, r, errors);
     if (!c.pop_before_smtp.log_file.empty() && !c.policy.relay.allow_pop_before_smtp) {
         fail("pop_before_smtp.log_file", "set, but relay.allow_pop_before_smtp is false: the windows would open nothing");
+    }
+    if (!c.auth_events.dovecot_policy.empty()) {
+        // Whoever can report a failed login can block an address, and one
+        // who reports a POP3 login opens relay: every request must carry it.
+        if (c.auth_events.dovecot_api_header.empty()) {
+            fail("auth_events.dovecot_api_header",
+                 "needed with auth_events.dovecot_policy: the header Dovecot sends (auth_policy_server_api_header)");
+        }
+    }
+    if (!c.auth_events.dovecot_api_header.empty()) {
+        if (auto checked = check_header_line(c.auth_events.dovecot_api_header); !checked) {
+            fail("auth_events.dovecot_api_header", checked.error());
+        }
     }
     if (!c.alerts.sender.empty()) {
         if (auto checked = check_mail_address(c.alerts.sender); !checked) fail("alerts.sender", checked.error());

@@ -13,6 +13,7 @@
 #include "common/daemon/log_settings.h"
 #include "common/net/resolver_settings.h"
 #include "delivery/delivery_settings.h"
+#include "plugin/frontends/auth_event_settings.h"
 #include "plugin/frontends/listen_settings.h"
 #include "plugin/ops/pop_login_settings.h"
 #include "plugin/stores/store_settings.h"
@@ -39,6 +40,7 @@ struct Config {
     StoreSettings store;
     ResolverSettings dns;  // [dns]: the resolver; its checks are policy.dns
     PopLoginSettings pop_before_smtp;
+    AuthEventSettings auth_events;
     DeliverySettings delivery;
     AlertSettings alerts;
     LogSettings log;

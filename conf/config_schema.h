@@ -18,6 +18,8 @@ Status check_alert_event(const std::string& v);
 Status check_mail_address(const std::string& v);
 Status check_ip_port(const std::string& v);
 Status check_optional_ip_port(const std::string& v);
+Status check_optional_loopback_ip_port(const std::string& v);
+Status check_header_line(const std::string& v);
 
 // [listen]: the sockets the MTA reaches, and how long a client may take.
 template <class V>
@@ -54,6 +56,7 @@ void relay_schema(V& v, Config& c) {
         v.duration("pop_window", r.pop_window, std::chrono::seconds(1));
         v.number("pop_ipv6_prefix", r.pop_ipv6_prefix, 32, 128);
         v.flag("auth_failure_disables_groups", r.auth_failure_disables_groups);
+        v.duration("auth_failure_window", r.auth_failure_window, std::chrono::seconds(1));
         v.reply("reply", r.reply);
     });
 }
@@ -85,6 +88,14 @@ void limits_schema(V& v, Config& c) {
             v.duration("block_time", l.unknown_recipients.block_time, std::chrono::seconds(1));
             mode(l.unknown_recipients.mode);
             v.reply("reply", l.unknown_recipients.reply);
+        });
+        v.section("auth_failures", [&] {
+            v.limit("max", l.auth_failures.max);
+            v.duration("window", l.auth_failures.window, std::chrono::seconds(1));
+            v.duration("block_time", l.auth_failures.block_time, std::chrono::seconds(1));
+            mode(l.auth_failures.mode);
+            v.reply("reply", l.auth_failures.reply);
+            v.limit("account_networks", l.auth_failures.account_networks);
         });
         v.section("recipients", [&] {
             v.limit("max", l.recipients.max);
@@ -219,6 +230,10 @@ void config_schema(V& v, Config& c) {
     v.section("pop_before_smtp", [&] {
         v.text("log_file", c.pop_before_smtp.log_file);
         v.list("log_patterns", c.pop_before_smtp.log_patterns, check_login_pattern);
+    });
+    v.section("auth_events", [&] {
+        v.text("dovecot_policy", c.auth_events.dovecot_policy, check_optional_loopback_ip_port);
+        v.secret("dovecot_api_header", c.auth_events.dovecot_api_header);
     });
     store_schema(v, c);
     delivery_schema(v, c);

@@ -32,7 +32,7 @@ void warn_restart_only_changes(const Config& before, const Config& after) {
     };
     // A leading newline, so the first section is found like the others.
     std::string old_text = "\n" + render_config(before), new_text = "\n" + render_config(after);
-    for (const char* name : {"listen", "daemon", "store", "alerts", "log", "pop_before_smtp"}) {
+    for (const char* name : {"listen", "daemon", "store", "alerts", "log", "pop_before_smtp", "auth_events"}) {
         if (section(old_text, name) != section(new_text, name)) {
             spdlog::warn("reload: [{}] changed; that part applies after a restart", name);
         }
@@ -203,6 +203,16 @@ bool PolicyDaemon::bind_sockets() {
         if (!fd) return false;
         admin_fd_ = std::move(*fd);
     }
+    if (!config_.auth_events.dovecot_policy.empty()) {
+        dovecot_ = std::make_unique<DovecotPolicyServer>(
+            *engine_, config_.auth_events, [this](const std::string& user, std::uint32_t networks, const IpAddress& last) {
+                alerts_.on_account_attack(user, networks, last);
+            });
+        if (auto bound = dovecot_->bind(); !bound) {
+            spdlog::critical("auth_events.dovecot_policy: {}", bound.error());
+            return false;
+        }
+    }
     if (!l.milter.empty()) {
         if (auto opened = milter::open(*engine_, ledger_, l); !opened) {
             spdlog::critical("milter: {}", opened.error());
@@ -244,6 +254,16 @@ void PolicyDaemon::start_front_ends() {
         if (!windows) return R::failure("the window store cannot be reached");
         return std::move(*windows);
     };
+    if (dovecot_) {
+        dovecot_->start();
+        spdlog::info("auth-events: Dovecot's auth policy requests on {} (failed logins: {}; POP3/IMAP logins open "
+                     "POP-before-SMTP windows: {})",
+                     config_.auth_events.dovecot_policy,
+                     config_.policy.limits.auth_failures.max
+                         ? "block after " + std::to_string(*config_.policy.limits.auth_failures.max)
+                         : std::string("counted, never blocked"),
+                     config_.policy.relay.allow_pop_before_smtp ? "yes" : "no");
+    }
     admin_ = std::make_unique<AdminServer>(
         *engine_, AdminServer::Hooks{[this] { return reload(); }, [this] { return state_->describe(); }, pop_list});
     if (admin_fd_) {
@@ -305,6 +325,7 @@ void PolicyDaemon::stop(const std::string& why) {
     reloads_->stop();
     if (follower_) follower_->stop();
     admin_->stop();
+    if (dovecot_) dovecot_->stop();
     if (!config_.listen.admin.empty()) ::unlink(ListenAddress::parse(config_.listen.admin)->path.c_str());
     if (policy_) policy_->stop();
     if (!config_.listen.milter.empty()) {

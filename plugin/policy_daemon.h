@@ -20,6 +20,7 @@
 #include "conf/config.h"
 #include "plugin/frontends/policy_server.h"
 #include "plugin/frontends/transaction_ledger.h"
+#include "plugin/frontends/dovecot_policy_server.h"
 #include "plugin/ops/admin_server.h"
 #include "plugin/ops/alert_mailer.h"
 #include "plugin/ops/engine_holder.h"
@@ -80,6 +81,7 @@ private:
     std::optional<PidFile> pid_file_;
     std::unique_ptr<PolicyServer> policy_;
     std::unique_ptr<AdminServer> admin_;
+    std::unique_ptr<DovecotPolicyServer> dovecot_;
     std::unique_ptr<LoginLogFollower> follower_;
     std::unique_ptr<ReloadRequests> reloads_;
     std::unique_ptr<SignalInbox> inbox_;

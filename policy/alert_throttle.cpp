@@ -8,12 +8,15 @@ const char* to_string(AlertEvent e) {
         case AlertEvent::harvest_block: return "harvest_block";
         case AlertEvent::rate_limit: return "rate_limit";
         case AlertEvent::store_lost: return "store_lost";
+        case AlertEvent::login_block: return "login_block";
+        case AlertEvent::account_attack: return "account_attack";
     }
     return "?";
 }
 
 std::optional<AlertEvent> alert_event_from(std::string_view name) {
-    for (auto e : {AlertEvent::harvest_block, AlertEvent::rate_limit, AlertEvent::store_lost}) {
+    for (auto e : {AlertEvent::harvest_block, AlertEvent::rate_limit, AlertEvent::store_lost, AlertEvent::login_block,
+                   AlertEvent::account_attack}) {
         if (name == to_string(e)) return e;
     }
     return std::nullopt;

@@ -18,15 +18,15 @@
 
 namespace relayguard {
 
-enum class AlertEvent { harvest_block, rate_limit, store_lost };
+enum class AlertEvent { harvest_block, rate_limit, store_lost, login_block, account_attack };
 
-// "harvest_block", "rate_limit", "store_lost"
+// "harvest_block", "rate_limit", "store_lost", "login_block", "account_attack"
 const char* to_string(AlertEvent e);
 std::optional<AlertEvent> alert_event_from(std::string_view name);
 
 struct AlertSettings {
     std::vector<std::string> recipients;  // none: no alerts
-    std::vector<std::string> events{"harvest_block", "rate_limit", "store_lost"};
+    std::vector<std::string> events{"harvest_block", "rate_limit", "store_lost", "login_block", "account_attack"};
     std::string sender;                    // "" = relayguard@<host name>
     std::string submit = "127.0.0.1:10025";  // the relay client's intake
     Duration per_client_interval = std::chrono::hours(1);

@@ -37,7 +37,9 @@ void count(std::string_view stage, const Decision& d) {
     ++counts()[DecisionKey{std::string(stage), d.rule.empty() ? "-" : d.rule, to_string(d.verdict)}];
 }
 
-std::string quoted(std::string_view v) {
+}  // namespace
+
+std::string log_quoted(std::string_view v) {
     std::string out = "\"";
     for (char c : v) {
         if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) out += '?';
@@ -47,16 +49,18 @@ std::string quoted(std::string_view v) {
     return out + "\"";
 }
 
+namespace {
+
 std::string line(const SessionState& s, const Decision& d, const DecisionContext& ctx) {
     std::string out = "client=" + s.client.to_string();
     if (s.client_key != s.client.to_string()) out += " key=" + s.client_key;
     out += " rule=" + d.rule + " stage=" + std::string(ctx.stage) + " verdict=" + to_string(d.verdict);
-    if (d.refused()) out += " reply=" + quoted(d.reply.to_string());
-    if (!ctx.sender.empty() || ctx.stage == "mail") out += " from=" + quoted(ctx.sender);
-    if (!ctx.recipient.empty()) out += " to=" + quoted(ctx.recipient);
-    if (!s.sasl_user.empty()) out += " sasl_user=" + quoted(s.sasl_user);
+    if (d.refused()) out += " reply=" + log_quoted(d.reply.to_string());
+    if (!ctx.sender.empty() || ctx.stage == "mail") out += " from=" + log_quoted(ctx.sender);
+    if (!ctx.recipient.empty()) out += " to=" + log_quoted(ctx.recipient);
+    if (!s.sasl_user.empty()) out += " sasl_user=" + log_quoted(s.sasl_user);
     out += " via=" + std::string(ctx.front_end);
-    if (!d.detail.empty()) out += " detail=" + quoted(d.detail);
+    if (!d.detail.empty()) out += " detail=" + log_quoted(d.detail);
     return out;
 }
 

@@ -27,6 +27,11 @@ struct DecisionContext {
 
 void log_decision(const SessionState& s, const Decision& d, const DecisionContext& ctx);
 
+// Client text as a "value" for a key="value" log field: quotes and
+// backslashes escaped, control characters replaced, so it cannot end the
+// field or the line early.
+std::string log_quoted(std::string_view v);
+
 // How many decisions were made since start, by stage, rule and verdict
 // ("-" for a decision no rule made).
 struct DecisionKey {

@@ -54,16 +54,8 @@ struct MilterSession {
     std::chrono::steady_clock::time_point started = SystemClock::monotonic();
 };
 
-// Client text for a key="value" log field: no quotes, no control characters.
-std::string log_quoted(std::string_view v) {
-    std::string out = "\"";
-    for (char c : v.substr(0, 256)) {
-        if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) out += '?';
-        else if (c == '"' || c == '\\') { out += '\\'; out += c; }
-        else out += c;
-    }
-    return out + "\"";
-}
+// Client text for the session line, cut to a length a log line can hold.
+std::string session_field(std::string_view v) { return log_quoted(v.substr(0, 256)); }
 
 void log_session(const MilterSession& s) {
     auto log = connection_log();
@@ -72,8 +64,8 @@ void log_session(const MilterSession& s) {
     const char* result = s.closed_by_us ? "closed" : s.refusals > 0 ? "refused" : "ok";
     log->info("session client={} ptr={} helo={} sasl_user={} messages={} recipients={} refusals={} last_rule={} "
               "result={} duration={}.{:03}s via=milter",
-              s.state.client.to_string(), log_quoted(s.state.client_name), log_quoted(s.helo),
-              log_quoted(s.state.sasl_user), s.messages, s.recipients, s.refusals, log_quoted(s.last_rule), result,
+              s.state.client.to_string(), session_field(s.state.client_name), session_field(s.helo),
+              session_field(s.state.sasl_user), s.messages, s.recipients, s.refusals, session_field(s.last_rule), result,
               ms / 1000, ms % 1000);
 }
 

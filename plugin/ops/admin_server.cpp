@@ -49,8 +49,8 @@ std::string failure(const std::string& why) {
 }  // namespace
 
 void log_pop_window(const IpAddress& client, const std::string& user, TimePoint until, TimePoint now, const char* via) {
-    security_log()->info("pop-before-smtp window client={} user=\"{}\" until={} for={}s via={}", client.to_string(),
-                         user, iso_time(until),
+    security_log()->info("pop-before-smtp window client={} user={} until={} for={}s via={}", client.to_string(),
+                         log_quoted(user), iso_time(until),
                          std::chrono::duration_cast<std::chrono::seconds>(until - now).count(), via);
 }
 

@@ -54,6 +54,9 @@ void AlertMailer::on_refusal(const SessionState& s, const Decision& d, std::stri
     if (d.rule == "unknown_recipients") {
         event = AlertEvent::harvest_block;
         what = "was blocked for trying unknown recipients (directory harvest)";
+    } else if (d.rule == "auth_failures") {
+        event = AlertEvent::login_block;
+        what = "was blocked for failed logins (password guessing)";
     } else if (d.rule == "message_rate") {
         event = AlertEvent::rate_limit;
         what = "exceeded its message rate";
@@ -69,6 +72,19 @@ void AlertMailer::on_refusal(const SessionState& s, const Decision& d, std::stri
     if (!s.client_name.empty()) body += "client_name=\"" + one_line(s.client_name) + "\"\r\n";
     raise(event, s.client_key, "[relayguard] " + std::string(to_string(event)) + ": " + client + " on " + host_,
           std::move(body));
+}
+
+void AlertMailer::on_account_attack(const std::string& user, std::uint32_t networks, const IpAddress& last_client) {
+    if (!settings_.wants(AlertEvent::account_attack)) return;
+    std::string who = one_line(user);
+    std::string body = "relayguard on " + host_ + ": logins to the account \"" + who + "\" failed from " +
+                       std::to_string(networks) +
+                       " client networks within the window: its password is being guessed from many places. "
+                       "The account is not blocked (its owner would be locked out); check its password.\r\n\r\n" +
+                       "event=account_attack user=\"" + who + "\" networks=" + std::to_string(networks) +
+                       " last_client=" + last_client.to_string() + "\r\n";
+    raise(AlertEvent::account_attack, "user:" + user,
+          "[relayguard] account_attack: " + who + " on " + host_, std::move(body));
 }
 
 void AlertMailer::on_store_change(bool lost, const std::string& store, const std::string& why) {

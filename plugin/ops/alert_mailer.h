@@ -1,5 +1,6 @@
-// Alerts to the admin by mail: a client blocked for directory harvest, a
-// client over its message rate, the Redis store lost. The front ends and
+// Alerts to the admin by mail: a client blocked for directory harvest or
+// for failed logins, an account guessed at from many networks, a client
+// over its message rate, the Redis store lost. The front ends and
 // the store's health tell the mailer what happened; the throttle
 // (policy/alert_throttle.h) decides what goes; one thread of its own hands
 // each alert by SMTP to the relay client, so a decision never waits for a
@@ -28,6 +29,9 @@ public:
 
     // A refusal a front end made; only some rules are alert-worthy.
     void on_refusal(const SessionState& session, const Decision& decision, std::string_view stage);
+    // Logins to `user` failed from `networks` client networks (the last
+    // from `last_client`): a password guessed from many places.
+    void on_account_attack(const std::string& user, std::uint32_t networks, const IpAddress& last_client);
     // The shared store was lost (true) or is back (false).
     void on_store_change(bool lost, const std::string& store, const std::string& why);
 
