@@ -234,6 +234,8 @@ void config_schema(V& v, Config& c) {
     v.section("auth_events", [&] {
         v.text("dovecot_policy", c.auth_events.dovecot_policy, check_optional_loopback_ip_port);
         v.secret("dovecot_api_header", c.auth_events.dovecot_api_header);
+        v.list("log_files", c.auth_events.log_files);
+        v.list("log_patterns", c.auth_events.log_patterns, check_login_pattern);
     });
     store_schema(v, c);
     delivery_schema(v, c);

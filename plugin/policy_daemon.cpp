@@ -139,6 +139,7 @@ int PolicyDaemon::start() {
     if (!bind_sockets() || !drop_privileges_and_write_pid()) return 1;
     start_front_ends();
     follow_logins();
+    follow_auth_failures();
     // SIGHUP reloads on a thread of its own, started before the main thread
     // takes signals, so that it inherits them blocked.
     reloads_ = std::make_unique<ReloadRequests>([this] { return reload(); });
@@ -205,8 +206,9 @@ bool PolicyDaemon::bind_sockets() {
     }
     if (!config_.auth_events.dovecot_policy.empty()) {
         dovecot_ = std::make_unique<DovecotPolicyServer>(
-            *engine_, config_.auth_events, [this](const std::string& user, std::uint32_t networks, const IpAddress& last) {
-                alerts_.on_account_attack(user, networks, last);
+            *engine_, config_.auth_events,
+            [this](const std::string& user, std::uint32_t networks, const IpAddress& last) {
+                on_account_attack(user, networks, last);
             });
         if (auto bound = dovecot_->bind(); !bound) {
             spdlog::critical("auth_events.dovecot_policy: {}", bound.error());
@@ -293,6 +295,31 @@ void PolicyDaemon::follow_logins() {
     spdlog::info("pop-before-smtp: following {} for logins ({} patterns)", p.log_file, p.log_patterns.size());
 }
 
+void PolicyDaemon::on_account_attack(const std::string& user, std::uint32_t networks, const IpAddress& last) {
+    alerts_.on_account_attack(user, networks, last);
+}
+
+void PolicyDaemon::follow_auth_failures() {
+    const auto& a = config_.auth_events;
+    if (a.log_files.empty()) return;
+    std::vector<LoginPattern> patterns;
+    for (const auto& text : a.log_patterns) patterns.push_back(*LoginPattern::compile(text));  // checked at load
+    for (const auto& file : a.log_files) {
+        auto follower = std::make_unique<LoginLogFollower>(file, patterns, [this](const LoginSeen& seen) {
+            auto client = IpAddress::parse(seen.address);
+            if (!client) return;
+            apply_auth_report(*engine_->current(), AuthReport{*client, seen.user, "", "smtp", false}, "log",
+                              [this](const std::string& user, std::uint32_t networks, const IpAddress& last) {
+                                  on_account_attack(user, networks, last);
+                              });
+        });
+        follower->start(std::chrono::milliseconds(250));
+        auth_log_followers_.push_back(std::move(follower));
+    }
+    spdlog::info("auth-events: following {} log file(s) for failed SMTP AUTH ({} patterns)", a.log_files.size(),
+                 a.log_patterns.size());
+}
+
 void PolicyDaemon::start_milter_thread() {
     if (config_.listen.milter.empty()) return;
     milter_thread_ = std::thread([this] {
@@ -324,6 +351,7 @@ void PolicyDaemon::stop(const std::string& why) {
     spdlog::info("{}, stopping", why);
     reloads_->stop();
     if (follower_) follower_->stop();
+    for (auto& f : auth_log_followers_) f->stop();
     admin_->stop();
     if (dovecot_) dovecot_->stop();
     if (!config_.listen.admin.empty()) ::unlink(ListenAddress::parse(config_.listen.admin)->path.c_str());

@@ -57,6 +57,8 @@ private:
     bool drop_privileges_and_write_pid();
     void start_front_ends();
     void follow_logins();
+    void follow_auth_failures();
+    void on_account_attack(const std::string& user, std::uint32_t networks, const IpAddress& last);
     void start_milter_thread();
 
     // main() blocks SIGTERM, SIGINT, SIGHUP and SIGPIPE before it builds the
@@ -83,6 +85,7 @@ private:
     std::unique_ptr<AdminServer> admin_;
     std::unique_ptr<DovecotPolicyServer> dovecot_;
     std::unique_ptr<LoginLogFollower> follower_;
+    std::vector<std::unique_ptr<LoginLogFollower>> auth_log_followers_;
     std::unique_ptr<ReloadRequests> reloads_;
     std::unique_ptr<SignalInbox> inbox_;
     std::atomic<bool> milter_ended_{false};

@@ -106,6 +106,23 @@ struct LoginPattern::Compiled {
         : program(program_regex, pattern_options()), message(message_regex, pattern_options()) {}
 };
 
+const std::vector<std::string>& default_auth_failure_patterns() {
+    static const std::vector<std::string> patterns = {
+        // Postfix smtpd under any syslog_name (postfix/submission/smtpd,
+        // postfix-out/smtpd), Cyrus or Dovecot SASL; the host name is the
+        // verified one or "unknown", never the client's own text:
+        //   "postfix/smtpd[4242]: warning: unknown[192.0.2.7]: SASL LOGIN authentication failed: UGFzc3dvcmQ6"
+        // Postfix 3.x adds ", sasl_username=NAME" where the SASL server named the user.
+        R"(postfix[-\w.]*(?:/[-\w.]+)*/smtpd: warning: [-\w.]+\[%a\]: SASL [-\w]+ authentication failed: [^,]*(?:, sasl_username=%u)?)",
+        // Sendmail (sm-mta on Debian) with Cyrus SASL; "relay=" is
+        // Sendmail's own, at the end of the line, after any text the client
+        // chose:
+        //   "sm-mta[4242]: AUTH failure (LOGIN): authentication failure (-13) SASL(-13): ..., relay=client.example [192.0.2.7]"
+        R"((?:sm-mta|sendmail): (?:\w+: )?AUTH failure \([-\w]+\): .*, relay=(?:[-\w.]+ )?\[(?:IPv6:)?%a\])",
+    };
+    return patterns;
+}
+
 const std::vector<std::string>& default_login_patterns() {
     static const std::vector<std::string> patterns = {
         // Dovecot through syslog or journald:

@@ -54,5 +54,8 @@ private:
 
 // Patterns for Dovecot, Courier and Cyrus, the default of pop_before_smtp.log_patterns.
 const std::vector<std::string>& default_login_patterns();
+// Failed SMTP AUTH in Postfix's and Sendmail's logs, the default of
+// auth_events.log_patterns (a failure matches; %u is optional).
+const std::vector<std::string>& default_auth_failure_patterns();
 
 }  // namespace relayguard

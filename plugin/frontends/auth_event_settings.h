@@ -3,6 +3,9 @@
 #pragma once
 
 #include <string>
+#include <vector>
+
+#include "policy/login_pattern.h"
 
 namespace relayguard {
 
@@ -13,6 +16,10 @@ struct AuthEventSettings {
     // (auth_policy_server_api_header), "Name: value"; a request without it
     // is refused. A secret: never logged.
     std::string dovecot_api_header;
+    // MTA logs followed for failed SMTP AUTH, for set-ups whose SASL
+    // server is not Dovecot (Cyrus); each match is one failure.
+    std::vector<std::string> log_files;
+    std::vector<std::string> log_patterns = default_auth_failure_patterns();
 };
 
 }  // namespace relayguard

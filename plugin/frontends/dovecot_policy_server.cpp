@@ -4,10 +4,9 @@
 #include <openssl/crypto.h>
 #include <spdlog/spdlog.h>
 
-#include "common/base/text_codec.h"
 #include "common/daemon/logging.h"
+#include "plugin/frontends/auth_report_log.h"
 #include "plugin/frontends/decision_log.h"
-#include "plugin/ops/admin_server.h"
 
 namespace relayguard {
 
@@ -32,14 +31,11 @@ bool same_secret(std::string_view a, std::string_view b) {
     return a.size() == b.size() && CRYPTO_memcmp(a.data(), b.data(), a.size()) == 0;
 }
 
-SessionState session_of(DecisionEngine& engine, const IpAddress& client, const std::string& user) {
+SessionState session_of(DecisionEngine& engine, const IpAddress& client) {
     SessionState s;
     engine.open_session(s, ConnectFacts{client, "", "dovecot"});
-    s.sasl_user = user;
     return s;
 }
-
-std::string iso(TimePoint t) { return format_time(t, "%Y-%m-%dT%H:%M:%SZ", TimeZone::utc); }
 
 }  // namespace
 
@@ -104,34 +100,14 @@ DovecotPolicyServer::Answer DovecotPolicyServer::handle(std::string_view command
 
 Decision DovecotPolicyServer::allow(DecisionEngine& engine, const DovecotPolicyRequest& r) {
     Decision d = engine.on_auth_attempt(r.remote);
-    log_decision(session_of(engine, r.remote, ""), d, DecisionContext{"dovecot", "login", {}, {}, {}});
+    log_decision(session_of(engine, r.remote), d, DecisionContext{"dovecot", "login", {}, {}, {}});
     return d;
 }
 
 Decision DovecotPolicyServer::report(DecisionEngine& engine, const DovecotPolicyRequest& r) {
     if (r.policy_reject) return {};  // our own refusal: no password was tried
-    auto out = engine.on_auth_report(AuthReport{r.remote, r.login, r.pwhash, r.protocol, r.success});
-    SessionState s = session_of(engine, r.remote, "");
-    if (r.success) {
-        if (out.pop_window_until) log_pop_window(r.remote, r.login, *out.pop_window_until, engine.now(), "dovecot");
-        else if (out.store_unreachable) spdlog::error("pop-before-smtp: the window store cannot take the login of {} from {}",
-                                                      log_quoted(r.login), r.remote.to_string());
-        return {};
-    }
-    security_log()->info("auth-failure client={} user={} protocol={} counted={} via=dovecot", r.remote.to_string(),
-                         log_quoted(r.login), log_quoted(r.protocol), out.counted ? "yes" : "no");
-    if (out.groups_barred_until) {
-        security_log()->info("auth-failure bars trusted group client={} group={} until={} via=dovecot",
-                             r.remote.to_string(), s.trusted_group, iso(*out.groups_barred_until));
-    }
-    if (out.store_unreachable) spdlog::warn("dovecot-policy: the counter store cannot record the failed login from {}",
-                                            r.remote.to_string());
-    if (out.account_alert) {
-        security_log()->warn("account-attack user={} networks={} last_client={} via=dovecot", log_quoted(r.login),
-                             *out.account_networks, r.remote.to_string());
-        if (on_account_attack_) on_account_attack_(r.login, *out.account_networks, r.remote);
-    }
-    log_decision(s, out.decision, DecisionContext{"dovecot", "auth", {}, {}, {}});
+    apply_auth_report(engine, AuthReport{r.remote, r.login, r.pwhash, r.protocol, r.success}, "dovecot",
+                      on_account_attack_);
     return {};
 }
 

@@ -20,6 +20,7 @@
 
 #include "common/base/result.h"
 #include "plugin/frontends/auth_event_settings.h"
+#include "plugin/frontends/auth_report_log.h"
 #include "plugin/frontends/dovecot_policy_request.h"
 #include "plugin/ops/engine_holder.h"
 
@@ -27,10 +28,6 @@ namespace relayguard {
 
 class DovecotPolicyServer {
 public:
-    // Told when an account's logins failed from as many networks as
-    // limits.auth_failures.account_networks (the alert path).
-    using AccountAlert = std::function<void(const std::string& user, std::uint32_t networks, const IpAddress& last)>;
-
     DovecotPolicyServer(EngineHolder& engine, const AuthEventSettings& settings, AccountAlert on_account_attack);
     ~DovecotPolicyServer();
     DovecotPolicyServer(const DovecotPolicyServer&) = delete;

@@ -57,11 +57,10 @@ dovecot_policy = "127.0.0.1:{POLICY_PORT}"
 dovecot_api_header = "Authorization: {SECRET}"
 """
 
-DOVECOT_POLICY = f"""
-auth_policy_server_url = http://127.0.0.1:{POLICY_PORT}/
-auth_policy_server_api_header = Authorization: {SECRET}
-auth_policy_hash_nonce = rgtest-cluster-nonce
-"""
+# The shipped snippet, with this test's port and secret.
+with open(os.path.join(os.environ["RELAYGUARD_SOURCE_DIR"], "contrib/dovecot/relayguard-auth-policy.conf")) as f:
+    DOVECOT_POLICY = (f.read().replace("127.0.0.1:10036", f"127.0.0.1:{POLICY_PORT}")
+                      .replace("Basic ZG92ZWNvdDpjaGFuZ2UtbWU=", SECRET))
 
 
 def ctl(*args):

@@ -5,6 +5,7 @@
 #include <catch2/catch.hpp>
 
 #include "harness.h"
+#include "policy/login_pattern.h"
 
 using namespace relayguard;
 using namespace relayguard::test;
@@ -197,4 +198,43 @@ TEST_CASE("a successful POP3 or IMAP login reported opens the POP-before-SMTP wi
     settings.relay.allow_pop_before_smtp = false;
     Harness off(settings);
     REQUIRE_FALSE(off.engine.on_auth_report(AuthReport{ip("192.0.2.30"), "u1", "h", "imap", true}).pop_window_until);
+}
+
+TEST_CASE("the default failure patterns read Postfix's and Sendmail's failed AUTH lines, and nothing else", "[auth][log]") {
+    std::vector<LoginPattern> patterns;
+    for (const auto& text : default_auth_failure_patterns()) patterns.push_back(*LoginPattern::compile(text));
+    auto seen = [&](std::string_view line) -> std::optional<LoginSeen> {
+        for (const auto& p : patterns) {
+            if (auto s = p.match(line)) return s;
+        }
+        return std::nullopt;
+    };
+    auto a = seen("Dec  4 08:31:02 mx postfix/smtpd[4242]: warning: unknown[192.0.2.7]: SASL LOGIN authentication "
+                  "failed: UGFzc3dvcmQ6");
+    REQUIRE(a);
+    REQUIRE((a->address == "192.0.2.7" && a->user.empty()));
+    auto b = seen("2026-12-04T08:31:02.123456+00:00 mx postfix/submission/smtpd[77]: warning: "
+                  "client.example[2001:db8::7]: SASL PLAIN authentication failed: authentication failure, "
+                  "sasl_username=carol@example.org");
+    REQUIRE(b);
+    REQUIRE((b->address == "2001:db8::7" && b->user == "carol@example.org"));
+    auto c = seen("Dec  4 08:31:02 mx sm-mta[99]: AUTH failure (LOGIN): authentication failure (-13) SASL(-13): "
+                  "authentication failure: checkpass failed, user=eve, relay=client.example [192.0.2.9]");
+    REQUIRE(c);
+    REQUIRE(c->address == "192.0.2.9");
+    auto d = seen("Dec  4 08:31:02 mx sm-mta[99]: 0B48V2aa001234: AUTH failure (PLAIN): authentication failure (-13) "
+                  "SASL(-13): user=x, relay=[IPv6:2001:db8::9]");
+    REQUIRE(d);
+    REQUIRE(d->address == "2001:db8::9");
+    // A user name holding ", relay=[...]" does not choose the address: Sendmail's own comes last.
+    auto e = seen("Dec  4 08:31:02 mx sm-mta[99]: AUTH failure (LOGIN): failed, user=a, relay=[198.51.100.1], "
+                  "relay=[192.0.2.10]");
+    REQUIRE(e);
+    REQUIRE(e->address == "192.0.2.10");
+    REQUIRE_FALSE(seen("Dec  4 08:31:02 mx postfix/smtpd[1]: warning: unknown[192.0.2.7]: SASL LOGIN authentication "
+                       "succeeded"));
+    REQUIRE_FALSE(seen("Dec  4 08:31:02 mx evil: postfix/smtpd[1]: warning: unknown[192.0.2.7]: SASL LOGIN "
+                       "authentication failed: x"));
+    REQUIRE_FALSE(seen("Dec  4 08:31:02 mx postfix/smtp[1]: warning: unknown[192.0.2.7]: SASL LOGIN authentication "
+                       "failed: x"));
 }

@@ -1,0 +1,47 @@
+// Authentication reports to the engine, and their log lines; see the header.
+#include "plugin/frontends/auth_report_log.h"
+
+#include <spdlog/spdlog.h>
+
+#include "common/base/text_codec.h"
+#include "common/daemon/logging.h"
+#include "plugin/frontends/decision_log.h"
+#include "plugin/ops/admin_server.h"
+
+namespace relayguard {
+
+void apply_auth_report(DecisionEngine& engine, const AuthReport& report, std::string_view via,
+                       const AccountAlert& on_account_attack) {
+    auto out = engine.on_auth_report(report);
+    std::string client = report.client.to_string();
+    std::string via_text(via);
+    if (report.succeeded) {
+        if (out.pop_window_until) {
+            log_pop_window(report.client, report.user, *out.pop_window_until, engine.now(), via_text.c_str());
+        } else if (out.store_unreachable) {
+            spdlog::error("pop-before-smtp: the window store cannot take the login of {} from {}",
+                          log_quoted(report.user), client);
+        }
+        return;
+    }
+    SessionState s;
+    engine.open_session(s, ConnectFacts{report.client, "", std::string(via)});
+    security_log()->info("auth-failure client={} user={} protocol={} counted={} via={}", client,
+                         log_quoted(report.user), log_quoted(report.protocol), out.counted ? "yes" : "no", via);
+    if (out.groups_barred_until) {
+        security_log()->info("auth-failure bars trusted group client={} group={} until={} via={}", client,
+                             s.trusted_group, format_time(*out.groups_barred_until, "%Y-%m-%dT%H:%M:%SZ", TimeZone::utc),
+                             via);
+    }
+    if (out.store_unreachable) {
+        spdlog::warn("auth-events: the counter store cannot record the failed login from {}", client);
+    }
+    if (out.account_alert) {
+        security_log()->warn("account-attack user={} networks={} last_client={} via={}", log_quoted(report.user),
+                             *out.account_networks, client, via);
+        if (on_account_attack) on_account_attack(report.user, *out.account_networks, report.client);
+    }
+    log_decision(s, out.decision, DecisionContext{via, "auth", {}, {}, {}});
+}
+
+}  // namespace relayguard
