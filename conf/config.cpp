@@ -17,6 +17,7 @@
 #include <toml++/toml.h>
 
 #include "conf/config_schema.h"
+#include "conf/user_quota_file.h"
 #include "common/base/units.h"
 
 namespace relayguard {
@@ -680,6 +681,10 @@ void validate(Config& c, const Reader& r, std::vector<ConfigError>& errors) {
     KeyErrors fail{c, r, errors};
     validate_relay(c, r, errors);
     validate_store(c, r, errors);
+    auto& quotas = c.policy.limits.user_quotas;
+    if (!quotas.overrides_file.empty()) {
+        read_user_quota_file(quotas, errors, c.source, r.line_of("limits.user_quotas.overrides_file"));
+    }
     if (!c.pop_before_smtp.log_file.empty() && !c.policy.relay.allow_pop_before_smtp) {
         fail("pop_before_smtp.log_file", "set, but relay.allow_pop_before_smtp is false: the windows would open nothing");
     }

@@ -97,6 +97,14 @@ void limits_schema(V& v, Config& c) {
             v.reply("reply", l.auth_failures.reply);
             v.limit("account_networks", l.auth_failures.account_networks);
         });
+        v.section("user_quotas", [&] {
+            v.limit("messages_per_hour", l.user_quotas.defaults.messages_per_hour);
+            v.limit("messages_per_day", l.user_quotas.defaults.messages_per_day);
+            v.limit("recipients_per_day", l.user_quotas.defaults.recipients_per_day);
+            v.text("overrides_file", l.user_quotas.overrides_file);
+            mode(l.user_quotas.mode);
+            v.reply("reply", l.user_quotas.reply);
+        });
         v.section("recipients", [&] {
             v.limit("max", l.recipients.max);
             mode(l.recipients.mode);

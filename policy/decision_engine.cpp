@@ -40,6 +40,7 @@ DecisionEngine::DecisionEngine(PolicySettings settings, CounterStore& counters, 
       failed_commands_(settings_.limits.failed_commands),
       message_size_(settings_.limits.message_size),
       hops_(settings_.limits.hops),
+      user_quota_(settings_.limits.user_quotas, counters),
       dns_checks_(settings_.dns, dns) {}
 
 std::string DecisionEngine::client_key(const IpAddress& client) const {
@@ -151,7 +152,11 @@ Decision DecisionEngine::on_mail(SessionState& s, const MailFacts& facts) {
     if (auto c = already_closing(s)) return *c;
     s.tx.open = true;
     s.tx.sender = facts.sender;
+    ++s.transactions;
     if (!facts.sasl_user.empty()) on_auth(s, AuthFacts{true, facts.sasl_user, ""});
+    // Another front end that saw this transaction counts the account too.
+    s.tx.quota_counted_here = !facts.rate_checked_elsewhere;
+    s.tx.counted_at_check = facts.count_at_check;
 
     Decision d;
     if (limits_apply(s) && facts.declared_size &&
@@ -172,8 +177,21 @@ Decision DecisionEngine::on_mail(SessionState& s, const MailFacts& facts) {
             return finish(s, std::move(d));
         }
         settle(d, std::move(r), message_rate_.mode());
+        if (d.refused()) return finish(s, std::move(d));
     }
+    user_quota_passes(s, d, false);
     return finish(s, std::move(d));
+}
+
+bool DecisionEngine::user_quota_passes(SessionState& s, Decision& out, bool at_rcpt) {
+    if (!user_quota_.enabled() || s.auth != AuthState::succeeded || s.sasl_user.empty() || !s.tx.quota_counted_here) {
+        return true;
+    }
+    TimePoint now = clock_.now();
+    auto r = at_rcpt ? user_quota_.check_recipient(s, now, s.tx.counted_at_check)
+                     : user_quota_.check_message(s, now, s.tx.counted_at_check);
+    if (r.store_unreachable()) return !store_unreachable(out, at_rcpt ? "rcpt (user quota)" : "mail (user quota)");
+    return !settle(out, std::move(r), user_quota_.mode());
 }
 
 Decision DecisionEngine::on_rcpt(SessionState& s, const RcptFacts& facts) {
@@ -221,6 +239,9 @@ Decision DecisionEngine::on_rcpt(SessionState& s, const RcptFacts& facts) {
         if (settle(limit, recipients_.check(s.tx), recipients_.mode())) return finish(s, std::move(limit));
         d.warnings = std::move(limit.warnings);
     }
+    Decision quota = d;
+    if (!user_quota_passes(s, quota, true)) return finish(s, std::move(quota));
+    d.warnings = std::move(quota.warnings);
     ++s.tx.recipients;
     return d;
 }
@@ -263,12 +284,13 @@ Decision DecisionEngine::on_eom(SessionState& s, const EomFacts& facts) {
         return *c;
     }
     Decision d = eom_limits(s, facts);
-    if (d.refused() || s.tx.refused || !limits_apply(s) || !message_rate_.enabled() || facts.counted_elsewhere) {
-        end_transaction(s);
-    } else {
-        message_rate_.commit(s, clock_.now());
-        s.tx = Transaction{};
+    bool accepted = !d.refused() && !s.tx.refused && !facts.counted_elsewhere;
+    if (accepted) {
+        TimePoint now = clock_.now();
+        if (limits_apply(s) && message_rate_.enabled()) message_rate_.commit(s, now);
+        user_quota_.commit(s, now);
     }
+    end_transaction(s);  // gives back whatever was not committed
     return d.refused() ? finish(s, std::move(d)) : d;
 }
 
@@ -286,6 +308,7 @@ Decision DecisionEngine::eom_limits(const SessionState& s, const EomFacts& facts
 
 void DecisionEngine::end_transaction(SessionState& s) {
     message_rate_.release(s);
+    user_quota_.release(s);
     s.tx = Transaction{};
 }
 

@@ -28,6 +28,7 @@
 #include "policy/rules/message_size_limit.h"
 #include "policy/rules/recipient_limit.h"
 #include "policy/rules/relay_control.h"
+#include "policy/rules/user_quota.h"
 #include "policy/session.h"
 
 namespace relayguard {
@@ -119,7 +120,10 @@ private:
     std::optional<Decision> already_closing(const SessionState& s) const;
     // The size and recipient limits at end of data.
     Decision eom_limits(const SessionState& s, const EomFacts& facts) const;
-    // Releases the transaction's message-rate slot, if any, and forgets it.
+    // The account quotas at MAIL and RCPT; false when they refused (or the
+    // store failed and the fail mode refuses), with `out` saying so.
+    bool user_quota_passes(SessionState& s, Decision& out, bool at_rcpt);
+    // Releases the transaction's message-rate and quota slots, if any, and forgets it.
     void end_transaction(SessionState& s);
     bool store_unreachable(Decision& out, const char* during) const;
     // The refusal for a client under `block`, by the rule that set it.
@@ -146,6 +150,7 @@ private:
     FailedCommandLimit failed_commands_;
     MessageSizeLimit message_size_;
     HopCountLimit hops_;
+    UserQuotaLimit user_quota_;
     DnsChecks dns_checks_;
     // Names a failure reported without a password hash, so each counts.
     std::atomic<std::uint64_t> unnamed_failures_{0};

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <optional>
 #include <string>
 #include <vector>
@@ -85,6 +86,27 @@ struct AuthFailureSettings {
     std::optional<std::uint32_t> account_networks = 10;
 };
 
+// What one authenticated account (SMTP AUTH user) may send, counted across
+// the cluster like the client limits; an empty limit is off.
+struct UserQuota {
+    std::optional<std::uint32_t> messages_per_hour;
+    std::optional<std::uint32_t> messages_per_day;
+    std::optional<std::uint32_t> recipients_per_day;
+    friend bool operator==(const UserQuota&, const UserQuota&) = default;
+};
+
+struct UserQuotaSettings {
+    UserQuota defaults;
+    std::string overrides_file;  // "" = none
+    // From overrides_file, keyed in lower case ("user@example.org",
+    // "example.org"), each already whole: the limits a line does not name
+    // come from its domain's line, then from the defaults (conf/ merges).
+    std::map<std::string, UserQuota> users;
+    std::map<std::string, UserQuota> domains;
+    LimitMode mode = LimitMode::enforce;
+    SmtpReply reply{450, "4.7.1", "Sending quota exceeded"};
+};
+
 struct RecipientLimitSettings {
     std::optional<std::uint32_t> max;  // accepted recipients per message
     LimitMode mode = LimitMode::enforce;
@@ -117,6 +139,7 @@ struct LimitSettings {
     ConnectionLimitSettings connections;
     UnknownRecipientSettings unknown_recipients;
     AuthFailureSettings auth_failures;
+    UserQuotaSettings user_quotas;
     RecipientLimitSettings recipients;
     FailedCommandSettings failed_commands;
     MessageSizeSettings message_size;

@@ -7,6 +7,9 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <vector>
+
+#include "common/base/clock.h"
 
 #include "policy/decision.h"
 #include "policy/ip_address.h"
@@ -69,6 +72,15 @@ struct EomFacts {
 
 enum class AuthState { none, succeeded, failed };
 
+// A slot a transaction holds in an account's quota (policy/rules/user_quota.h),
+// until end of data commits it or an abort releases it.
+struct QuotaSlot {
+    std::string key;
+    std::string reservation;  // empty: nothing to release, one to count at commit (warn mode)
+    Duration window{};
+    std::uint32_t limit = 0;
+};
+
 struct Transaction {
     bool open = false;
     std::string sender;
@@ -80,6 +92,11 @@ struct Transaction {
     // The message-rate slot this transaction holds (counting accepted mail),
     // until end of data commits it or an abort releases it.
     std::string reservation;
+    std::vector<QuotaSlot> quota_slots;
+    // The account's quotas are counted by this front end (not another that
+    // saw the same transaction), and at the check (no end of data to wait for).
+    bool quota_counted_here = false;
+    bool counted_at_check = false;
 };
 
 struct SessionState {

@@ -11,7 +11,7 @@ RuleCheck MessageRateLimit::check(SessionState& s, TimePoint now, bool record) {
     if (record || settings_.count == CountMode::attempts) {
         r = store_.message_rate(s.client_key, settings_.window, max, true, now);
     } else {
-        std::string name = s.connection_id + "#" + std::to_string(++s.transactions);
+        std::string name = s.connection_id + "#" + std::to_string(s.transactions);
         r = store_.reserve_message(s.client_key, name, settings_.window, max, now);
         if (r && r->recorded) s.tx.reservation = std::move(name);
     }

@@ -43,7 +43,9 @@ TEST_CASE("the endpoint answers only requests with the secret header, and refuse
     settings.limits.auth_failures.max = 2;
     Harness h(settings);
     EngineHolder holder(std::shared_ptr<DecisionEngine>(&h.engine, [](DecisionEngine*) {}));
-    AuthEventSettings events{"127.0.0.1:1", "Authorization: Basic c2VjcmV0"};
+    AuthEventSettings events;
+    events.dovecot_policy = "127.0.0.1:1";
+    events.dovecot_api_header = "Authorization: Basic c2VjcmV0";
     int alerts = 0;
     DovecotPolicyServer server(holder, events, [&](const std::string&, std::uint32_t, const IpAddress&) { ++alerts; });
 
