@@ -88,7 +88,7 @@ Status check_log_level(const std::string& v) {
 
 Status check_alert_event(const std::string& v) {
     if (alert_event_from(v)) return Done{};
-    return fail("expected harvest_block, rate_limit, store_lost, login_block or account_attack");
+    return fail("expected harvest_block, rate_limit, store_lost, login_block, account_attack or account_compromised");
 }
 
 Status check_mail_address(const std::string& v) {
@@ -681,6 +681,13 @@ void validate(Config& c, const Reader& r, std::vector<ConfigError>& errors) {
     KeyErrors fail{c, r, errors};
     validate_relay(c, r, errors);
     validate_store(c, r, errors);
+    const auto& compromised = c.policy.limits.compromised_accounts;
+    if (compromised.quota_factor && *compromised.quota_factor < 2) {
+        fail("limits.compromised_accounts.quota_factor", "must be at least 2 (or off): 1 would mark every account at its quota");
+    }
+    if (!compromised.command.empty() && (compromised.command[0].empty() || compromised.command[0][0] != '/')) {
+        fail("limits.compromised_accounts.command", "the program must be an absolute path (it runs without a shell)");
+    }
     auto& quotas = c.policy.limits.user_quotas;
     if (!quotas.overrides_file.empty()) {
         read_user_quota_file(quotas, errors, c.source, r.line_of("limits.user_quotas.overrides_file"));

@@ -105,6 +105,15 @@ void limits_schema(V& v, Config& c) {
             mode(l.user_quotas.mode);
             v.reply("reply", l.user_quotas.reply);
         });
+        v.section("compromised_accounts", [&] {
+            auto& a = l.compromised_accounts;
+            v.limit("max_networks", a.max_networks);
+            v.duration("window", a.window, std::chrono::minutes(1));
+            v.number("ipv4_prefix", a.ipv4_prefix, 8, 32);
+            v.number("ipv6_prefix", a.ipv6_prefix, 16, 128);
+            v.limit("quota_factor", a.quota_factor);
+            v.list("command", a.command);
+        });
         v.section("recipients", [&] {
             v.limit("max", l.recipients.max);
             mode(l.recipients.mode);

@@ -7,12 +7,16 @@
 //   relayguardctl [--socket PATH] [--json] ip show ADDR | ip unblock ADDR
 //   relayguardctl [--socket PATH] [--json] pop grant ADDR [--user NAME] [--minutes N]
 //   relayguardctl [--socket PATH] [--json] pop show ADDR | pop list
+//   relayguardctl [--socket PATH] [--json] user show USER | user clear USER
+//   relayguardctl [--socket PATH] [--postfix-config DIR] user release USER
 //   relayguardctl [--relayd-socket PATH] [--json] queue list | show ID | flush [ID] | delete ID | bounce ID
 //   relayguardctl [--relayd-socket PATH] [--json] reload relayd
 //
 // Exit status: 0 done, 1 the daemon refused the request, 64 bad usage,
 // 69 the daemon cannot be reached, 77 permission denied on the socket.
 #include <poll.h>
+#include <spawn.h>
+#include <sys/wait.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -28,6 +32,8 @@
 
 #include "common/base/unique_fd.h"
 
+extern char** environ;
+
 namespace {
 
 constexpr int exit_refused = 1;
@@ -42,6 +48,8 @@ int usage() {
                  "       relayguardctl [--socket PATH] [--json] ip show ADDR | ip unblock ADDR\n"
                  "       relayguardctl [--socket PATH] [--json] pop grant ADDR [--user NAME] [--minutes N]\n"
                  "       relayguardctl [--socket PATH] [--json] pop show ADDR | pop list\n"
+                 "       relayguardctl [--socket PATH] [--json] user show USER | user clear USER\n"
+                 "       relayguardctl [--socket PATH] [--postfix-config DIR] user release USER\n"
                  "       relayguardctl [--relayd-socket PATH] [--json] queue list | show ID | flush [ID] | delete ID | bounce ID\n"
                  "       relayguardctl [--relayd-socket PATH] [--json] reload relayd\n"
                  "The sockets default to " << default_socket << " (listen.admin) and " << default_relayd_socket
@@ -78,6 +86,9 @@ std::optional<Request> request_for(const std::vector<std::string>& args, const s
     if (args.size() == 1 && (args[0] == "ping" || args[0] == "reload" || args[0] == "status")) r.line = args[0];
     else if (args.size() == 3 && args[0] == "ip" && (args[1] == "show" || args[1] == "unblock")) r.line = "ip " + args[1] + " " + args[2];
     else if (args.size() == 2 && args[0] == "pop" && args[1] == "list") r.line = "pop list";
+    else if (args.size() == 3 && args[0] == "user" && (args[1] == "show" || args[1] == "release" || args[1] == "clear")) {
+        r.line = "user " + args[1] + " " + args[2];
+    }
     else if (args.size() == 3 && args[0] == "pop" && args[1] == "show") r.line = "pop show " + args[2];
     else if (args.size() >= 3 && args[0] == "pop" && args[1] == "grant") {
         r.line = "pop grant " + args[2];
@@ -152,6 +163,44 @@ int print_answer(const Request& r, const std::string& reply, bool json) {
     return ok ? 0 : exit_refused;
 }
 
+// `user release`: the daemon lifted the mark and named the queue ids it held;
+// Postfix's own tools release them (as root, or Postfix's admin): postsuper
+// -H moves each to the deferred queue, postqueue -i schedules it now rather
+// than at the next queue run.
+bool run_tool(std::vector<std::string> args) {
+    std::vector<char*> argv;
+    for (auto& a : args) argv.push_back(a.data());
+    argv.push_back(nullptr);
+    pid_t pid = 0;
+    int status = 0;
+    return ::posix_spawnp(&pid, argv[0], nullptr, nullptr, argv.data(), environ) == 0 &&
+           ::waitpid(pid, &status, 0) == pid && WIFEXITED(status) && WEXITSTATUS(status) == 0;
+}
+
+int release_held(const std::string& reply, const std::string& postfix_config) {
+    auto answer = nlohmann::json::parse(reply, nullptr, false);
+    if (answer.is_discarded() || !answer.value("ok", false) || !answer.value("release", false)) return 0;
+    int failed = 0, released = 0;
+    for (const auto& id : answer.value("held", nlohmann::json::array())) {
+        std::string queue_id = id.get<std::string>();
+        std::vector<std::string> args{"postsuper"};
+        if (!postfix_config.empty()) args.insert(args.end(), {"-c", postfix_config});
+        args.insert(args.end(), {"-H", queue_id});
+        if (!run_tool(args)) {
+            std::cerr << "relayguardctl: postsuper -H " << queue_id << " failed\n";
+            ++failed;
+            continue;
+        }
+        ++released;
+        std::vector<std::string> flush{"postqueue"};
+        if (!postfix_config.empty()) flush.insert(flush.end(), {"-c", postfix_config});
+        flush.insert(flush.end(), {"-i", queue_id});
+        if (!run_tool(flush)) std::cerr << "relayguardctl: postqueue -i " << queue_id << " failed; it goes at the next queue run\n";
+    }
+    std::cout << "released " << released << " message(s) from the hold queue\n";
+    return failed == 0 ? 0 : exit_refused;
+}
+
 std::string without_unix_prefix(std::string path) { return path.rfind("unix:", 0) == 0 ? path.substr(5) : path; }
 
 }  // namespace
@@ -160,6 +209,7 @@ int main(int argc, char** argv) {
     std::string socket_path = default_socket;
     std::string relayd_socket = default_relayd_socket;
     bool json = false;
+    std::string postfix_config;
     std::vector<std::string> args;
     for (int i = 1; i < argc; ++i) {
         std::string a = argv[i];
@@ -167,6 +217,8 @@ int main(int argc, char** argv) {
             socket_path = without_unix_prefix(argv[++i]);
         } else if (a == "--relayd-socket" && i + 1 < argc) {
             relayd_socket = without_unix_prefix(argv[++i]);
+        } else if (a == "--postfix-config" && i + 1 < argc) {
+            postfix_config = argv[++i];
         } else if (a == "--json") {
             json = true;
         } else if (a == "--help" || a == "-h") {
@@ -186,5 +238,7 @@ int main(int argc, char** argv) {
     }
     std::string reply;
     if (int status = send_request(*request, reply); status != 0) return status;
-    return print_answer(*request, reply, json);
+    int status = print_answer(*request, reply, json);
+    if (status != 0 || args.size() != 3 || args[0] != "user" || args[1] != "release") return status;
+    return release_held(reply, postfix_config);
 }

@@ -7,11 +7,13 @@
 #include <filesystem>
 
 #include "common/base/version.h"
+#include "common/daemon/logging.h"
 #include "common/daemon/privileges.h"
 #include "common/net/listen_socket.h"
 #include "common/base/units.h"
 #include "plugin/frontends/decision_log.h"
 #include "plugin/frontends/milter_front_end.h"
+#include "plugin/ops/account_command.h"
 
 namespace relayguard {
 
@@ -133,8 +135,7 @@ int PolicyDaemon::start() {
     if (!wire_resolver()) return 78;  // EX_CONFIG
     wire_metrics();
     if (!metrics_.serve_if_set(config_.listen.metrics)) return 1;
-    engine_ = std::make_unique<EngineHolder>(std::make_shared<DecisionEngine>(
-        config_.policy, state_->counters(), clock_, &state_->pop_windows(), dns_ ? &*dns_ : nullptr));
+    engine_ = std::make_unique<EngineHolder>(make_engine(config_.policy));
     // Bind every socket first, then drop privileges, then serve.
     if (!bind_sockets() || !drop_privileges_and_write_pid()) return 1;
     start_front_ends();
@@ -295,6 +296,21 @@ void PolicyDaemon::follow_logins() {
     spdlog::info("pop-before-smtp: following {} for logins ({} patterns)", p.log_file, p.log_patterns.size());
 }
 
+std::shared_ptr<DecisionEngine> PolicyDaemon::make_engine(const PolicySettings& policy) {
+    return std::make_shared<DecisionEngine>(policy, state_->counters(), clock_, &state_->pop_windows(),
+                                            dns_ ? &*dns_ : nullptr, &state_->accounts(),
+                                            static_cast<AccountObserver*>(this));
+}
+
+void PolicyDaemon::account_compromised(const std::string& user, const std::string& reason, const IpAddress& client) {
+    security_log()->warn("account-compromised user={} client={} reason={}: its mail is held until "
+                         "`relayguardctl user release` or `user clear`",
+                         log_quoted(user), client.to_string(), log_quoted(reason));
+    alerts_.on_account_compromised(user, reason, client);
+    // The configured command is read from the settings in force now.
+    run_account_command(engine_->current()->settings().limits.compromised_accounts.command, user, reason);
+}
+
 void PolicyDaemon::on_account_attack(const std::string& user, std::uint32_t networks, const IpAddress& last) {
     alerts_.on_account_attack(user, networks, last);
 }
@@ -382,8 +398,7 @@ Status PolicyDaemon::reload() {
     const Config& c = *fresh.config;
     if (wants_dns(c.policy) && !dns_) spdlog::warn("reload: DNS checks were off at start; they start working after a restart");
     warn_restart_only_changes(config_, c);
-    engine_->replace(std::make_shared<DecisionEngine>(c.policy, state_->counters(), clock_, &state_->pop_windows(),
-                                                      dns_ ? &*dns_ : nullptr));
+    engine_->replace(make_engine(c.policy));
     spdlog::info("reload: configuration {} applied", c.source);
     log_effective_settings(c);
     return Done{};

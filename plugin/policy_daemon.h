@@ -32,7 +32,7 @@
 
 namespace relayguard {
 
-class PolicyDaemon {
+class PolicyDaemon final : private AccountObserver {
 public:
     // `config_path` "" means the embedded default (reloads read it again).
     PolicyDaemon(Config config, std::string config_path);
@@ -59,6 +59,9 @@ private:
     void follow_logins();
     void follow_auth_failures();
     void on_account_attack(const std::string& user, std::uint32_t networks, const IpAddress& last);
+    // An account newly marked compromised: the log line, the alert, the command.
+    void account_compromised(const std::string& user, const std::string& reason, const IpAddress& client) override;
+    std::shared_ptr<DecisionEngine> make_engine(const PolicySettings& policy);
     void start_milter_thread();
 
     // main() blocks SIGTERM, SIGINT, SIGHUP and SIGPIPE before it builds the

@@ -10,13 +10,14 @@ const char* to_string(AlertEvent e) {
         case AlertEvent::store_lost: return "store_lost";
         case AlertEvent::login_block: return "login_block";
         case AlertEvent::account_attack: return "account_attack";
+        case AlertEvent::account_compromised: return "account_compromised";
     }
     return "?";
 }
 
 std::optional<AlertEvent> alert_event_from(std::string_view name) {
     for (auto e : {AlertEvent::harvest_block, AlertEvent::rate_limit, AlertEvent::store_lost, AlertEvent::login_block,
-                   AlertEvent::account_attack}) {
+                   AlertEvent::account_attack, AlertEvent::account_compromised}) {
         if (name == to_string(e)) return e;
     }
     return std::nullopt;

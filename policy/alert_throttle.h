@@ -18,15 +18,16 @@
 
 namespace relayguard {
 
-enum class AlertEvent { harvest_block, rate_limit, store_lost, login_block, account_attack };
+enum class AlertEvent { harvest_block, rate_limit, store_lost, login_block, account_attack, account_compromised };
 
-// "harvest_block", "rate_limit", "store_lost", "login_block", "account_attack"
+// "harvest_block", "rate_limit", "store_lost", "login_block", "account_attack", "account_compromised"
 const char* to_string(AlertEvent e);
 std::optional<AlertEvent> alert_event_from(std::string_view name);
 
 struct AlertSettings {
     std::vector<std::string> recipients;  // none: no alerts
-    std::vector<std::string> events{"harvest_block", "rate_limit", "store_lost", "login_block", "account_attack"};
+    std::vector<std::string> events{"harvest_block", "rate_limit",     "store_lost",
+                                    "login_block",   "account_attack", "account_compromised"};
     std::string sender;                    // "" = relayguard@<host name>
     std::string submit = "127.0.0.1:10025";  // the relay client's intake
     Duration per_client_interval = std::chrono::hours(1);

@@ -16,6 +16,7 @@ enum class Verdict {
     tempfail,  // temporary refusal of this command (4xx)
     discard,   // accept and silently drop the message
     close,     // refuse and end the session (421)
+    hold,      // accept, but keep the message in the MTA's hold queue (an admin releases it)
 };
 
 const char* to_string(Verdict v);

@@ -21,16 +21,20 @@ const char* to_string(Verdict v) {
         case Verdict::tempfail: return "tempfail";
         case Verdict::discard: return "discard";
         case Verdict::close: return "close";
+        case Verdict::hold: return "hold";
     }
     return "?";
 }
 
 DecisionEngine::DecisionEngine(PolicySettings settings, CounterStore& counters, const Clock& clock,
-                               PopWindowStore* pop_windows, DnsAnswers* dns)
+                               PopWindowStore* pop_windows, DnsAnswers* dns, AccountStore* accounts,
+                               AccountObserver* account_observer)
     : settings_(std::move(settings)),
       counters_(counters),
       clock_(clock),
       pop_windows_(pop_windows),
+      accounts_(accounts),
+      account_observer_(account_observer),
       relay_(settings_.relay, pop_windows),
       message_rate_(settings_.limits.message_rate, counters),
       connections_(settings_.limits.connections, counters),
@@ -40,7 +44,7 @@ DecisionEngine::DecisionEngine(PolicySettings settings, CounterStore& counters, 
       failed_commands_(settings_.limits.failed_commands),
       message_size_(settings_.limits.message_size),
       hops_(settings_.limits.hops),
-      user_quota_(settings_.limits.user_quotas, counters),
+      user_quota_(settings_.limits.user_quotas, counters, settings_.limits.compromised_accounts.quota_factor),
       dns_checks_(settings_.dns, dns) {}
 
 std::string DecisionEngine::client_key(const IpAddress& client) const {
@@ -180,6 +184,7 @@ Decision DecisionEngine::on_mail(SessionState& s, const MailFacts& facts) {
         if (d.refused()) return finish(s, std::move(d));
     }
     user_quota_passes(s, d, false);
+    watch_account(s);
     return finish(s, std::move(d));
 }
 
@@ -240,10 +245,17 @@ Decision DecisionEngine::on_rcpt(SessionState& s, const RcptFacts& facts) {
         d.warnings = std::move(limit.warnings);
     }
     Decision quota = d;
-    if (!user_quota_passes(s, quota, true)) return finish(s, std::move(quota));
+    bool quota_ok = user_quota_passes(s, quota, true);
+    watch_account(s);
+    if (!quota_ok) return finish(s, std::move(quota));
     d.warnings = std::move(quota.warnings);
     ++s.tx.recipients;
-    return d;
+    // A recipient that relays keeps its permit: the policy protocol has one
+    // action per answer, and a HOLD there would leave relaying to the
+    // restrictions after it (reject_unauth_destination). The message is
+    // held at end of data instead, by either front end.
+    if (s.tx.hold_reason.empty() || d.verdict == Verdict::permit) return d;
+    return held(s, std::move(d));
 }
 
 Decision DecisionEngine::on_header(SessionState& s, std::string_view name, std::string_view) {
@@ -290,6 +302,7 @@ Decision DecisionEngine::on_eom(SessionState& s, const EomFacts& facts) {
         if (limits_apply(s) && message_rate_.enabled()) message_rate_.commit(s, now);
         user_quota_.commit(s, now);
     }
+    if (!d.refused() && !s.tx.refused && !s.tx.hold_reason.empty()) d = held(s, std::move(d));
     end_transaction(s);  // gives back whatever was not committed
     return d.refused() ? finish(s, std::move(d)) : d;
 }
@@ -343,6 +356,7 @@ DecisionEngine::AuthReportOutcome DecisionEngine::on_auth_report(const AuthRepor
     open_session(s, ConnectFacts{report.client, "", "auth-report"});
     TimePoint now = clock_.now();
     if (report.succeeded) {
+        if (accounts_watched() && !report.user.empty()) record_login(DomainSet::normalise(report.user), report.client, now);
         bool mailbox_login = report.protocol == "pop3" || report.protocol == "imap";
         if (mailbox_login && settings_.relay.allow_pop_before_smtp) {
             out.pop_window_until = open_pop_window(report.client, report.user, std::nullopt);
@@ -383,6 +397,97 @@ void DecisionEngine::record_auth_failure(const SessionState& s, const AuthReport
         // Once, when the network that reaches the threshold is added.
         out.account_alert = account->new_network && account->networks == *auth_failures_.account_threshold();
     }
+}
+
+std::string DecisionEngine::login_network(const IpAddress& client) const {
+    const auto& c = settings_.limits.compromised_accounts;
+    int prefix = client.is_v4() ? c.ipv4_prefix : c.ipv6_prefix;
+    if (prefix >= client.bit_count()) return client.to_string();
+    return client.masked(prefix).to_string() + "/" + std::to_string(prefix);
+}
+
+void DecisionEngine::mark_compromised(const std::string& user, const std::string& reason, const IpAddress& client,
+                                      TimePoint now) {
+    auto marked = accounts_->mark_compromised(user, reason, now);
+    // Told once, by the node that set the mark; a store that failed marks nothing.
+    if (marked && *marked && account_observer_ != nullptr) account_observer_->account_compromised(user, reason, client);
+}
+
+void DecisionEngine::record_login(const std::string& user, const IpAddress& client, TimePoint now) {
+    const auto& c = settings_.limits.compromised_accounts;
+    if (!c.max_networks) return;
+    auto r = accounts_->record_login(user, login_network(client), c.window, *c.max_networks + 1, now);
+    // Every login past the limit asks to mark: after an admin cleared the
+    // mark, the networks start afresh, so this marks again only on new ones.
+    if (!r || r->networks <= *c.max_networks) return;
+    mark_compromised(user,
+                     "logged in from " + std::to_string(r->networks) + " networks within " + seconds_text(c.window) +
+                         " (limit " + std::to_string(*c.max_networks) + ")",
+                     client, now);
+}
+
+void DecisionEngine::watch_account(SessionState& s) {
+    if (!accounts_watched() || s.auth != AuthState::succeeded || s.sasl_user.empty() || !s.tx.open) return;
+    std::string user = DomainSet::normalise(s.sasl_user);
+    TimePoint now = clock_.now();
+    if (!s.tx.quota_overrun.empty()) {
+        mark_compromised(user,
+                         "tried " + std::to_string(*settings_.limits.compromised_accounts.quota_factor) +
+                             " times its quota " + s.tx.quota_overrun,
+                         s.client, now);
+        s.tx.quota_overrun.clear();
+    }
+    if (!s.login_recorded) {
+        s.login_recorded = true;
+        record_login(user, s.client, now);
+    }
+    if (!s.tx.hold_reason.empty()) return;
+    // A store that cannot say lets the mail flow: holding is on top of the
+    // limits, which still apply.
+    auto mark = accounts_->compromised(user);
+    if (mark && *mark) s.tx.hold_reason = "account marked compromised: " + (*mark)->reason;
+}
+
+Decision DecisionEngine::held(const SessionState& s, Decision d) const {
+    Decision out{Verdict::hold, {}, "compromised_account", "user=" + s.sasl_user + "; " + s.tx.hold_reason, {}};
+    out.reply.text = "held: account marked compromised";
+    out.warnings = std::move(d.warnings);
+    return out;
+}
+
+void DecisionEngine::note_held(const SessionState& s, const std::string& queue_id) {
+    if (accounts_ == nullptr || s.sasl_user.empty() || queue_id.empty()) return;
+    accounts_->add_held(DomainSet::normalise(s.sasl_user), queue_id, clock_.now());
+}
+
+std::optional<DecisionEngine::AccountReport> DecisionEngine::inspect_account(const std::string& name) {
+    AccountReport r;
+    r.user = DomainSet::normalise(name);
+    r.quota = user_quota_.quota_for(r.user);
+    TimePoint now = clock_.now();
+    auto used = [&](const char* quota, Duration window) -> std::optional<std::uint32_t> {
+        auto c = counters_.inspect(UserQuotaLimit::key(quota, r.user), CounterWindows{window, window, window}, now);
+        if (!c) return std::nullopt;
+        return c->messages + c->messages_in_flight;
+    };
+    auto hour = used("messages_per_hour", std::chrono::hours(1));
+    auto day = used("messages_per_day", std::chrono::hours(24));
+    auto rcpts = used("recipients_per_day", std::chrono::hours(24));
+    if (!hour || !day || !rcpts) return std::nullopt;
+    r.used = UserQuota{hour, day, rcpts};
+    if (accounts_ != nullptr) {
+        auto networks = accounts_->login_networks(r.user, settings_.limits.compromised_accounts.window, now);
+        auto mark = accounts_->compromised(r.user);
+        if (!networks || !mark) return std::nullopt;
+        r.login_networks = std::move(*networks);
+        r.mark = std::move(*mark);
+    }
+    return r;
+}
+
+Lookup<CompromisedMark> DecisionEngine::clear_account(const std::string& user) {
+    if (accounts_ == nullptr) return std::optional<CompromisedMark>{};
+    return accounts_->clear_compromised(DomainSet::normalise(user));
 }
 
 Decision DecisionEngine::on_auth_attempt(const IpAddress& client) {

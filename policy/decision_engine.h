@@ -13,6 +13,7 @@
 
 #include "common/base/clock.h"
 #include "common/base/result.h"
+#include "policy/account_store.h"
 #include "policy/counter_store.h"
 #include "policy/decision.h"
 #include "policy/dns_answers.h"
@@ -36,7 +37,8 @@ namespace relayguard {
 class DecisionEngine {
 public:
     DecisionEngine(PolicySettings settings, CounterStore& counters, const Clock& clock,
-                   PopWindowStore* pop_windows = nullptr, DnsAnswers* dns = nullptr);
+                   PopWindowStore* pop_windows = nullptr, DnsAnswers* dns = nullptr, AccountStore* accounts = nullptr,
+                   AccountObserver* account_observer = nullptr);
     DecisionEngine(const DecisionEngine&) = delete;  // the rules refer into settings_
     DecisionEngine& operator=(const DecisionEngine&) = delete;
 
@@ -107,6 +109,23 @@ public:
         std::string trusted_group;
     };
     std::optional<ClientReport> inspect(const IpAddress& client);
+    // An account as the admin sees it: its quotas and their use, the
+    // networks it logged in from, its compromised mark. std::nullopt when
+    // a store cannot be reached.
+    struct AccountReport {
+        std::string user;  // as counted (lower case)
+        UserQuota quota;
+        UserQuota used;  // messages in the last hour and day, recipients in the last day
+        std::map<std::string, TimePoint> login_networks;
+        std::optional<CompromisedMark> mark;
+    };
+    std::optional<AccountReport> inspect_account(const std::string& user);
+    // Lifts the account's mark; answers the mark (with the queue ids held)
+    // that was there. A failure when the account store cannot be reached.
+    Lookup<CompromisedMark> clear_account(const std::string& user);
+    // The front end held a message of the session's account under `queue_id`.
+    void note_held(const SessionState& s, const std::string& queue_id);
+
     // Lifts the client's block (harvest or failed logins); whether there was one.
     bool unblock(const IpAddress& client);
 
@@ -135,12 +154,28 @@ private:
     bool note_reported_auth_failure(SessionState& s, std::string_view recipient, Decision& out);
     void record_auth_failure(const SessionState& s, const AuthReport& report, TimePoint now,
                              AuthReportOutcome& out);
+    bool accounts_watched() const {
+        return accounts_ != nullptr && settings_.limits.compromised_accounts.enabled();
+    }
+    // The network a successful login counts under for max_networks.
+    std::string login_network(const IpAddress& client) const;
+    // Counts a successful login of `user` from `client`, marking the account
+    // when that was one network too many.
+    void record_login(const std::string& user, const IpAddress& client, TimePoint now);
+    void mark_compromised(const std::string& user, const std::string& reason, const IpAddress& client, TimePoint now);
+    // At MAIL and RCPT of an authenticated session: marks on a quota
+    // overrun, counts the session's login, and has the message held when
+    // the account is marked.
+    void watch_account(SessionState& s);
+    Decision held(const SessionState& s, Decision d) const;
     bool limits_apply(const SessionState& s) const { return !s.exempt_from_limits; }
 
     const PolicySettings settings_;
     CounterStore& counters_;
     const Clock& clock_;
     PopWindowStore* pop_windows_;
+    AccountStore* accounts_;
+    AccountObserver* account_observer_;
     RelayControl relay_;
     MessageRateLimit message_rate_;
     ConnectionLimit connections_;

@@ -107,6 +107,26 @@ struct UserQuotaSettings {
     SmtpReply reply{450, "4.7.1", "Sending quota exceeded"};
 };
 
+// When an account counts as compromised: its mail is then held in the MTA's
+// queue (not refused, so the sending program does not retry elsewhere)
+// until an admin releases or clears it.
+struct CompromisedAccountSettings {
+    // Successful logins from more than this many client networks within
+    // `window`; off when empty.
+    std::optional<std::uint32_t> max_networks;
+    Duration window = 1h;
+    int ipv4_prefix = 24;  // a network, for max_networks
+    int ipv6_prefix = 48;
+    // An account that tries to send this many times one of its quotas
+    // within that quota's window (from 2); off when empty.
+    std::optional<std::uint32_t> quota_factor;
+    // Run by the daemon when an account is marked, with the user and the
+    // reason appended (e.g. to disable it in Dovecot); empty: none.
+    std::vector<std::string> command;
+
+    bool enabled() const { return max_networks.has_value() || quota_factor.has_value(); }
+};
+
 struct RecipientLimitSettings {
     std::optional<std::uint32_t> max;  // accepted recipients per message
     LimitMode mode = LimitMode::enforce;
@@ -140,6 +160,7 @@ struct LimitSettings {
     UnknownRecipientSettings unknown_recipients;
     AuthFailureSettings auth_failures;
     UserQuotaSettings user_quotas;
+    CompromisedAccountSettings compromised_accounts;
     RecipientLimitSettings recipients;
     FailedCommandSettings failed_commands;
     MessageSizeSettings message_size;

@@ -97,6 +97,11 @@ struct Transaction {
     // saw the same transaction), and at the check (no end of data to wait for).
     bool quota_counted_here = false;
     bool counted_at_check = false;
+    // A quota tried past limits.compromised_accounts.quota_factor times
+    // itself: the quota's name, for the mark's reason.
+    std::string quota_overrun;
+    // The account is marked compromised: the message is to be held.
+    std::string hold_reason;
 };
 
 struct SessionState {
@@ -112,6 +117,9 @@ struct SessionState {
     // Whether the store was asked for a failed AUTH from this address
     // reported by another source (relay.auth_failure_window).
     bool auth_failure_checked = false;
+    // The session's successful login was counted against
+    // limits.compromised_accounts.max_networks.
+    bool login_recorded = false;
     bool holds_connection_slot = false;
     std::uint32_t transactions = 0;  // MAIL FROMs seen, to name each reservation
     std::uint32_t failed_commands = 0;

@@ -83,6 +83,8 @@ void log_decision(const SessionState& s, const Decision& d, const DecisionContex
         if (observer()) observer()(s, d, ctx);
     } else if (d.verdict == Verdict::permit) {
         spdlog::info("permit {}", line(s, d, ctx));
+    } else if (d.verdict == Verdict::hold) {
+        security_log()->info("held {}", line(s, d, ctx));
     } else if (d.verdict == Verdict::discard) {
         security_log()->info("discarded {}", line(s, d, ctx));
     }

@@ -114,7 +114,8 @@ sfsistat answer(SMFICTX* ctx, MilterSession& s, const Decision& d, std::string_v
     };
     switch (d.verdict) {
         case Verdict::proceed:
-        case Verdict::permit: return SMFIS_CONTINUE;
+        case Verdict::permit:
+        case Verdict::hold: return SMFIS_CONTINUE;  // on_eom quarantines
         case Verdict::reject: reply(d.reply); return SMFIS_REJECT;
         case Verdict::tempfail:
         case Verdict::close:  // a 421 reply makes Postfix and Sendmail drop the session
@@ -127,7 +128,8 @@ sfsistat answer(SMFICTX* ctx, MilterSession& s, const Decision& d, std::string_v
 
 sfsistat on_negotiate(SMFICTX* ctx, unsigned long f0, unsigned long f1, unsigned long, unsigned long,
                       unsigned long* pf0, unsigned long* pf1, unsigned long* pf2, unsigned long* pf3) {
-    *pf0 = f0 & SMFIF_SETSYMLIST;
+    // SMFIF_QUARANTINE: a compromised account's mail goes to the MTA's hold queue.
+    *pf0 = f0 & (SMFIF_SETSYMLIST | SMFIF_QUARANTINE);
     *pf1 = f1 & SMFIP_RCPT_REJ;
     *pf2 = 0;
     *pf3 = 0;
@@ -270,6 +272,21 @@ sfsistat on_body(SMFICTX* ctx, unsigned char*, size_t len) {
     return answer(ctx, *s, g_engine->current()->on_body(s->state, len), "body");
 }
 
+// Puts the message in the MTA's hold queue (Postfix: postqueue -j shows it
+// "hold"; Sendmail: quarantined) and notes its queue id with the account,
+// for `relayguardctl user release`.
+void hold(SMFICTX* ctx, DecisionEngine& engine, const MilterSession& s, const Decision& d, const std::string& queue_id) {
+    std::string reason = milter_text("relayguard: " + d.detail);
+    if (smfi_quarantine(ctx, reason.data()) != MI_SUCCESS) {
+        spdlog::error("milter: the MTA would not hold the message {} of {}; it was not negotiated", queue_id,
+                      session_field(s.state.sasl_user));
+        return;
+    }
+    engine.note_held(s.state, queue_id);
+    security_log()->info("held queue_id={} client={} sasl_user={} via=milter", queue_id.empty() ? "-" : queue_id,
+                         s.state.client.to_string(), session_field(s.state.sasl_user));
+}
+
 sfsistat on_eom(SMFICTX* ctx) {
     MilterSession* s = session(ctx);
     if (s == nullptr) return SMFIS_CONTINUE;
@@ -278,8 +295,11 @@ sfsistat on_eom(SMFICTX* ctx) {
     auto scope = stage();
     auto engine = g_engine->current();
     EomFacts facts;
-    facts.counted_elsewhere = !g_ledger->first_to_count(s->ledger_key, macro(ctx, "i"), engine->now());
-    return answer(ctx, *s, engine->on_eom(s->state, facts), "eom", {}, started);
+    std::string queue_id = macro(ctx, "i");
+    facts.counted_elsewhere = !g_ledger->first_to_count(s->ledger_key, queue_id, engine->now());
+    Decision d = engine->on_eom(s->state, facts);
+    if (d.verdict == Verdict::hold) hold(ctx, *engine, *s, d, queue_id);
+    return answer(ctx, *s, d, "eom", {}, started);
 }
 
 sfsistat on_abort(SMFICTX* ctx) {
@@ -325,7 +345,7 @@ Status open(EngineHolder& engine, TransactionLedger& ledger, const ListenSetting
     static smfiDesc desc{};
     desc.xxfi_name = const_cast<char*>("relayguard");
     desc.xxfi_version = SMFI_VERSION;
-    desc.xxfi_flags = SMFIF_SETSYMLIST;
+    desc.xxfi_flags = SMFIF_SETSYMLIST | SMFIF_QUARANTINE;
     desc.xxfi_connect = on_connect;
     desc.xxfi_helo = on_helo;
     desc.xxfi_envfrom = on_envfrom;

@@ -89,12 +89,23 @@ void PolicyDecider::start_transaction(DecisionEngine& engine, PolicyConnection& 
     log_decision(conn.session, conn.mail_decision, {"policy", "mail", sender, "", arrival});
 }
 
+// Postfix names the queue file only once it is open: not at the first
+// recipient (smtpd_delay_open_until_valid_rcpt), but at later ones and at
+// END-OF-MESSAGE.
+void PolicyDecider::note_held(DecisionEngine& engine, const PolicyConnection& conn, const Decision& d,
+                              const PolicyRequest& request) const {
+    std::string queue_id(request.get("queue_id"));
+    if (d.verdict != Verdict::hold || queue_id.empty()) return;
+    engine.note_held(conn.session, queue_id);
+}
+
 Decision PolicyDecider::at_rcpt(DecisionEngine& engine, PolicyConnection& conn, const PolicyRequest& request,
                                 std::chrono::steady_clock::time_point arrival) const {
     if (conn.mail_decision.refused()) return repeated(conn.mail_decision);
     std::string recipient(request.get("recipient"));
     Decision d = engine.on_rcpt(conn.session, RcptFacts{recipient, false, "", ""});
     log_decision(conn.session, d, {"policy", "rcpt", request.get("sender"), recipient, arrival});
+    note_held(engine, conn, d, request);
     return d;
 }
 
@@ -110,6 +121,7 @@ Decision PolicyDecider::at_end_of_message(DecisionEngine& engine, PolicyConnecti
     conn.counted_at_rcpt = false;
     Decision d = engine.on_eom(conn.session, eom);
     log_decision(conn.session, d, {"policy", "eom", request.get("sender"), "", arrival});
+    note_held(engine, conn, d, request);
     conn.instance.clear();
     return d;
 }

@@ -51,6 +51,8 @@ private:
                         const PolicyRequest& request) const;
     void start_transaction(DecisionEngine& engine, PolicyConnection& conn, const PolicyRequest& request,
                            std::chrono::steady_clock::time_point arrival) const;
+    void note_held(DecisionEngine& engine, const PolicyConnection& conn, const Decision& d,
+                   const PolicyRequest& request) const;
     Decision at_rcpt(DecisionEngine& engine, PolicyConnection& conn, const PolicyRequest& request,
                      std::chrono::steady_clock::time_point arrival) const;
     Decision at_end_of_message(DecisionEngine& engine, PolicyConnection& conn, const PolicyRequest& request,

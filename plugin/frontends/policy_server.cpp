@@ -171,6 +171,7 @@ std::string PolicyServer::action_for(const Decision& d) {
         case Verdict::proceed: return "action=DUNNO";
         case Verdict::permit: return "action=OK";
         case Verdict::discard: return "action=DISCARD " + d.reply.text;
+        case Verdict::hold: return "action=HOLD " + d.reply.text;
         case Verdict::reject:
         case Verdict::tempfail:
         case Verdict::close:

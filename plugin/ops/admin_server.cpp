@@ -72,13 +72,14 @@ std::string AdminServer::handle(std::string_view request) {
     if (words[0] == "status" && words.size() == 1) return status();
     if (words[0] == "ip") return ip_command(words);
     if (words[0] == "pop") return pop_command(words);
+    if (words[0] == "user") return user_command(words);
     if (words[0] == "reload" && words.size() == 1) {
         auto reloaded = hooks_.reload ? hooks_.reload() : Status::failure("reload is not available");
         if (!reloaded) return failure(reloaded.error());
         return success({{"text", "configuration reloaded"}});
     }
     return failure("unknown command '" + words[0] + "'; commands: ping, status, ip show, ip unblock, pop grant, "
-                   "pop show, pop list, reload");
+                   "pop show, pop list, user show, user release, user clear, reload");
 }
 
 std::string AdminServer::status() {
@@ -173,6 +174,69 @@ std::string AdminServer::ip_command(const std::vector<std::string>& words) {
                 "\", " + std::to_string(secs(r->pop_window->until - now)) + " s left)\n";
     } else {
         j["pop_window"] = nullptr;
+    }
+    j["text"] = text;
+    return success(std::move(j));
+}
+
+std::string AdminServer::user_command(const std::vector<std::string>& words) {
+    if (words.size() != 3 || (words[1] != "show" && words[1] != "release" && words[1] != "clear")) {
+        return failure("usage: user show USER | user release USER | user clear USER");
+    }
+    const std::string& user = words[2];
+    if (!printable(user) || user.size() > 256) return failure("not a user name");
+    auto engine = engine_.current();
+    if (words[1] == "show") return user_report(*engine, user);
+    auto mark = engine->clear_account(user);
+    if (!mark) return failure("the account store cannot be reached");
+    bool release = words[1] == "release";
+    nlohmann::json held = nlohmann::json::array();
+    if (*mark) for (const auto& id : (*mark)->held) held.push_back(id);
+    security_log()->info("account mark lifted user={} by=admin was_marked={} held={} {}", log_quoted(user),
+                         *mark ? "yes" : "no", held.size(), release ? "to be released" : "left held");
+    std::string text = !*mark ? "no mark on " + user
+                              : "mark lifted from " + user + "; " + std::to_string(held.size()) + " message(s) " +
+                                    (release ? "to release" : "left in the hold queue (postsuper -H releases them)");
+    return success({{"user", user}, {"was_marked", mark->has_value()}, {"held", held}, {"release", release},
+                    {"text", text}});
+}
+
+std::string AdminServer::user_report(DecisionEngine& engine, const std::string& user) {
+    auto r = engine.inspect_account(user);
+    if (!r) return failure("the store cannot be reached");
+    auto limit = [](const std::optional<std::uint32_t>& m) { return m ? nlohmann::json(*m) : nlohmann::json(nullptr); };
+    auto of = [](const std::optional<std::uint32_t>& used, const std::optional<std::uint32_t>& max) {
+        return std::to_string(used.value_or(0)) + (max ? " of " + std::to_string(*max) : std::string(" (no quota)"));
+    };
+    nlohmann::json j{{"user", r->user},
+                     {"messages_per_hour", {{"used", *r->used.messages_per_hour}, {"quota", limit(r->quota.messages_per_hour)}}},
+                     {"messages_per_day", {{"used", *r->used.messages_per_day}, {"quota", limit(r->quota.messages_per_day)}}},
+                     {"recipients_per_day",
+                      {{"used", *r->used.recipients_per_day}, {"quota", limit(r->quota.recipients_per_day)}}}};
+    std::string text = "account " + r->user + "\n" +
+                       "  messages in the last hour: " + of(r->used.messages_per_hour, r->quota.messages_per_hour) + "\n" +
+                       "  messages in the last day:  " + of(r->used.messages_per_day, r->quota.messages_per_day) + "\n" +
+                       "  recipients in the last day: " + of(r->used.recipients_per_day, r->quota.recipients_per_day) +
+                       "\n";
+    nlohmann::json networks = nlohmann::json::array();
+    text += "  logged in from " + std::to_string(r->login_networks.size()) + " network(s) lately";
+    for (const auto& [network, last] : r->login_networks) {
+        networks.push_back({{"network", network}, {"last_login", iso_time(last)}});
+        text += "\n    " + network + " (last " + iso_time(last) + ")";
+    }
+    text += "\n";
+    j["login_networks"] = networks;
+    if (r->mark) {
+        nlohmann::json held = nlohmann::json::array();
+        for (const auto& id : r->mark->held) held.push_back(id);
+        j["compromised"] = {{"since", iso_time(r->mark->since)}, {"reason", r->mark->reason}, {"held", held}};
+        text += "  COMPROMISED since " + iso_time(r->mark->since) + ": " + r->mark->reason + "\n  " +
+                std::to_string(r->mark->held.size()) + " message(s) held";
+        for (const auto& id : r->mark->held) text += " " + id;
+        text += "\n";
+    } else {
+        j["compromised"] = nullptr;
+        text += "  not marked compromised\n";
     }
     j["text"] = text;
     return success(std::move(j));

@@ -44,6 +44,8 @@ public:
 
 private:
     std::string pop_command(const std::vector<std::string>& words);
+    std::string user_command(const std::vector<std::string>& words);
+    std::string user_report(DecisionEngine& engine, const std::string& user);
     std::string ip_command(const std::vector<std::string>& words);
     std::string status();
 

@@ -87,6 +87,21 @@ void AlertMailer::on_account_attack(const std::string& user, std::uint32_t netwo
           "[relayguard] account_attack: " + who + " on " + host_, std::move(body));
 }
 
+void AlertMailer::on_account_compromised(const std::string& user, const std::string& reason, const IpAddress& client) {
+    if (!settings_.wants(AlertEvent::account_compromised)) return;
+    std::string who = one_line(user);
+    std::string body = "relayguard on " + host_ + ": the account \"" + who + "\" is marked compromised: " +
+                       one_line(reason) +
+                       ".\r\n\r\nIts mail is now held in the MTA's hold queue, not delivered. Check the account "
+                       "(change its password), then:\r\n  relayguardctl user show " + who +
+                       "\r\n  relayguardctl user release " + who + "   (lift the mark, release the held mail)\r\n" +
+                       "  relayguardctl user clear " + who + "     (lift the mark, leave the mail held)\r\n\r\n" +
+                       "event=account_compromised user=\"" + who + "\" client=" + client.to_string() +
+                       " reason=\"" + one_line(reason) + "\"\r\n";
+    raise(AlertEvent::account_compromised, "user:" + user,
+          "[relayguard] account_compromised: " + who + " on " + host_, std::move(body));
+}
+
 void AlertMailer::on_store_change(bool lost, const std::string& store, const std::string& why) {
     if (!settings_.wants(AlertEvent::store_lost)) return;
     std::string body = "relayguard on " + host_ + ": " + store +

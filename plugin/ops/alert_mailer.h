@@ -32,6 +32,8 @@ public:
     // Logins to `user` failed from `networks` client networks (the last
     // from `last_client`): a password guessed from many places.
     void on_account_attack(const std::string& user, std::uint32_t networks, const IpAddress& last_client);
+    // `user` was marked compromised (its mail is now held).
+    void on_account_compromised(const std::string& user, const std::string& reason, const IpAddress& client);
     // The shared store was lost (true) or is back (false).
     void on_store_change(bool lost, const std::string& store, const std::string& why);
 

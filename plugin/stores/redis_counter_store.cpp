@@ -20,7 +20,7 @@ const RedisScript message_rate_script(redis_scripts::message_rate);
 const RedisScript open_connection_script(redis_scripts::open_connection);
 const RedisScript refresh_script(redis_scripts::refresh_connections);
 const RedisScript guess_script(redis_scripts::record_guess);
-const RedisScript account_failure_script(redis_scripts::account_failure);
+const RedisScript account_failure_script(redis_scripts::account_networks);
 const RedisScript unblock_script(redis_scripts::unblock);
 const RedisScript grant_pop_script(redis_scripts::grant_pop_window);
 const RedisScript inspect_script(redis_scripts::inspect);

@@ -161,10 +161,10 @@ if blocked <= now then blocked = 0 end
 return {messages, connections, unknown, blocked, in_flight, logins, kind}
 )lua";
 
-// KEYS: one account's failed logins (sorted set: client network, score =
-// last seen). ARGV: now, window, most kept, network
+// KEYS: one account's failed (or successful) logins (sorted set: client
+// network, score = last seen). ARGV: now, window, most kept, network
 // Returns {distinct networks within the window, 1 if this one is new}.
-inline constexpr const char* account_failure = R"lua(
+inline constexpr const char* account_networks = R"lua(
 local now, window, most = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - window)
 local added = 0
@@ -173,6 +173,33 @@ if redis.call('ZSCORE', KEYS[1], ARGV[4]) or redis.call('ZCARD', KEYS[1]) < math
 end
 redis.call('PEXPIRE', KEYS[1], window)
 return {redis.call('ZCARD', KEYS[1]), added}
+)lua";
+
+// KEYS: an account's compromised mark (hash: since, reason). ARGV: now, reason
+// Returns 1 when it was set now, 0 when the account was already marked.
+inline constexpr const char* mark_compromised = R"lua(
+if redis.call('HSETNX', KEYS[1], 'since', ARGV[1]) == 0 then return 0 end
+redis.call('HSET', KEYS[1], 'reason', ARGV[2])
+return 1
+)lua";
+
+// KEYS: the mark, the held queue ids (sorted set, score = when held), the
+// login networks. ARGV: "read", or "clear" (read, then delete all three)
+// Returns {} when not marked, else {since, reason, {queue ids...}}.
+inline constexpr const char* compromised_mark = R"lua(
+local m = redis.call('HMGET', KEYS[1], 'since', 'reason')
+if not m[1] then return {} end
+local held = redis.call('ZRANGE', KEYS[2], 0, -1)
+if ARGV[1] == 'clear' then redis.call('DEL', KEYS[1], KEYS[2], KEYS[3]) end
+return {m[1], m[2] or '', held}
+)lua";
+
+// KEYS: the mark, the held queue ids. ARGV: now, queue id
+// Notes the id only while the account is marked; returns 1 if it is.
+inline constexpr const char* add_held = R"lua(
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+redis.call('ZADD', KEYS[2], 'NX', ARGV[1], ARGV[2])
+return 1
 )lua";
 
 #undef RELAYGUARD_BLOCK_OF

@@ -23,6 +23,7 @@ SharedState::SharedState(const StoreSettings& settings, StoreFailMode fail_mode,
     });
     redis_counters_ = std::make_unique<RedisCounterStore>(*redis_, r.key_prefix, r.connection_lease, clock);
     redis_windows_ = std::make_unique<RedisPopWindowStore>(*redis_, r.key_prefix);
+    redis_accounts_ = std::make_unique<RedisAccountStore>(*redis_, r.key_prefix);
     failover_counters_.emplace(*redis_counters_, *health_, settings.memory_max_clients);
     failover_windows_.emplace(*redis_windows_, *health_);
     spdlog::info("store: redis {}, key prefix \"{}\", connection lease {}, timeouts connect {} + command {}",
@@ -40,6 +41,11 @@ CounterStore& SharedState::counters() {
 PopWindowStore& SharedState::pop_windows() {
     if (memory_) return memory_windows_;
     return *failover_windows_;
+}
+
+AccountStore& SharedState::accounts() {
+    if (memory_) return memory_accounts_;
+    return *redis_accounts_;
 }
 
 void SharedState::add_metrics(MetricsExporter& m) {

@@ -15,6 +15,8 @@
 #include "plugin/ops/alert_mailer.h"
 #include "plugin/stores/redis_counter_store.h"
 #include "plugin/stores/store_failover.h"
+#include "plugin/stores/redis_account_store.h"
+#include "policy/account_store.h"
 #include "policy/memory_counter_store.h"
 
 namespace relayguard {
@@ -25,6 +27,10 @@ public:
     SharedState(const StoreSettings& settings, StoreFailMode fail_mode, const Clock& clock, AlertMailer& alerts);
     CounterStore& counters();
     PopWindowStore& pop_windows();
+    // Accounts' logins and compromised marks. On Redis without a fail-over:
+    // while Redis is away, no account is found marked (its mail flows) and
+    // no login is counted; the log says the store is lost.
+    AccountStore& accounts();
     // Adds the store's metrics (Redis only).
     void add_metrics(MetricsExporter& m);
     // For `relayguardctl status`: the kind, its health, and a "text".
@@ -33,10 +39,12 @@ public:
 private:
     std::optional<MemoryCounterStore> memory_;
     MemoryPopWindowStore memory_windows_;
+    MemoryAccountStore memory_accounts_;
     std::unique_ptr<RedisClient> redis_;
     std::unique_ptr<StoreHealth> health_;
     std::unique_ptr<RedisCounterStore> redis_counters_;
     std::unique_ptr<RedisPopWindowStore> redis_windows_;
+    std::unique_ptr<RedisAccountStore> redis_accounts_;
     std::optional<FailoverCounterStore> failover_counters_;
     std::optional<FailoverPopWindowStore> failover_windows_;
 };

@@ -29,8 +29,9 @@ const char* described(std::string_view quota) {
 
 }  // namespace
 
-UserQuotaLimit::UserQuotaLimit(const UserQuotaSettings& settings, CounterStore& store)
-    : settings_(settings), store_(store), enabled_(any_quota(settings)) {}
+UserQuotaLimit::UserQuotaLimit(const UserQuotaSettings& settings, CounterStore& store,
+                               std::optional<std::uint32_t> overrun_factor)
+    : settings_(settings), store_(store), enabled_(any_quota(settings)), overrun_factor_(overrun_factor) {}
 
 std::string UserQuotaLimit::key(std::string_view quota, std::string_view user) {
     return "user/" + std::string(quota) + "/" + DomainSet::normalise(user);
@@ -67,6 +68,13 @@ RuleCheck UserQuotaLimit::take(SessionState& s, const char* quota, const std::op
         s.tx.quota_slots.push_back(QuotaSlot{k, r->recorded ? name : std::string(), window, *limit});
     }
     if (!over) return RuleCheck::passed();
+    if (overrun_factor_) {
+        // Tries past the quota, in its window: at (factor - 1) x limit of
+        // them the account has tried factor times what it may send.
+        std::uint32_t beyond = *limit * (*overrun_factor_ - 1);
+        auto tries = store_.record_message(key(std::string("over/") + quota, s.sasl_user), window, beyond, now);
+        if (tries && tries->count + 1 >= beyond) s.tx.quota_overrun = quota;
+    }
     SmtpReply reply = settings_.reply;
     reply.text += ": " + std::to_string(*limit) + " " + described(quota);
     return RuleCheck::refusing(refusal("user_quota", reply,

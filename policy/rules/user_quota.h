@@ -21,7 +21,9 @@ namespace relayguard {
 
 class UserQuotaLimit {
 public:
-    UserQuotaLimit(const UserQuotaSettings& settings, CounterStore& store);
+    // `overrun_factor`: limits.compromised_accounts.quota_factor.
+    UserQuotaLimit(const UserQuotaSettings& settings, CounterStore& store,
+                   std::optional<std::uint32_t> overrun_factor = std::nullopt);
 
     // Whether any account has any quota (the defaults, or a line of the file).
     bool enabled() const { return enabled_; }
@@ -29,7 +31,9 @@ public:
     // The quota of `user`: its own line, else its domain's, else the defaults.
     const UserQuota& quota_for(std::string_view user) const;
     // At MAIL: one message against the hourly and daily quotas. `record`:
-    // count it now (the front end may never see end of data).
+    // count it now (the front end may never see end of data). A refusal
+    // that makes the account's tries reach overrun_factor times the quota
+    // names the quota in s.tx.quota_overrun.
     RuleCheck check_message(SessionState& s, TimePoint now, bool record);
     // At RCPT, for a recipient otherwise accepted: one against the daily
     // recipient quota.
@@ -51,6 +55,7 @@ private:
     const UserQuotaSettings& settings_;
     CounterStore& store_;
     const bool enabled_;
+    const std::optional<std::uint32_t> overrun_factor_;
 };
 
 }  // namespace relayguard

@@ -10,6 +10,7 @@
 #include <spdlog/spdlog.h>
 
 #include "common/redis/redis_client.h"
+#include "plugin/stores/redis_account_store.h"
 #include "plugin/stores/redis_counter_store.h"
 #include "plugin/stores/store_failover.h"
 #include "policy/memory_counter_store.h"
@@ -603,4 +604,45 @@ TEST_CASE("a harvest block set on one node reaches another node's RCPT within a 
     }
     REQUIRE(lifted);
     REQUIRE(b_client.round_trips() == asked);
+}
+
+TEST_CASE("account stores: logins by network, the compromised mark and its held mail", "[store]") {
+    std::string kind = GENERATE(as<std::string>{}, "memory", "redis");
+    std::unique_ptr<RedisClient> client;
+    std::unique_ptr<AccountStore> store;
+    if (kind == "memory") {
+        store = std::make_unique<MemoryAccountStore>();
+    } else {
+        redis_server().call({"FLUSHALL"});
+        client = std::make_unique<RedisClient>(redis_settings());
+        store = std::make_unique<RedisAccountStore>(*client, "test:");
+    }
+    auto& s = *store;
+    REQUIRE(s.record_login("u1", "192.0.2.0/24", 1h, 4, t0())->networks == 1);
+    auto second = s.record_login("u1", "198.51.100.0/24", 1h, 4, t0() + 1s);
+    REQUIRE((second->networks == 2 && second->new_network));
+    REQUIRE_FALSE(s.record_login("u1", "192.0.2.0/24", 1h, 4, t0() + 2s)->new_network);
+    auto networks = s.login_networks("u1", 1h, t0() + 3s);
+    REQUIRE(networks->size() == 2);
+    REQUIRE(networks->at("192.0.2.0/24") == t0() + 2s);
+    REQUIRE(s.login_networks("u1", 1h, t0() + 1h + 1500ms)->size() == 1);
+
+    REQUIRE_FALSE(s.compromised("u1")->has_value());
+    REQUIRE_FALSE(s.add_held("u1", "QID0", t0()));  // not marked: nothing to note
+    REQUIRE(*s.mark_compromised("u1", "logged in from 4 networks", t0() + 5s));
+    REQUIRE_FALSE(*s.mark_compromised("u1", "again", t0() + 6s));  // marked once; the first reason stays
+    REQUIRE(s.add_held("u1", "QID1", t0() + 7s));
+    REQUIRE(s.add_held("u1", "QID2", t0() + 8s));
+    REQUIRE(s.add_held("u1", "QID1", t0() + 9s));  // no duplicate
+    auto mark = s.compromised("u1");
+    REQUIRE(mark->has_value());
+    REQUIRE((*mark)->reason == "logged in from 4 networks");
+    REQUIRE((*mark)->since == t0() + 5s);
+    REQUIRE((*mark)->held == std::vector<std::string>{"QID1", "QID2"});
+    REQUIRE_FALSE(s.compromised("u2")->has_value());
+    auto cleared = s.clear_compromised("u1");
+    REQUIRE((*cleared)->held.size() == 2);
+    REQUIRE_FALSE(s.compromised("u1")->has_value());
+    REQUIRE_FALSE(s.clear_compromised("u1")->has_value());
+    REQUIRE(s.login_networks("u1", 1h, t0() + 10s)->empty());  // the admin's clear starts the count afresh
 }
