@@ -13,6 +13,7 @@
 #include "common/base/units.h"
 #include "plugin/frontends/decision_log.h"
 #include "plugin/frontends/milter_front_end.h"
+#include "plugin/frontends/auth_report_log.h"
 #include "plugin/ops/account_command.h"
 
 namespace relayguard {
@@ -62,8 +63,16 @@ void add_decision_metrics(MetricsExporter& metrics) {
         for (const auto& [stage, h] : decision_latency()) {
             if (h.count() > 0) latency.metric.push_back(h.sample({{"stage", stage}}));
         }
+        auto reports = metric_family("relayguard_auth_reports_total",
+                                     "Logins reported by Dovecot's auth policy or an MTA's log, by source and outcome",
+                                     MetricType::Counter);
+        for (const auto& [k, n] : auth_report_counts()) {
+            reports.metric.push_back(metric_sample({{"via", k.via}, {"outcome", k.outcome}}, static_cast<double>(n),
+                                                   MetricType::Counter));
+        }
         out.push_back(std::move(decisions));
         out.push_back(std::move(latency));
+        out.push_back(std::move(reports));
     });
 }
 

@@ -3,6 +3,8 @@
 
 #include <spdlog/spdlog.h>
 
+#include <mutex>
+
 #include "common/base/text_codec.h"
 #include "common/daemon/logging.h"
 #include "plugin/frontends/decision_log.h"
@@ -10,11 +12,32 @@
 
 namespace relayguard {
 
+namespace {
+
+std::mutex counts_mutex;
+std::map<AuthReportKey, std::uint64_t>& counts() {
+    static std::map<AuthReportKey, std::uint64_t> c;
+    return c;
+}
+
+void count(std::string_view via, const char* outcome) {
+    std::lock_guard lock(counts_mutex);
+    ++counts()[AuthReportKey{std::string(via), outcome}];
+}
+
+}  // namespace
+
+std::map<AuthReportKey, std::uint64_t> auth_report_counts() {
+    std::lock_guard lock(counts_mutex);
+    return counts();
+}
+
 void apply_auth_report(DecisionEngine& engine, const AuthReport& report, std::string_view via,
                        const AccountAlert& on_account_attack) {
     auto out = engine.on_auth_report(report);
     std::string client = report.client.to_string();
     std::string via_text(via);
+    count(via, report.succeeded ? "success" : "failure");
     if (report.succeeded) {
         if (out.pop_window_until) {
             log_pop_window(report.client, report.user, *out.pop_window_until, engine.now(), via_text.c_str());
@@ -37,6 +60,7 @@ void apply_auth_report(DecisionEngine& engine, const AuthReport& report, std::st
         spdlog::warn("auth-events: the counter store cannot record the failed login from {}", client);
     }
     if (out.account_alert) {
+        count(via, "account_attack");
         security_log()->warn("account-attack user={} networks={} last_client={} via={}", log_quoted(report.user),
                              *out.account_networks, client, via);
         if (on_account_attack) on_account_attack(report.user, *out.account_networks, report.client);

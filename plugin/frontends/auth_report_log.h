@@ -7,6 +7,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <string>
 #include <string_view>
 
@@ -21,5 +22,13 @@ using AccountAlert = std::function<void(const std::string& user, std::uint32_t n
 // `via` names the source in the log lines ("dovecot", "log").
 void apply_auth_report(DecisionEngine& engine, const AuthReport& report, std::string_view via,
                        const AccountAlert& on_account_attack);
+
+// Authentications reported since start, by source and outcome ("success",
+// "failure", and "account_attack" for the failures that raised that alert).
+struct AuthReportKey {
+    std::string via, outcome;
+    auto operator<=>(const AuthReportKey&) const = default;
+};
+std::map<AuthReportKey, std::uint64_t> auth_report_counts();
 
 }  // namespace relayguard

@@ -17,6 +17,7 @@ and whose milter is relayguard.
 import base64
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -34,6 +35,7 @@ from rgtest.smtp import SmtpSession  # noqa: E402
 
 SECRET = "Basic " + base64.b64encode(b"dovecot:rgtest-policy-secret").decode()
 POLICY_PORT = free_port()
+METRICS_PORT = free_port()
 WINDOW = 6  # relay.auth_failure_window, seconds
 admin_dir = tempfile.mkdtemp(prefix="rgtest-auth-")
 ADMIN = os.path.join(admin_dir, "admin.sock")
@@ -101,7 +103,7 @@ def auth_then_relay(port, source, password):
 
 
 try:
-    with Relayguard(CONFIG, admin=ADMIN) as rg, \
+    with Relayguard(CONFIG, admin=ADMIN, listen_extra=f'metrics = "127.0.0.1:{METRICS_PORT}"') as rg, \
             DovecotInstance(pop3_port=free_port(), auth_port=free_port(), users={"u1": "secret1", "u2": "secret2"},
                             extra_conf=DOVECOT_POLICY) as dov, \
             PostfixInstance(port=free_port(), milter=rg.milter, sasl_path=dov.sasl_path) as pf:
@@ -192,6 +194,17 @@ try:
               rg.wait_for(r'pop-before-smtp window client=127\.0\.0\.40 user="u2" .*via=dovecot'), rg.log()[-1500:])
         r = relay(pf.port, "127.0.0.40")
         check("and 127.0.0.40 relays", r.delivered, r.summary())
+
+        # -- metrics -------------------------------------------------------
+        with urllib.request.urlopen(f"http://127.0.0.1:{METRICS_PORT}/metrics", timeout=5) as m:
+            metrics = m.read().decode()
+        failures = re.search(r'relayguard_auth_reports_total\{via="dovecot",outcome="failure"\} (\d+)', metrics)
+        check("the metrics count Dovecot's reported failures", failures and int(failures.group(1)) >= 6,
+              [line for line in metrics.splitlines() if "auth" in line])
+        check("and the blocks among the decisions",
+              all(f'relayguard_decisions_total{{stage="{stage}",rule="auth_failures",verdict="tempfail"}}' in metrics
+                  for stage in ("auth", "connect", "login")),
+              [line for line in metrics.splitlines() if "auth_failures" in line])
 
         # -- hostile requests ----------------------------------------------
         before = rg.log()
