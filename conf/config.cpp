@@ -695,6 +695,8 @@ void validate(Config& c, const Reader& r, std::vector<ConfigError>& errors) {
     if (!c.pop_before_smtp.log_file.empty() && !c.policy.relay.allow_pop_before_smtp) {
         fail("pop_before_smtp.log_file", "set, but relay.allow_pop_before_smtp is false: the windows would open nothing");
     }
+    c.policy.limits.auth_failures.reported = !c.auth_events.dovecot_policy.empty() ||
+                                             !c.auth_events.log_files.empty() || c.store.type == StoreType::redis;
     if (!c.auth_events.dovecot_policy.empty()) {
         // Whoever can report a failed login can block an address, and one
         // who reports a POP3 login opens relay: every request must carry it.

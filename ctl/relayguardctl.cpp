@@ -179,15 +179,25 @@ bool run_tool(std::vector<std::string> args) {
 
 int release_held(const std::string& reply, const std::string& postfix_config) {
     auto answer = nlohmann::json::parse(reply, nullptr, false);
-    if (answer.is_discarded() || !answer.value("ok", false) || !answer.value("release", false)) return 0;
+    auto is_true = [&](const char* key) { return answer.contains(key) && answer[key].is_boolean() && answer[key].get<bool>(); };
+    if (answer.is_discarded() || !answer.is_object() || !is_true("ok") || !is_true("release")) return 0;
+    if (!answer.contains("held") || !answer["held"].is_array()) return 0;
     int failed = 0, released = 0;
-    for (const auto& id : answer.value("held", nlohmann::json::array())) {
+    for (const auto& id : answer["held"]) {
+        if (!id.is_string()) continue;
         std::string queue_id = id.get<std::string>();
+        if (!clean_word(queue_id) || queue_id == "ALL" || queue_id[0] == '-') {
+            std::cerr << "relayguardctl: not releasing \"" << queue_id << "\": not a queue id\n";
+            ++failed;
+            continue;
+        }
         std::vector<std::string> args{"postsuper"};
         if (!postfix_config.empty()) args.insert(args.end(), {"-c", postfix_config});
         args.insert(args.end(), {"-H", queue_id});
         if (!run_tool(args)) {
-            std::cerr << "relayguardctl: postsuper -H " << queue_id << " failed\n";
+            // The daemon has forgotten the id with the mark: say it, so it
+            // can be released by hand.
+            std::cerr << "relayguardctl: postsuper -H " << queue_id << " failed (run as root?); release it by hand\n";
             ++failed;
             continue;
         }

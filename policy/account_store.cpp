@@ -48,11 +48,13 @@ Result<bool> MemoryAccountStore::mark_compromised(const std::string& user, const
     return marks_.try_emplace(user, CompromisedMark{now, reason, {}}).second;
 }
 
-Lookup<CompromisedMark> MemoryAccountStore::compromised(const std::string& user) {
+Lookup<CompromisedMark> MemoryAccountStore::compromised(const std::string& user, bool with_held) {
     std::lock_guard lock(mutex_);
     auto it = marks_.find(user);
     if (it == marks_.end()) return std::optional<CompromisedMark>{};
-    return std::optional<CompromisedMark>(it->second);
+    CompromisedMark mark{it->second.since, it->second.reason, {}};
+    if (with_held) mark.held = it->second.held;
+    return std::optional<CompromisedMark>(std::move(mark));
 }
 
 bool MemoryAccountStore::add_held(const std::string& user, const std::string& queue_id, TimePoint) {
@@ -60,7 +62,9 @@ bool MemoryAccountStore::add_held(const std::string& user, const std::string& qu
     auto it = marks_.find(user);
     if (it == marks_.end()) return false;
     auto& held = it->second.held;
-    if (std::find(held.begin(), held.end(), queue_id) == held.end()) held.push_back(queue_id);
+    if (std::find(held.begin(), held.end(), queue_id) != held.end()) return true;
+    if (held.size() >= max_held) return false;
+    held.push_back(queue_id);
     return true;
 }
 

@@ -47,9 +47,15 @@ public:
     // Marks the account; true when it was not marked before (false: it
     // already was); a failure when the store cannot be reached.
     virtual Result<bool> mark_compromised(const std::string& user, const std::string& reason, TimePoint now) = 0;
-    virtual Lookup<CompromisedMark> compromised(const std::string& user) = 0;
-    // Notes a queue id of the account's mail held (no duplicates).
+    // The mark, with the queue ids held when `with_held` (the admin's view;
+    // a decision needs only whether there is one).
+    virtual Lookup<CompromisedMark> compromised(const std::string& user, bool with_held) = 0;
+    // Notes a queue id of the account's mail held (no duplicates); false
+    // when the account is not marked (any more) or already has max_held.
     virtual bool add_held(const std::string& user, const std::string& queue_id, TimePoint now) = 0;
+    // A marked account's mail keeps coming (it is accepted, then held):
+    // past this many ids the rest are not listed, only held.
+    static constexpr std::size_t max_held = 10000;
     // Lifts the mark and forgets the account's login networks (the admin
     // has looked: counting starts afresh); answers the mark that was there.
     virtual Lookup<CompromisedMark> clear_compromised(const std::string& user) = 0;
@@ -66,7 +72,7 @@ public:
     std::optional<std::map<std::string, TimePoint>> login_networks(const std::string& user, Duration window,
                                                                    TimePoint now) override;
     Result<bool> mark_compromised(const std::string& user, const std::string& reason, TimePoint now) override;
-    Lookup<CompromisedMark> compromised(const std::string& user) override;
+    Lookup<CompromisedMark> compromised(const std::string& user, bool with_held) override;
     bool add_held(const std::string& user, const std::string& queue_id, TimePoint now) override;
     Lookup<CompromisedMark> clear_compromised(const std::string& user) override;
 

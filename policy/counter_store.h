@@ -124,6 +124,9 @@ public:
     }
     // Lifts a block and forgets the guesses of both kinds (admin command).
     virtual bool unblock(const std::string& client) = 0;
+    // Forgets the messages counted under `client` (admin command: an
+    // account's quota overrun, when its compromised mark is lifted).
+    virtual void forget_messages(const std::string& client) = 0;
 
     // A failed login for `user` from the client network `network`: answers
     // how many distinct networks failed for that user within `window`

@@ -4,6 +4,9 @@
 // that failed commands are counted in one place.
 #include "policy/decision_engine.h"
 
+#include <algorithm>
+#include <cctype>
+
 #include "policy/domain_set.h"
 #include "policy/rules/refusal.h"
 
@@ -183,7 +186,8 @@ Decision DecisionEngine::on_mail(SessionState& s, const MailFacts& facts) {
         settle(d, std::move(r), message_rate_.mode());
         if (d.refused()) return finish(s, std::move(d));
     }
-    user_quota_passes(s, d, false);
+    // A message the account may not send takes no slot of the client's rate.
+    if (!user_quota_passes(s, d, false)) message_rate_.release(s);
     watch_account(s);
     return finish(s, std::move(d));
 }
@@ -296,12 +300,15 @@ Decision DecisionEngine::on_eom(SessionState& s, const EomFacts& facts) {
         return *c;
     }
     Decision d = eom_limits(s, facts);
-    bool accepted = !d.refused() && !s.tx.refused && !facts.counted_elsewhere;
-    if (accepted) {
-        TimePoint now = clock_.now();
-        if (limits_apply(s) && message_rate_.enabled()) message_rate_.commit(s, now);
-        user_quota_.commit(s, now);
+    bool accepted = !d.refused() && !s.tx.refused;
+    TimePoint now = clock_.now();
+    if (accepted && !facts.counted_elsewhere && limits_apply(s) && message_rate_.enabled()) {
+        message_rate_.commit(s, now);
     }
+    // Only the front end that counts the account holds quota slots
+    // (quota_counted_here), so they are committed even when another front
+    // end told Postfix's end of data first and counted the client's rate.
+    if (accepted) user_quota_.commit(s, now);
     if (!d.refused() && !s.tx.refused && !s.tx.hold_reason.empty()) d = held(s, std::move(d));
     end_transaction(s);  // gives back whatever was not committed
     return d.refused() ? finish(s, std::move(d)) : d;
@@ -342,7 +349,7 @@ bool DecisionEngine::note_reported_auth_failure(SessionState& s, std::string_vie
     // Only a trusted-group client about to relay has anything to lose.
     if (s.auth_failure_checked || s.auth != AuthState::none || s.trusted_group.empty()) return true;
     if (!relay.auth_failure_disables_groups || !relay.allow_sasl || relay.mode == RelayMode::open) return true;
-    if (relay_.is_local(recipient)) return true;
+    if (!settings_.limits.auth_failures.reported || relay_.is_local(recipient)) return true;
     auto failed = counters_.failed_auth_until(s.client.to_string(), clock_.now());
     if (!failed) return !store_unreachable(out, "rcpt (failed AUTH reports)");
     s.auth_failure_checked = true;
@@ -365,7 +372,11 @@ DecisionEngine::AuthReportOutcome DecisionEngine::on_auth_report(const AuthRepor
         return out;
     }
     const RelaySettings& relay = settings_.relay;
-    if (!s.trusted_group.empty() && relay.auth_failure_disables_groups && relay.allow_sasl) {
+    // Kerio's rule is about SMTP AUTH: a mistyped IMAP password behind an
+    // office's NAT must not stop the office relaying. A log source reports
+    // SMTP AUTH only.
+    bool smtp_auth = report.protocol == "smtp";
+    if (smtp_auth && !s.trusted_group.empty() && relay.auth_failure_disables_groups && relay.allow_sasl) {
         TimePoint until = now + relay.auth_failure_window;
         if (counters_.mark_failed_auth(s.client.to_string(), until, now)) out.groups_barred_until = until;
         else out.store_unreachable = true;
@@ -444,7 +455,7 @@ void DecisionEngine::watch_account(SessionState& s) {
     if (!s.tx.hold_reason.empty()) return;
     // A store that cannot say lets the mail flow: holding is on top of the
     // limits, which still apply.
-    auto mark = accounts_->compromised(user);
+    auto mark = accounts_->compromised(user, false);
     if (mark && *mark) s.tx.hold_reason = "account marked compromised: " + (*mark)->reason;
 }
 
@@ -455,9 +466,15 @@ Decision DecisionEngine::held(const SessionState& s, Decision d) const {
     return out;
 }
 
-void DecisionEngine::note_held(const SessionState& s, const std::string& queue_id) {
-    if (accounts_ == nullptr || s.sasl_user.empty() || queue_id.empty()) return;
-    accounts_->add_held(DomainSet::normalise(s.sasl_user), queue_id, clock_.now());
+bool DecisionEngine::note_held(const SessionState& s, const std::string& queue_id) {
+    if (accounts_ == nullptr || s.sasl_user.empty()) return false;
+    // A Postfix or Sendmail queue id is letters and digits; anything else
+    // (a forged "ALL" or "-") would make the admin's postsuper -H release
+    // more than this account's mail.
+    bool plain = !queue_id.empty() && queue_id.size() <= 64 && queue_id != "ALL" &&
+                 std::all_of(queue_id.begin(), queue_id.end(), [](unsigned char c) { return std::isalnum(c) != 0; });
+    if (!plain) return false;
+    return accounts_->add_held(DomainSet::normalise(s.sasl_user), queue_id, clock_.now());
 }
 
 std::optional<DecisionEngine::AccountReport> DecisionEngine::inspect_account(const std::string& name) {
@@ -477,7 +494,7 @@ std::optional<DecisionEngine::AccountReport> DecisionEngine::inspect_account(con
     r.used = UserQuota{hour, day, rcpts};
     if (accounts_ != nullptr) {
         auto networks = accounts_->login_networks(r.user, settings_.limits.compromised_accounts.window, now);
-        auto mark = accounts_->compromised(r.user);
+        auto mark = accounts_->compromised(r.user, true);
         if (!networks || !mark) return std::nullopt;
         r.login_networks = std::move(*networks);
         r.mark = std::move(*mark);
@@ -487,7 +504,13 @@ std::optional<DecisionEngine::AccountReport> DecisionEngine::inspect_account(con
 
 Lookup<CompromisedMark> DecisionEngine::clear_account(const std::string& user) {
     if (accounts_ == nullptr) return std::optional<CompromisedMark>{};
-    return accounts_->clear_compromised(DomainSet::normalise(user));
+    std::string name = DomainSet::normalise(user);
+    // The tries past a quota start afresh too, or the next refusal would
+    // mark the account again at once.
+    for (const char* quota : {"over/messages_per_hour", "over/messages_per_day", "over/recipients_per_day"}) {
+        counters_.forget_messages(UserQuotaLimit::key(quota, name));
+    }
+    return accounts_->clear_compromised(name);
 }
 
 Decision DecisionEngine::on_auth_attempt(const IpAddress& client) {

@@ -123,8 +123,10 @@ public:
     // Lifts the account's mark; answers the mark (with the queue ids held)
     // that was there. A failure when the account store cannot be reached.
     Lookup<CompromisedMark> clear_account(const std::string& user);
-    // The front end held a message of the session's account under `queue_id`.
-    void note_held(const SessionState& s, const std::string& queue_id);
+    // The front end held a message of the session's account under
+    // `queue_id`; false when it is not listed for `relayguardctl user
+    // release` (no mark any more, too many listed, not a queue id).
+    bool note_held(const SessionState& s, const std::string& queue_id);
 
     // Lifts the client's block (harvest or failed logins); whether there was one.
     bool unblock(const IpAddress& client);

@@ -218,6 +218,12 @@ bool MemoryCounterStore::unblock(const std::string& client) {
     return was;
 }
 
+void MemoryCounterStore::forget_messages(const std::string& client) {
+    std::lock_guard lock(mutex_);
+    auto it = clients_.find(client);
+    if (it != clients_.end()) it->second.messages.clear();
+}
+
 template <class Table, class Expired>
 bool MemoryCounterStore::room_in(Table& table, Expired expired) const {
     if (table.size() < max_clients_) return true;

@@ -84,6 +84,11 @@ struct AuthFailureSettings {
     // Failed logins of one account from this many client networks within
     // `window` raise an alert; they never block the account.
     std::optional<std::uint32_t> account_networks = 10;
+    // Whether logins are reported to this node ([auth_events]) or may be to
+    // another node sharing its Redis store (set by the config loader).
+    // Without either nothing can be counted, so no store is asked for a
+    // brute-force block or a failed-AUTH bar either.
+    bool reported = false;
 };
 
 // What one authenticated account (SMTP AUTH user) may send, counted across

@@ -3,7 +3,10 @@
 
 #include <spdlog/spdlog.h>
 
+#include <atomic>
+#include <cstdio>
 #include <mutex>
+#include <random>
 
 #include "common/base/text_codec.h"
 #include "common/daemon/logging.h"
@@ -25,6 +28,19 @@ void count(std::string_view via, const char* outcome) {
     ++counts()[AuthReportKey{std::string(via), outcome}];
 }
 
+// A name for a failure reported without a password hash (an MTA's log), so
+// that each counts as a guess of its own on every node and across reloads.
+std::string unnamed_failure() {
+    static const std::string node = [] {
+        std::random_device rd;
+        char text[24];
+        std::snprintf(text, sizeof text, "%08x%08x", rd(), rd());
+        return std::string(text);
+    }();
+    static std::atomic<std::uint64_t> sequence{0};
+    return "unnamed:" + node + ":" + std::to_string(sequence.fetch_add(1, std::memory_order_relaxed));
+}
+
 }  // namespace
 
 std::map<AuthReportKey, std::uint64_t> auth_report_counts() {
@@ -34,7 +50,9 @@ std::map<AuthReportKey, std::uint64_t> auth_report_counts() {
 
 void apply_auth_report(DecisionEngine& engine, const AuthReport& report, std::string_view via,
                        const AccountAlert& on_account_attack) {
-    auto out = engine.on_auth_report(report);
+    AuthReport named = report;
+    if (!named.succeeded && named.password_id.empty()) named.password_id = unnamed_failure();
+    auto out = engine.on_auth_report(named);
     std::string client = report.client.to_string();
     std::string via_text(via);
     count(via, report.succeeded ? "success" : "failure");

@@ -282,9 +282,10 @@ void hold(SMFICTX* ctx, DecisionEngine& engine, const MilterSession& s, const De
                       session_field(s.state.sasl_user));
         return;
     }
-    engine.note_held(s.state, queue_id);
-    security_log()->info("held queue_id={} client={} sasl_user={} via=milter", queue_id.empty() ? "-" : queue_id,
-                         s.state.client.to_string(), session_field(s.state.sasl_user));
+    bool listed = engine.note_held(s.state, queue_id);
+    security_log()->info("held queue_id={} client={} sasl_user={} listed={} via=milter",
+                         queue_id.empty() ? "-" : session_field(queue_id), s.state.client.to_string(),
+                         session_field(s.state.sasl_user), listed ? "yes" : "no (release it with postsuper -H)");
 }
 
 sfsistat on_eom(SMFICTX* ctx) {

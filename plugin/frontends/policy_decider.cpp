@@ -94,9 +94,13 @@ void PolicyDecider::start_transaction(DecisionEngine& engine, PolicyConnection& 
 // END-OF-MESSAGE.
 void PolicyDecider::note_held(DecisionEngine& engine, const PolicyConnection& conn, const Decision& d,
                               const PolicyRequest& request) const {
+    if (d.verdict != Verdict::hold) return;
     std::string queue_id(request.get("queue_id"));
-    if (d.verdict != Verdict::hold || queue_id.empty()) return;
-    engine.note_held(conn.session, queue_id);
+    if (queue_id.empty()) return;  // not named yet: END-OF-MESSAGE will
+    if (!engine.note_held(conn.session, queue_id)) {
+        security_log()->warn("held queue_id={} sasl_user={} listed=no (release it with postsuper -H) via=policy",
+                             log_quoted(queue_id), log_quoted(conn.session.sasl_user));
+    }
 }
 
 Decision PolicyDecider::at_rcpt(DecisionEngine& engine, PolicyConnection& conn, const PolicyRequest& request,

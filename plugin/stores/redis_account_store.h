@@ -1,7 +1,8 @@
 // Account state in Redis, so a login seen by one node counts on all of them
 // and a compromised mark holds the account's mail on every node. Keys
-// "<prefix>{<user>}:logins", ":compromised" and ":held" share the user's
-// hash tag. The mark has no expiry: only an admin lifts it.
+// "<prefix>{<user>}:acct-logins", ":acct-compromised" and ":acct-held"
+// share the user's hash tag (and never a client's keys: those have other
+// suffixes). The mark has no expiry: only an admin lifts it.
 #pragma once
 
 #include "common/redis/redis_client.h"
@@ -17,7 +18,7 @@ public:
     std::optional<std::map<std::string, TimePoint>> login_networks(const std::string& user, Duration window,
                                                                    TimePoint now) override;
     Result<bool> mark_compromised(const std::string& user, const std::string& reason, TimePoint now) override;
-    Lookup<CompromisedMark> compromised(const std::string& user) override;
+    Lookup<CompromisedMark> compromised(const std::string& user, bool with_held) override;
     bool add_held(const std::string& user, const std::string& queue_id, TimePoint now) override;
     Lookup<CompromisedMark> clear_compromised(const std::string& user) override;
 

@@ -190,7 +190,8 @@ std::optional<ConnectionOutcome> RedisCounterStore::open_connection(const std::s
     // This client's closes not yet sent go first, in the same script.
     QueuedWrites queued = take_queued(client);
     args.insert(args.end(), queued.closed.begin(), queued.closed.end());
-    auto r = integers(redis_.run(open_connection_script, {key(client, "conn"), key(client, "block")}, args), 4);
+    auto r = integers(
+        redis_.run(open_connection_script, {key(client, "conn"), key(client, "block"), key(client, "blockkind")}, args), 4);
     if (r) queued.closed.clear();
     // Whatever the script did not write goes back to the queue.
     if (!queued.empty()) requeue({{client, std::move(queued)}});
@@ -346,7 +347,7 @@ std::optional<GuessOutcome> RedisCounterStore::record_guess(GuessKind kind, cons
                                                             const std::string& guess, Duration window,
                                                             std::uint32_t threshold, Duration block_for,
                                                             TimePoint now) {
-    auto r = integers(redis_.run(guess_script, {key(client, guess_key(kind)), key(client, "block")},
+    auto r = integers(redis_.run(guess_script, {key(client, guess_key(kind)), key(client, "block"), key(client, "blockkind")},
                                  {ms(now), ms(window), std::to_string(threshold), ms(block_for), guess,
                                   blocks_.channel(), client, kind == GuessKind::failed_login ? "1" : "0"}),
                       3);
@@ -362,23 +363,33 @@ Lookup<ClientBlock> RedisCounterStore::block(const std::string& client, TimePoin
 }
 
 Lookup<ClientBlock> RedisCounterStore::fetch_block(const std::string& client, TimePoint now) {
-    auto reply = redis_.command({"GET", key(client, "block")}, key(client, "block"));
+    auto reply = redis_.command({"MGET", key(client, "block"), key(client, "blockkind")}, key(client, "block"));
     if (!reply) return Lookup<ClientBlock>::failure(reply.error());
-    if (reply->type == RedisValue::Type::nil) return std::optional<ClientBlock>{};
-    if (reply->type != RedisValue::Type::string) return Lookup<ClientBlock>::failure("unexpected reply to GET");
-    // "<until ms> <kind>" (redis_scripts.h)
-    char* rest = nullptr;
-    long long until = std::strtoll(reply->str.c_str(), &rest, 10);
-    long long kind = (rest != nullptr && *rest == ' ') ? std::strtoll(rest + 1, nullptr, 10) : 0;
+    if (reply->type != RedisValue::Type::array || reply->elements.size() != 2) {
+        return Lookup<ClientBlock>::failure("unexpected reply to MGET");
+    }
+    const auto& until_value = reply->elements[0];
+    if (until_value.type != RedisValue::Type::string) return std::optional<ClientBlock>{};
+    long long until = std::strtoll(until_value.str.c_str(), nullptr, 10);
+    long long kind = reply->elements[1].type == RedisValue::Type::string
+                         ? std::strtoll(reply->elements[1].str.c_str(), nullptr, 10)
+                         : 0;
     if (until <= now.time_since_epoch().count()) return std::optional<ClientBlock>{};
     return block_or_none(until, kind);
 }
 
 bool RedisCounterStore::unblock(const std::string& client) {
-    auto reply = redis_.run(unblock_script, {key(client, "block"), key(client, "unknown"), key(client, "logins")},
+    auto reply = redis_.run(unblock_script,
+                            {key(client, "block"), key(client, "unknown"), key(client, "logins"), key(client, "blockkind")},
                             {blocks_.channel(), client});
     if (reply && !reply->is_error()) blocks_.note(client, std::nullopt);
     return reply && reply->type == RedisValue::Type::integer && reply->integer == 1;
+}
+
+void RedisCounterStore::forget_messages(const std::string& client) {
+    // Only counted messages: slots in flight stay theirs until they end.
+    std::string k = key(client, "msg");
+    redis_.command({"ZREMRANGEBYSCORE", k, "0", "+inf"}, k);
 }
 
 std::optional<AccountOutcome> RedisCounterStore::record_account_failure(const std::string& user,
@@ -413,7 +424,7 @@ std::optional<ClientCounters> RedisCounterStore::inspect(const std::string& clie
                                                          TimePoint now) {
     auto r = integers(redis_.run(inspect_script,
                                  {key(client, "msg"), key(client, "conn"), key(client, "unknown"), key(client, "block"),
-                                  key(client, "logins")},
+                                  key(client, "logins"), key(client, "blockkind")},
                                  {ms(now), ms(windows.message_rate), ms(windows.unknown_recipients),
                                   ms(windows.failed_logins)}),
                       7);

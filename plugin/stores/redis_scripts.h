@@ -62,22 +62,16 @@ end
 return {count, recorded}
 )lua";
 
-// A block key holds "<until ms> <kind>" (kind: 0 unknown recipients, 1
-// failed logins; a bare "<until ms>" is 0). The scripts that read it share
-// these lines.
-#define RELAYGUARD_BLOCK_OF                                                            \
-    "local function block_of(v)\n"                                                     \
-    "  if not v then return 0, 0 end\n"                                                \
-    "  local until_ms, kind = string.match(v, '^(%d+) ?(%d*)$')\n"                     \
-    "  return tonumber(until_ms) or 0, tonumber(kind) or 0\n"                          \
-    "end\n"
-
-// KEYS: connections (sorted set, member per connection, score = lease end), block
+// A block is two keys with one expiry: the block holds its end (ms), as it
+// always has, so nodes of an earlier release still read it; the block's
+// kind key holds what set it (0 unknown recipients, 1 failed logins; absent
+// is 0).
+// KEYS: connections (sorted set, member per connection, score = lease end), block, block kind
 // ARGV: now, lease, limit (0: none), member, then members this node closed
 // and has not yet removed (they go first, so their slots are free again)
 // Returns {admitted, held, blocked_until or 0, block kind}. A connection
 // whose node stopped refreshing it drops out when its lease ends.
-inline constexpr const char* open_connection = RELAYGUARD_BLOCK_OF R"lua(
+inline constexpr const char* open_connection = R"lua(
 local now, lease, limit = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
 if #ARGV > 4 then redis.call('ZREM', KEYS[1], unpack(ARGV, 5)) end
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
@@ -87,8 +81,9 @@ if redis.call('ZSCORE', KEYS[1], ARGV[4]) or limit == 0 or redis.call('ZCARD', K
   redis.call('PEXPIRE', KEYS[1], lease)
   admitted = 1
 end
-local blocked, kind = block_of(redis.call('GET', KEYS[2]))
+local blocked = tonumber(redis.call('GET', KEYS[2]) or '0')
 if blocked <= now then blocked = 0 end
+local kind = tonumber(redis.call('GET', KEYS[3]) or '0')
 return {admitted, redis.call('ZCARD', KEYS[1]), blocked, kind}
 )lua";
 
@@ -109,13 +104,13 @@ if ttl >= 0 and ttl < lease_end - now then redis.call('PEXPIRE', KEYS[1], lease_
 return n
 )lua";
 
-// KEYS: guesses of one kind (sorted set, score = last seen), block
+// KEYS: guesses of one kind (sorted set, score = last seen), block, block kind
 // ARGV: now, window, threshold, block_for, guess, channel, client, kind
 // Returns {distinct, blocked_until or 0, block kind}. A new block clears
 // the count, so the client starts afresh when it ends, and is published on
 // `channel` ("<until> <client> <kind>", shared_blocks.h). At most
 // `threshold` guesses are kept.
-inline constexpr const char* record_guess = RELAYGUARD_BLOCK_OF R"lua(
+inline constexpr const char* record_guess = R"lua(
 local now, window = tonumber(ARGV[1]), tonumber(ARGV[2])
 local threshold, block_for = tonumber(ARGV[3]), tonumber(ARGV[4])
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - window)
@@ -123,10 +118,12 @@ if redis.call('ZSCORE', KEYS[1], ARGV[5]) or redis.call('ZCARD', KEYS[1]) < math
   redis.call('ZADD', KEYS[1], now, ARGV[5])
 end
 local distinct = redis.call('ZCARD', KEYS[1])
-local blocked, kind = block_of(redis.call('GET', KEYS[2]))
+local blocked = tonumber(redis.call('GET', KEYS[2]) or '0')
+local kind = tonumber(redis.call('GET', KEYS[3]) or '0')
 if threshold > 0 and distinct >= threshold and block_for > 0 and blocked <= now then
   blocked, kind = now + block_for, tonumber(ARGV[8])
-  redis.call('SET', KEYS[2], blocked .. ' ' .. kind, 'PX', block_for)
+  redis.call('SET', KEYS[2], blocked, 'PX', block_for)
+  redis.call('SET', KEYS[3], kind, 'PX', block_for)
   redis.call('DEL', KEYS[1])
   redis.call('PUBLISH', ARGV[6], blocked .. ' ' .. ARGV[7] .. ' ' .. kind)
 else
@@ -136,28 +133,29 @@ if blocked <= now then blocked = 0 end
 return {distinct, blocked, kind}
 )lua";
 
-// KEYS: block, unknown recipients, failed logins. ARGV: channel, client
+// KEYS: block, unknown recipients, failed logins, block kind. ARGV: channel, client
 // Returns 1 if a block was lifted; the lift is published.
 inline constexpr const char* unblock = R"lua(
 local was = redis.call('EXISTS', KEYS[1])
-redis.call('DEL', KEYS[1], KEYS[2], KEYS[3])
+redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], KEYS[4])
 redis.call('PUBLISH', ARGV[1], '0 ' .. ARGV[2])
 return was
 )lua";
 
-// KEYS: messages, connections, unknown recipients, block, failed logins
+// KEYS: messages, connections, unknown recipients, block, failed logins, block kind
 // ARGV: now, rate window, unknown window, failed-login window
 // Returns {messages, connections, unknown, blocked_until or 0, in flight,
 // failed logins, block kind}; changes nothing.
-inline constexpr const char* inspect = RELAYGUARD_BLOCK_OF R"lua(
+inline constexpr const char* inspect = R"lua(
 local now = tonumber(ARGV[1])
 local messages = redis.call('ZCOUNT', KEYS[1], '(' .. (now - tonumber(ARGV[2])), '+inf')
 local in_flight = redis.call('ZCOUNT', KEYS[1], '-inf', '(' .. -now)
 local connections = redis.call('ZCOUNT', KEYS[2], '(' .. now, '+inf')
 local unknown = redis.call('ZCOUNT', KEYS[3], '(' .. (now - tonumber(ARGV[3])), '+inf')
 local logins = redis.call('ZCOUNT', KEYS[5], '(' .. (now - tonumber(ARGV[4])), '+inf')
-local blocked, kind = block_of(redis.call('GET', KEYS[4]))
+local blocked = tonumber(redis.call('GET', KEYS[4]) or '0')
 if blocked <= now then blocked = 0 end
+local kind = tonumber(redis.call('GET', KEYS[6]) or '0')
 return {messages, connections, unknown, blocked, in_flight, logins, kind}
 )lua";
 
@@ -184,25 +182,28 @@ return 1
 )lua";
 
 // KEYS: the mark, the held queue ids (sorted set, score = when held), the
-// login networks. ARGV: "read", or "clear" (read, then delete all three)
-// Returns {} when not marked, else {since, reason, {queue ids...}}.
+// login networks. ARGV: "brief" (no ids), "read", or "clear" (read, then
+// delete all three). Returns {} when not marked, else {since, reason,
+// {queue ids...}}.
 inline constexpr const char* compromised_mark = R"lua(
 local m = redis.call('HMGET', KEYS[1], 'since', 'reason')
 if not m[1] then return {} end
-local held = redis.call('ZRANGE', KEYS[2], 0, -1)
+local held = {}
+if ARGV[1] ~= 'brief' then held = redis.call('ZRANGE', KEYS[2], 0, -1) end
 if ARGV[1] == 'clear' then redis.call('DEL', KEYS[1], KEYS[2], KEYS[3]) end
 return {m[1], m[2] or '', held}
 )lua";
 
-// KEYS: the mark, the held queue ids. ARGV: now, queue id
-// Notes the id only while the account is marked; returns 1 if it is.
+// KEYS: the mark, the held queue ids. ARGV: now, queue id, most kept
+// Notes the id only while the account is marked and has room; returns 1
+// when it is noted (or was already).
 inline constexpr const char* add_held = R"lua(
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
-redis.call('ZADD', KEYS[2], 'NX', ARGV[1], ARGV[2])
+if redis.call('ZSCORE', KEYS[2], ARGV[2]) then return 1 end
+if redis.call('ZCARD', KEYS[2]) >= tonumber(ARGV[3]) then return 0 end
+redis.call('ZADD', KEYS[2], ARGV[1], ARGV[2])
 return 1
 )lua";
-
-#undef RELAYGUARD_BLOCK_OF
 
 // KEYS: POP-before-SMTP window (hash: user, until). ARGV: until, user, now
 // Opens or extends the window; never shortens one.

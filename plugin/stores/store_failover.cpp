@@ -157,6 +157,11 @@ std::optional<ClientCounters> FailoverCounterStore::inspect(const std::string& c
                   [&] { return fallback_.inspect(client, windows, now); });
 }
 
+void FailoverCounterStore::forget_messages(const std::string& client) {
+    primary_.forget_messages(client);
+    fallback_.forget_messages(client);
+}
+
 bool FailoverCounterStore::unblock(const std::string& client) {
     bool a = primary_.unblock(client);
     bool b = fallback_.unblock(client);

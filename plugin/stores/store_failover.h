@@ -69,6 +69,7 @@ public:
                                              TimePoint now) override;
     Lookup<ClientBlock> block(const std::string& client, TimePoint now) override;
     bool unblock(const std::string& client) override;
+    void forget_messages(const std::string& client) override;
     std::optional<AccountOutcome> record_account_failure(const std::string& user, const std::string& network,
                                                         Duration window, std::uint32_t max_kept,
                                                         TimePoint now) override;

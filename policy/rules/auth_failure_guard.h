@@ -20,7 +20,7 @@ class AuthFailureGuard {
 public:
     AuthFailureGuard(const AuthFailureSettings& settings, CounterStore& store) : settings_(settings), store_(store) {}
 
-    bool enabled() const { return settings_.max.has_value(); }
+    bool enabled() const { return settings_.reported && settings_.max.has_value(); }
     LimitMode mode() const { return settings_.mode; }
     Duration window() const { return settings_.window; }
     // The refusal for a client blocked until `until`.

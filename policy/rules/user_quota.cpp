@@ -47,46 +47,68 @@ const UserQuota& UserQuotaLimit::quota_for(std::string_view user) const {
     return settings_.defaults;
 }
 
-RuleCheck UserQuotaLimit::take(SessionState& s, const char* quota, const std::optional<std::uint32_t>& limit,
-                               Duration window, TimePoint now, bool record) {
-    if (!limit) return RuleCheck::passed();
-    std::string k = key(quota, s.sasl_user);
-    std::optional<RateOutcome> r;
-    std::string name;
-    if (record) {
-        r = store_.message_rate(k, window, *limit, true, now);
-    } else {
-        name = s.connection_id + "#" + std::to_string(s.transactions) + "/" + quota + "/" +
-               std::to_string(s.tx.quota_slots.size());
-        r = store_.reserve_message(k, name, window, *limit, now);
-    }
-    if (!r) return RuleCheck::unreachable();
-    bool over = r->count >= *limit;
-    // A slot taken, or (warn mode) a message over the quota that must still
-    // count when it is accepted: commit counts one for an empty name.
-    if (!record && (r->recorded || settings_.mode == LimitMode::warn)) {
-        s.tx.quota_slots.push_back(QuotaSlot{k, r->recorded ? name : std::string(), window, *limit});
-    }
-    if (!over) return RuleCheck::passed();
-    if (overrun_factor_) {
-        // Tries past the quota, in its window: at (factor - 1) x limit of
-        // them the account has tried factor times what it may send.
-        std::uint32_t beyond = *limit * (*overrun_factor_ - 1);
+RuleCheck UserQuotaLimit::refused(SessionState& s, const char* quota, std::uint32_t limit, std::uint32_t count,
+                                  Duration window, TimePoint now) {
+    // Tries past the quota, in its window: at (factor - 1) x limit of them
+    // the account has tried factor times what it may send. Warn mode only
+    // logs, so it marks no one either.
+    if (overrun_factor_ && settings_.mode == LimitMode::enforce) {
+        std::uint32_t beyond = limit * (*overrun_factor_ - 1);
         auto tries = store_.record_message(key(std::string("over/") + quota, s.sasl_user), window, beyond, now);
         if (tries && tries->count + 1 >= beyond) s.tx.quota_overrun = quota;
     }
     SmtpReply reply = settings_.reply;
-    reply.text += ": " + std::to_string(*limit) + " " + described(quota);
+    reply.text += ": " + std::to_string(limit) + " " + described(quota);
     return RuleCheck::refusing(refusal("user_quota", reply,
                                        std::string("user=") + s.sasl_user + " quota=" + quota +
-                                           " count=" + std::to_string(r->count) + " limit=" + std::to_string(*limit)));
+                                           " count=" + std::to_string(count) + " limit=" + std::to_string(limit)));
 }
 
-RuleCheck UserQuotaLimit::check_message(SessionState& s, TimePoint now, bool record) {
+RuleCheck UserQuotaLimit::take(SessionState& s, const char* quota, const std::optional<std::uint32_t>& limit,
+                               Duration window, TimePoint now) {
+    if (!limit) return RuleCheck::passed();
+    std::string k = key(quota, s.sasl_user);
+    std::string name = s.connection_id + "#" + std::to_string(s.transactions) + "/" + quota + "/" +
+                       std::to_string(s.tx.quota_slots.size());
+    auto r = store_.reserve_message(k, name, window, *limit, now);
+    if (!r) return RuleCheck::unreachable();
+    // A slot taken, or (warn mode) a message over the quota that must still
+    // count when it is accepted: commit counts one for an empty name.
+    if (r->recorded || settings_.mode == LimitMode::warn) {
+        s.tx.quota_slots.push_back(QuotaSlot{k, r->recorded ? name : std::string(), window, *limit});
+    }
+    if (r->count < *limit) return RuleCheck::passed();
+    return refused(s, quota, *limit, r->count, window, now);
+}
+
+RuleCheck UserQuotaLimit::record(SessionState& s, const std::vector<Quota>& quotas, TimePoint now) {
+    // Counting at the check there is no slot to give back: every quota is
+    // asked first, and the message counted only when all of them let it go.
+    RuleCheck outcome = RuleCheck::passed();
+    for (const auto& q : quotas) {
+        if (!q.limit) continue;
+        auto r = store_.message_rate(key(q.name, s.sasl_user), q.window, *q.limit, false, now);
+        if (!r) return RuleCheck::unreachable();
+        if (r->count >= *q.limit && outcome.outcome == RuleCheck::Outcome::pass) {
+            outcome = refused(s, q.name, *q.limit, r->count, q.window, now);
+            if (settings_.mode == LimitMode::enforce) return outcome;
+        }
+    }
+    for (const auto& q : quotas) {
+        if (q.limit) store_.record_message(key(q.name, s.sasl_user), q.window, *q.limit, now);
+    }
+    return outcome;  // in warn mode, the warning
+}
+
+RuleCheck UserQuotaLimit::check_message(SessionState& s, TimePoint now, bool record_now) {
     const UserQuota& q = quota_for(s.sasl_user);
-    auto hour = take(s, "messages_per_hour", q.messages_per_hour, 1h, now, record);
+    if (record_now) {
+        return record(s, {{"messages_per_hour", q.messages_per_hour, 1h}, {"messages_per_day", q.messages_per_day, 24h}},
+                      now);
+    }
+    auto hour = take(s, "messages_per_hour", q.messages_per_hour, 1h, now);
     if (hour.outcome != RuleCheck::Outcome::pass && settings_.mode == LimitMode::enforce) return hour;
-    auto day = take(s, "messages_per_day", q.messages_per_day, 24h, now, record);
+    auto day = take(s, "messages_per_day", q.messages_per_day, 24h, now);
     if (day.outcome != RuleCheck::Outcome::pass && settings_.mode == LimitMode::enforce) {
         release(s);  // the hourly slot of a message that will not be sent
         return day;
@@ -94,8 +116,10 @@ RuleCheck UserQuotaLimit::check_message(SessionState& s, TimePoint now, bool rec
     return hour.outcome != RuleCheck::Outcome::pass ? hour : day;
 }
 
-RuleCheck UserQuotaLimit::check_recipient(SessionState& s, TimePoint now, bool record) {
-    return take(s, "recipients_per_day", quota_for(s.sasl_user).recipients_per_day, 24h, now, record);
+RuleCheck UserQuotaLimit::check_recipient(SessionState& s, TimePoint now, bool record_now) {
+    const auto& limit = quota_for(s.sasl_user).recipients_per_day;
+    if (record_now) return record(s, {{"recipients_per_day", limit, 24h}}, now);
+    return take(s, "recipients_per_day", limit, 24h, now);
 }
 
 void UserQuotaLimit::commit(SessionState& s, TimePoint now) {

@@ -10,6 +10,7 @@
 
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "policy/counter_store.h"
 #include "policy/decision.h"
@@ -47,10 +48,20 @@ public:
     static std::string key(std::string_view quota, std::string_view user);
 
 private:
+    struct Quota {
+        const char* name;
+        std::optional<std::uint32_t> limit;
+        Duration window;
+    };
     // Takes one slot of `quota` (its key, window and limit); appends it to
     // the transaction's slots when it must later be committed or released.
     RuleCheck take(SessionState& s, const char* quota, const std::optional<std::uint32_t>& limit, Duration window,
-                   TimePoint now, bool record);
+                   TimePoint now);
+    // Counts one against every quota at once, or none of them.
+    RuleCheck record(SessionState& s, const std::vector<Quota>& quotas, TimePoint now);
+    // The refusal of `quota`, noting an overrun for compromised_accounts.
+    RuleCheck refused(SessionState& s, const char* quota, std::uint32_t limit, std::uint32_t count, Duration window,
+                      TimePoint now);
 
     const UserQuotaSettings& settings_;
     CounterStore& store_;

@@ -100,7 +100,7 @@ submit = "{admin_mailbox.address}"
             time.sleep(1)
             check("it did not reach the sink", internet.count() == 4, subjects(internet))
             check("the security log says the account is compromised and the message held",
-                  "account-compromised user=\"u1\"" in rg.log() and f"held queue_id={held_id} " in rg.log(),
+                  "account-compromised user=\"u1\"" in rg.log() and f'held queue_id="{held_id}" ' in rg.log(),
                   rg.log()[-1500:])
             alert = wait(lambda: [m for m in admin_mailbox.messages()])
             body = email.message_from_bytes(alert[0]["data"], policy=email.policy.default) if alert else None

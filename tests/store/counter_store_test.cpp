@@ -505,7 +505,7 @@ TEST_CASE("every key carries the prefix and the client's hash tag, and expires",
     t.store->record_unknown_recipient("198.51.100.0/24", "noone@x", 1h, 2, 1h, now);
     t.windows->grant("198.51.100.9", "bob", now + 10min, now);
     auto keys = redis_server().call({"KEYS", "*"});
-    REQUIRE(keys.elements.size() == 4);  // messages, connections, block, pop window
+    REQUIRE(keys.elements.size() == 5);  // messages, connections, block and its kind, pop window
     for (const auto& k : keys.elements) {
         INFO(k.str);
         REQUIRE(k.str.rfind("test:", 0) == 0);
@@ -627,22 +627,23 @@ TEST_CASE("account stores: logins by network, the compromised mark and its held 
     REQUIRE(networks->at("192.0.2.0/24") == t0() + 2s);
     REQUIRE(s.login_networks("u1", 1h, t0() + 1h + 1500ms)->size() == 1);
 
-    REQUIRE_FALSE(s.compromised("u1")->has_value());
+    REQUIRE_FALSE(s.compromised("u1", true)->has_value());
     REQUIRE_FALSE(s.add_held("u1", "QID0", t0()));  // not marked: nothing to note
     REQUIRE(*s.mark_compromised("u1", "logged in from 4 networks", t0() + 5s));
     REQUIRE_FALSE(*s.mark_compromised("u1", "again", t0() + 6s));  // marked once; the first reason stays
     REQUIRE(s.add_held("u1", "QID1", t0() + 7s));
     REQUIRE(s.add_held("u1", "QID2", t0() + 8s));
     REQUIRE(s.add_held("u1", "QID1", t0() + 9s));  // no duplicate
-    auto mark = s.compromised("u1");
+    auto mark = s.compromised("u1", true);
     REQUIRE(mark->has_value());
     REQUIRE((*mark)->reason == "logged in from 4 networks");
     REQUIRE((*mark)->since == t0() + 5s);
     REQUIRE((*mark)->held == std::vector<std::string>{"QID1", "QID2"});
-    REQUIRE_FALSE(s.compromised("u2")->has_value());
+    REQUIRE((*s.compromised("u1", false))->held.empty());  // a decision reads no list
+    REQUIRE_FALSE(s.compromised("u2", true)->has_value());
     auto cleared = s.clear_compromised("u1");
     REQUIRE((*cleared)->held.size() == 2);
-    REQUIRE_FALSE(s.compromised("u1")->has_value());
+    REQUIRE_FALSE(s.compromised("u1", true)->has_value());
     REQUIRE_FALSE(s.clear_compromised("u1")->has_value());
     REQUIRE(s.login_networks("u1", 1h, t0() + 10s)->empty());  // the admin's clear starts the count afresh
 }

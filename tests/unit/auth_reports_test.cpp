@@ -20,6 +20,7 @@ AuthReport failure(const std::string& addr, const std::string& user, const std::
 
 PolicySettings guard_settings(std::uint32_t max) {
     auto s = base_settings();
+    s.limits.auth_failures.reported = true;  // a source is configured
     s.limits.auth_failures.max = max;
     s.limits.auth_failures.block_time = 1h;
     return s;
@@ -136,8 +137,21 @@ TEST_CASE("an account failing from many networks raises one alert and blocks no 
     REQUIRE_FALSE(h.engine.on_auth_attempt(ip("192.0.2.50")).refused());
 }
 
+TEST_CASE("without a source of logins no store is asked for blocks or bars", "[auth]") {
+    auto settings = base_settings();
+    settings.limits.auth_failures.max = 10;
+    settings.limits.auth_failures.reported = false;
+    Harness h(settings);
+    auto before = h.store.client_count();
+    auto s = h.connect("192.0.2.1");
+    h.mail(s);
+    h.rcpt(s, "a@example.test");
+    REQUIRE(h.store.client_count() == before);  // not even an entry made
+}
+
 TEST_CASE("a reported failed AUTH bars the client's trusted group for the window", "[auth][relay]") {
     auto settings = base_settings();
+    settings.limits.auth_failures.reported = true;
     settings.relay.auth_failure_window = 10min;
     Harness h(settings);
     auto before = h.connect("10.0.0.5");
@@ -167,6 +181,13 @@ TEST_CASE("a reported failed AUTH bars the client's trusted group for the window
     h.mail(later);
     REQUIRE(h.rcpt(later, "a@elsewhere.example").verdict == Verdict::permit);
 
+    SECTION("a failed IMAP or POP3 login bars nothing: the rule is about SMTP AUTH") {
+        Harness office(settings);
+        REQUIRE_FALSE(office.engine.on_auth_report(failure("10.0.0.7", "m", "x", "imap")).groups_barred_until);
+        auto t = office.connect("10.0.0.7");
+        office.mail(t);
+        REQUIRE(office.rcpt(t, "a@elsewhere.example").verdict == Verdict::permit);
+    }
     SECTION("not when failed AUTH may not bar groups") {
         settings.relay.auth_failure_disables_groups = false;
         Harness lenient(settings);

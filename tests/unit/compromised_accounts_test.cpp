@@ -87,6 +87,10 @@ TEST_CASE("logins from more networks than allowed mark the account; its mail is 
     REQUIRE(report->mark->held == std::vector<std::string>{"4Q1XYZ", "4Q2XYZ"});
     REQUIRE(report->login_networks.size() == 4);
 
+    // Only a plain queue id is listed: a forged "ALL" would release every held message.
+    REQUIRE_FALSE(h.engine.note_held(home, "ALL"));
+    REQUIRE_FALSE(h.engine.note_held(home, "-"));
+    REQUIRE_FALSE(h.engine.note_held(home, "4Q3 XY"));
     auto cleared = h.engine.clear_account("u1");
     REQUIRE(cleared);
     REQUIRE((*cleared)->held.size() == 2);
@@ -137,4 +141,20 @@ TEST_CASE("an account trying its quota many times over is marked", "[compromised
     // An hour later its quota lets a message through, and it is held.
     h.clock.advance(1h);
     REQUIRE(h.send(s, "u1").second.verdict == Verdict::hold);
+    // Lifting the mark starts the tries afresh: the next refusal marks nothing.
+    REQUIRE(*h.engine.clear_account("u1"));
+    h.send(s, "u1");
+    REQUIRE(h.send(s, "u1").first.refused());
+    REQUIRE(h.told.marks.size() == 1);
+}
+
+TEST_CASE("quota warn mode marks no account", "[compromised][quota]") {
+    auto settings = base_settings();
+    settings.limits.user_quotas.defaults.messages_per_hour = 1;
+    settings.limits.user_quotas.mode = LimitMode::warn;
+    settings.limits.compromised_accounts.quota_factor = 2;
+    AccountHarness h(settings);
+    auto s = h.connect("192.0.2.1");
+    for (int i = 0; i < 5; ++i) REQUIRE(h.send(s, "u1").second.verdict == Verdict::proceed);
+    REQUIRE(h.told.marks.empty());
 }

@@ -41,6 +41,7 @@ TEST_CASE("a Dovecot report is read with its outcome; bad ones are refused with 
 TEST_CASE("the endpoint answers only requests with the secret header, and refuses a blocked client", "[dovecot]") {
     auto settings = base_settings();
     settings.limits.auth_failures.max = 2;
+    settings.limits.auth_failures.reported = true;
     Harness h(settings);
     EngineHolder holder(std::shared_ptr<DecisionEngine>(&h.engine, [](DecisionEngine*) {}));
     AuthEventSettings events;

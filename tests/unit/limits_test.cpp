@@ -401,6 +401,7 @@ TEST_CASE("an unreachable store follows the fail mode", "[limits][store]") {
         }
         Lookup<ClientBlock> block(const std::string&, TimePoint) override { return Lookup<ClientBlock>::failure("down"); }
         bool unblock(const std::string&) override { return false; }
+        void forget_messages(const std::string&) override {}
         std::optional<AccountOutcome> record_account_failure(const std::string&, const std::string&, Duration,
                                                             std::uint32_t, TimePoint) override {
             return std::nullopt;

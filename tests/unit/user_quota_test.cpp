@@ -104,6 +104,55 @@ TEST_CASE("user quota: an account's line beats its domain's, which beats the def
     REQUIRE(send_as(h, s, "tiny").refused());
 }
 
+TEST_CASE("user quota: counted at the check, a message refused by one quota counts against none", "[quota]") {
+    auto settings = base_settings();
+    settings.limits.user_quotas.defaults.messages_per_hour = 5;
+    settings.limits.user_quotas.defaults.messages_per_day = 2;
+    Harness h(settings);
+    auto s = h.connect("192.0.2.1");
+    auto counted = [&] {
+        MailFacts m{"u1@example.test", std::nullopt, "u1"};
+        m.count_at_check = true;  // the policy service asked at RCPT only
+        Decision d = h.engine.on_mail(s, m);
+        h.engine.on_abort(s);
+        return d;
+    };
+    REQUIRE_FALSE(counted().refused());
+    REQUIRE_FALSE(counted().refused());
+    REQUIRE(counted().reply.text == "Sending quota exceeded: 2 messages per day");
+    REQUIRE(counted().refused());
+    auto hour = h.store.inspect(UserQuotaLimit::key("messages_per_hour", "u1"), {1h, 1h, 1h}, h.clock.now());
+    REQUIRE(hour->messages == 2);  // the two refused did not use the hourly quota
+}
+
+TEST_CASE("user quota: a message the account may not send takes no slot of the client's rate", "[quota]") {
+    auto settings = quota_settings();
+    settings.limits.message_rate.max = 5;
+    Harness h(settings);
+    auto s = h.connect("192.0.2.1");
+    for (int i = 0; i < 3; ++i) send_as(h, s, "u1");
+    REQUIRE(send_as(h, s, "u1").rule == "user_quota");
+    auto other = h.connect("192.0.2.1");
+    // 3 sent, the refused one released: 2 of the client's 5 left.
+    REQUIRE_FALSE(h.message(other).refused());
+    REQUIRE_FALSE(h.message(other).refused());
+    REQUIRE(h.message(other).rule == "message_rate");
+}
+
+TEST_CASE("user quota: committed by the front end holding the slots, even when the other counted the message first",
+          "[quota]") {
+    Harness h(quota_settings());
+    auto s = h.connect("192.0.2.1");
+    for (int i = 0; i < 3; ++i) {
+        h.engine.on_mail(s, MailFacts{"u1@example.test", std::nullopt, "u1"});
+        h.rcpt(s, "friend@elsewhere.example");
+        EomFacts eom;
+        eom.counted_elsewhere = true;  // the policy service at END-OF-MESSAGE told Postfix first
+        REQUIRE_FALSE(h.engine.on_eom(s, eom).refused());
+    }
+    REQUIRE(send_as(h, s, "u1").rule == "user_quota");
+}
+
 TEST_CASE("user quota: warn mode counts and logs, refuses nothing", "[quota]") {
     auto settings = quota_settings();
     settings.limits.user_quotas.mode = LimitMode::warn;
