@@ -184,7 +184,11 @@ int release_held(const std::string& reply, const std::string& postfix_config) {
     if (!answer.contains("held") || !answer["held"].is_array()) return 0;
     int failed = 0, released = 0;
     for (const auto& id : answer["held"]) {
-        if (!id.is_string()) continue;
+        if (!id.is_string()) {
+            std::cerr << "relayguardctl: not releasing " << id.dump() << ": not a queue id\n";
+            ++failed;
+            continue;
+        }
         std::string queue_id = id.get<std::string>();
         if (!clean_word(queue_id) || queue_id == "ALL" || queue_id[0] == '-') {
             std::cerr << "relayguardctl: not releasing \"" << queue_id << "\": not a queue id\n";

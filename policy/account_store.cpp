@@ -9,26 +9,9 @@ std::optional<AccountOutcome> MemoryAccountStore::record_login(const std::string
                                                                Duration window, std::uint32_t max_kept,
                                                                TimePoint now) {
     std::lock_guard lock(mutex_);
-    auto it = logins_.find(user);
-    if (it == logins_.end()) {
-        if (logins_.size() >= max_accounts_) {
-            std::erase_if(logins_, [now](const auto& kv) { return kv.second.idle_after <= now; });
-            if (logins_.size() >= max_accounts_) return std::nullopt;
-        }
-        it = logins_.emplace(user, Logins{}).first;
-    }
-    auto& networks = it->second.networks;
-    std::erase_if(networks, [cutoff = now - window](const auto& kv) { return kv.second <= cutoff; });
-    AccountOutcome out;
-    if (auto found = networks.find(network); found != networks.end()) {
-        found->second = now;
-    } else if (networks.size() < std::max<std::uint32_t>(max_kept, 1)) {
-        networks.emplace(network, now);
-        out.new_network = true;
-    }
-    it->second.idle_after = now + window;
-    out.networks = static_cast<std::uint32_t>(networks.size());
-    return out;
+    RecentNetworks* seen = recent_networks_of(logins_, user, max_accounts_, now);
+    if (seen == nullptr) return std::nullopt;
+    return seen->note(network, window, max_kept, now);
 }
 
 std::optional<std::map<std::string, TimePoint>> MemoryAccountStore::login_networks(const std::string& user,
@@ -37,7 +20,7 @@ std::optional<std::map<std::string, TimePoint>> MemoryAccountStore::login_networ
     std::map<std::string, TimePoint> out;
     auto it = logins_.find(user);
     if (it == logins_.end()) return out;
-    for (const auto& [network, last] : it->second.networks) {
+    for (const auto& [network, last] : it->second.last_seen) {
         if (last > now - window) out.emplace(network, last);
     }
     return out;

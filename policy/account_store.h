@@ -16,6 +16,7 @@
 #include "common/base/result.h"
 #include "policy/counter_store.h"
 #include "policy/ip_address.h"
+#include "policy/recent_networks.h"
 
 namespace relayguard {
 
@@ -77,13 +78,9 @@ public:
     Lookup<CompromisedMark> clear_compromised(const std::string& user) override;
 
 private:
-    struct Logins {
-        std::map<std::string, TimePoint> networks;
-        TimePoint idle_after{};
-    };
     std::mutex mutex_;
     const std::size_t max_accounts_;
-    std::map<std::string, Logins> logins_;
+    std::map<std::string, RecentNetworks> logins_;
     std::map<std::string, CompromisedMark> marks_;
 };
 

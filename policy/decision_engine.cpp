@@ -178,7 +178,10 @@ Decision DecisionEngine::on_mail(SessionState& s, const MailFacts& facts) {
     if (settle(d, dns_checks_.check_sender(s, facts.sender), LimitMode::enforce)) return finish(s, std::move(d));
     if (limits_apply(s) && message_rate_.enabled() && !facts.rate_checked_elsewhere) {
         s.tx.rate_checked = true;
-        auto r = message_rate_.check(s, clock_.now(), facts.count_at_check);
+        // Counting at the check too, a slot is reserved first: a later
+        // refusal (the account's quota) gives it back, and count_now()
+        // commits it once every rule has passed.
+        auto r = message_rate_.check(s, clock_.now());
         if (r.store_unreachable()) {
             store_unreachable(d, "mail");
             return finish(s, std::move(d));
@@ -188,8 +191,15 @@ Decision DecisionEngine::on_mail(SessionState& s, const MailFacts& facts) {
     }
     // A message the account may not send takes no slot of the client's rate.
     if (!user_quota_passes(s, d, false)) message_rate_.release(s);
+    else if (s.tx.counted_at_check) count_now(s);
     watch_account(s);
     return finish(s, std::move(d));
+}
+
+void DecisionEngine::count_now(SessionState& s) {
+    TimePoint now = clock_.now();
+    if (s.tx.rate_checked) message_rate_.commit(s, now);
+    user_quota_.commit(s, now);
 }
 
 bool DecisionEngine::user_quota_passes(SessionState& s, Decision& out, bool at_rcpt) {
@@ -197,8 +207,7 @@ bool DecisionEngine::user_quota_passes(SessionState& s, Decision& out, bool at_r
         return true;
     }
     TimePoint now = clock_.now();
-    auto r = at_rcpt ? user_quota_.check_recipient(s, now, s.tx.counted_at_check)
-                     : user_quota_.check_message(s, now, s.tx.counted_at_check);
+    auto r = at_rcpt ? user_quota_.check_recipient(s, now) : user_quota_.check_message(s, now);
     if (r.store_unreachable()) return !store_unreachable(out, at_rcpt ? "rcpt (user quota)" : "mail (user quota)");
     return !settle(out, std::move(r), user_quota_.mode());
 }
@@ -250,6 +259,7 @@ Decision DecisionEngine::on_rcpt(SessionState& s, const RcptFacts& facts) {
     }
     Decision quota = d;
     bool quota_ok = user_quota_passes(s, quota, true);
+    if (quota_ok && s.tx.counted_at_check) user_quota_.commit(s, now);
     watch_account(s);
     if (!quota_ok) return finish(s, std::move(quota));
     d.warnings = std::move(quota.warnings);

@@ -144,6 +144,9 @@ private:
     // The account quotas at MAIL and RCPT; false when they refused (or the
     // store failed and the fail mode refuses), with `out` saying so.
     bool user_quota_passes(SessionState& s, Decision& out, bool at_rcpt);
+    // A front end that may never see end of data (the policy service asked
+    // at RCPT only): the transaction's slots are counted now.
+    void count_now(SessionState& s);
     // Releases the transaction's message-rate and quota slots, if any, and forgets it.
     void end_transaction(SessionState& s);
     bool store_unreachable(Decision& out, const char* during) const;

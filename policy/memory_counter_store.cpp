@@ -232,28 +232,12 @@ bool MemoryCounterStore::room_in(Table& table, Expired expired) const {
 }
 
 std::optional<AccountOutcome> MemoryCounterStore::record_account_failure(const std::string& user,
-                                                                        const std::string& network, Duration window,
-                                                                        std::uint32_t max_kept, TimePoint now) {
+                                                                         const std::string& network, Duration window,
+                                                                         std::uint32_t max_kept, TimePoint now) {
     std::lock_guard lock(mutex_);
-    auto it = accounts_.find(user);
-    if (it == accounts_.end()) {
-        // Full of accounts still failing: this one is not counted, as on a store outage.
-        if (!room_in(accounts_, [now](const auto& kv) { return kv.second.idle_after <= now; })) return std::nullopt;
-        it = accounts_.emplace(user, AccountFailures{}).first;
-    }
-    auto& networks = it->second.networks;
-    std::erase_if(networks, [cutoff = now - window](const auto& kv) { return kv.second <= cutoff; });
-    AccountOutcome out;
-    auto found = networks.find(network);
-    if (found != networks.end()) {
-        found->second = now;
-    } else if (networks.size() < std::max<std::uint32_t>(max_kept, 1)) {
-        networks.emplace(network, now);
-        out.new_network = true;
-    }
-    it->second.idle_after = now + window;
-    out.networks = static_cast<std::uint32_t>(networks.size());
-    return out;
+    RecentNetworks* seen = recent_networks_of(accounts_, user, max_clients_, now);
+    if (seen == nullptr) return std::nullopt;
+    return seen->note(network, window, max_kept, now);
 }
 
 bool MemoryCounterStore::mark_failed_auth(const std::string& address, TimePoint until, TimePoint now) {

@@ -20,6 +20,7 @@
 #include <unordered_set>
 
 #include "policy/counter_store.h"
+#include "policy/recent_networks.h"
 
 namespace relayguard {
 
@@ -101,11 +102,7 @@ private:
     // Failed logins per account (user -> network -> last seen), and the
     // addresses whose trusted groups a failed AUTH bars (-> until); each
     // bounded by max_clients_, expired entries dropped first.
-    struct AccountFailures {
-        std::unordered_map<std::string, TimePoint> networks;
-        TimePoint idle_after{};
-    };
-    std::unordered_map<std::string, AccountFailures> accounts_;
+    std::unordered_map<std::string, RecentNetworks> accounts_;
     std::unordered_map<std::string, TimePoint> failed_auth_;
     std::uint64_t use_count_ = 0;
     // While full of undroppable entries: no scan for room until a block may

@@ -72,14 +72,17 @@ Status DovecotPolicyServer::bind() {
 }
 
 void DovecotPolicyServer::start() {
-    thread_ = std::thread([this] { server_.listen_after_bind(); });
-    // cpp-httplib's stop() does nothing until the server runs: a stop right
-    // after the start would leave the thread serving and join() waiting.
-    for (int i = 0; i < 200 && !server_.is_running(); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    thread_ = std::thread([this] {
+        server_.listen_after_bind();
+        serving_ended_ = true;
+    });
 }
 
 void DovecotPolicyServer::stop() {
     if (!thread_.joinable()) return;
+    // cpp-httplib's stop() does nothing until the server runs: a stop right
+    // after the start would leave the thread serving and join() waiting.
+    while (!server_.is_running() && !serving_ended_) std::this_thread::sleep_for(std::chrono::milliseconds(5));
     server_.stop();
     thread_.join();
 }

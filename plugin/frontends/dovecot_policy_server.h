@@ -14,6 +14,7 @@
 
 #include <httplib.h>
 
+#include <atomic>
 #include <functional>
 #include <string>
 #include <thread>
@@ -58,6 +59,7 @@ private:
     const std::string header_value_;
     AccountAlert on_account_attack_;
     httplib::Server server_;
+    std::atomic<bool> serving_ended_{false};
     std::thread thread_;
 };
 

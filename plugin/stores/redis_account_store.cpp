@@ -2,6 +2,7 @@
 #include "plugin/stores/redis_account_store.h"
 
 #include "plugin/stores/redis_scripts.h"
+#include "plugin/stores/redis_time.h"
 
 namespace relayguard {
 
@@ -12,9 +13,8 @@ const RedisScript mark_script(redis_scripts::mark_compromised);
 const RedisScript read_mark_script(redis_scripts::compromised_mark);
 const RedisScript add_held_script(redis_scripts::add_held);
 
-std::string ms(TimePoint t) { return std::to_string(t.time_since_epoch().count()); }
-std::string ms(Duration d) { return std::to_string(d.count()); }
-TimePoint at_ms(const std::string& text) { return TimePoint(Duration(std::strtoll(text.c_str(), nullptr, 10))); }
+using redis_time::at_ms;
+using redis_time::ms;
 
 }  // namespace
 

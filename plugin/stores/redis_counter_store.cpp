@@ -11,6 +11,7 @@
 
 #include "common/base/system_clock.h"
 #include "plugin/stores/redis_scripts.h"
+#include "plugin/stores/redis_time.h"
 
 namespace relayguard {
 
@@ -25,8 +26,7 @@ const RedisScript unblock_script(redis_scripts::unblock);
 const RedisScript grant_pop_script(redis_scripts::grant_pop_window);
 const RedisScript inspect_script(redis_scripts::inspect);
 
-std::string ms(TimePoint t) { return std::to_string(t.time_since_epoch().count()); }
-std::string ms(Duration d) { return std::to_string(d.count()); }
+using redis_time::ms;
 
 std::string make_node_id() {
     char host[256] = {};
@@ -359,7 +359,10 @@ std::optional<GuessOutcome> RedisCounterStore::record_guess(GuessKind kind, cons
 
 Lookup<ClientBlock> RedisCounterStore::block(const std::string& client, TimePoint now) {
     if (auto known = blocks_.lookup(client, now)) return known;
-    return fetch_block(client, now);
+    auto fetched = fetch_block(client, now);
+    // A block heard on the channel gets its kind here, once.
+    if (fetched && blocks_.live()) blocks_.note(client, *fetched);
+    return fetched;
 }
 
 Lookup<ClientBlock> RedisCounterStore::fetch_block(const std::string& client, TimePoint now) {

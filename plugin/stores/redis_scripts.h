@@ -108,7 +108,8 @@ return n
 // ARGV: now, window, threshold, block_for, guess, channel, client, kind
 // Returns {distinct, blocked_until or 0, block kind}. A new block clears
 // the count, so the client starts afresh when it ends, and is published on
-// `channel` ("<until> <client> <kind>", shared_blocks.h). At most
+// `channel` ("<until> <client>", as earlier releases publish and read it;
+// a node learns the kind from the keys: shared_blocks.h). At most
 // `threshold` guesses are kept.
 inline constexpr const char* record_guess = R"lua(
 local now, window = tonumber(ARGV[1]), tonumber(ARGV[2])
@@ -125,7 +126,7 @@ if threshold > 0 and distinct >= threshold and block_for > 0 and blocked <= now 
   redis.call('SET', KEYS[2], blocked, 'PX', block_for)
   redis.call('SET', KEYS[3], kind, 'PX', block_for)
   redis.call('DEL', KEYS[1])
-  redis.call('PUBLISH', ARGV[6], blocked .. ' ' .. ARGV[7] .. ' ' .. kind)
+  redis.call('PUBLISH', ARGV[6], blocked .. ' ' .. ARGV[7])
 else
   redis.call('PEXPIRE', KEYS[1], window)
 end

@@ -33,11 +33,13 @@ SharedBlocks::~SharedBlocks() {
     subscriber_.join();
 }
 
-std::string SharedBlocks::message(const std::string& client, long long until_ms, GuessKind kind) {
-    return std::to_string(until_ms) + " " + client + (kind == GuessKind::failed_login ? " 1" : " 0");
+std::string SharedBlocks::message(const std::string& client, long long until_ms) {
+    return std::to_string(until_ms) + " " + client;
 }
 
-void SharedBlocks::note(const std::string& client, std::optional<ClientBlock> block) {
+void SharedBlocks::note(const std::string& client, std::optional<ClientBlock> block) { remember(client, block, true); }
+
+void SharedBlocks::remember(const std::string& client, std::optional<ClientBlock> block, bool kind_known) {
     std::lock_guard lock(mutex_);
     if (!block) {
         blocks_.erase(client);
@@ -45,10 +47,10 @@ void SharedBlocks::note(const std::string& client, std::optional<ClientBlock> bl
     }
     if (blocks_.size() >= max_blocks && !blocks_.count(client)) {
         auto soonest = std::min_element(blocks_.begin(), blocks_.end(),
-                                        [](const auto& a, const auto& b) { return a.second.until < b.second.until; });
+                                        [](const auto& a, const auto& b) { return a.second.block.until < b.second.block.until; });
         blocks_.erase(soonest);
     }
-    blocks_[client] = *block;
+    blocks_[client] = Known{*block, kind_known};
 }
 
 Lookup<ClientBlock> SharedBlocks::lookup(const std::string& client, TimePoint now) {
@@ -56,11 +58,12 @@ Lookup<ClientBlock> SharedBlocks::lookup(const std::string& client, TimePoint no
     std::lock_guard lock(mutex_);
     auto it = blocks_.find(client);
     if (it == blocks_.end()) return std::optional<ClientBlock>{};
-    if (it->second.until <= now) {
+    if (it->second.block.until <= now) {
         blocks_.erase(it);
         return std::optional<ClientBlock>{};
     }
-    return std::optional<ClientBlock>{it->second};
+    if (!it->second.kind_known) return Lookup<ClientBlock>::failure("the block's kind is not known yet");
+    return std::optional<ClientBlock>{it->second.block};
 }
 
 void SharedBlocks::apply(const std::string& payload) {
@@ -70,14 +73,12 @@ void SharedBlocks::apply(const std::string& payload) {
     auto [end, ec] = std::from_chars(payload.data(), payload.data() + space, until);
     if (ec != std::errc{} || end != payload.data() + space) return;
     std::string client = payload.substr(space + 1);
-    GuessKind kind = GuessKind::unknown_recipient;
-    // A client key holds no space; a node of an older release sends no kind.
-    if (auto last = client.rfind(' '); last != std::string::npos) {
-        if (client.substr(last + 1) == "1") kind = GuessKind::failed_login;
-        client.resize(last);
+    if (until <= 0) {
+        note(client, std::nullopt);
+        return;
     }
-    if (client.empty()) return;
-    note(client, until > 0 ? std::optional<ClientBlock>(ClientBlock{TimePoint(Duration(until)), kind}) : std::nullopt);
+    // The kind is not in the message: the first lookup asks Redis for it.
+    remember(client, ClientBlock{TimePoint(Duration(until)), GuessKind::unknown_recipient}, false);
 }
 
 void SharedBlocks::recheck() {

@@ -1,7 +1,10 @@
-// Client blocks (directory harvest, brute force) as this node knows them, so that RCPT never waits for Redis
-// to learn whether a client is blocked. A node that sets or lifts a block
-// publishes it on a Redis channel from the same script; every node
-// subscribes and keeps what it hears, with what its own scripts answered.
+// Client blocks (directory harvest, failed logins) as this node knows them,
+// so that RCPT does not wait for Redis to learn whether a client is blocked.
+// A node that sets or lifts a block publishes it on a Redis channel from the
+// same script; every node subscribes and keeps what it hears, with what its
+// own scripts answered. The message names no kind (nodes of an earlier
+// release read it as before), so the first lookup of a block heard there
+// asks Redis for its kind, once.
 //
 // Pub/sub rather than server-assisted client-side caching (CLIENT TRACKING):
 // tracking only announces that a key changed, so each node would still have
@@ -46,14 +49,16 @@ public:
 
     // What this node learnt itself, from a script's answer.
     void note(const std::string& client, std::optional<ClientBlock> block);
-    // The client's block, if the list is live; a failure when it is not
-    // (ask Redis).
+    // The client's block, if the list is live; a failure when it is not,
+    // or when the block was heard on the channel and its kind is not yet
+    // known (ask Redis, and note() the answer).
     Lookup<ClientBlock> lookup(const std::string& client, TimePoint now);
     bool live() const { return live_; }
     const std::string& channel() const { return channel_; }
-    // The message a script publishes: "<until ms> <client> <kind>" (kind:
-    // 0 unknown recipients, 1 failed logins; absent: 0); until 0 lifts a block.
-    static std::string message(const std::string& client, long long until_ms, GuessKind kind);
+    // The message a script publishes: "<until ms> <client>"; 0 lifts a
+    // block. It carries no kind, so that nodes of an earlier release read
+    // it as before; the kind is asked once, at the block's first lookup.
+    static std::string message(const std::string& client, long long until_ms);
 
     // At most this many blocks are kept; past it the soonest to end go first.
     static constexpr std::size_t max_blocks = 100000;
@@ -64,6 +69,7 @@ private:
     // server would not take it.
     bool subscribed(RedisConnection& conn);
     void apply(const std::string& payload);
+    void remember(const std::string& client, std::optional<ClientBlock> block, bool kind_known);
     void recheck();
 
     RedisClient& redis_;
@@ -72,7 +78,11 @@ private:
     std::atomic<bool> live_{false};
     std::atomic<bool> stopping_{false};
     std::mutex mutex_;
-    std::map<std::string, ClientBlock> blocks_;  // client -> end and kind
+    struct Known {
+        ClientBlock block;
+        bool kind_known = true;
+    };
+    std::map<std::string, Known> blocks_;  // client -> end and kind
     std::mutex stop_mutex_;
     std::condition_variable stop_;
     std::thread subscriber_;

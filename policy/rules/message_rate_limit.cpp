@@ -5,10 +5,10 @@
 
 namespace relayguard {
 
-RuleCheck MessageRateLimit::check(SessionState& s, TimePoint now, bool record) {
+RuleCheck MessageRateLimit::check(SessionState& s, TimePoint now) {
     std::uint32_t max = *settings_.max;
     std::optional<RateOutcome> r;
-    if (record || settings_.count == CountMode::attempts) {
+    if (settings_.count == CountMode::attempts) {
         r = store_.message_rate(s.client_key, settings_.window, max, true, now);
     } else {
         std::string name = s.connection_id + "#" + std::to_string(s.transactions);

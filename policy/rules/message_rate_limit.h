@@ -23,11 +23,10 @@ public:
 
     bool enabled() const { return settings_.max.has_value(); }
     LimitMode mode() const { return settings_.mode; }
-    // Outer optional: store unreachable. Inner: a refusal.
-    // `record`: count this message now, below the limit, whatever the
-    // counting rule (it is always so when counting attempts); otherwise a
-    // slot is reserved for the transaction (s.tx.reservation).
-    RuleCheck check(SessionState& s, TimePoint now, bool record = false);
+    // Counting attempts, counts this message now, below the limit;
+    // counting accepted mail, reserves a slot for the transaction
+    // (s.tx.reservation), in the same atomic step as the check.
+    RuleCheck check(SessionState& s, TimePoint now);
     // At end of data of a message the MTA accepts: counting accepted mail,
     // the transaction's slot becomes a counted message (one is counted when
     // it holds none: a limit in warn mode past its limit). Never waits.

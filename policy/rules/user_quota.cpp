@@ -81,31 +81,8 @@ RuleCheck UserQuotaLimit::take(SessionState& s, const char* quota, const std::op
     return refused(s, quota, *limit, r->count, window, now);
 }
 
-RuleCheck UserQuotaLimit::record(SessionState& s, const std::vector<Quota>& quotas, TimePoint now) {
-    // Counting at the check there is no slot to give back: every quota is
-    // asked first, and the message counted only when all of them let it go.
-    RuleCheck outcome = RuleCheck::passed();
-    for (const auto& q : quotas) {
-        if (!q.limit) continue;
-        auto r = store_.message_rate(key(q.name, s.sasl_user), q.window, *q.limit, false, now);
-        if (!r) return RuleCheck::unreachable();
-        if (r->count >= *q.limit && outcome.outcome == RuleCheck::Outcome::pass) {
-            outcome = refused(s, q.name, *q.limit, r->count, q.window, now);
-            if (settings_.mode == LimitMode::enforce) return outcome;
-        }
-    }
-    for (const auto& q : quotas) {
-        if (q.limit) store_.record_message(key(q.name, s.sasl_user), q.window, *q.limit, now);
-    }
-    return outcome;  // in warn mode, the warning
-}
-
-RuleCheck UserQuotaLimit::check_message(SessionState& s, TimePoint now, bool record_now) {
+RuleCheck UserQuotaLimit::check_message(SessionState& s, TimePoint now) {
     const UserQuota& q = quota_for(s.sasl_user);
-    if (record_now) {
-        return record(s, {{"messages_per_hour", q.messages_per_hour, 1h}, {"messages_per_day", q.messages_per_day, 24h}},
-                      now);
-    }
     auto hour = take(s, "messages_per_hour", q.messages_per_hour, 1h, now);
     if (hour.outcome != RuleCheck::Outcome::pass && settings_.mode == LimitMode::enforce) return hour;
     auto day = take(s, "messages_per_day", q.messages_per_day, 24h, now);
@@ -116,10 +93,8 @@ RuleCheck UserQuotaLimit::check_message(SessionState& s, TimePoint now, bool rec
     return hour.outcome != RuleCheck::Outcome::pass ? hour : day;
 }
 
-RuleCheck UserQuotaLimit::check_recipient(SessionState& s, TimePoint now, bool record_now) {
-    const auto& limit = quota_for(s.sasl_user).recipients_per_day;
-    if (record_now) return record(s, {{"recipients_per_day", limit, 24h}}, now);
-    return take(s, "recipients_per_day", limit, 24h, now);
+RuleCheck UserQuotaLimit::check_recipient(SessionState& s, TimePoint now) {
+    return take(s, "recipients_per_day", quota_for(s.sasl_user).recipients_per_day, 24h, now);
 }
 
 void UserQuotaLimit::commit(SessionState& s, TimePoint now) {

@@ -3,8 +3,8 @@
 // sends no more than its owner would. Counted as the message rate counts
 // accepted mail: a message or recipient takes a slot in the same atomic step
 // as its check (exact across parallel sessions and nodes), end of data
-// commits it, an abort or refusal gives it back; a front end that never sees
-// end of data counts at the check. Trusted and exempt groups are not exempt:
+// commits it, an abort or refusal gives it back; for a front end that never
+// sees end of data the engine commits the slots once the check has passed. Trusted and exempt groups are not exempt:
 // the account is what is limited, and webmail sends from loopback.
 #pragma once
 
@@ -31,14 +31,13 @@ public:
     LimitMode mode() const { return settings_.mode; }
     // The quota of `user`: its own line, else its domain's, else the defaults.
     const UserQuota& quota_for(std::string_view user) const;
-    // At MAIL: one message against the hourly and daily quotas. `record`:
-    // count it now (the front end may never see end of data). A refusal
-    // that makes the account's tries reach overrun_factor times the quota
-    // names the quota in s.tx.quota_overrun.
-    RuleCheck check_message(SessionState& s, TimePoint now, bool record);
-    // At RCPT, for a recipient otherwise accepted: one against the daily
+    // At MAIL: a slot of the hourly and of the daily quota (both or
+    // neither). A refusal that makes the account's tries reach
+    // overrun_factor times the quota names the quota in s.tx.quota_overrun.
+    RuleCheck check_message(SessionState& s, TimePoint now);
+    // At RCPT, for a recipient otherwise accepted: a slot of the daily
     // recipient quota.
-    RuleCheck check_recipient(SessionState& s, TimePoint now, bool record);
+    RuleCheck check_recipient(SessionState& s, TimePoint now);
     // End of data of an accepted message: its slots become counted.
     void commit(SessionState& s, TimePoint now);
     // An abort, a refusal, a lost connection: its slots are given back.
@@ -48,17 +47,10 @@ public:
     static std::string key(std::string_view quota, std::string_view user);
 
 private:
-    struct Quota {
-        const char* name;
-        std::optional<std::uint32_t> limit;
-        Duration window;
-    };
     // Takes one slot of `quota` (its key, window and limit); appends it to
     // the transaction's slots when it must later be committed or released.
     RuleCheck take(SessionState& s, const char* quota, const std::optional<std::uint32_t>& limit, Duration window,
                    TimePoint now);
-    // Counts one against every quota at once, or none of them.
-    RuleCheck record(SessionState& s, const std::vector<Quota>& quotas, TimePoint now);
     // The refusal of `quota`, noting an overrun for compromised_accounts.
     RuleCheck refused(SessionState& s, const char* quota, std::uint32_t limit, std::uint32_t count, Duration window,
                       TimePoint now);

@@ -555,7 +555,7 @@ TEST_CASE("with Redis down a call fails within its deadline, and recovers by its
     REQUIRE(back);
 }
 
-TEST_CASE("a failed-login block set on one node reaches another node with its kind, without a round trip",
+TEST_CASE("a failed-login block set on one node reaches another node; its kind costs one round trip, once",
           "[store][redis]") {
     StoreUnderTest a("redis");
     RedisClient b_client(redis_settings());
@@ -563,6 +563,8 @@ TEST_CASE("a failed-login block set on one node reaches another node with its ki
     for (int i = 0; i < 200 && !b.blocks_live(); ++i) std::this_thread::sleep_for(10ms);
     REQUIRE(b.blocks_live());
     REQUIRE_FALSE(*b.block("c", t0()));
+    // The message carries no kind (an earlier release's node reads it as
+    // before): wait until B has heard it, by its channel alone.
     for (int i = 0; i < 2; ++i) a.store->record_guess(GuessKind::failed_login, "c", "p" + std::to_string(i), 1h, 2, 10min, t0());
     auto asked = b_client.round_trips();
     std::optional<ClientBlock> seen;
@@ -573,10 +575,13 @@ TEST_CASE("a failed-login block set on one node reaches another node with its ki
     REQUIRE(seen);
     REQUIRE(seen->until == t0() + 10min);
     REQUIRE(seen->kind == GuessKind::failed_login);
-    REQUIRE(b_client.round_trips() == asked);
+    auto after_first = b_client.round_trips();
+    REQUIRE(after_first - asked <= 2);  // the kind, asked once (one more if a lookup came before the message)
+    REQUIRE((*b.block("c", t0() + 2s))->kind == GuessKind::failed_login);
+    REQUIRE(b_client.round_trips() == after_first);
 }
 
-TEST_CASE("a harvest block set on one node reaches another node's RCPT within a second, without a round trip",
+TEST_CASE("a harvest block set on one node reaches another node's RCPT within a second, asking Redis once at most",
           "[store][redis]") {
     StoreUnderTest a("redis");
     RedisClient b_client(redis_settings());
@@ -594,7 +599,13 @@ TEST_CASE("a harvest block set on one node reaches another node's RCPT within a 
         if (!seen) std::this_thread::sleep_for(10ms);
     }
     REQUIRE(seen == t0() + 10min);
-    REQUIRE(b_client.round_trips() == asked);
+    // The channel says a block began, not what kind: the first lookup asks
+    // for the kind, once; every later one answers from the list.
+    auto after_first = b_client.round_trips();
+    REQUIRE(after_first - asked <= 1);
+    for (int i = 0; i < 10; ++i) REQUIRE(*b.blocked_until("c", t0() + 1s) == t0() + 10min);
+    REQUIRE(b_client.round_trips() == after_first);
+    asked = after_first;
     // A lift travels the same way.
     REQUIRE(sa.unblock("c"));
     bool lifted = false;

@@ -139,6 +139,26 @@ TEST_CASE("user quota: a message the account may not send takes no slot of the c
     REQUIRE(h.message(other).rule == "message_rate");
 }
 
+TEST_CASE("user quota: counted at the check, a quota refusal charges the client's rate nothing", "[quota]") {
+    auto settings = quota_settings();  // 3 an hour for the account
+    settings.limits.message_rate.max = 5;
+    Harness h(settings);
+    auto s = h.connect("192.0.2.1");
+    auto mail = [&](const std::string& user) {
+        MailFacts m{user + "@example.test", std::nullopt, user};
+        m.count_at_check = true;
+        Decision d = h.engine.on_mail(s, m);
+        h.engine.on_abort(s);  // the policy service never hears how it ends
+        return d;
+    };
+    for (int i = 0; i < 3; ++i) REQUIRE_FALSE(mail("u1").refused());
+    for (int i = 0; i < 4; ++i) REQUIRE(mail("u1").rule == "user_quota");
+    // Counted at the check, aborts do not give them back: 3 of the client's 5 used.
+    REQUIRE_FALSE(mail("u2").refused());
+    REQUIRE_FALSE(mail("u2").refused());
+    REQUIRE(mail("u2").rule == "message_rate");
+}
+
 TEST_CASE("user quota: committed by the front end holding the slots, even when the other counted the message first",
           "[quota]") {
     Harness h(quota_settings());
