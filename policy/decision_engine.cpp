@@ -373,7 +373,7 @@ DecisionEngine::AuthReportOutcome DecisionEngine::on_auth_report(const AuthRepor
     open_session(s, ConnectFacts{report.client, "", "auth-report"});
     TimePoint now = clock_.now();
     if (report.succeeded) {
-        if (accounts_watched() && !report.user.empty()) record_login(DomainSet::normalise(report.user), report.client, now);
+        if (accounts_watched() && !report.user.empty()) record_login(s, DomainSet::normalise(report.user), now);
         bool mailbox_login = report.protocol == "pop3" || report.protocol == "imap";
         if (mailbox_login && settings_.relay.allow_pop_before_smtp) {
             out.pop_window_until = open_pop_window(report.client, report.user, std::nullopt);
@@ -427,24 +427,26 @@ std::string DecisionEngine::login_network(const IpAddress& client) const {
     return client.masked(prefix).to_string() + "/" + std::to_string(prefix);
 }
 
-void DecisionEngine::mark_compromised(const std::string& user, const std::string& reason, const IpAddress& client,
+void DecisionEngine::mark_compromised(SessionState& s, const std::string& user, const std::string& reason,
                                       TimePoint now) {
     auto marked = accounts_->mark_compromised(user, reason, now);
+    if (marked) s.tx.mark_checked = false;  // the message at hand is held too
+    const IpAddress& client = s.client;
     // Told once, by the node that set the mark; a store that failed marks nothing.
     if (marked && *marked && account_observer_ != nullptr) account_observer_->account_compromised(user, reason, client);
 }
 
-void DecisionEngine::record_login(const std::string& user, const IpAddress& client, TimePoint now) {
+void DecisionEngine::record_login(SessionState& s, const std::string& user, TimePoint now) {
     const auto& c = settings_.limits.compromised_accounts;
     if (!c.max_networks) return;
-    auto r = accounts_->record_login(user, login_network(client), c.window, *c.max_networks + 1, now);
+    auto r = accounts_->record_login(user, login_network(s.client), c.window, *c.max_networks + 1, now);
     // Every login past the limit asks to mark: after an admin cleared the
     // mark, the networks start afresh, so this marks again only on new ones.
     if (!r || r->networks <= *c.max_networks) return;
-    mark_compromised(user,
+    mark_compromised(s, user,
                      "logged in from " + std::to_string(r->networks) + " networks within " + seconds_text(c.window) +
                          " (limit " + std::to_string(*c.max_networks) + ")",
-                     client, now);
+                     now);
 }
 
 void DecisionEngine::watch_account(SessionState& s) {
@@ -452,17 +454,19 @@ void DecisionEngine::watch_account(SessionState& s) {
     std::string user = DomainSet::normalise(s.sasl_user);
     TimePoint now = clock_.now();
     if (!s.tx.quota_overrun.empty()) {
-        mark_compromised(user,
+        mark_compromised(s, user,
                          "tried " + std::to_string(*settings_.limits.compromised_accounts.quota_factor) +
                              " times its quota " + s.tx.quota_overrun,
-                         s.client, now);
+                         now);
         s.tx.quota_overrun.clear();
     }
     if (!s.login_recorded) {
         s.login_recorded = true;
-        record_login(user, s.client, now);
+        record_login(s, user, now);
     }
-    if (!s.tx.hold_reason.empty()) return;
+    // Asked once a transaction (and again only after this one marked it).
+    if (s.tx.mark_checked) return;
+    s.tx.mark_checked = true;
     // A store that cannot say lets the mail flow: holding is on top of the
     // limits, which still apply.
     auto mark = accounts_->compromised(user, false);

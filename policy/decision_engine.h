@@ -164,10 +164,10 @@ private:
     }
     // The network a successful login counts under for max_networks.
     std::string login_network(const IpAddress& client) const;
-    // Counts a successful login of `user` from `client`, marking the account
-    // when that was one network too many.
-    void record_login(const std::string& user, const IpAddress& client, TimePoint now);
-    void mark_compromised(const std::string& user, const std::string& reason, const IpAddress& client, TimePoint now);
+    // Counts a successful login of `user` from the session's client,
+    // marking the account when that was one network too many.
+    void record_login(SessionState& s, const std::string& user, TimePoint now);
+    void mark_compromised(SessionState& s, const std::string& user, const std::string& reason, TimePoint now);
     // At MAIL and RCPT of an authenticated session: marks on a quota
     // overrun, counts the session's login, and has the message held when
     // the account is marked.

@@ -93,6 +93,7 @@ struct Transaction {
     // until end of data commits it or an abort releases it.
     std::string reservation;
     std::vector<QuotaSlot> quota_slots;
+    std::uint32_t quota_slots_named = 0;  // to name each slot apart
     // The account's quotas are counted by this front end (not another that
     // saw the same transaction), and at the check (no end of data to wait for).
     bool quota_counted_here = false;
@@ -102,6 +103,7 @@ struct Transaction {
     std::string quota_overrun;
     // The account is marked compromised: the message is to be held.
     std::string hold_reason;
+    bool mark_checked = false;  // the account's mark was looked up for this transaction
 };
 
 struct SessionState {

@@ -68,8 +68,11 @@ RuleCheck UserQuotaLimit::take(SessionState& s, const char* quota, const std::op
                                Duration window, TimePoint now) {
     if (!limit) return RuleCheck::passed();
     std::string k = key(quota, s.sasl_user);
+    // Unique within the session: on Redis a committed slot is counted under
+    // its name, and slots committed one by one (counting at the check)
+    // must never share one.
     std::string name = s.connection_id + "#" + std::to_string(s.transactions) + "/" + quota + "/" +
-                       std::to_string(s.tx.quota_slots.size());
+                       std::to_string(s.tx.quota_slots_named++);
     auto r = store_.reserve_message(k, name, window, *limit, now);
     if (!r) return RuleCheck::unreachable();
     // A slot taken, or (warn mode) a message over the quota that must still
