@@ -609,8 +609,9 @@ void validate_relay(Config& c, const Reader& r, std::vector<ConfigError>& errors
         }
         c.policy.relay.local_domains.add(d, c.local_domains.match_subdomains);
     }
+    // Domains read from the MTA are added by the daemon, which checks again.
     if (c.policy.relay.mode == RelayMode::restricted && c.policy.relay.local_domains.empty() &&
-        errors.size() == errors_before) {
+        c.local_domains.from == DomainsFrom::none && errors.size() == errors_before) {
         fail("relay.local_domains", "no local domains: in restricted mode every recipient would be relaying");
     }
     const auto& dns = c.policy.dns;

@@ -23,11 +23,20 @@
 
 namespace relayguard {
 
+// Which MTA the local domains are also read from (common/mta/mta_domains.h).
+enum class DomainsFrom { none, postfix, sendmail };
+// What a domain table relayguard cannot list does: stop the start (and keep
+// the domains in force at a reload or refresh), or be skipped and named.
+enum class UnreadableTables { stop, skip };
+
 // The relay section as written, before it is turned into a DomainSet.
 struct LocalDomainSource {
     std::vector<std::string> domains;
     std::string file;
     bool match_subdomains = false;
+    DomainsFrom from = DomainsFrom::none;
+    std::string mta_config;  // Postfix's config directory or sendmail.cf; "" = the MTA's default
+    UnreadableTables unreadable_tables = UnreadableTables::stop;
 };
 
 struct Config {

@@ -50,6 +50,11 @@ void relay_schema(V& v, Config& c) {
         v.list("local_domains", c.local_domains.domains);
         v.text("local_domains_file", c.local_domains.file);
         v.flag("match_subdomains", c.local_domains.match_subdomains);
+        v.choice("local_domains_from", c.local_domains.from,
+                 {{"none", DomainsFrom::none}, {"postfix", DomainsFrom::postfix}, {"sendmail", DomainsFrom::sendmail}});
+        v.text("mta_config", c.local_domains.mta_config);
+        v.choice("unreadable_domain_tables", c.local_domains.unreadable_tables,
+                 {{"stop", UnreadableTables::stop}, {"skip", UnreadableTables::skip}});
         v.groups("trusted_groups", r.trusted_groups);
         v.flag("allow_sasl", r.allow_sasl);
         v.flag("allow_pop_before_smtp", r.allow_pop_before_smtp);

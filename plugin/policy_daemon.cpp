@@ -101,6 +101,71 @@ std::optional<UniqueFd> listen_on(const char* what, const std::string& where, co
     return std::move(*opened);
 }
 
+// What the settings protect against and what they leave off, in an admin's
+// words, with the key that turns each on: read at a glance at every start.
+void log_protection(const Config& c) {
+    const auto& l = c.policy.limits;
+    const bool milter = !c.listen.milter.empty();
+    std::vector<std::string> on, off, no_milter;
+    // `what` names the protection, `how` says how much (only when on).
+    auto add = [&](bool enabled, LimitMode mode, bool needs_milter, const char* what, const std::string& how,
+                   const char* key) {
+        if (!enabled) {
+            off.push_back(std::string(what) + " (" + key + ")");
+        } else if (needs_milter && !milter) {
+            no_milter.push_back(what);
+        } else {
+            on.push_back(std::string(what) + " (" + how + ")" + (mode == LimitMode::warn ? " [warn only]" : ""));
+        }
+    };
+    auto n = [](const auto& max) { return max ? std::to_string(*max) : std::string(); };
+    const auto& harvest = l.unknown_recipients;
+    add(harvest.max.has_value(), harvest.mode, true, "directory harvest",
+        n(harvest.max) + " unknown recipients in " + format_duration(harvest.window) + " block the client for " +
+            format_duration(harvest.block_time),
+        "limits.unknown_recipients.max");
+    add(l.connections.max.has_value(), l.connections.mode, true, "connection floods",
+        n(l.connections.max) + " at once per client", "limits.connections.max");
+    add(l.failed_commands.max.has_value(), l.failed_commands.mode, false, "command floods",
+        "the session closes after " + n(l.failed_commands.max) + " failed commands", "limits.failed_commands.max");
+    add(l.hops.max.has_value(), l.hops.mode, true, "mail loops", "more than " + n(l.hops.max) + " Received headers",
+        "limits.hops.max");
+    add(l.recipients.max.has_value(), l.recipients.mode, false, "recipient floods",
+        n(l.recipients.max) + " per message", "limits.recipients.max");
+    const auto& guess = l.auth_failures;
+    add(guess.max.has_value() && guess.reported, guess.mode, false, "password guessing",
+        n(guess.max) + " failed logins in " + format_duration(guess.window) + " block the client for " +
+            format_duration(guess.block_time),
+        "auth_events, limits.auth_failures.max");
+    add(l.message_rate.max.has_value(), l.message_rate.mode, false, "message rate",
+        n(l.message_rate.max) + " per " + format_duration(l.message_rate.window) + " per client",
+        "limits.message_rate.max");
+    add(l.message_size.max.has_value(), l.message_size.mode, false, "message size",
+        l.message_size.max ? format_size(*l.message_size.max) : std::string(), "limits.message_size.max");
+    const auto& q = l.user_quotas;
+    bool quotas = q.defaults.messages_per_hour || q.defaults.messages_per_day || q.defaults.recipients_per_day ||
+                  !q.users.empty() || !q.domains.empty();
+    add(quotas, q.mode, false, "sending quotas per account", "see limits.user_quotas", "limits.user_quotas");
+    add(l.compromised_accounts.enabled(), LimitMode::enforce, false, "compromised accounts",
+        "their mail is held", "limits.compromised_accounts");
+    const auto& d = c.policy.dns;
+    add(d.require_sender_domain || d.require_client_ptr, LimitMode::enforce, false, "DNS checks",
+        std::string(d.require_sender_domain ? "sender domain" : "") +
+            (d.require_sender_domain && d.require_client_ptr ? ", " : "") + (d.require_client_ptr ? "client PTR" : ""),
+        "dns.require_sender_domain, dns.require_client_ptr");
+    auto joined = [](const std::vector<std::string>& v) {
+        std::string out;
+        for (const auto& s : v) out += (out.empty() ? "" : "; ") + s;
+        return out.empty() ? std::string("none") : out;
+    };
+    spdlog::info("protects against: {}", joined(on));
+    if (!no_milter.empty()) {
+        spdlog::warn("not protected, needs the milter (listen.milter is off): {}", joined(no_milter));
+    }
+    spdlog::info("off: {}", joined(off));
+    if (l.exempt) spdlog::info("exempt from the limits: group {}", l.exempt->name);
+}
+
 void log_effective_settings(const Config& c) {
     const auto& p = c.policy;
     spdlog::info("config {}: milter={} policy={} admin={} workers={} store={}", c.source,
@@ -112,14 +177,7 @@ void log_effective_settings(const Config& c) {
     spdlog::info("relay: mode={} local_domains={} trusted_groups={} sasl={} pop_before_smtp={}",
                  p.relay.mode == RelayMode::open ? "open" : "restricted", p.relay.local_domains.size(),
                  groups.empty() ? "none" : groups, p.relay.allow_sasl, p.relay.allow_pop_before_smtp);
-    auto lim = [](const std::optional<std::uint32_t>& m) { return m ? std::to_string(*m) : std::string("off"); };
-    const auto& l = p.limits;
-    spdlog::info("limits: message_rate={}/{} connections={} unknown_recipients={} recipients={} failed_commands={} "
-                 "message_size={} hops={} exempt_group={}",
-                 lim(l.message_rate.max), format_duration(l.message_rate.window), lim(l.connections.max),
-                 lim(l.unknown_recipients.max), lim(l.recipients.max), lim(l.failed_commands.max),
-                 l.message_size.max ? format_size(*l.message_size.max) : "off", lim(l.hops.max),
-                 l.exempt ? l.exempt->name : "none");
+    log_protection(c);
     spdlog::debug("effective settings:\n{}", render_config(c));
     if (p.relay.mode == RelayMode::open) {
         spdlog::warn("relay.mode = \"open\": this server relays mail for ANY client to ANY domain. "
@@ -144,7 +202,12 @@ int PolicyDaemon::start() {
     if (!wire_resolver()) return 78;  // EX_CONFIG
     wire_metrics();
     if (!metrics_.serve_if_set(config_.listen.metrics)) return 1;
-    engine_ = std::make_unique<EngineHolder>(make_engine(config_.policy));
+    auto policy = effective_policy(config_);
+    if (!policy) {
+        spdlog::critical("{}: {}", config_.source, policy.error());
+        return 78;  // EX_CONFIG
+    }
+    engine_ = std::make_unique<EngineHolder>(make_engine(*policy));
     // Bind every socket first, then drop privileges, then serve.
     if (!bind_sockets() || !drop_privileges_and_write_pid()) return 1;
     start_front_ends();
@@ -160,6 +223,7 @@ int PolicyDaemon::start() {
     }
     inbox_ = std::move(*inbox);
     start_milter_thread();
+    watch_mta_domains();
     spdlog::info("relayguard {} started", relayguard_version());
     return 0;
 }
@@ -311,6 +375,58 @@ std::shared_ptr<DecisionEngine> PolicyDaemon::make_engine(const PolicySettings& 
                                             static_cast<AccountObserver*>(this));
 }
 
+Result<PolicySettings> PolicyDaemon::effective_policy(const Config& c) {
+    const auto& src = c.local_domains;
+    if (src.from == DomainsFrom::none) {
+        applied_ = c;
+        return c.policy;
+    }
+    MtaDomainSource source{src.from == DomainsFrom::postfix ? MtaKind::postfix : MtaKind::sendmail, src.mta_config,
+                           src.unreadable_tables == UnreadableTables::stop};
+    auto read = add_mta_domains(c.policy, source);
+    if (!read) return Result<PolicySettings>::failure(read.error());
+    {
+        std::lock_guard lock(watched_mutex_);
+        mta_watched_ = read->watched;
+    }
+    if (read->names != mta_domain_names_) {
+        std::string names;
+        for (const auto& n : read->names) names += (names.empty() ? "" : " ") + n;
+        spdlog::info("relay: {} local domain(s) from {}: {}", read->names.size(), mta_name(source.kind),
+                     names.empty() ? "none" : names);
+        mta_domain_names_ = read->names;
+    }
+    applied_ = c;
+    return std::move(read->policy);
+}
+
+void PolicyDaemon::watch_mta_domains() {
+    if (config_.local_domains.from == DomainsFrom::none) return;
+    // A stat() of a few files: cheap enough to make a new domain local
+    // within seconds of `postmap` or an edit of main.cf.
+    constexpr std::chrono::seconds every{5};
+    mta_watch_ = std::make_unique<FilesWatch>(
+        every,
+        [this] {
+            std::lock_guard lock(watched_mutex_);
+            return mta_watched_;
+        },
+        [this] { refresh_mta_domains(); });
+    mta_watch_->start();
+}
+
+void PolicyDaemon::refresh_mta_domains() {
+    std::lock_guard lock(reload_mutex_);
+    Config c = applied_;
+    auto policy = effective_policy(c);
+    if (!policy) {
+        spdlog::error("relay: the MTA's domains changed but cannot be read again; the domains in force stay: {}",
+                      policy.error());
+        return;
+    }
+    engine_->replace(make_engine(*policy));
+}
+
 void PolicyDaemon::account_compromised(const std::string& user, const std::string& reason, const IpAddress& client) {
     security_log()->warn("account-compromised user={} client={} reason={}: its mail is held until "
                          "`relayguardctl user release` or `user clear`",
@@ -375,6 +491,7 @@ void PolicyDaemon::stop(const std::string& why) {
     inbox_.reset();
     spdlog::info("{}, stopping", why);
     reloads_->stop();
+    if (mta_watch_) mta_watch_->stop();
     if (follower_) follower_->stop();
     for (auto& f : auth_log_followers_) f->stop();
     admin_->stop();
@@ -407,7 +524,12 @@ Status PolicyDaemon::reload() {
     const Config& c = *fresh.config;
     if (wants_dns(c.policy) && !dns_) spdlog::warn("reload: DNS checks were off at start; they start working after a restart");
     warn_restart_only_changes(config_, c);
-    engine_->replace(make_engine(c.policy));
+    auto policy = effective_policy(c);
+    if (!policy) {
+        spdlog::error("reload refused, the running configuration stays: {}", policy.error());
+        return Status::failure(policy.error());
+    }
+    engine_->replace(make_engine(*policy));
     spdlog::info("reload: configuration {} applied", c.source);
     log_effective_settings(c);
     return Done{};

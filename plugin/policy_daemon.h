@@ -25,6 +25,7 @@
 #include "plugin/ops/alert_mailer.h"
 #include "plugin/ops/engine_holder.h"
 #include "plugin/ops/login_log_follower.h"
+#include "plugin/ops/mta_local_domains.h"
 #include "plugin/ops/reload_requests.h"
 #include "plugin/ops/signal_inbox.h"
 #include "plugin/stores/resolver_dns_answers.h"
@@ -62,6 +63,12 @@ private:
     // An account newly marked compromised: the log line, the alert, the command.
     void account_compromised(const std::string& user, const std::string& reason, const IpAddress& client) override;
     std::shared_ptr<DecisionEngine> make_engine(const PolicySettings& policy);
+    // The policy of `c` with the MTA's domains added when it asks for them;
+    // remembers what to watch and what was read, for refresh_mta_domains().
+    Result<PolicySettings> effective_policy(const Config& c);
+    // A file behind the MTA's domains changed: read them again.
+    void refresh_mta_domains();
+    void watch_mta_domains();
     void start_milter_thread();
 
     // main() blocks SIGTERM, SIGINT, SIGHUP and SIGPIPE before it builds the
@@ -79,6 +86,13 @@ private:
     // Shared by the two front ends, so that a message both report counts once.
     TransactionLedger ledger_;
     std::mutex reload_mutex_;
+    // Under reload_mutex_: the config last applied (at start or by a
+    // reload), and the MTA's domains read for it.
+    Config applied_;
+    std::vector<std::string> mta_domain_names_;
+    std::mutex watched_mutex_;
+    std::vector<std::string> mta_watched_;  // under watched_mutex_
+    std::unique_ptr<FilesWatch> mta_watch_;
     UniqueFd policy_fd_, admin_fd_;
     // After the drop, as Postfix's master does it: the daemon's own user
     // owns the file and can remove it at exit. Declared before everything

@@ -1,6 +1,7 @@
 // Every setting the decision engine obeys, with its documented default. The
 // config loader fills these from TOML; tests build them by hand. A limit
-// whose `max` is empty is off.
+// whose `max` is empty is off. The limits that cannot hurt legitimate mail
+// are on by default, at Postfix's own values where Postfix has one.
 #pragma once
 
 #include <cstdint>
@@ -60,13 +61,13 @@ struct MessageRateSettings {
 };
 
 struct ConnectionLimitSettings {
-    std::optional<std::uint32_t> max;
+    std::optional<std::uint32_t> max = 50;  // Postfix's smtpd_client_connection_count_limit
     LimitMode mode = LimitMode::enforce;
     SmtpReply reply{421, "4.7.0", "Too many concurrent connections from this client"};
 };
 
 struct UnknownRecipientSettings {
-    std::optional<std::uint32_t> max;  // distinct unknown recipients within `window`
+    std::optional<std::uint32_t> max = 20;  // distinct unknown recipients within `window`
     Duration window = 1h;
     Duration block_time = 1h;
     LimitMode mode = LimitMode::enforce;
@@ -133,13 +134,14 @@ struct CompromisedAccountSettings {
 };
 
 struct RecipientLimitSettings {
-    std::optional<std::uint32_t> max;  // accepted recipients per message
+    std::optional<std::uint32_t> max = 1000;  // accepted recipients per message (Postfix's smtpd_recipient_limit)
     LimitMode mode = LimitMode::enforce;
     SmtpReply reply{452, "4.5.3", "Too many recipients"};
 };
 
 struct FailedCommandSettings {
-    std::optional<std::uint32_t> max;  // failures allowed per session; the next closes it
+    // Failures allowed per session; the next closes it (Postfix's smtpd_hard_error_limit).
+    std::optional<std::uint32_t> max = 20;
     LimitMode mode = LimitMode::enforce;
     SmtpReply reply{421, "4.7.0", "Too many failed commands; closing connection"};
 };
@@ -151,7 +153,7 @@ struct MessageSizeSettings {
 };
 
 struct HopCountSettings {
-    std::optional<std::uint32_t> max;  // Received: headers
+    std::optional<std::uint32_t> max = 50;  // Received: headers (Postfix's hopcount_limit)
     LimitMode mode = LimitMode::enforce;
     SmtpReply reply{554, "5.4.6", "Too many hops: mail loop detected"};
 };

@@ -11,7 +11,7 @@ import re
 import sys
 
 # Folder (or program file) -> what its files may include from. Bottom up:
-# base; net and daemon on base; redis on daemon; policy on base alone; the
+# base; net, daemon and mta on base; redis on daemon; policy on base alone; the
 # policy daemon's and the relay client's libraries on common/ and policy/,
 # never on each other; conf on all of those (it fills their settings
 # structs); the programs on everything. The most specific entry wins.
@@ -22,6 +22,7 @@ ALLOWED = {
     "common/base/": ["common/base/"],
     "common/net/": ["common/base/", "common/net/"],
     "common/daemon/": ["common/base/", "common/daemon/"],
+    "common/mta/": ["common/base/", "common/mta/"],
     "common/redis/": ["common/base/", "common/daemon/", "common/redis/"],
     "policy/": ["policy/", "common/base/"],
     "plugin/": LIBRARIES + ["plugin/"],

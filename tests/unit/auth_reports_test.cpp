@@ -141,6 +141,9 @@ TEST_CASE("without a source of logins no store is asked for blocks or bars", "[a
     auto settings = base_settings();
     settings.limits.auth_failures.max = 10;
     settings.limits.auth_failures.reported = false;
+    // Limits that count per client make entries of their own.
+    settings.limits.connections.max.reset();
+    settings.limits.unknown_recipients.max.reset();
     Harness h(settings);
     auto before = h.store.client_count();
     auto s = h.connect("192.0.2.1");
