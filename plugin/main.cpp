@@ -5,9 +5,11 @@
 #include <cstdio>
 #include <iostream>
 #include <string>
+#include <vector>
 
 #include "common/daemon/logging.h"
 #include "conf/config.h"
+#include "doctor/doctor.h"
 #include "plugin/policy_daemon.h"
 
 namespace {
@@ -20,6 +22,7 @@ void usage(std::FILE* to) {
         "usage: relayguard [--config FILE]\n"
         "       relayguard --check-config FILE\n"
         "       relayguard --print-default-config\n"
+        "       relayguard doctor [--config FILE] [--postfix DIR | --sendmail-cf FILE] [--json | --summary]\n"
         "\n"
         "Without --config, relayguard runs on its embedded default: the example\n"
         "configuration (conf/relayguard.toml), in-memory counters, loopback sockets.\n",
@@ -45,6 +48,9 @@ void block_signals() {
 }  // namespace
 
 int main(int argc, char** argv) {
+    if (argc >= 2 && std::string(argv[1]) == "doctor") {
+        return relayguard::run_doctor(std::vector<std::string>(argv + 2, argv + argc));
+    }
     std::string config_path;
     for (int i = 1; i < argc; ++i) {
         std::string a = argv[i];

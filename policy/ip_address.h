@@ -38,6 +38,8 @@ public:
 
     bool contains(const IpAddress& addr) const;
     std::string to_string() const;
+    const IpAddress& network() const { return network_; }
+    int prefix() const { return prefix_; }
 
 private:
     IpAddress network_;

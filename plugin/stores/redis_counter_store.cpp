@@ -190,18 +190,20 @@ std::optional<ConnectionOutcome> RedisCounterStore::open_connection(const std::s
     // This client's closes not yet sent go first, in the same script.
     QueuedWrites queued = take_queued(client);
     args.insert(args.end(), queued.closed.begin(), queued.closed.end());
-    auto r = integers(
-        redis_.run(open_connection_script, {key(client, "conn"), key(client, "block"), key(client, "blockkind")}, args), 4);
+    auto r = integers(redis_.run(open_connection_script, {key(client, "conn")}, args), 2);
     if (r) queued.closed.clear();
     // Whatever the script did not write goes back to the queue.
     if (!queued.empty()) requeue({{client, std::move(queued)}});
     if (!r) return std::nullopt;
+    auto blocked = block(client, now);
+    if (!blocked) return std::nullopt;
     ConnectionOutcome out;
     out.admitted = (*r)[0] == 1;
     out.held = static_cast<std::uint32_t>((*r)[1]);
-    out.blocked_until = time_or_none((*r)[2]);
-    out.blocked_for = kind_of((*r)[3]);
-    blocks_.note(client, block_or_none((*r)[2], (*r)[3]));
+    if (*blocked) {
+        out.blocked_until = (*blocked)->until;
+        out.blocked_for = (*blocked)->kind;
+    }
     if (out.admitted) {
         std::lock_guard lock(held_mutex_);
         held_[client].insert(m);
@@ -365,19 +367,18 @@ Lookup<ClientBlock> RedisCounterStore::block(const std::string& client, TimePoin
     return fetched;
 }
 
+// Two single-key reads, the second only for a client that is blocked: on
+// a Cluster slot being migrated a read of several keys fails (TRYAGAIN)
+// until they have all moved, and nearly every client is not blocked.
 Lookup<ClientBlock> RedisCounterStore::fetch_block(const std::string& client, TimePoint now) {
-    auto reply = redis_.command({"MGET", key(client, "block"), key(client, "blockkind")}, key(client, "block"));
+    auto reply = redis_.command({"GET", key(client, "block")}, key(client, "block"));
     if (!reply) return Lookup<ClientBlock>::failure(reply.error());
-    if (reply->type != RedisValue::Type::array || reply->elements.size() != 2) {
-        return Lookup<ClientBlock>::failure("unexpected reply to MGET");
-    }
-    const auto& until_value = reply->elements[0];
-    if (until_value.type != RedisValue::Type::string) return std::optional<ClientBlock>{};
-    long long until = std::strtoll(until_value.str.c_str(), nullptr, 10);
-    long long kind = reply->elements[1].type == RedisValue::Type::string
-                         ? std::strtoll(reply->elements[1].str.c_str(), nullptr, 10)
-                         : 0;
+    if (reply->type != RedisValue::Type::string) return std::optional<ClientBlock>{};
+    long long until = std::strtoll(reply->str.c_str(), nullptr, 10);
     if (until <= now.time_since_epoch().count()) return std::optional<ClientBlock>{};
+    auto kind_reply = redis_.command({"GET", key(client, "blockkind")}, key(client, "blockkind"));
+    if (!kind_reply) return Lookup<ClientBlock>::failure(kind_reply.error());
+    long long kind = kind_reply->type == RedisValue::Type::string ? std::strtoll(kind_reply->str.c_str(), nullptr, 10) : 0;
     return block_or_none(until, kind);
 }
 

@@ -69,7 +69,9 @@ return {count, recorded}
 // KEYS: connections (sorted set, member per connection, score = lease end), block, block kind
 // ARGV: now, lease, limit (0: none), member, then members this node closed
 // and has not yet removed (they go first, so their slots are free again)
-// Returns {admitted, held, blocked_until or 0, block kind}. A connection
+// Returns {admitted, held}. One key: on a Cluster slot being migrated a
+// script on several keys fails (TRYAGAIN) until they are all moved; the
+// block is read apart, by the store. A connection
 // whose node stopped refreshing it drops out when its lease ends.
 inline constexpr const char* open_connection = R"lua(
 local now, lease, limit = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
@@ -81,10 +83,7 @@ if redis.call('ZSCORE', KEYS[1], ARGV[4]) or limit == 0 or redis.call('ZCARD', K
   redis.call('PEXPIRE', KEYS[1], lease)
   admitted = 1
 end
-local blocked = tonumber(redis.call('GET', KEYS[2]) or '0')
-if blocked <= now then blocked = 0 end
-local kind = tonumber(redis.call('GET', KEYS[3]) or '0')
-return {admitted, redis.call('ZCARD', KEYS[1]), blocked, kind}
+return {admitted, redis.call('ZCARD', KEYS[1])}
 )lua";
 
 // KEYS: connections, or messages. ARGV: now, lease end, "connections" or

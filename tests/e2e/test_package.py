@@ -53,8 +53,19 @@ for old in ("relayguard",):
 p = run("cpack", "-G", "DEB", cwd=BUILD, timeout=600)
 debs = sorted(f for f in os.listdir(BUILD) if f.startswith("relayguard_") and f.endswith(".deb"))
 check("cpack builds the .deb", p.returncode == 0 and debs, p.stdout[-1500:] + p.stderr[-1500:])
+# The packaged config takes its local domains from the system's Postfix: a
+# test machine whose Postfix was installed unconfigured gets Debian's stock
+# main.cf with one domain for the test's run (removed at the end).
+MAIN_CF = "/etc/postfix/main.cf"
+made_main_cf = not os.path.exists(MAIN_CF)
+if made_main_cf:
+    with open("/usr/share/postfix/main.cf.debian") as stock, open(MAIN_CF, "w") as f:
+        f.write(stock.read() + "myhostname = mx.example.test\nmydestination = example.test, localhost\n")
 p = run("dpkg", "-i", os.path.join(BUILD, debs[-1]))
 check("dpkg installs it", p.returncode == 0, p.stdout + p.stderr)
+check("postinst runs the doctor once: this Postfix is not wired to relayguard yet",
+      "relayguard doctor: error milter-missing" in p.stdout and "relayguard doctor: error policy-missing" in p.stdout
+      and "run `relayguard doctor` for the fixes" in p.stdout, p.stdout + p.stderr)
 
 try:
     for path in ("/usr/sbin/relayguard", "/usr/sbin/relayguard-relayd", "/usr/bin/relayguardctl",
@@ -69,6 +80,11 @@ try:
     st = os.stat("/var/spool/relayguard")
     check("the queue directory belongs to relayguard", st.st_uid == pwd.getpwnam("relayguard").pw_uid)
     check("a logrotate rule for /var/log/relayguard is installed", os.path.exists("/etc/logrotate.d/relayguard"))
+    with open("/etc/relayguard/relayguard.toml") as installed, \
+            open(os.path.join(BUILD, "packaged", "relayguard.toml")) as built:
+        text = installed.read()
+        check("the installed config is the packaged one: local domains from Postfix",
+              text == built.read() and 'local_domains_from = "postfix"' in text)
     conffiles = run("dpkg-query", "-W", "-f=${Conffiles}", "relayguard").stdout
     check("the config is a conffile (an admin's edits survive upgrades)", "/etc/relayguard/relayguard.toml" in conffiles,
           conffiles)
@@ -99,6 +115,15 @@ try:
                   b"client_port=1\nsender=a@example.org\nrecipient=x@foreign.example\ninstance=p1\n\n")
         reply = s.recv(300).decode()
     check("the installed daemon answers Postfix's policy protocol: relaying refused", "action=554" in reply, reply)
+    with socket.create_connection(("127.0.0.1", 10040), timeout=5) as s:
+        s.sendall(b"request=smtpd_access_policy\nprotocol_state=RCPT\nclient_address=192.0.2.80\n"
+                  b"client_port=1\nsender=a@example.org\nrecipient=x@example.test\ninstance=p2\n\n")
+        reply = s.recv(300).decode()
+    check("and mail for Postfix's own domain is local, with no domain in relayguard's config",
+          reply.startswith("action=DUNNO"), reply)
+    check("its log names the domains it read from Postfix",
+          "local domain(s) from postfix: example.test localhost" in open("/run/relayguard/test-policy.log").read(),
+          open("/run/relayguard/test-policy.log").read()[-2000:])
     ctl = run("relayguardctl", "status")
     check("relayguardctl status reaches it on /run/relayguard/admin.sock",
           ctl.returncode == 0 and "store: memory" in ctl.stdout, ctl.stdout + ctl.stderr)
@@ -161,4 +186,6 @@ finally:
     except KeyError:
         pass
     subprocess.run(["rm", "-rf", "/run/relayguard"])
+    if made_main_cf:
+        os.remove(MAIN_CF)
 finish()

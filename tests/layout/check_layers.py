@@ -30,7 +30,9 @@ ALLOWED = {
     "conf/": PROGRAM,
     # The programs: argument parsing and the daemon objects that wire the
     # libraries together with the loaded configuration.
-    "plugin/main.cpp": PROGRAM,
+    "plugin/main.cpp": PROGRAM + ["doctor/"],
+    # relayguard doctor: reads the MTA and the config, like a program.
+    "doctor/": PROGRAM + ["doctor/"],
     "plugin/policy_daemon.": PROGRAM,
     "delivery/relayd_main.cpp": PROGRAM,
     "delivery/relay_daemon.": PROGRAM,

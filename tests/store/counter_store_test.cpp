@@ -581,7 +581,7 @@ TEST_CASE("a failed-login block set on one node reaches another node; its kind c
     REQUIRE(b_client.round_trips() == after_first);
 }
 
-TEST_CASE("a harvest block set on one node reaches another node's RCPT within a second, asking Redis once at most",
+TEST_CASE("a harvest block set on one node reaches another node's RCPT within a second, asking Redis for it once",
           "[store][redis]") {
     StoreUnderTest a("redis");
     RedisClient b_client(redis_settings());
@@ -600,9 +600,11 @@ TEST_CASE("a harvest block set on one node reaches another node's RCPT within a 
     }
     REQUIRE(seen == t0() + 10min);
     // The channel says a block began, not what kind: the first lookup asks
-    // for the kind, once; every later one answers from the list.
+    // for the block and its kind, once (two single-key reads: a Cluster
+    // slot being migrated refuses one read of both); every later one
+    // answers from the list.
     auto after_first = b_client.round_trips();
-    REQUIRE(after_first - asked <= 1);
+    REQUIRE(after_first - asked <= 2);
     for (int i = 0; i < 10; ++i) REQUIRE(*b.blocked_until("c", t0() + 1s) == t0() + 10min);
     REQUIRE(b_client.round_trips() == after_first);
     asked = after_first;

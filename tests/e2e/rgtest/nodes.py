@@ -45,10 +45,9 @@ class Node:
 @contextlib.contextmanager
 def two_nodes(store_a, store_b=None, rate=10, connections=2):
     """Yields (node A, node B); store_b defaults to store_a. connections=None
-    leaves the connection limit off."""
+    turns the connection limit off."""
     base = BASE.format(rate=rate)
-    if connections is not None:
-        base += f"[limits.connections]\nmax = {connections}\n"
+    base += f'[limits.connections]\nmax = {connections if connections is not None else chr(34) + "off" + chr(34)}\n'
     with contextlib.ExitStack() as stack:
         rg_a = stack.enter_context(Relayguard(base + store_a))
         rg_b = stack.enter_context(Relayguard(base + (store_b or store_a)))
