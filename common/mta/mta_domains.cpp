@@ -240,9 +240,20 @@ SendmailDomainSources parse_sendmail_cf(std::string_view text) {
         if (end == std::string_view::npos) end = text.size();
         std::string line(text.substr(start, end - start));
         start = end + 1;
-        if (line.size() < 2 || (line[0] != 'C' && line[0] != 'F') || (line[1] != 'w' && line[1] != 'R')) continue;
-        bool local = line[1] == 'w';
-        std::string rest = line.substr(2);
+        if (line.size() < 2 || (line[0] != 'C' && line[0] != 'F')) continue;
+        // The class: one letter ("Cw") or a name in braces ("C{w}", as m4's LOCAL_DOMAIN writes it).
+        std::string cls, rest;
+        if (line[1] == '{') {
+            auto close = line.find('}');
+            if (close == std::string::npos) continue;
+            cls = line.substr(2, close - 2);
+            rest = line.substr(close + 1);
+        } else {
+            cls = line.substr(1, 1);
+            rest = line.substr(2);
+        }
+        if (cls != "w" && cls != "R") continue;
+        bool local = cls == "w";
         if (line[0] == 'C') {
             std::istringstream words(rest);
             std::string w;

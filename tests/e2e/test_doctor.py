@@ -133,6 +133,12 @@ TRAPS = [
     ("a milter timeout shorter than a stage", {"milter_command_timeout": "5s"}, (), "", "", ["milter-timeout"], 1),
     ("mynetworks relayguard does not trust", {"mynetworks": "127.0.0.0/8 192.168.0.0/16"}, (), "", "",
      ["mynetworks-not-trusted"], 1),
+    # The relayguard extra continues its [relay] section.
+    ("domains from Postfix, one table relayguard cannot list",
+     {"relay_domains": "mysql:/etc/postfix/nowhere.cf"}, (), "", 'local_domains_from = "postfix"\n',
+     ["domain-table-unreadable"], 2),
+    ("a policy timeout shorter than a stage", {"smtpd_policy_service_timeout": "10s"}, (), "", "",
+     ["policy-timeout"], 1),
 ]
 
 for i, (name, main, drop, master, extra, expected, status) in enumerate(TRAPS):

@@ -64,9 +64,10 @@ TEST_CASE("postmap -s keys: domains kept, addresses skipped, lower case", "[mta]
 
 TEST_CASE("sendmail.cf classes w and R, inline and from files", "[mta]") {
     auto s = parse_sendmail_cf("Cwlocalhost mail.example.test\nFw-o /etc/mail/local-host-names\n"
-                               "FR-o /etc/mail/relay-domains %[^#]\nCRrelay.test\nCx ignored\nDj$w.Foo\n");
-    REQUIRE(s.local_names == std::vector<std::string>{"localhost", "mail.example.test"});
-    REQUIRE(s.relay_names == std::vector<std::string>{"relay.test"});
+                               "FR-o /etc/mail/relay-domains %[^#]\nCRrelay.test\nCx ignored\nDj$w.Foo\n"
+                               "C{w}braced.test\nC{R}relay2.test\nC{Canonify}no.test\n");
+    REQUIRE(s.local_names == std::vector<std::string>{"localhost", "mail.example.test", "braced.test"});
+    REQUIRE(s.relay_names == std::vector<std::string>{"relay.test", "relay2.test"});
     REQUIRE(s.local_files == std::vector<std::string>{"/etc/mail/local-host-names"});
     REQUIRE(s.relay_files == std::vector<std::string>{"/etc/mail/relay-domains"});
 }
