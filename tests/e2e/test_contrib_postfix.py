@@ -5,35 +5,16 @@ with relayguard stopped it never opens the relay: every recipient gets a 4xx, so
 keep their mail and retry."""
 
 import os
-import re
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from rgtest import PostfixInstance, free_port, send_message  # noqa: E402
 from rgtest.check import check, finish  # noqa: E402
+from rgtest.snippet import read_main_cf  # noqa: E402
 from rgtest.daemon import Relayguard  # noqa: E402
 
 SNIPPET = os.path.join(os.environ["RELAYGUARD_SOURCE_DIR"], "contrib/postfix/main.cf.snippet")
-
-
-def read_main_cf(path, milter_port, policy_port):
-    """main.cf lines (continuations joined) as {key: value}, the shipped ports replaced."""
-    settings, key = {}, None
-    for line in open(path):
-        if line.startswith("#") or not line.strip():
-            key = None if not line.strip() else key
-            continue
-        if line[0] in " \t" and key:
-            settings[key] += " " + line.strip()
-            continue
-        key, _, value = line.partition("=")
-        key = key.strip()
-        settings[key] = value.strip()
-    for k, v in settings.items():
-        settings[k] = re.sub(r"inet:127\.0\.0\.1:8893", f"inet:127.0.0.1:{milter_port}",
-                             re.sub(r"inet:127\.0\.0\.1:10040", f"inet:127.0.0.1:{policy_port}", v))
-    return settings
 
 
 CONFIG = """

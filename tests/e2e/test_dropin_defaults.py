@@ -30,6 +30,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from rgtest import PostfixInstance, SmtpSession, build_message, free_port, send_message, wait_port  # noqa: E402
 from rgtest.check import check, finish  # noqa: E402
+from rgtest.snippet import read_main_cf  # noqa: E402
 from rgtest.daemon import stop_process  # noqa: E402
 
 SNIPPET = os.path.join(os.environ["RELAYGUARD_SOURCE_DIR"], "contrib/postfix/main.cf.snippet")
@@ -48,26 +49,6 @@ STOCK_KEYS = ("smtpd_error_sleep_time", "smtpd_soft_error_limit", "smtpd_hard_er
 
 LOCAL = "user1@example.test"
 VIRTUAL = "info@virtual.test"
-
-
-def read_main_cf(path, milter_port, policy_port):
-    """The snippet's settings (continuations joined) as {key: value}, the shipped ports
-    replaced (as in test_contrib_postfix, which runs its test when imported)."""
-    settings, key = {}, None
-    for line in open(path):
-        if line.startswith("#") or not line.strip():
-            key = None if not line.strip() else key
-            continue
-        if line[0] in " \t" and key:
-            settings[key] += " " + line.strip()
-            continue
-        key, _, value = line.partition("=")
-        key = key.strip()
-        settings[key] = value.strip()
-    for k, v in settings.items():
-        settings[k] = re.sub(r"inet:127\.0\.0\.1:8893", f"inet:127.0.0.1:{milter_port}",
-                             re.sub(r"inet:127\.0\.0\.1:10040", f"inet:127.0.0.1:{policy_port}", v))
-    return settings
 
 
 def postfix_defaults(keys):
