@@ -92,6 +92,7 @@ void print_json(const Report& r) {
                                  {"command", f.command}});
     }
     j["commands"] = r.commands;
+    j["reload"] = r.reload;
     std::cout << j.dump(2) << "\n";
 }
 
@@ -125,7 +126,15 @@ int run_doctor(const std::vector<std::string>& args) {
             return usage(std::cerr, exit_usage);
         }
     }
-    if (!config_given && ::access(packaged_config, R_OK) == 0) config_path = packaged_config;
+    if (!config_given && ::access(packaged_config, F_OK) == 0) {
+        // Never the example in its place: its domains and sockets are not this host's.
+        if (::access(packaged_config, R_OK) != 0) {
+            std::cerr << "relayguard doctor: cannot read " << packaged_config
+                      << " (it is 0640 root:relayguard): run as root or pass --config\n";
+            return exit_errors;
+        }
+        config_path = packaged_config;
+    }
     auto loaded = load_config(config_path);
     if (!loaded.config) {
         for (const auto& e : loaded.errors) std::cerr << "relayguard doctor: " << e.to_string() << "\n";
@@ -149,6 +158,10 @@ int run_doctor(const std::vector<std::string>& args) {
         r.findings = check_sendmail(text.str(), config, domains ? &*domains : nullptr);
         r.reload = "";
     } else {
+        // The Postfix whose domains relayguard reads, unless told otherwise.
+        if (postfix_dir.empty() && config.local_domains.from == DomainsFrom::postfix) {
+            postfix_dir = config.local_domains.mta_config;
+        }
         r.mta = "Postfix";
         r.mta_config = postfix_dir.empty() ? std::string("/etc/postfix") : postfix_dir;
         auto postfix = read_postfix_config(postfix_dir);
@@ -166,7 +179,7 @@ int run_doctor(const std::vector<std::string>& args) {
         }
         auto found = check_postfix(*postfix, config, domains ? &*domains : nullptr);
         r.findings.insert(r.findings.end(), found.begin(), found.end());
-        r.reload = postfix_dir.empty() ? "postfix reload" : "postfix -c '" + postfix_dir + "' reload";
+        r.reload = postfix_dir.empty() ? "postfix reload" : "postfix -c " + shell_quoted(postfix_dir) + " reload";
     }
     for (const auto& f : r.findings) {
         (f.severity == Severity::error ? r.errors : r.warnings)++;

@@ -27,12 +27,6 @@ std::string lower(std::string s) {
     return s;
 }
 
-std::string shell_quoted(const std::string& s) {
-    std::string out = "'";
-    for (char c : s) out += c == '\'' ? std::string("'\\''") : std::string(1, c);
-    return out + "'";
-}
-
 std::string postconf_e(const PostfixConfig& pf, const std::string& name, const std::string& value) {
     return "postconf" + (pf.dir.empty() ? std::string() : " -c " + shell_quoted(pf.dir)) + " -e " +
            shell_quoted(name + " = " + value);
@@ -97,6 +91,32 @@ bool loopback_host(std::string host) {
     return host == "localhost" || host == "::1" || host.rfind("127.", 0) == 0;
 }
 
+bool is_yes(const std::string& v) { return lower(v) == "yes" || lower(v) == "true"; }
+
+bool has_word(const std::string& list, const std::string& word) {
+    for (const auto& w : split_postfix_list(list)) {
+        if (w == word) return true;
+    }
+    return false;
+}
+
+// "127.0.0.1:10025", "[::1]:10025", "localhost:10025": a service only this host reaches.
+bool loopback_service(const std::string& name) {
+    auto colon = name.rfind(':');
+    return colon != std::string::npos && loopback_host(name.substr(0, colon));
+}
+
+// A list as one master.cf -o value: postconf -P takes no white space, and
+// Postfix reads commas alone as separators.
+std::string master_value(const std::string& list) { return joined(split_postfix_list(list), ","); }
+
+// The restrictions that end a relay list in a refusal when nothing before
+// them permitted the mail.
+bool closes_relay(const std::string& t) {
+    return t == "reject_unauth_destination" || t == "defer_unauth_destination" || t == "reject" || t == "defer" ||
+           t == "defer_if_permit" || t == "check_relay_domains";
+}
+
 // Where relayguard's policy service sits in a restriction list.
 struct PolicySpot {
     std::string list;  // the parameter
@@ -133,16 +153,13 @@ std::string wired_list(const std::string& current, const std::string& ours) {
         if (tokens[i] == "reject_unlisted_recipient") continue;
         rest.push_back(tokens[i]);
     }
-    bool closes = std::any_of(rest.begin(), rest.end(), [](const std::string& t) {
-        return t == "reject_unauth_destination" || t == "defer_unauth_destination";
-    });
+    bool closes = std::any_of(rest.begin(), rest.end(), closes_relay);
     std::vector<std::string> out{"reject_unlisted_recipient", "check_policy_service " + ours};
     out.insert(out.end(), rest.begin(), rest.end());
     if (!closes) out.push_back("reject_unauth_destination");
     return joined(out);
 }
 
-bool is_yes(const std::string& v) { return lower(v) == "yes" || lower(v) == "true"; }
 
 // Whether a network of Postfix's mynetworks lies inside a trusted group.
 bool trusted(const Cidr& net, const std::vector<IpGroup>& groups) {
@@ -218,6 +235,12 @@ void check_limit(std::vector<Finding>& out, const PostfixConfig& pf, const Confi
 }
 
 }  // namespace
+
+std::string shell_quoted(const std::string& s) {
+    std::string out = "'";
+    for (char c : s) out += c == '\'' ? std::string("'\\''") : std::string(1, c);
+    return out + "'";
+}
 
 long postfix_seconds(std::string_view value) {
     std::string v = trim(value);
@@ -378,7 +401,7 @@ std::vector<Finding> check_postfix(const PostfixConfig& pf, const Config& config
     bool closes = false;
     for (const char* list : {"smtpd_relay_restrictions", "smtpd_recipient_restrictions"}) {
         for (const auto& t : split_postfix_list(pf.value(list))) {
-            if (t == "reject_unauth_destination" || t == "defer_unauth_destination") closes = true;
+            if (closes_relay(t)) closes = true;
         }
     }
     if (!closes) {
@@ -422,17 +445,60 @@ std::vector<Finding> check_postfix(const PostfixConfig& pf, const Config& config
     for (const auto& s : pf.services) {
         if (s.command != "smtpd" || (s.type != "inet" && s.type != "pass")) continue;
         const std::string key = s.name + "/" + s.type;
-        if (milter) {
-            bool has = false;
+        auto overridden = [&](const char* param) {
+            auto o = pf.overrides.find(key);
+            return o != pf.overrides.end() && o->second.count(param) > 0;
+        };
+        // A content filter's re-injection port (on loopback, with its own
+        // content_filter or receive_override_options) is meant to skip the
+        // checks its mail has already passed.
+        const bool reinjection = loopback_service(s.name) &&
+                                 (overridden("content_filter") || overridden("receive_override_options"));
+        if (milter && !reinjection) {
             auto value = pf.value("smtpd_milters", key);
-            for (const auto& raw : split_postfix_list(value)) has = has || same_socket(parse_item(raw).socket, listen.milter);
-            if (!has) {
+            bool has = false;
+            for (const auto& raw : split_postfix_list(value)) {
+                has = has || same_socket(parse_item(raw).socket, listen.milter);
+            }
+            bool switched_off = has_word(pf.value("receive_override_options", key), "no_milters");
+            if (!has || switched_off) {
                 out.push_back({Severity::warning, "service-without-milter",
-                               "master.cf service " + key + " overrides smtpd_milters without relayguard's milter: "
-                               "mail through it is not checked by the milter",
-                               "add relayguard's milter to its -o smtpd_milters",
-                               postconf_p(pf, key, "smtpd_milters",
-                                          value.empty() ? listen.milter : value + ", " + listen.milter)});
+                               "master.cf service " + key +
+                                   (switched_off ? " has no_milters in its receive_override_options"
+                                                 : " overrides smtpd_milters without relayguard's milter") +
+                                   ": mail through it is not checked by the milter",
+                               switched_off ? "remove no_milters from its -o receive_override_options"
+                                            : "add relayguard's milter to its -o smtpd_milters",
+                               switched_off || value.find('{') != std::string::npos
+                                   ? ""
+                                   : postconf_p(pf, key, "smtpd_milters",
+                                                master_value(value.empty() ? listen.milter
+                                                                           : value + ", " + listen.milter))});
+            }
+        }
+        // A service with restriction lists of its own (Debian's submission
+        // template: permit_sasl_authenticated, reject) skips main.cf's.
+        const char* own_list = overridden("smtpd_relay_restrictions")     ? "smtpd_relay_restrictions"
+                               : overridden("smtpd_recipient_restrictions") ? "smtpd_recipient_restrictions"
+                                                                            : nullptr;
+        if (policy && own_list && !reinjection) {
+            std::optional<PolicySpot> here;
+            for (const char* list : {"smtpd_relay_restrictions", "smtpd_recipient_restrictions"}) {
+                if (!here) here = find_policy(list, pf.value(list, key), listen.policy);
+            }
+            if (!here || !here->permits_before.empty()) {
+                const std::string list = here ? here->list : own_list;
+                const std::string value = pf.value(list, key);
+                out.push_back({here ? Severity::error : Severity::warning,
+                               here ? "permit-before-policy" : "service-without-policy",
+                               "master.cf service " + key + " sets its own " + list +
+                                   (here ? " with " + joined(here->permits_before) + " before check_policy_service"
+                                         : " without relayguard's policy service") +
+                                   ": relayguard's relay rules, quotas and blocks are not asked there",
+                               "put check_policy_service first in its -o " + list,
+                               value.find('{') != std::string::npos
+                                   ? ""
+                                   : postconf_p(pf, key, list, master_value(wired_list(value, listen.policy)))});
             }
         }
         bool auth = is_yes(pf.value("smtpd_sasl_auth_enable", key));
@@ -440,15 +506,14 @@ std::vector<Finding> check_postfix(const PostfixConfig& pf, const Config& config
                          lower(pf.value("smtpd_tls_security_level", key)) == "encrypt" ||
                          is_yes(pf.value("smtpd_tls_wrappermode", key)) || is_yes(pf.value("smtpd_enforce_tls", key));
         if (auth && !tls_first) {
-            bool own = pf.overrides.count(key) && pf.overrides.at(key).count("smtpd_sasl_auth_enable");
             out.push_back({Severity::error, "auth-without-tls",
                            "master.cf service " + key +
                                " offers SMTP AUTH before STARTTLS (smtpd_tls_auth_only = no): passwords can cross "
                                "the wire in clear",
                            "offer AUTH only after STARTTLS (Postfix then needs smtpd_tls_cert_file and "
                            "smtpd_tls_key_file)",
-                           own ? postconf_p(pf, key, "smtpd_tls_auth_only", "yes")
-                               : postconf_e(pf, "smtpd_tls_auth_only", "yes")});
+                           overridden("smtpd_sasl_auth_enable") ? postconf_p(pf, key, "smtpd_tls_auth_only", "yes")
+                                                                : postconf_e(pf, "smtpd_tls_auth_only", "yes")});
         }
     }
 

@@ -30,6 +30,9 @@ std::vector<Finding> check_postfix(const PostfixConfig& postfix, const Config& c
 // sendmail.cf's text; `domains` as above, from Sendmail's classes w and R.
 std::vector<Finding> check_sendmail(std::string_view sendmail_cf, const Config& config, const MtaDomains* domains);
 
+// `s` as one shell word, for the commands the doctor prints.
+std::string shell_quoted(const std::string& s);
+
 // The pure helpers, for tests.
 // A Postfix time value ("30s", "5m", "100", "1h") in seconds; -1 if unreadable.
 long postfix_seconds(std::string_view value);

@@ -378,6 +378,10 @@ std::shared_ptr<DecisionEngine> PolicyDaemon::make_engine(const PolicySettings& 
 Result<PolicySettings> PolicyDaemon::effective_policy(const Config& c) {
     const auto& src = c.local_domains;
     if (src.from == DomainsFrom::none) {
+        std::lock_guard lock(watched_mutex_);
+        mta_watched_.clear();
+        mta_fingerprint_.clear();
+        mta_domain_names_.clear();
         applied_ = c;
         return c.policy;
     }
@@ -386,8 +390,11 @@ Result<PolicySettings> PolicyDaemon::effective_policy(const Config& c) {
     auto read = add_mta_domains(c.policy, source);
     if (!read) return Result<PolicySettings>::failure(read.error());
     {
+        // Taken right after the read: a change from now on is seen at the
+        // next poll.
         std::lock_guard lock(watched_mutex_);
         mta_watched_ = read->watched;
+        mta_fingerprint_ = files_fingerprint(mta_watched_);
     }
     if (read->names != mta_domain_names_) {
         std::string names;
@@ -401,7 +408,7 @@ Result<PolicySettings> PolicyDaemon::effective_policy(const Config& c) {
 }
 
 void PolicyDaemon::watch_mta_domains() {
-    if (config_.local_domains.from == DomainsFrom::none) return;
+    if (mta_watch_ || applied_.local_domains.from == DomainsFrom::none) return;
     // A stat() of a few files: cheap enough to make a new domain local
     // within seconds of `postmap` or an edit of main.cf.
     constexpr std::chrono::seconds every{5};
@@ -409,7 +416,7 @@ void PolicyDaemon::watch_mta_domains() {
         every,
         [this] {
             std::lock_guard lock(watched_mutex_);
-            return mta_watched_;
+            return !mta_watched_.empty() && files_fingerprint(mta_watched_) != mta_fingerprint_;
         },
         [this] { refresh_mta_domains(); });
     mta_watch_->start();
@@ -420,10 +427,15 @@ void PolicyDaemon::refresh_mta_domains() {
     Config c = applied_;
     auto policy = effective_policy(c);
     if (!policy) {
-        spdlog::error("relay: the MTA's domains changed but cannot be read again; the domains in force stay: {}",
-                      policy.error());
+        // Tried again at every poll until it reads; said once per reason.
+        if (policy.error() != mta_refresh_error_) {
+            spdlog::error("relay: the MTA's domains changed but cannot be read again; the domains in force stay: {}",
+                          policy.error());
+            mta_refresh_error_ = policy.error();
+        }
         return;
     }
+    mta_refresh_error_.clear();
     engine_->replace(make_engine(*policy));
 }
 
@@ -530,6 +542,7 @@ Status PolicyDaemon::reload() {
         return Status::failure(policy.error());
     }
     engine_->replace(make_engine(*policy));
+    watch_mta_domains();  // a reload may be the first to read the MTA
     spdlog::info("reload: configuration {} applied", c.source);
     log_effective_settings(c);
     return Done{};

@@ -90,9 +90,13 @@ private:
     // reload), and the MTA's domains read for it.
     Config applied_;
     std::vector<std::string> mta_domain_names_;
+    // The files behind the MTA's domains and their fingerprint when last
+    // read, under watched_mutex_; empty when the domains are not the MTA's.
     std::mutex watched_mutex_;
-    std::vector<std::string> mta_watched_;  // under watched_mutex_
-    std::unique_ptr<FilesWatch> mta_watch_;
+    std::vector<std::string> mta_watched_;
+    std::string mta_fingerprint_;
+    std::string mta_refresh_error_;  // under reload_mutex_: logged once until it changes
+    std::unique_ptr<FilesWatch> mta_watch_;  // started with the first config that reads the MTA
     UniqueFd policy_fd_, admin_fd_;
     // After the drop, as Postfix's master does it: the daemon's own user
     // owns the file and can remove it at exit. Declared before everything

@@ -22,16 +22,18 @@ namespace relayguard {
 
 namespace {
 
+// The system's own directories first, then PATH's absolute entries: a
+// relative entry would make the lookup depend on the working directory.
 std::string find_program(const std::string& name) {
     if (name.find('/') != std::string::npos) return name;
-    std::string dirs = std::getenv("PATH") ? std::getenv("PATH") : "";
-    dirs += ":/usr/sbin:/sbin";
+    std::string dirs = "/usr/sbin:/sbin:";
+    dirs += std::getenv("PATH") ? std::getenv("PATH") : "/usr/bin:/bin";
     std::size_t start = 0;
     while (start <= dirs.size()) {
         auto end = dirs.find(':', start);
         if (end == std::string::npos) end = dirs.size();
         std::string dir = dirs.substr(start, end - start);
-        if (!dir.empty()) {
+        if (!dir.empty() && dir.front() == '/') {
             std::string path = dir + "/" + name;
             if (::access(path.c_str(), X_OK) == 0) return path;
         }
@@ -67,13 +69,24 @@ Result<ProgramOutput> run_program(const std::vector<std::string>& argv, std::chr
     posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0);
     posix_spawn_file_actions_adddup2(&actions, out->write.get(), 1);
     posix_spawn_file_actions_adddup2(&actions, err->write.get(), 2);
+    // The daemon blocks its signals in every thread; the helper starts with
+    // none blocked and default handlers, so a SIGTERM or SIGKILL ends it.
+    posix_spawnattr_t attrs;
+    posix_spawnattr_init(&attrs);
+    sigset_t none, all;
+    sigemptyset(&none);
+    sigfillset(&all);
+    posix_spawnattr_setsigmask(&attrs, &none);
+    posix_spawnattr_setsigdefault(&attrs, &all);
+    posix_spawnattr_setflags(&attrs, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
     std::vector<std::string> args = argv;
     std::vector<char*> cargs;
     for (auto& a : args) cargs.push_back(a.data());
     cargs.push_back(nullptr);
     pid_t pid = 0;
-    int spawned = ::posix_spawn(&pid, path.c_str(), &actions, nullptr, cargs.data(), environ);
+    int spawned = ::posix_spawn(&pid, path.c_str(), &actions, &attrs, cargs.data(), environ);
     posix_spawn_file_actions_destroy(&actions);
+    posix_spawnattr_destroy(&attrs);
     if (spawned != 0) return R::failure(path + ": cannot run: " + std::strerror(spawned));
     out->write.reset();
     err->write.reset();
@@ -99,6 +112,7 @@ Result<ProgramOutput> run_program(const std::vector<std::string>& argv, std::chr
         for (int i = 0; i < 2; ++i) {
             if (fds[i].fd < 0 || fds[i].revents == 0) continue;
             ssize_t n = ::read(fds[i].fd, buf, sizeof buf);
+            if (n < 0 && errno == EINTR) continue;
             if (n <= 0) {
                 (i == 0 ? out_open : err_open) = false;
                 continue;
@@ -112,11 +126,28 @@ Result<ProgramOutput> run_program(const std::vector<std::string>& argv, std::chr
             }
         }
     }
+    // A helper that closed its output may still be running: it gets the
+    // rest of the time, then is killed like one that never answered.
     int status = 0;
-    if (!failure.empty()) ::kill(pid, SIGKILL);
-    while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+    while (failure.empty()) {
+        pid_t done = ::waitpid(pid, &status, WNOHANG);
+        if (done == pid) break;
+        if (done < 0 && errno != EINTR) {
+            failure = std::string("waitpid: ") + std::strerror(errno);
+            break;
+        }
+        if (SystemClock::monotonic() >= deadline) {
+            failure = argv[0] + ": no answer within " + std::to_string(timeout.count()) + " ms";
+            break;
+        }
+        ::poll(nullptr, 0, 10);
     }
-    if (!failure.empty()) return R::failure(failure);
+    if (!failure.empty()) {
+        ::kill(pid, SIGKILL);
+        while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+        }
+        return R::failure(failure);
+    }
     result.exit_status = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + (WIFSIGNALED(status) ? WTERMSIG(status) : 0);
     return result;
 }

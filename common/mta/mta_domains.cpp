@@ -2,10 +2,12 @@
 #include "common/mta/mta_domains.h"
 
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cctype>
 #include <fstream>
+#include <map>
 #include <set>
 #include <sstream>
 
@@ -75,6 +77,14 @@ class PostfixReader {
 public:
     PostfixReader(std::string config_dir, MtaDomains& out) : dir_(std::move(config_dir)), out_(out) {}
 
+    // Items of `where`; `subdomains`: Postfix matches the list's domains'
+    // subdomains too (parent_domain_matches_subdomains names it).
+    void item(const std::string& raw, const std::string& where, int depth, bool subdomains) {
+        subdomains_ = subdomains;
+        item(raw, where, depth);
+    }
+
+private:
     void item(const std::string& raw, const std::string& where, int depth) {
         if (raw.empty()) return;
         if (raw[0] == '!') {
@@ -84,11 +94,10 @@ public:
         } else if (is_table_type(raw)) {
             table(raw, where);
         } else {
-            out_.domains.push_back({lower(raw), false});
+            out_.domains.push_back({lower(raw), subdomains_});
         }
     }
 
-private:
     void file(const std::string& path, const std::string& where, int depth) {
         out_.watched.push_back(path);
         if (depth >= max_file_depth) {
@@ -128,11 +137,12 @@ private:
             out_.unreadable.push_back(spec + " (" + where + "): postmap -s failed: " + first_line(ran->err));
             return;
         }
-        for (auto& key : domain_keys(ran->out)) out_.domains.push_back({std::move(key), false});
+        for (auto& key : domain_keys(ran->out)) out_.domains.push_back({std::move(key), subdomains_});
     }
 
     std::string dir_;
     MtaDomains& out_;
+    bool subdomains_ = false;
 };
 
 Result<MtaDomains> read_postfix(const std::string& dir) {
@@ -141,22 +151,27 @@ Result<MtaDomains> read_postfix(const std::string& dir) {
     if (!dir.empty()) argv.insert(argv.end(), {"-c", dir});
     argv.push_back("-x");
     for (const char* name : postfix_domain_lists) argv.emplace_back(name);
+    argv.emplace_back("parent_domain_matches_subdomains");
     auto ran = run_program(argv, helper_timeout, helper_output_limit);
     if (!ran) return R::failure(ran.error());
     if (ran->exit_status != 0) return R::failure("postconf failed: " + first_line(ran->err));
     MtaDomains out;
     out.watched.push_back((dir.empty() ? std::string("/etc/postfix") : dir) + "/main.cf");
-    PostfixReader reader(dir, out);
+    std::map<std::string, std::string> values;
     std::istringstream lines(ran->out);
     std::string line;
     while (std::getline(lines, line)) {
-        auto eq = line.find(" = ");
-        std::string name = line.substr(0, eq);
-        if (eq == std::string::npos) {
-            if (!line.empty() && line.back() == '=') continue;  // "name =": empty
-            return R::failure("postconf printed an unexpected line: " + line);
-        }
-        for (const auto& item : split_postfix_list(line.substr(eq + 3))) reader.item(item, name, 0);
+        auto eq = line.find(" =");
+        if (eq == std::string::npos) return R::failure("postconf printed an unexpected line: " + line);
+        values[line.substr(0, eq)] = eq + 3 <= line.size() ? line.substr(eq + 3) : std::string();
+    }
+    // By default relay_domains is listed there: "example.org" in it also
+    // covers mail.example.org.
+    auto parents = split_postfix_list(values["parent_domain_matches_subdomains"]);
+    PostfixReader reader(dir, out);
+    for (const char* name : postfix_domain_lists) {
+        bool subdomains = std::find(parents.begin(), parents.end(), name) != parents.end();
+        for (const auto& item : split_postfix_list(values[name])) reader.item(item, name, 0, subdomains);
     }
     return out;
 }
@@ -172,17 +187,25 @@ Result<MtaDomains> read_sendmail(const std::string& cf_path) {
     MtaDomains out;
     out.watched.push_back(path);
     for (const auto& n : sources.local_names) out.domains.push_back({lower(n), false});
+    // Sendmail puts its own name ($j) into class w itself.
+    if (!sources.own_name.empty()) out.domains.push_back({lower(sources.own_name), false});
     // Sendmail relays for a relay-domains entry and every subdomain of it.
     for (const auto& n : sources.relay_names) out.domains.push_back({lower(n), true});
-    auto from_files = [&](const std::vector<std::string>& files, bool subdomains) {
-        for (const auto& f : files) {
+    auto from_files = [&](const std::vector<SendmailDomainSources::File>& files, bool subdomains) {
+        for (const auto& [f, optional] : files) {
             if (f.empty() || f[0] != '/') {
                 out.unreadable.push_back(f + " (sendmail.cf): not a file relayguard can read");
                 continue;
             }
             out.watched.push_back(f);
             std::ifstream list(f);
-            if (!list) continue;  // an optional (-o) file Sendmail also skips
+            if (!list) {
+                // An optional (-o) file that is not there Sendmail skips too.
+                if (!optional || ::access(f.c_str(), F_OK) == 0) {
+                    out.unreadable.push_back(f + " (sendmail.cf): cannot be read");
+                }
+                continue;
+            }
             std::string line;
             while (std::getline(list, line)) {
                 if (auto hash = line.find('#'); hash != std::string::npos) line.erase(hash);
@@ -240,6 +263,12 @@ SendmailDomainSources parse_sendmail_cf(std::string_view text) {
         if (end == std::string_view::npos) end = text.size();
         std::string line(text.substr(start, end - start));
         start = end + 1;
+        if (line.rfind("Dj", 0) == 0) {
+            // $j, the host's own name, unless it is built from other macros.
+            std::string name = line.substr(2);
+            if (!name.empty() && name.find('$') == std::string::npos) s.own_name = name;
+            continue;
+        }
         if (line.size() < 2 || (line[0] != 'C' && line[0] != 'F')) continue;
         // The class: one letter ("Cw") or a name in braces ("C{w}", as m4's LOCAL_DOMAIN writes it).
         std::string cls, rest;
@@ -264,9 +293,10 @@ SendmailDomainSources parse_sendmail_cf(std::string_view text) {
         std::istringstream words(rest);
         std::string w;
         words >> w;
+        bool optional = w.rfind("-o", 0) == 0;
         if (w == "-o") words >> w;
-        else if (w.rfind("-o", 0) == 0) w = w.substr(2);
-        if (!w.empty()) (local ? s.local_files : s.relay_files).push_back(w);
+        else if (optional) w = w.substr(2);
+        if (!w.empty()) (local ? s.local_files : s.relay_files).push_back({w, optional});
     }
     return s;
 }

@@ -4,11 +4,12 @@
 // otherwise have its inbound mail refused as relaying.
 //   Postfix: mydestination, virtual_alias_domains, virtual_mailbox_domains
 //   and relay_domains through `postconf -x` (so $myhostname and friends are
-//   expanded), with "/file/name" lists read and the file-based tables
+//   expanded; relay_domains cover their subdomains as long as
+//   parent_domain_matches_subdomains names it, as it does by default), with "/file/name" lists read and the file-based tables
 //   (hash:, btree:, lmdb:, cdb:, dbm:, sdbm:, texthash:, inline:, also
 //   behind proxy:) listed with `postmap -s`.
 //   Sendmail: class w (local-host-names) and class R (relay-domains) from
-//   sendmail.cf: its Cw/CR words and Fw/FR files.
+//   sendmail.cf: its Cw/CR words and Fw/FR files, and its own name $j.
 // A table that cannot be listed (mysql:, ldap:, pcre:, cidr: ...) is
 // reported, never guessed at; the caller decides whether that stops it.
 #pragma once
@@ -54,11 +55,17 @@ std::vector<std::string> split_postfix_list(std::string_view value);
 // The keys `postmap -s` printed that name domains ("key<TAB>value" lines;
 // addresses with '@' are skipped).
 std::vector<std::string> domain_keys(std::string_view postmap_output);
-// sendmail.cf's class w and R: words given inline (Cw..., CR...) and the
-// files named (Fw..., FR..., with or without -o).
+// sendmail.cf's class w and R: words given inline (Cw..., CR..., C{w}...)
+// and the files named (Fw..., FR..., with or without -o), and $j (Dj).
 struct SendmailDomainSources {
+    struct File {
+        std::string path;
+        bool optional = false;  // "-o": Sendmail starts without it
+        friend bool operator==(const File&, const File&) = default;
+    };
     std::vector<std::string> local_names, relay_names;
-    std::vector<std::string> local_files, relay_files;
+    std::vector<File> local_files, relay_files;
+    std::string own_name;  // Dj: the name Sendmail adds to class w itself
 };
 SendmailDomainSources parse_sendmail_cf(std::string_view text);
 

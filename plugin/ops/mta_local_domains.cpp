@@ -31,7 +31,7 @@ Result<PolicyWithMtaDomains> add_mta_domains(const PolicySettings& base, const M
             continue;
         }
         out.policy.relay.local_domains.add(d.name, d.with_subdomains);
-        out.names.push_back(d.with_subdomains ? d.name + " (and subdomains)" : d.name);
+        out.names.push_back(d.with_subdomains ? d.name + "(+subdomains)" : d.name);
     }
     std::sort(out.names.begin(), out.names.end());
     out.names.erase(std::unique(out.names.begin(), out.names.end()), out.names.end());
@@ -42,9 +42,8 @@ Result<PolicyWithMtaDomains> add_mta_domains(const PolicySettings& base, const M
     return out;
 }
 
-FilesWatch::FilesWatch(std::chrono::milliseconds every, std::function<std::vector<std::string>()> files,
-                       std::function<void()> changed)
-    : every_(every), files_(std::move(files)), changed_(std::move(changed)) {}
+FilesWatch::FilesWatch(std::chrono::milliseconds every, std::function<bool()> changed, std::function<void()> refresh)
+    : every_(every), changed_(std::move(changed)), refresh_(std::move(refresh)) {}
 
 FilesWatch::~FilesWatch() { stop(); }
 
@@ -60,16 +59,10 @@ void FilesWatch::stop() {
 }
 
 void FilesWatch::run() {
-    std::string seen = files_fingerprint(files_());
     std::unique_lock lock(mutex_);
     while (!wake_.wait_for(lock, every_, [this] { return stopping_; })) {
         lock.unlock();
-        std::string now = files_fingerprint(files_());
-        if (now != seen) {
-            changed_();
-            // What the re-read watches now, as it stands after it.
-            seen = files_fingerprint(files_());
-        }
+        if (changed_()) refresh_();
         lock.lock();
     }
 }

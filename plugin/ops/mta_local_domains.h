@@ -35,12 +35,12 @@ Result<PolicyWithMtaDomains> add_mta_domains(const PolicySettings& base, const M
 
 const char* mta_name(MtaKind kind);
 
-// Polls the fingerprint of a set of files and calls `changed` when it moves.
-// The files are asked for at each poll, so a re-read may change the set.
+// Asks `changed` every `every` and calls `refresh` while it answers true:
+// a refresh that failed (a table read while postmap rewrote it) is tried
+// again at the next poll, since what was read is not what is on disk.
 class FilesWatch {
 public:
-    FilesWatch(std::chrono::milliseconds every, std::function<std::vector<std::string>()> files,
-               std::function<void()> changed);
+    FilesWatch(std::chrono::milliseconds every, std::function<bool()> changed, std::function<void()> refresh);
     ~FilesWatch();
     FilesWatch(const FilesWatch&) = delete;
     FilesWatch& operator=(const FilesWatch&) = delete;
@@ -50,8 +50,8 @@ public:
 private:
     void run();
     std::chrono::milliseconds every_;
-    std::function<std::vector<std::string>()> files_;
-    std::function<void()> changed_;
+    std::function<bool()> changed_;
+    std::function<void()> refresh_;
     std::mutex mutex_;
     std::condition_variable wake_;
     bool stopping_ = false;

@@ -195,14 +195,16 @@ std::optional<ConnectionOutcome> RedisCounterStore::open_connection(const std::s
     // Whatever the script did not write goes back to the queue.
     if (!queued.empty()) requeue({{client, std::move(queued)}});
     if (!r) return std::nullopt;
-    auto blocked = block(client, now);
-    if (!blocked) return std::nullopt;
     ConnectionOutcome out;
     out.admitted = (*r)[0] == 1;
     out.held = static_cast<std::uint32_t>((*r)[1]);
-    if (*blocked) {
+    // The slot is taken: a block read that fails now must not leave it
+    // unowned. The block is asked for again at RCPT.
+    if (auto blocked = block(client, now); blocked && *blocked) {
         out.blocked_until = (*blocked)->until;
         out.blocked_for = (*blocked)->kind;
+    } else if (!blocked) {
+        spdlog::debug("store: block of {} not read at connect ({}); RCPT asks again", client, blocked.error());
     }
     if (out.admitted) {
         std::lock_guard lock(held_mutex_);

@@ -5,7 +5,9 @@ no count, size or limit raised (0 = unlimited counts as raised), a dead milter o
 service never lets mail through (tempfail/reject, 4xx/5xx), no restriction list permits
 everyone or lets permit_mynetworks/permit_sasl_authenticated skip the policy service, the
 relay list keeps reject_unauth_destination, TLS is not switched off where Postfix offers
-it, SSLv2/SSLv3 are not re-enabled, SASL is not enabled without smtpd_tls_auth_only.  The
+it (smtp_tls_security_level / smtpd_tls_security_level = none or empty, where Debian's stock
+main.cf says may or stronger: see stock_tls_levels), SSLv2/SSLv3 are not re-enabled, SASL
+is not enabled without smtpd_tls_auth_only.  The
 rules are shown to be live on a snippet that breaks them.  contrib/sendmail/relayguard.mc
 keeps F=T (or F=R) on its milter, so a dead relayguard never means unfiltered mail."""
 
@@ -22,6 +24,13 @@ from rgtest.check import check, finish  # noqa: E402
 SOURCE = os.environ["RELAYGUARD_SOURCE_DIR"]
 SNIPPETS = ["contrib/postfix/main.cf.snippet", "contrib/postfix/relayhost.snippet"]
 SENDMAIL_MC = "contrib/sendmail/relayguard.mc"
+
+# The TLS lines Debian's postfix package writes into the main.cf it creates
+# (smtpd_tls_security_level=may, smtp_tls_security_level=may, the snakeoil cert, ...).
+DEBIAN_MAIN_CF_TLS = "/usr/share/postfix/main.cf.tls"
+TLS_LEVEL_KEYS = ("smtpd_tls_security_level", "smtp_tls_security_level")
+# Levels at which Postfix uses TLS (opportunistic or mandatory); "none" and "" use none.
+TLS_ON = ("may", "encrypt", "dane", "dane-only", "fingerprint", "verify", "secure")
 
 
 def parse_main_cf(text):
@@ -133,13 +142,42 @@ def protocol_enabled(proto, value):
     return True
 
 
-def weakenings(name, settings, defaults=None):
+_stock_tls_cache = {}
+
+
+def stock_tls_levels():
+    """{key: (level, where it comes from)} for smtp_tls_security_level and
+    smtpd_tls_security_level as a stock install has them.  Postfix's compiled default for
+    both is empty (no TLS); what a Debian machine runs with is what the package's main.cf
+    says, and it writes those lines from /usr/share/postfix/main.cf.tls ("may" for both).
+    That file is read when present.  Without it (not Debian, or the file moved), an empty
+    compiled default is taken as "may": a snippet must not count on a distribution leaving
+    TLS off, and "may" is what Debian, Ubuntu and most other packages ship."""
+    if not _stock_tls_cache:
+        compiled = postfix_defaults(list(TLS_LEVEL_KEYS))
+        try:
+            with open(DEBIAN_MAIN_CF_TLS) as f:
+                stock = parse_main_cf(f.read())
+        except FileNotFoundError:
+            stock = None
+        for key in TLS_LEVEL_KEYS:
+            if stock is not None and stock.get(key):
+                _stock_tls_cache[key] = (stock[key], DEBIAN_MAIN_CF_TLS)
+            elif compiled.get(key):
+                _stock_tls_cache[key] = (compiled[key], "postconf -d")
+            elif stock is None:
+                _stock_tls_cache[key] = ("may", f"postconf -d is empty and {DEBIAN_MAIN_CF_TLS} is missing: "
+                                                "taken as Debian's 'may'")
+            else:
+                _stock_tls_cache[key] = ("", f"neither {DEBIAN_MAIN_CF_TLS} nor postconf -d sets it")
+    return dict(_stock_tls_cache)
+
+
+def weakenings(name, settings):
     """What in `settings` (one snippet, named `name`) weakens a Postfix default: a list of
     messages naming the file, the key, the snippet's value and the default."""
     known = postfix_defaults(list(settings) + ["smtpd_recipient_restrictions", "smtpd_sasl_auth_enable",
                                                "smtpd_tls_auth_only"])
-    if defaults:
-        known = {**known, **defaults}
     problems = []
 
     def lookup(n):
@@ -176,8 +214,11 @@ def weakenings(name, settings, defaults=None):
             relay = items(value) if value.strip() else items(lookup("smtpd_recipient_restrictions") or "")
             if not {"reject_unauth_destination", "defer_unauth_destination"} & set(relay):
                 bad(key, "drops reject_unauth_destination/defer_unauth_destination from the relay list")
-        if key in ("smtpd_tls_security_level", "smtp_tls_security_level") and value == "none" and default == "may":
-            bad(key, "switches TLS off")
+        if key in TLS_LEVEL_KEYS:
+            level, where = stock_tls_levels()[key]
+            if expand(value, lookup).strip() in ("none", "") and level in TLS_ON:
+                problems.append(f"{name}: {key} = {value!r} switches TLS off (stock: {level!r} from {where}; "
+                                f"Postfix's compiled default: {default!r})")
         if re.search(r"_tls_(\w+_)?protocols$", key):
             for proto in ("SSLv2", "SSLv3"):
                 mine, theirs = expand(value, lookup), expand(default, lookup)
@@ -216,15 +257,25 @@ worse = weakenings("selfcheck2.cf", {
     "smtpd_sasl_auth_enable": "yes",
     "smtpd_tls_security_level": "none",
     "smtpd_no_such_parameter": "1",
-}, defaults={"smtpd_tls_security_level": "may"})
+})
 for what in ("smtpd_client_connection_count_limit = '0'", "message_size_limit = '20480000'",
              "smtpd_policy_service_default_action = 'DUNNO'", "holds a bare `permit`",
              "permit_mynetworks before check_policy_service", "drops reject_unauth_destination",
              "re-enables SSLv3", "smtpd_tls_auth_only = 'no'", "switches TLS off",
              "smtpd_no_such_parameter"):
     check(f"self-check: the other rules catch {what}", any(what in p for p in worse), worse)
+levels = stock_tls_levels()
+check("self-check: the stock TLS levels the rule compares with use TLS (so the rule can fire here)",
+      all(levels[k][0] in TLS_ON for k in TLS_LEVEL_KEYS), levels)
+print("     stock TLS levels: " + "; ".join(f"{k} = {v!r} ({w})" for k, (v, w) in levels.items()), flush=True)
+tls_off = weakenings("selfcheck4.cf", {"smtp_tls_security_level": "none", "smtpd_tls_security_level": ""})
+for key, value in (("smtp_tls_security_level", "none"), ("smtpd_tls_security_level", "")):
+    check(f"self-check: {key} = {value!r} is reported as switching TLS off (no default injected)",
+          any(f"{key} = {value!r} switches TLS off" in p for p in tls_off), tls_off)
+check("self-check: nothing else is reported for selfcheck4.cf", len(tls_off) == 2, tls_off)
 fine = weakenings("selfcheck3.cf", {"smtpd_hard_error_limit": "10", "milter_default_action": "reject",
                                     "smtpd_tls_protocols": ">=TLSv1.2, !SSLv3",
+                                    "smtp_tls_security_level": "may", "smtpd_tls_security_level": "encrypt",
                                     "smtpd_relay_restrictions": "check_policy_service inet:127.0.0.1:10040, "
                                                                 "permit_sasl_authenticated, reject_unauth_destination"})
 check("self-check: a stricter snippet passes", fine == [], fine)

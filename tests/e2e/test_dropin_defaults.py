@@ -11,10 +11,17 @@ With not one of relayguard's limits edited, it
   * accepts mail for every domain Postfix hosts and refuses relay to a foreign one,
   * blocks a directory-harvest client (450 4.7.1, rule=unknown_recipients) while other
     clients still get through,
-  * refuses a mail loop (60 Received: headers) with a 5xx,
+  * refuses a mail loop (60 Received: headers) with a 5xx (Postfix's hopcount_limit or
+    relayguard's limits.hops, whichever fires first; the test says which),
   * has a command flood cut off with 421 (Postfix's smtpd_hard_error_limit, or
     relayguard's limits.failed_commands, whichever fires first; the test says which),
   * says at start what it protects against.
+On a stock Postfix those two floods are stopped by Postfix itself (hard error limit 20,
+hopcount_limit 50 -- which refuses from 49 arriving Received: headers), so at the end an
+admin raises Postfix's own limits (smtpd_hard_error_limit = hopcount_limit = 100, reload)
+and relayguard's untouched defaults must act alone: the 21st failed command is answered
+421 4.7.0 "Too many failed commands; closing connection" (rule=failed_commands), and 60
+Received: headers get 554 5.4.6 (rule=hops).
 The only edits to the packaged file are those a test machine forces (see CONFIG_EDITS)."""
 
 import os
@@ -234,60 +241,110 @@ with PostfixInstance(port=free_port(), extra_main_cf=cf, relay_restrictions=cf["
         hops = [("Received", f"from hop{i}.example.org (hop{i}.example.org [192.0.2.{i + 1}]) by "
                  f"hop{i + 1}.example.org with ESMTP id H{i}; Thu, 4 Dec 2025 12:00:{i:02d} +0000")
                 for i in range(60)]
+        loop_message = build_message("s@example.org", [LOCAL], headers=hops)
         mark = pf.log_mark()
-        r = msg("127.0.0.5", [LOCAL], message=build_message("s@example.org", [LOCAL], headers=hops))
-        check("a message with 60 Received: headers (a loop) is refused with 5xx, not delivered",
-              r.data is not None and 500 <= r.data.code < 600 and not r.delivered, r.summary())
-        loop_by = "?"
+        r = msg("127.0.0.5", [LOCAL], message=loop_message)
+        hops_lines = refusals(log(), client="127.0.0.5", rule="hops")
         if r.data is not None and r.data.enhanced == "5.4.6":
-            loop_by = "relayguard (limits.hops, 554 5.4.6)"
-            check("relayguard's log has rule=hops for 127.0.0.5",
-                  bool(refusals(log(), client="127.0.0.5", rule="hops")), log()[-3000:])
-        elif r.data is not None and r.data.enhanced == "5.4.0":
+            loop_by = "relayguard (limits.hops 50: 554 5.4.6)"
+        elif r.data is not None and r.data.enhanced == "5.4.0" and "too many hops" in r.data.text.lower():
             # Postfix's cleanup counts the Received: headers itself (hopcount_limit 50) and
             # refuses "554 5.4.0 Error: too many hops" (it counts its own, so from 49 arriving
             # ones): relayguard's limits.hops (554 5.4.6 past 50) is never asked.
-            loop_by = "Postfix (hopcount_limit, 554 5.4.0 too many hops)"
+            loop_by = "Postfix (hopcount_limit 50: 554 5.4.0 too many hops)"
+        else:
+            loop_by = "?"
+        check(f"a message with 60 Received: headers (a loop) is refused with 5xx, not delivered "
+              f"-- refused by {loop_by}",
+              r.data is not None and 500 <= r.data.code < 600 and not r.delivered, r.summary())
+        check("the loop refusal is one of the two known ones (relayguard 5.4.6 or Postfix 5.4.0)",
+              loop_by != "?", r.summary())
+        if loop_by.startswith("relayguard"):
+            check("relayguard's log has rule=hops for 127.0.0.5", bool(hops_lines), log()[-3000:])
+        elif loop_by.startswith("Postfix"):
             check("Postfix's maillog tells the hop-count refusal",
                   re.search(r"message rejected: hopcount exceeded", pf.log(mark)) is not None,
                   pf.log(mark)[-2000:])
         print(f"     mail loop refused by: {loop_by} -- {r.data}", flush=True)
 
         # 4. command flood from 127.0.0.6: 25 unknown commands in one session
-        flood, cut = [], None
-        t0 = time.monotonic()
-        with SmtpSession("127.0.0.1", pf.port, source="127.0.0.6", timeout=30, closed_ok=True) as s:
-            s.ehlo()
-            for i in range(25):
-                # a 421 may come unasked, right after the reply that hit the limit
-                if select.select([s.sock], [], [], 0.05)[0] or s._buf:
-                    extra = s.read_reply("<unsolicited>")
-                    flood.append(("-", extra))
-                    if extra.code in (0, 421):
-                        cut = extra
+        def command_flood(source, count):
+            """One session from `source`: EHLO, then up to `count` unknown commands, stopping at
+            the first 421 (or close).  Returns ([(n or '-', reply)], the 421 or None, how many
+            were sent, seconds taken)."""
+            flood, cut = [], None
+            t0 = time.monotonic()
+            with SmtpSession("127.0.0.1", pf.port, source=source, timeout=30, closed_ok=True) as s:
+                s.ehlo()
+                for i in range(count):
+                    # a 421 may come unasked, right after the reply that hit the limit
+                    if select.select([s.sock], [], [], 0.05)[0] or s._buf:
+                        extra = s.read_reply("<unsolicited>")
+                        flood.append(("-", extra))
+                        if extra.code in (0, 421):
+                            cut = extra
+                            break
+                    rr = s.raw("XJUNK")
+                    flood.append((i + 1, rr))
+                    if rr.code in (0, 421):
+                        cut = rr
                         break
-                rr = s.raw("XJUNK")
-                flood.append((i + 1, rr))
-                if rr.code in (0, 421):
-                    cut = rr
-                    break
-        took = time.monotonic() - t0
-        sent = sum(1 for i, _ in flood if i != "-")
-        check("command flood: the session is cut off with 421 before the 25th command",
-              cut is not None and cut.code == 421 and sent < 25 and all(
-                  rr.code != 421 for _, rr in flood[:-1]),
-              "\n".join(f"{i}: {rr}" for i, rr in flood))
+            return flood, cut, sum(1 for i, _ in flood if i != "-"), time.monotonic() - t0
+
+        def show(flood):
+            return "\n".join(f"{i}: {rr}" for i, rr in flood)
+
+        flood, cut, sent, took = command_flood("127.0.0.6", 25)
         fc = refusals(log(), client="127.0.0.6", rule="failed_commands")
-        if cut is not None and "too many errors" in cut.text:
+        if cut is not None and cut.code == 421 and "too many errors" in cut.text.lower():
             flood_by = "Postfix (smtpd_hard_error_limit 20: 421 4.7.0 Error: too many errors)"
-        elif fc:
-            flood_by = "relayguard (limits.failed_commands 20)"
+        elif cut is not None and cut.code == 421 and "Too many failed commands" in cut.text:
+            flood_by = "relayguard (limits.failed_commands 20: 421 4.7.0 Too many failed commands)"
         else:
             flood_by = "?"
-        if fc or (cut is not None and "Too many failed commands" in cut.text):
+        check(f"command flood: the session is cut off with 421 before the 25th command -- closed by {flood_by}",
+              cut is not None and cut.code == 421 and sent < 25 and all(
+                  rr.code != 421 for _, rr in flood[:-1]), show(flood))
+        check("the flood's 421 is one of the two known ones (Postfix's too many errors or relayguard's)",
+              flood_by != "?", show(flood))
+        if flood_by.startswith("relayguard") or fc:
             check("relayguard's log has rule=failed_commands for 127.0.0.6", bool(fc), log()[-3000:])
         print(f"     command flood closed by: {flood_by} after {sent} XJUNK in {took:.1f}s -- {cut}", flush=True)
         print("     relayguard failed_commands lines: " + (" | ".join(fc) if fc else "none"), flush=True)
+
+        # 5. an admin raised Postfix's own limits: relayguard's untouched defaults must act.
+        pf.postconf("smtpd_hard_error_limit", "100")
+        pf.postconf("hopcount_limit", "100")
+        pf.reload()
+        check("Postfix now runs with smtpd_hard_error_limit = 100 and hopcount_limit = 100",
+              pf.postconf("smtpd_hard_error_limit") == "100" and pf.postconf("hopcount_limit") == "100",
+              (pf.postconf("smtpd_hard_error_limit"), pf.postconf("hopcount_limit")))
+
+        # 5a. command flood from 127.0.0.7.  Postfix's soft limit (10, 1s sleep) still slows
+        # every error after the 10th, so the 21 failures take about 11s.
+        flood, cut, sent, took = command_flood("127.0.0.7", 30)
+        print(f"     raised limits, command flood: cut after {sent} XJUNK in {took:.1f}s -- {cut}", flush=True)
+        check("raised limits: relayguard cuts the flood off at the 21st failed command "
+              "(limits.failed_commands.max = 20)",
+              cut is not None and sent == 21 and all(rr.code != 421 for _, rr in flood[:-1]), show(flood))
+        check("raised limits: the closing reply is relayguard's 421 4.7.0 Too many failed commands; closing connection",
+              cut is not None and cut.code == 421 and cut.enhanced == "4.7.0"
+              and "Too many failed commands; closing connection" in cut.text, show(flood))
+        fc = refusals(log(), client="127.0.0.7", rule="failed_commands")
+        check("raised limits: relayguard's security log has rule=failed_commands for 127.0.0.7", bool(fc),
+              log()[-3000:])
+        print("     relayguard failed_commands lines: " + (" | ".join(fc) if fc else "none"), flush=True)
+
+        # 5b. mail loop from 127.0.0.8: the same 60 Received: headers
+        r = msg("127.0.0.8", [LOCAL], message=loop_message)
+        print(f"     raised limits, mail loop: {r.data}", flush=True)
+        check("raised limits: 60 Received: headers get relayguard's 554 5.4.6 (limits.hops.max = 50), not delivered",
+              r.data is not None and r.data.code == 554 and r.data.enhanced == "5.4.6" and not r.delivered,
+              r.summary())
+        hops_lines = refusals(log(), client="127.0.0.8", rule="hops")
+        check("raised limits: relayguard's security log has rule=hops for 127.0.0.8", bool(hops_lines),
+              log()[-3000:])
+        print("     relayguard hops lines: " + (" | ".join(hops_lines) if hops_lines else "none"), flush=True)
 
         check("relayguard is still running", rg_proc.poll() is None, log()[-2000:])
     finally:

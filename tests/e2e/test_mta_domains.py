@@ -33,6 +33,9 @@ ADDRESSES = {
     "mailbox.test": "friend@mailbox.test",    # virtual_mailbox_domains, lmdb: table
 }
 ADDED = "friend@added.test"                   # added to the hash: table while running
+# relay_domains: Postfix's parent_domain_matches_subdomains names it by default, so a relay
+# domain covers its subdomains; the log marks it so.
+RELAYED = "relayed.test(+subdomains)"
 
 RG_CONFIG = """
 [relay]
@@ -127,6 +130,7 @@ try:
         postmap(pf.etc, f"lmdb:{mailbox_table}")
         pf.postconf("virtual_alias_domains", f"inline:{{ alias.test=x }}, hash:{alias_table}")
         pf.postconf("virtual_mailbox_domains", f"lmdb:{mailbox_table}")
+        pf.postconf("relay_domains", "relayed.test")
         pf.reload()
 
         rg = Relayguard(RG_CONFIG.format(etc=pf.etc, unreadable="stop"), milter_port=milter_port)
@@ -134,13 +138,15 @@ try:
             found = rg.wait_for(DOMAINS_LINE, timeout=10)
             lines = domains_lines(rg.log())
             first = lines[0] if lines else ("0", "")
-            check("the log names the 4 domains Postfix has (mydestination, inline:, hash:, lmdb:)",
-                  found and first[0] == "4" and sorted(first[1].split()) == sorted(ADDRESSES),
+            check("the log names the 5 domains Postfix has (mydestination, inline:, hash:, lmdb:, relay_domains)",
+                  found and first[0] == "5" and sorted(first[1].split()) == sorted([*ADDRESSES, RELAYED]),
                   lines or rg.log()[-2000:])
 
             for i, (domain, rcpt) in enumerate(ADDRESSES.items()):
                 r = msg(pf, f"127.0.0.{81 + i}", rcpt)
                 check(f"an untrusted client may send to {rcpt} ({domain} is local)", r.delivered, r.summary())
+            r = msg(pf, "127.0.0.88", "friend@mx.sub.relayed.test")
+            check("a subdomain of a relay domain is not relaying, as Postfix has it", r.delivered, r.summary())
             r = msg(pf, "127.0.0.85", "friend@foreign.example")
             check("an untrusted client may not relay to friend@foreign.example (554)", refused_554(r),
                   r.summary())
@@ -167,7 +173,7 @@ try:
             lines = domains_lines(rg.log())
             last = lines[-1] if lines else ("0", "")
             check("the log shows the new list, added.test in it",
-                  len(lines) >= 2 and last[0] == "5" and sorted(last[1].split()) == sorted([*ADDRESSES, "added.test"]),
+                  len(lines) >= 2 and last[0] == "6" and sorted(last[1].split()) == sorted([*ADDRESSES, RELAYED, "added.test"]),
                   lines)
 
         # A Postfix whose relay_domains is a table relayguard cannot list: a copy of the
@@ -197,7 +203,8 @@ try:
                 check("with \"skip\" it starts, warning that it skipped mysql: (relay_domains)",
                       proc.poll() is None and any("relay_domains" in ln for ln in skipped)
                       and " started" in log, f"rc={proc.poll()}\n{log[-2000:]}")
-                check("and still takes Postfix's other domains (the 5 of the tables above)",
+                check("and still takes Postfix's other domains (the 5 of the tables above; relay_domains is "
+                      "the mysql: one now)",
                       [sorted(names.split()) for _, names in domains_lines(log)]
                       == [sorted([*ADDRESSES, "added.test"])], domains_lines(log))
             finally:

@@ -68,8 +68,13 @@ TEST_CASE("sendmail.cf classes w and R, inline and from files", "[mta]") {
                                "C{w}braced.test\nC{R}relay2.test\nC{Canonify}no.test\n");
     REQUIRE(s.local_names == std::vector<std::string>{"localhost", "mail.example.test", "braced.test"});
     REQUIRE(s.relay_names == std::vector<std::string>{"relay.test", "relay2.test"});
-    REQUIRE(s.local_files == std::vector<std::string>{"/etc/mail/local-host-names"});
-    REQUIRE(s.relay_files == std::vector<std::string>{"/etc/mail/relay-domains"});
+    using File = SendmailDomainSources::File;
+    REQUIRE(s.local_files == std::vector<File>{{"/etc/mail/local-host-names", true}});
+    REQUIRE(s.relay_files == std::vector<File>{{"/etc/mail/relay-domains", true}});
+    REQUIRE(s.own_name.empty());  // Dj$w.Foo is built from macros
+    auto named = parse_sendmail_cf("Djmx.example.test\nFw/etc/mail/must-exist\n");
+    REQUIRE(named.own_name == "mx.example.test");
+    REQUIRE(named.local_files == std::vector<File>{{"/etc/mail/must-exist", false}});
 }
 
 TEST_CASE("postconf's outputs parsed: parameters, service overrides, services", "[mta]") {
@@ -179,6 +184,39 @@ TEST_CASE("each trap is found, with the command that mends it", "[doctor]") {
         REQUIRE(ids(f) == std::vector<std::string>{"auth-without-tls", "service-without-milter"});
         REQUIRE_THAT(f[0].message, Catch::Contains("smtp/inet"));
         REQUIRE(f[1].command == "postconf -P 'submission/inet/smtpd_milters=inet:127.0.0.1:8893'");
+        pf.overrides["submission/inet"]["smtpd_milters"] = "inet:127.0.0.1:9999";
+        REQUIRE(check_postfix(pf, config, nullptr)[1].command ==
+                "postconf -P 'submission/inet/smtpd_milters=inet:127.0.0.1:9999,inet:127.0.0.1:8893'");
+    }
+    SECTION("a submission service with lists of its own, as Debian's template has them") {
+        auto pf = wired_postfix();
+        pf.services.push_back({"submission", "inet", "smtpd"});
+        pf.overrides["submission/inet"]["smtpd_relay_restrictions"] = "permit_sasl_authenticated,reject";
+        auto f = check_postfix(pf, config, nullptr);
+        REQUIRE(ids(f) == std::vector<std::string>{"service-without-policy"});
+        REQUIRE(f[0].command == "postconf -P 'submission/inet/smtpd_relay_restrictions=reject_unlisted_recipient,"
+                                "check_policy_service,inet:127.0.0.1:10040,permit_sasl_authenticated,reject'");
+        pf.overrides["submission/inet"]["smtpd_relay_restrictions"] =
+            "permit_sasl_authenticated,check_policy_service,inet:127.0.0.1:10040,reject";
+        REQUIRE(ids(check_postfix(pf, config, nullptr)) == std::vector<std::string>{"permit-before-policy"});
+    }
+    SECTION("a content filter's re-injection port is left alone; no_milters is no milter") {
+        auto pf = wired_postfix();
+        pf.services.push_back({"127.0.0.1:10025", "inet", "smtpd"});
+        pf.overrides["127.0.0.1:10025/inet"]["content_filter"] = "";
+        pf.overrides["127.0.0.1:10025/inet"]["smtpd_milters"] = "";
+        pf.overrides["127.0.0.1:10025/inet"]["smtpd_relay_restrictions"] = "permit_mynetworks,reject";
+        REQUIRE(ids(check_postfix(pf, config, nullptr)).empty());
+        pf.services.push_back({"submission", "inet", "smtpd"});
+        pf.overrides["submission/inet"]["receive_override_options"] = "no_milters";
+        auto f = check_postfix(pf, config, nullptr);
+        REQUIRE(ids(f) == std::vector<std::string>{"service-without-milter"});
+        REQUIRE(f[0].command.empty());
+    }
+    SECTION("a relay list closed by a plain reject is closed") {
+        auto pf = wired_postfix();
+        pf.params["smtpd_relay_restrictions"] = "check_policy_service inet:127.0.0.1:10040, reject";
+        REQUIRE(ids(check_postfix(pf, config, nullptr)).empty());
     }
     SECTION("mynetworks that relayguard does not trust") {
         auto pf = wired_postfix();
