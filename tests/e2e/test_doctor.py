@@ -139,6 +139,15 @@ TRAPS = [
      ["domain-table-unreadable"], 2),
     ("a policy timeout shorter than a stage", {"smtpd_policy_service_timeout": "10s"}, (), "", "",
      ["policy-timeout"], 1),
+    ("a submission service with Debian's own restriction lists",
+     {}, (), "submission inet n       -       y       -       -       smtpd\n"
+             "  -o smtpd_tls_security_level=encrypt\n  -o smtpd_sasl_auth_enable=yes\n"
+             "  -o smtpd_relay_restrictions=permit_sasl_authenticated,reject\n", "",
+     ["service-without-policy"], 1),
+    ("a content filter's re-injection port is no trap",
+     {}, (), "127.0.0.1:10025 inet n - n - - smtpd\n  -o content_filter=\n"
+             "  -o receive_override_options=no_unknown_recipient_checks,no_header_body_checks,no_milters\n"
+             "  -o smtpd_relay_restrictions=permit_mynetworks,reject\n", "", [], 0),
 ]
 
 for i, (name, main, drop, master, extra, expected, status) in enumerate(TRAPS):
