@@ -16,6 +16,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
@@ -53,6 +54,14 @@ def write(path, text, mode=0o644):
     return path
 
 
+def settle(d):
+    """Backdates main.cf and master.cf: postconf pauses on a file changed within the last
+    second, to let an editor finish (2 s a call on a freshly written one)."""
+    past = time.time() - 10
+    for name in ("main.cf", "master.cf"):
+        os.utime(os.path.join(d, name), (past, past))
+
+
 def postfix_dir(name, main=None, drop=(), master_extra=""):
     """A Postfix configuration directory: WIRED changed by `main` (and without `drop`)."""
     d = os.path.join(WORK, name)
@@ -66,6 +75,7 @@ def postfix_dir(name, main=None, drop=(), master_extra=""):
     if master_extra:
         with open(os.path.join(d, "master.cf"), "a") as f:
             f.write(master_extra)
+    settle(d)
     return d
 
 
@@ -162,6 +172,7 @@ for i, (name, main, drop, master, extra, expected, status) in enumerate(TRAPS):
         continue
     for c in commands:
         subprocess.run(c, shell=True, check=True, capture_output=True)
+    settle(d)
     rc, report, out = findings(d, config)
     check(f"{name}: the printed postconf commands mend it", rc == 0 and ids(report) == [], out)
 
@@ -215,6 +226,7 @@ with PostfixInstance(port=free_port(), mynetworks="127.0.0.1/32",
           rc == 2 and ids(report) == ["milter-missing", "policy-missing"], out)
     for c in report["commands"]:
         subprocess.run(c, shell=True, check=True, capture_output=True)
+    settle(pf.etc)
     rc, report, out = findings(pf.etc, config)
     check("its snippet pasted: nothing left to mend (exit 0)", rc == 0 and ids(report) == [], out)
     pf.reload()
