@@ -80,8 +80,9 @@ private:
     std::vector<std::thread> threads_;
 
     // The listener's event is one-shot too: only the thread that took it
-    // touches this.
-    bool accept_failing_ = false;  // an episode of failed accepts, warned about once
+    // touches this. Atomic all the same: the hand-over from one thread to
+    // the next goes through epoll, which ThreadSanitizer cannot see.
+    std::atomic<bool> accept_failing_{false};  // an episode of failed accepts, warned about once
 
     // Guards what follows, and every Connection's `busy`, `phase`, `deadline`
     // and `overdue`. Held only to find, file or arm a connection, never
