@@ -5,6 +5,10 @@
 #include "conf/config.h"
 
 #include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
 #include <cctype>
 #include <cstdio>
 #include <fstream>
@@ -89,6 +93,11 @@ Status check_log_level(const std::string& v) {
 Status check_alert_event(const std::string& v) {
     if (alert_event_from(v)) return Done{};
     return fail("expected harvest_block, rate_limit, store_lost, login_block, account_attack or account_compromised");
+}
+
+Status check_oauth_provider(const std::string& v) {
+    if (v.empty() || v == "microsoft365" || v == "google") return Done{};
+    return fail("expected \"microsoft365\", \"google\", or \"\" with token_endpoint and scope set");
 }
 
 Status check_mail_address(const std::string& v) {
@@ -574,6 +583,9 @@ void check_file_access(const Config& c, const Reader& r, std::optional<unsigned>
     if (!(*mode & S_IROTH)) return;
     const std::pair<const char*, bool> secrets[] = {{"store.redis.password", !c.store.redis.password.empty()},
                                                     {"delivery.password", !c.delivery.password.empty()},
+                                                    {"delivery.oauth2.client_secret",
+                                                     !c.delivery.oauth2.client_secret.empty() &&
+                                                         c.delivery.oauth2.client_secret_file.empty()},
                                                     {"auth_events.dovecot_api_header",
                                                      !c.auth_events.dovecot_api_header.empty()}};
     for (const auto& [key, set] : secrets) {
@@ -641,9 +653,92 @@ void validate_store(Config& c, const Reader& r, std::vector<ConfigError>& errors
     }
 }
 
+// A file holding a secret (a key, a client secret): refused when every
+// user may read or write it, as the config's own secrets are.
+void check_secret_file(const std::string& key, const std::string& path, const KeyErrors& fail) {
+    struct stat st {};
+    if (::stat(path.c_str(), &st) != 0) {
+        fail(key, "cannot read \"" + path + "\": " + std::strerror(errno));
+    } else if (!S_ISREG(st.st_mode)) {
+        fail(key, "\"" + path + "\" is not a file");
+    } else if (st.st_mode & (S_IROTH | S_IWOTH)) {
+        fail(key, "\"" + path + "\" holds a secret, but every user may read or write it (mode " +
+                      octal_mode(st.st_mode) + "); chmod o-rw it (e.g. 0640 root:relayguard)");
+    }
+}
+
+// delivery.auth = "oauth2": the provider preset filled in, the endpoints
+// https, the client secret read from its file.
+void validate_oauth(DeliverySettings& d, const KeyErrors& fail) {
+    auto& o = d.oauth2;
+    if (o.provider == "microsoft365") {
+        // The v2.0 endpoints; SMTP.Send is the delegated permission, .default
+        // the app-only one (an Exchange service principal with SMTP.SendAsApp).
+        std::string base = "https://login.microsoftonline.com/" + o.tenant + "/oauth2/v2.0/";
+        if (o.token_endpoint.empty()) o.token_endpoint = base + "token";
+        if (o.device_endpoint.empty()) o.device_endpoint = base + "devicecode";
+        if (o.scope.empty()) {
+            o.scope = o.grant == OAuthGrant::client_credentials ? "https://outlook.office365.com/.default"
+                                                                : "https://outlook.office.com/SMTP.Send offline_access";
+        }
+        if (o.grant == OAuthGrant::client_credentials && (o.tenant == "organizations" || o.tenant == "common")) {
+            fail("delivery.oauth2.tenant", "the client-credentials grant needs the tenant's id or domain, not \"" +
+                                               o.tenant + "\"");
+        }
+    } else if (o.provider == "google") {
+        if (o.token_endpoint.empty()) o.token_endpoint = "https://oauth2.googleapis.com/token";
+        if (o.device_endpoint.empty()) o.device_endpoint = "https://oauth2.googleapis.com/device/code";
+        if (o.scope.empty()) o.scope = "https://mail.google.com/";
+    }
+    if (o.token_endpoint.rfind("https://", 0) != 0) {
+        fail("delivery.oauth2.token_endpoint", o.token_endpoint.empty()
+                                                   ? "auth = \"oauth2\" needs a provider or a token_endpoint"
+                                                   : "must be an https:// URL: the client secret and tokens cross it");
+    }
+    if (!o.device_endpoint.empty() && o.device_endpoint.rfind("https://", 0) != 0) {
+        fail("delivery.oauth2.device_endpoint", "must be an https:// URL");
+    }
+    if (o.client_id.empty()) fail("delivery.oauth2.client_id", "auth = \"oauth2\" needs the application's client id");
+    if (o.scope.empty()) fail("delivery.oauth2.scope", "auth = \"oauth2\" needs a provider or a scope");
+    if (d.username.empty()) {
+        fail("delivery.username", "auth = \"oauth2\" needs the mailbox that sends (XOAUTH2 and OAUTHBEARER name it)");
+    }
+    if (!o.client_secret_file.empty()) {
+        if (!o.client_secret.empty()) {
+            fail("delivery.oauth2.client_secret_file", "set both client_secret and client_secret_file; keep one");
+        }
+        check_secret_file("delivery.oauth2.client_secret_file", o.client_secret_file, fail);
+        std::ifstream in(o.client_secret_file);
+        std::string secret;
+        std::getline(in, secret);
+        while (!secret.empty() && (secret.back() == '\r' || secret.back() == ' ')) secret.pop_back();
+        if (in.bad() || secret.empty()) fail("delivery.oauth2.client_secret_file", "holds no secret on its first line");
+        o.client_secret = secret;
+    }
+    if (o.grant == OAuthGrant::client_credentials && o.client_secret.empty()) {
+        fail("delivery.oauth2.grant", "client_credentials needs client_secret or client_secret_file");
+    }
+    if (o.token_store.empty() || o.token_store[0] != '/') {
+        fail("delivery.oauth2.token_store", "must be an absolute path");
+    }
+}
+
 void validate_delivery(Config& c, const Reader& r, std::vector<ConfigError>& errors) {
     KeyErrors fail{c, r, errors};
-    const auto& d = c.delivery;
+    auto& d = c.delivery;
+    if (d.auth == SmarthostAuth::oauth2) {
+        if (d.route != DeliveryRoute::smarthost) fail("delivery.auth", "oauth2 is for smart hosts: set route = \"smarthost\"");
+        validate_oauth(d, fail);
+    }
+    if (d.tls_client_cert.empty() != d.tls_client_key.empty()) {
+        fail(d.tls_client_cert.empty() ? "delivery.tls_client_key" : "delivery.tls_client_cert",
+             "a client certificate needs both tls_client_cert and tls_client_key");
+    } else if (!d.tls_client_key.empty()) {
+        check_secret_file("delivery.tls_client_key", d.tls_client_key, fail);
+        if (::access(d.tls_client_cert.c_str(), R_OK) != 0) {
+            fail("delivery.tls_client_cert", "cannot read \"" + d.tls_client_cert + "\": " + std::strerror(errno));
+        }
+    }
     if (d.route == DeliveryRoute::smarthost && d.smarthosts.empty()) {
         fail("delivery.smarthosts", "route = \"smarthost\" needs at least one smart host");
     }

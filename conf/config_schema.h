@@ -20,6 +20,7 @@ Status check_ip_port(const std::string& v);
 Status check_optional_ip_port(const std::string& v);
 Status check_optional_loopback_ip_port(const std::string& v);
 Status check_header_line(const std::string& v);
+Status check_oauth_provider(const std::string& v);
 
 // [listen]: the sockets the MTA reaches, and how long a client may take.
 template <class V>
@@ -206,7 +207,7 @@ void delivery_schema(V& v, Config& c) {
         v.list("smarthosts", d.smarthosts, check_host_port);
         v.number("mx_port", d.mx_port, std::uint16_t{1}, std::uint16_t{65535});
         v.choice("auth", d.auth, {{"none", SmarthostAuth::none}, {"smtp-auth", SmarthostAuth::smtp_auth},
-                                  {"pop-before-smtp", SmarthostAuth::pop_before_smtp}});
+                                  {"pop-before-smtp", SmarthostAuth::pop_before_smtp}, {"oauth2", SmarthostAuth::oauth2}});
         v.text("username", d.username);
         v.secret("password", d.password);
         v.text("pop_server", d.pop_server);
@@ -217,6 +218,8 @@ void delivery_schema(V& v, Config& c) {
         v.flag("tls_verify", d.tls_verify);
         v.flag("allow_plaintext_auth", d.allow_plaintext_auth);
         v.text("tls_ca_file", d.tls_ca_file);
+        v.text("tls_client_cert", d.tls_client_cert);
+        v.text("tls_client_key", d.tls_client_key);
         v.text("helo_name", d.helo_name);
         v.number("threads", d.threads, 1u, 256u);
         v.duration("connect_timeout", d.connect_timeout, std::chrono::seconds(1));
@@ -233,6 +236,24 @@ void delivery_schema(V& v, Config& c) {
         v.size("max_message_size", d.max_message_size, 1024);
         v.number("max_queue_messages", d.max_queue_messages, 1u, 100'000'000u);
         v.size("queue_min_free", d.queue_min_free, 0);
+        v.section("oauth2", [&] {
+            auto& o = d.oauth2;
+            v.text("provider", o.provider, check_oauth_provider);
+            v.text("tenant", o.tenant);
+            v.text("token_endpoint", o.token_endpoint);
+            v.text("device_endpoint", o.device_endpoint);
+            v.text("client_id", o.client_id);
+            v.secret("client_secret", o.client_secret);
+            v.text("client_secret_file", o.client_secret_file);
+            v.text("scope", o.scope);
+            v.choice("grant", o.grant, {{"refresh_token", OAuthGrant::refresh_token},
+                                        {"client_credentials", OAuthGrant::client_credentials}});
+            v.text("token_store", o.token_store);
+            v.text("ca_file", o.ca_file);
+            v.duration("refresh_margin", o.refresh_margin, std::chrono::seconds(0));
+            v.duration("idle_refresh", o.idle_refresh, std::chrono::minutes(1));
+            v.duration("timeout", o.timeout, std::chrono::seconds(1));
+        });
     });
 }
 

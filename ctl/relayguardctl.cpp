@@ -11,6 +11,7 @@
 //   relayguardctl [--socket PATH] [--postfix-config DIR] user release USER
 //   relayguardctl [--relayd-socket PATH] [--json] queue list | show ID | flush [ID] | delete ID | bounce ID
 //   relayguardctl [--relayd-socket PATH] [--json] reload relayd
+//   relayguardctl [--relayd-socket PATH] [--json] oauth login | oauth status
 //
 // Exit status: 0 done, 1 the daemon refused the request, 64 bad usage,
 // 69 the daemon cannot be reached, 77 permission denied on the socket.
@@ -52,6 +53,7 @@ int usage() {
                  "       relayguardctl [--socket PATH] [--postfix-config DIR] user release USER\n"
                  "       relayguardctl [--relayd-socket PATH] [--json] queue list | show ID | flush [ID] | delete ID | bounce ID\n"
                  "       relayguardctl [--relayd-socket PATH] [--json] reload relayd\n"
+                 "       relayguardctl [--relayd-socket PATH] [--json] oauth login | oauth status\n"
                  "The sockets default to " << default_socket << " (listen.admin) and " << default_relayd_socket
               << " (delivery.admin).\n";
     return exit_usage;
@@ -70,6 +72,7 @@ struct Request {
     std::string line;
     std::string socket;
     std::string daemon = "relayguard";
+    int timeout_s = 3;  // for the reply
 };
 
 // The request line the words ask for; std::nullopt when they are not one.
@@ -83,6 +86,9 @@ std::optional<Request> request_for(const std::vector<std::string>& args, const s
         return to_relayd(line);
     }
     if (args.size() == 2 && args[0] == "reload" && args[1] == "relayd") return to_relayd("reload");
+    if (args.size() == 2 && args[0] == "oauth" && (args[1] == "login" || args[1] == "status")) {
+        return to_relayd("oauth " + args[1]);
+    }
     if (args.size() == 1 && (args[0] == "ping" || args[0] == "reload" || args[0] == "status")) r.line = args[0];
     else if (args.size() == 3 && args[0] == "ip" && (args[1] == "show" || args[1] == "unblock")) r.line = "ip " + args[1] + " " + args[2];
     else if (args.size() == 2 && args[0] == "pop" && args[1] == "list") r.line = "pop list";
@@ -119,7 +125,7 @@ int send_request(const Request& r, std::string& reply) {
         return exit_usage;
     }
     std::strncpy(sun.sun_path, r.socket.c_str(), sizeof sun.sun_path - 1);
-    timeval tv{3, 0};
+    timeval tv{r.timeout_s, 0};
     ::setsockopt(fd.get(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
     ::setsockopt(fd.get(), SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
     if (::connect(fd.get(), reinterpret_cast<sockaddr*>(&sun), sizeof sun) != 0) {
@@ -215,6 +221,46 @@ int release_held(const std::string& reply, const std::string& postfix_config) {
     return failed == 0 ? 0 : exit_refused;
 }
 
+// `oauth login`: the relay client asked the provider for a code; the admin
+// approves it in a browser anywhere, while this waits for the relay client
+// to see the approval (it polls the provider itself).
+int oauth_login(Request r, const std::string& reply, bool json) {
+    auto answer = nlohmann::json::parse(reply, nullptr, false);
+    if (answer.is_discarded() || !answer.is_object() || !answer.value("ok", false)) return print_answer(r, reply, json);
+    if (json) {
+        std::cout << answer.dump(2) << "\n";
+    } else {
+        std::cout << answer.value("text", "") << "\n";
+        std::string complete = answer.value("verification_uri_complete", "");
+        if (!complete.empty()) std::cout << "(or open " << complete << ", which carries the code)\n";
+        std::cout << "Waiting for the approval..." << std::endl;
+    }
+    long expires = answer.contains("expires_in") && answer["expires_in"].is_number_integer()
+                       ? answer["expires_in"].get<long>() : 900;
+    r.line = "oauth status";
+    r.timeout_s = 3;
+    for (long waited = 0; waited <= expires + 10; waited += 2) {
+        ::sleep(2);
+        std::string status;
+        if (send_request(r, status) != 0) continue;  // said why; the daemon may be reloading
+        auto st = nlohmann::json::parse(status, nullptr, false);
+        if (st.is_discarded() || !st.is_object()) continue;
+        std::string login = st.value("login", "");
+        if (login == "authorised") {
+            std::cout << "Authorised: relayguard-relayd holds tokens for " << st.value("account", "")
+                      << " (scope " << st.value("scope", "") << ") in " << st.value("token_store", "") << "\n";
+            return 0;
+        }
+        if (login == "failed" || login.empty()) {
+            std::cerr << "relayguardctl: the login failed: " << st.value("login_error", "the relay client ended it")
+                      << "\n";
+            return exit_refused;
+        }
+    }
+    std::cerr << "relayguardctl: no approval before the code expired\n";
+    return exit_refused;
+}
+
 std::string without_unix_prefix(std::string path) { return path.rfind("unix:", 0) == 0 ? path.substr(5) : path; }
 
 }  // namespace
@@ -251,7 +297,10 @@ int main(int argc, char** argv) {
         }
     }
     std::string reply;
+    // The relay client asks the provider for a code before it answers.
+    if (request->line == "oauth login") request->timeout_s = 70;
     if (int status = send_request(*request, reply); status != 0) return status;
+    if (request->line == "oauth login") return oauth_login(*request, reply, json);
     int status = print_answer(*request, reply, json);
     if (status != 0 || args.size() != 3 || args[0] != "user" || args[1] != "release") return status;
     return release_held(reply, postfix_config);

@@ -128,20 +128,21 @@ constexpr auto max_idle = std::chrono::seconds(10);
 
 }  // namespace
 
-std::string Deliverer::withhold(const std::string& server, const std::string& why, const std::string& what) {
+std::string Deliverer::withhold(const std::string& server, const std::string& why, const std::string& what,
+                                const std::string& rule) {
     ++counts_.credentials_withheld;
-    if (withheld_.withheld(server)) {
+    if (withheld_.started(server)) {
         // Once per outage, where grep and fail2ban find it: the relay client
         // has no mail path of its own to tell the admin by.
         spdlog::error("alert: no encrypted session with {} ({}); credentials withheld, mail deferred until it "
                       "offers TLS again (delivery.allow_plaintext_auth = true only on a trusted wire)",
                       server, why);
     }
-    return "not encrypted (" + why + "); " + what + " not sent: delivery.allow_plaintext_auth is false";
+    return "not encrypted (" + why + "); " + what + " not sent: " + rule;
 }
 
 void Deliverer::credentials_sent(const std::string& server, bool encrypted) {
-    if (withheld_.sent(server)) {
+    if (withheld_.ended(server)) {
         spdlog::info("alert over: credentials sent to {} again{}; deferred mail goes out at its next attempt", server,
                      encrypted ? " over an encrypted session" : " unencrypted, as delivery.allow_plaintext_auth allows");
     }
@@ -178,6 +179,7 @@ Result<bool> Deliverer::authenticate(const DeliverySettings& s, SmtpConnection& 
                                      const std::string& relay, const std::string& unencrypted_why,
                                      const std::function<Deadline()>& step) {
     using R = Result<bool>;
+    if (s.auth == SmarthostAuth::oauth2) return authenticate_oauth(s, conn, hop, relay, unencrypted_why, step);
     std::string smarthost_name = "smart host " + hop.name + ":" + std::to_string(hop.port);
     // PLAIN and LOGIN put the password on the wire as it is: only inside
     // TLS, unless the admin said the wire is trusted. CRAM-MD5 never
@@ -194,6 +196,49 @@ Result<bool> Deliverer::authenticate(const DeliverySettings& s, SmtpConnection& 
     return true;
 }
 
+Result<bool> Deliverer::authenticate_oauth(const DeliverySettings& s, SmtpConnection& conn, const Hop& hop,
+                                           const std::string& relay, const std::string& unencrypted_why,
+                                           const std::function<Deadline()>& step) {
+    using R = Result<bool>;
+    std::string smarthost_name = "smart host " + hop.name + ":" + std::to_string(hop.port);
+    // A bearer token is a password for its lifetime: never on a plaintext
+    // session, whatever allow_plaintext_auth says.
+    if (!conn.encrypted()) {
+        (void)conn.command("QUIT", step());
+        return R::failure(relay + ": " + withhold(smarthost_name, unencrypted_why, "the OAuth2 token",
+                                                  "a token is sent over TLS only"));
+    }
+    if (!oauth_) return R::failure(relay + ": OAuth2: no token source");
+    auto token = oauth_->access_token();
+    if (!token) {
+        (void)conn.command("QUIT", step());
+        return R::failure(relay + ": OAuth2: " + token.error());
+    }
+    auto auth = conn.authenticate_bearer(s.username, *token, hop.name, hop.port, step());
+    credentials_sent(smarthost_name, true);
+    if (auth && auth->code == 235) {
+        if (token_refused_.ended(smarthost_name)) {
+            spdlog::info("alert over: {} takes the OAuth2 token for {} again; deferred mail goes out at its next attempt",
+                         smarthost_name, s.username);
+        }
+        return true;
+    }
+    // 535 or 454: the token is spent or the mailbox may not send: the next
+    // attempt gets a new one, and the mail waits, never bounces.
+    std::string reply = auth.error();
+    if (auth) {
+        oauth_->refused(*token);
+        reply = std::to_string(auth->code);
+        for (const auto& line : auth->lines) reply += " " + line;
+        ++counts_.oauth_refused;
+        if (token_refused_.started(smarthost_name)) {
+            spdlog::error("alert: {} refused the OAuth2 token for {}: {}; mail deferred (relayguardctl oauth status)",
+                          smarthost_name, s.username, reply);
+        }
+    }
+    return R::failure(relay + ": AUTH: " + reply);
+}
+
 Result<SmtpConnection> Deliverer::open_session(const DeliverySettings& s, const Hop& hop, Deadline attempt_deadline) {
     using R = Result<SmtpConnection>;
     std::string relay = hop.name + "[" + hop.address + "]:" + std::to_string(hop.port);
@@ -205,7 +250,11 @@ Result<SmtpConnection> Deliverer::open_session(const DeliverySettings& s, const 
     auto step = [&] { return earliest(clock_.steady_now() + s.command_timeout, attempt_deadline); };
     TlsOptions tls{s.tls_verify && s.starttls == StartTlsPolicy::required, s.tls_ca_file, hop.name};
     if (hop.implicit_tls) tls.verify = s.tls_verify;
-    bool smtp_auth = smarthost && s.auth == SmarthostAuth::smtp_auth;
+    if (smarthost) {  // our own smart host only: an MX is not told who we are
+        tls.cert_file = s.tls_client_cert;
+        tls.key_file = s.tls_client_key;
+    }
+    bool smtp_auth = smarthost && (s.auth == SmarthostAuth::smtp_auth || s.auth == SmarthostAuth::oauth2);
     std::string problem;
     std::string unencrypted_why;  // for the log, when the session stays plaintext
     // Opportunistic TLS that fails is tried once more in plaintext.
@@ -314,6 +363,7 @@ bool Deliverer::send_to(const DeliverySettings& s, const Route& route, const Que
         // A session authenticated under other settings is not reused: a
         // reload that forbids plaintext AUTH must not keep one made with it.
         std::string key = relay + "/" + s.username + "/" + std::to_string(static_cast<int>(s.starttls)) + "/" +
+                          std::to_string(static_cast<int>(s.auth)) + "/" + s.tls_client_cert + "/" +
                           (s.allow_plaintext_auth ? "plaintext-auth" : "");
         std::optional<SmtpConnection> conn;
         bool reused = false;
@@ -373,6 +423,19 @@ std::optional<TimePoint> Deliverer::attempt(const std::string& queue_dir, const 
     if (!send_reports(s, path, m, out, settlement, now)) hold_unannounced_failures(settlement, out);
     record_outcomes(path, m, out, attempted);
     auto next_attempt = settlement.next();
+    {
+        std::lock_guard lock(reasons_mutex_);
+        auto pending = std::find_if(attempted.begin(), attempted.end(),
+                                    [&](std::size_t i) { return out[i].state == RecipientState::pending; });
+        if (next_attempt && pending != attempted.end()) {
+            // "resting after failures" says less than the failure that began the rest.
+            const std::string& reply = out[*pending].reply;
+            bool resting = reply.find(" is resting after failures") != std::string::npos;
+            if (!resting || !deferral_reasons_.count(id)) deferral_reasons_[id] = reply;
+        } else {
+            deferral_reasons_.erase(id);
+        }
+    }
     if (!next_attempt) {
         ::unlink(path.c_str());
         sync_directory(queue_dir + "/active");
@@ -384,6 +447,12 @@ std::optional<TimePoint> Deliverer::attempt(const std::string& queue_dir, const 
     timespec times[2] = {{0, UTIME_OMIT}, {ms / 1000, (ms % 1000) * 1'000'000}};
     ::utimensat(AT_FDCWD, path.c_str(), times, 0);
     return next_attempt;
+}
+
+std::string Deliverer::deferral_reason(const std::string& id) const {
+    std::lock_guard lock(reasons_mutex_);
+    auto it = deferral_reasons_.find(id);
+    return it == deferral_reasons_.end() ? "" : it->second;
 }
 
 std::map<std::string, std::vector<std::size_t>> Deliverer::group_by_destination(const DeliverySettings& s,

@@ -28,7 +28,8 @@
 #include "delivery/destination_state.h"
 #include "delivery/pop3_client.h"
 #include "delivery/queue/queue_file.h"
-#include "delivery/withheld_credentials.h"
+#include "delivery/oauth/oauth_tokens.h"
+#include "delivery/outages.h"
 
 namespace relayguard {
 
@@ -67,10 +68,18 @@ public:
         std::atomic<std::uint64_t> failure_reports{0}, delay_reports{0}, relayed_reports{0};
         // Sessions whose credentials were not sent as they were not encrypted.
         std::atomic<std::uint64_t> credentials_withheld{0};
+        // AUTH refusals of the OAuth2 token by the smart host.
+        std::atomic<std::uint64_t> oauth_refused{0};
     };
     const Counts& counts() const { return counts_; }
-    // Servers credentials are withheld from now (see withheld_credentials.h).
-    std::size_t credential_outages() const { return withheld_.outages(); }
+    // Servers credentials are withheld from now (see outages.h).
+    std::size_t credential_outages() const { return withheld_.count(); }
+
+    // Where delivery.auth = "oauth2" gets its access tokens.
+    void use_oauth(OAuthTokens& tokens) { oauth_ = &tokens; }
+    // Why the message's last attempt left recipients pending ("" when it
+    // has had none since the start): what `queue list` shows.
+    std::string deferral_reason(const std::string& id) const;
 
     Route route_smarthosts(const DeliverySettings& s);
     Route route_mx(const DeliverySettings& s, const std::string& domain);
@@ -107,6 +116,10 @@ private:
     // session would show them.
     Result<bool> authenticate(const DeliverySettings& s, SmtpConnection& conn, const Hop& hop, const std::string& relay,
                               const std::string& unencrypted_why, const std::function<Deadline()>& step);
+    // The same with an OAuth2 access token (XOAUTH2 or OAUTHBEARER), over TLS only.
+    Result<bool> authenticate_oauth(const DeliverySettings& s, SmtpConnection& conn, const Hop& hop,
+                                    const std::string& relay, const std::string& unencrypted_why,
+                                    const std::function<Deadline()>& step);
     // MAIL, RCPT (pipelined where offered), DATA; fills `out` per recipient.
     Result<Transaction> transaction(const DeliverySettings& s, SmtpConnection& conn, const QueuedMessage& m,
                                     const std::vector<std::size_t>& rcpts, std::vector<Outcome>& out,
@@ -124,7 +137,8 @@ private:
     Resolved resolve(const std::string& name, int port, bool implicit_tls, SteadyTime deadline);
     // Credentials for `server` were not sent as the session is not encrypted
     // (`why`): counts it, alerts once per outage, answers the deferral's words.
-    std::string withhold(const std::string& server, const std::string& why, const std::string& what);
+    std::string withhold(const std::string& server, const std::string& why, const std::string& what,
+                         const std::string& rule = "delivery.allow_plaintext_auth is false");
     // Credentials went to `server`: ends its outage, if there was one.
     void credentials_sent(const std::string& server, bool encrypted);
 
@@ -134,7 +148,11 @@ private:
     Enqueue enqueue_;
     const Clock& clock_;
     PopBeforeSmtp pop_;
-    WithheldCredentials withheld_;
+    Outages withheld_;
+    Outages token_refused_;  // smart hosts refusing the OAuth2 token now
+    OAuthTokens* oauth_ = nullptr;
+    mutable std::mutex reasons_mutex_;
+    std::map<std::string, std::string> deferral_reasons_;  // queue id -> last problem
     Counts counts_;
 };
 

@@ -13,7 +13,8 @@
 namespace relayguard {
 
 enum class DeliveryRoute { mx, smarthost };
-enum class SmarthostAuth { none, smtp_auth, pop_before_smtp };
+enum class SmarthostAuth { none, smtp_auth, pop_before_smtp, oauth2 };
+enum class OAuthGrant { refresh_token, client_credentials };
 enum class StartTlsPolicy { off, opportunistic, required };
 enum class PopLoginMethod { user, apop };
 
@@ -28,6 +29,26 @@ inline std::vector<IpGroup> loopback_clients() {
     }
     return out;
 }
+
+// [delivery.oauth2]: how the relay client gets the access tokens that
+// XOAUTH2 and OAUTHBEARER send instead of a password (delivery.auth =
+// "oauth2"). A provider preset fills the endpoints and the scope.
+struct OAuthSettings {
+    std::string provider;        // "microsoft365", "google", or "" (endpoints given)
+    std::string tenant = "organizations";  // Microsoft 365: the directory (tenant) id or domain
+    std::string token_endpoint;  // https only
+    std::string device_endpoint; // RFC 8628 device authorisation; "" = no device login
+    std::string client_id;
+    std::string client_secret;   // never logged; or read from client_secret_file
+    std::string client_secret_file;
+    std::string scope;
+    OAuthGrant grant = OAuthGrant::refresh_token;
+    std::string token_store = "/var/spool/relayguard/oauth2-tokens.json";
+    std::string ca_file;         // "" = the system's CAs
+    Duration refresh_margin = std::chrono::minutes(5);     // an access token is renewed this long before it ends
+    Duration idle_refresh = std::chrono::hours(24 * 7);    // a refresh token unused this long is used anyway
+    Duration timeout = std::chrono::seconds(30);           // one call to the token endpoint
+};
 
 struct DeliverySettings {
     std::string listen = "inet:127.0.0.1:10025";
@@ -52,6 +73,11 @@ struct DeliverySettings {
     // is not encrypted (a parent on a trusted wire); false: withheld, deferred.
     bool allow_plaintext_auth = false;
     std::string tls_ca_file;  // "" = the system's CAs
+    // A client certificate shown to every server that asks (a smart host
+    // that relays for a known certificate instead of AUTH); "" = none.
+    std::string tls_client_cert;
+    std::string tls_client_key;
+    OAuthSettings oauth2;
     std::string helo_name;    // "" = the host name
     std::uint32_t threads = 4;
     Duration connect_timeout = std::chrono::seconds(30);

@@ -13,6 +13,7 @@
 #include "common/daemon/privileges.h"
 #include "common/net/listen_socket.h"
 #include "common/base/units.h"
+#include "common/base/text_codec.h"
 #include "delivery/queue/queue_admin.h"
 
 namespace relayguard {
@@ -77,6 +78,8 @@ int RelayDaemon::start() {
                                                  return queue_->enqueue(std::move(report), clock_.now());
                                              },
                                              clock_);
+    oauth_ = std::make_unique<OAuthTokens>([this] { return current(); }, token_endpoint_, clock_);
+    deliverer_->use_oauth(*oauth_);
     if (!bind_sockets()) return 1;
     if (auto dropped = drop_privileges(config_.daemon.user, config_.daemon.group); !dropped) {
         spdlog::critical("daemon.user: {}", dropped.error());
@@ -89,6 +92,7 @@ int RelayDaemon::start() {
         admin_->start(std::move(admin_fd_));
         spdlog::info("admin: listening on {}", d.admin);
     }
+    oauth_->start();  // reads the token store as the daemon's user
     add_metrics();
     if (!metrics_.serve_if_set(config_.delivery.metrics)) return 1;
     scheduler_ = std::make_unique<Scheduler>(*queue_, *deliverer_, d.threads, clock_);
@@ -141,9 +145,11 @@ std::string RelayDaemon::answer_admin(std::string_view request) {
         if (auto reloaded = reload(); !reloaded) return json_reply({{"ok", false}, {"error", reloaded.error()}});
         return json_reply({{"ok", true}, {"text", "configuration reloaded"}});
     }
+    if (!words.empty() && words[0] == "oauth") return answer_oauth(words);
     if (words.empty() || words[0] != "queue") {
-        return json_reply(
-            {{"ok", false}, {"error", "unknown request; requests: ping, reload, queue list|show|flush|delete|bounce"}});
+        return json_reply({{"ok", false},
+                           {"error", "unknown request; requests: ping, reload, queue list|show|flush|delete|bounce, "
+                                     "oauth login|status"}});
     }
     // A message being delivered this moment is not deleted or bounced under
     // the delivery thread's feet.
@@ -151,11 +157,80 @@ std::string RelayDaemon::answer_admin(std::string_view request) {
     if (words.size() == 3 && (words[1] == "delete" || words[1] == "bounce") && running && running->busy(words[2])) {
         return json_reply({{"ok", false}, {"error", words[2] + " is being delivered right now; try again in a moment"}});
     }
-    auto a = queue_request(*current(), std::vector<std::string>(words.begin() + 1, words.end()));
+    auto a = queue_request(*current(), std::vector<std::string>(words.begin() + 1, words.end()),
+                           [this](const std::string& id) { return deliverer_->deferral_reason(id); });
     if (!a.ok) return json_reply({{"ok", false}, {"error", a.error}});
     nlohmann::json j = a.data;
     j["ok"] = true;
     j["text"] = a.text;
+    return json_reply(std::move(j));
+}
+
+std::string RelayDaemon::answer_oauth(const std::vector<std::string>& words) {
+    auto when = [](TimePoint t) {
+        return t == TimePoint{} ? std::string("never") : format_time(t, "%Y-%m-%d %H:%M:%S %Z", TimeZone::local);
+    };
+    auto in = [this](TimePoint t) {
+        auto s = std::chrono::duration_cast<std::chrono::seconds>(t - clock_.now()).count();
+        return s >= 0 ? "in " + std::to_string(s) + " s" : std::to_string(-s) + " s ago";
+    };
+    if (words.size() == 2 && words[1] == "login") {
+        auto started = oauth_->start_login();
+        if (!started) return json_reply({{"ok", false}, {"error", started.error()}});
+        std::string uri = started->verification_uri_complete.empty() ? started->verification_uri
+                                                                      : started->verification_uri_complete;
+        return json_reply({{"ok", true},
+                           {"verification_uri", started->verification_uri},
+                           {"verification_uri_complete", started->verification_uri_complete},
+                           {"user_code", started->user_code},
+                           {"expires_in", started->expires_in.count()},
+                           {"text", "To authorise relayguard-relayd to send as " + current()->username + ", open " +
+                                        started->verification_uri + " and enter the code " + started->user_code +
+                                        " (it expires in " + std::to_string(started->expires_in.count() / 60) +
+                                        " min)."}});
+    }
+    if (words.size() != 2 || words[1] != "status") {
+        return json_reply({{"ok", false}, {"error", "oauth requests: oauth login, oauth status"}});
+    }
+    auto st = oauth_->status();
+    nlohmann::json j{{"ok", true},
+                     {"configured", st.configured},
+                     {"account", st.account},
+                     {"scope", st.scope},
+                     {"grant", st.grant},
+                     {"token_store", st.token_store},
+                     {"refresh_token", st.has_refresh_token},
+                     {"access_expires", st.access_expires == TimePoint{} ? "" : when(st.access_expires)},
+                     {"authorised_at", st.authorised_at == TimePoint{} ? "" : when(st.authorised_at)},
+                     {"refreshed_at", st.refreshed_at == TimePoint{} ? "" : when(st.refreshed_at)},
+                     {"problem", st.problem},
+                     {"needs_login", st.needs_login},
+                     {"login", st.login},
+                     {"login_error", st.login_error},
+                     {"user_code", st.user_code},
+                     {"verification_uri", st.verification_uri}};
+    std::string text;
+    if (!st.configured) text += "delivery.auth is not \"oauth2\"; what the token store holds:\n";
+    text += "account: " + (st.account.empty() ? std::string("(none yet)") : st.account) + "\n";
+    text += "grant: " + st.grant + "\nscope: " + (st.scope.empty() ? std::string("(none yet)") : st.scope) + "\n";
+    text += "token store: " + st.token_store + "\n";
+    text += "authorised: " + when(st.authorised_at) + "\n";
+    text += "access token: " + (st.access_expires == TimePoint{} ? std::string("none")
+                                                                  : "expires " + when(st.access_expires) + " (" +
+                                                                        in(st.access_expires) + ")") + "\n";
+    if (st.grant == "refresh_token") {
+        text += "refresh token: " + (st.has_refresh_token ? "last used " + when(st.refreshed_at) +
+                                                                 (st.refreshed_at == TimePoint{} ? "" : " (" + in(st.refreshed_at) + ")")
+                                                           : std::string("none: run relayguardctl oauth login")) + "\n";
+    }
+    if (!st.login.empty()) {
+        text += "login: " + st.login + (st.login == "waiting" ? " for the code " + st.user_code + " at " + st.verification_uri : "") +
+                (st.login_error.empty() ? "" : " (" + st.login_error + ")") + "\n";
+    }
+    text += "state: " + (st.problem.empty() ? std::string("working")
+                                             : (st.needs_login ? "needs an admin: " : "failing: ") + st.problem +
+                                                   " (since " + when(st.problem_since) + ")");
+    j["text"] = text;
     return json_reply(std::move(j));
 }
 
@@ -189,6 +264,18 @@ void RelayDaemon::add_metrics() {
         out.push_back(single_metric("relayguard_credentials_withheld_total",
                                     "Sessions whose password was not sent because they were not encrypted",
                                     static_cast<double>(c.credentials_withheld.load()), MetricType::Counter));
+        const auto& t = oauth_->counts();
+        auto refreshes = metric_family("relayguard_oauth_token_requests_total",
+                                       "Requests for a new OAuth2 access token, by result", MetricType::Counter);
+        for (auto [result, n] : {std::pair{"ok", &t.refreshed}, std::pair{"failed", &t.refresh_failed}}) {
+            refreshes.metric.push_back(metric_sample({{"result", result}}, static_cast<double>(n->load()), MetricType::Counter));
+        }
+        out.push_back(std::move(refreshes));
+        out.push_back(single_metric("relayguard_oauth_outage", "1 while the relay client has no usable OAuth2 token",
+                                    oauth_->in_outage() ? 1.0 : 0.0, MetricType::Gauge));
+        out.push_back(single_metric("relayguard_oauth_auth_refused_total",
+                                    "AUTH refusals of the OAuth2 token by the smart host",
+                                    static_cast<double>(c.oauth_refused.load()), MetricType::Counter));
         out.push_back(single_metric("relayguard_credential_outages",
                                     "Smart hosts and POP3 servers credentials are withheld from now (no encryption)",
                                     static_cast<double>(deliverer_->credential_outages()), MetricType::Gauge));
@@ -230,6 +317,7 @@ void RelayDaemon::stop(const std::string& why) {
     spdlog::info("{}, stopping", why);
     intake_->stop();
     admin_->stop();
+    oauth_->stop();
     scheduler_ptr_ = nullptr;
     if (!config_.delivery.admin.empty()) ::unlink(ListenAddress::parse(config_.delivery.admin)->path.c_str());
 }

@@ -18,6 +18,8 @@
 #include "conf/config.h"
 #include "delivery/deliverer.h"
 #include "delivery/destination_state.h"
+#include "delivery/oauth/oauth_tokens.h"
+#include "delivery/oauth/token_endpoint.h"
 #include "delivery/intake/intake_server.h"
 #include "delivery/queue/queue.h"
 #include "delivery/queue/queue_admission.h"
@@ -47,6 +49,8 @@ private:
     bool bind_sockets();
     // One admin request line ("ping", "reload", "queue ..."): its JSON reply.
     std::string answer_admin(std::string_view request);
+    // "oauth login" and "oauth status" (relayguardctl oauth ...).
+    std::string answer_oauth(const std::vector<std::string>& words);
     void add_metrics();
     void start_intake();
 
@@ -59,6 +63,8 @@ private:
     QueueAdmission admission_{clock_};
     std::unique_ptr<DnsResolver> resolver_;
     std::unique_ptr<DestinationState> destinations_;
+    CurlTokenEndpoint token_endpoint_;
+    std::unique_ptr<OAuthTokens> oauth_;
     std::unique_ptr<Deliverer> deliverer_;
     UniqueFd listener_, admin_fd_;
     std::atomic<Scheduler*> scheduler_ptr_{nullptr};  // set once the scheduler runs

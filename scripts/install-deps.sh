@@ -7,7 +7,7 @@
 set -euo pipefail
 
 build_pkgs=(cmake g++ pkg-config libmilter-dev libhiredis-dev libc-ares-dev libre2-dev libspdlog-dev libfmt-dev
-            catch2 libssl-dev libtomlplusplus-dev nlohmann-json3-dev libcpp-httplib-dev prometheus-cpp-dev dpkg-dev file)
+            catch2 libssl-dev libtomlplusplus-dev nlohmann-json3-dev libcpp-httplib-dev libcurl4-openssl-dev prometheus-cpp-dev dpkg-dev file)
 test_pkgs=(python3 postfix postfix-lmdb swaks miltertest dnsmasq-base redis-server redis-sentinel dovecot-pop3d
            dovecot-core procps iproute2 m4 fail2ban openssl adduser clang libclang-rt-14-dev)
 bench_pkgs=(postfwd policyd-rate-limit rspamd)

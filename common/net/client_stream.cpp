@@ -93,6 +93,19 @@ Result<bool> ClientStream::handshake(const TlsOptions& tls, Deadline deadline) {
     } else if (SSL_CTX_load_verify_locations(ctx_.get(), tls.ca_file.c_str(), nullptr) != 1) {
         return R::failure("tls_ca_file " + tls.ca_file + ": " + ssl_error());
     }
+    // A client certificate, for servers that relay for a known one (Postfix's
+    // permit_tls_clientcerts, Microsoft 365's certificate connector).
+    if (!tls.cert_file.empty()) {
+        if (SSL_CTX_use_certificate_chain_file(ctx_.get(), tls.cert_file.c_str()) != 1) {
+            return R::failure("tls_client_cert " + tls.cert_file + ": " + ssl_error());
+        }
+        if (SSL_CTX_use_PrivateKey_file(ctx_.get(), tls.key_file.c_str(), SSL_FILETYPE_PEM) != 1) {
+            return R::failure("tls_client_key " + tls.key_file + ": " + ssl_error());
+        }
+        if (SSL_CTX_check_private_key(ctx_.get()) != 1) {
+            return R::failure("tls_client_key " + tls.key_file + " does not belong to tls_client_cert " + tls.cert_file);
+        }
+    }
     ssl_.reset(SSL_new(ctx_.get()));
     SSL_set_fd(ssl_.get(), fd_.get());
     if (!tls.server_name.empty()) {

@@ -21,6 +21,8 @@ struct TlsOptions {
     bool verify = true;       // check the certificate and the host name
     std::string ca_file;      // "" = the system's CAs
     std::string server_name;  // for SNI and the name check
+    std::string cert_file = "";  // a client certificate (PEM chain); "" = none
+    std::string key_file = "";   // its key
 };
 
 class ClientStream {

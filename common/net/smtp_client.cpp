@@ -190,6 +190,55 @@ Result<SmtpResponse> SmtpConnection::authenticate(const std::string& user, const
                       std::string(encrypted() ? "" : " (some offer AUTH only after STARTTLS)"));
 }
 
+std::string xoauth2_response(const std::string& user, const std::string& token) {
+    return "user=" + user + "\x01" + "auth=Bearer " + token + "\x01\x01";
+}
+
+std::string oauthbearer_response(const std::string& user, const std::string& token, const std::string& host, int port) {
+    // RFC 7628 3.1: a GS2 header whose authzid escapes ',' and '=' (RFC 5801),
+    // then key=value pairs, each ended by ^A, and a final ^A.
+    std::string name;
+    for (char c : user) {
+        if (c == ',') name += "=2C";
+        else if (c == '=') name += "=3D";
+        else name += c;
+    }
+    return "n,a=" + name + ",\x01host=" + host + "\x01port=" + std::to_string(port) + "\x01" "auth=Bearer " + token +
+           "\x01\x01";
+}
+
+Result<SmtpResponse> SmtpConnection::authenticate_bearer(const std::string& user, const std::string& token,
+                                                         const std::string& host, int port, Deadline deadline) {
+    using R = Result<SmtpResponse>;
+    // A bearer token is as good as a password for its lifetime: TLS only.
+    if (!encrypted()) return R::failure("the OAuth2 token not sent: the connection is not encrypted");
+    std::string mechanism = auth_.count("OAUTHBEARER") ? "OAUTHBEARER" : auth_.count("XOAUTH2") ? "XOAUTH2" : "";
+    if (mechanism.empty()) {
+        std::string offered;
+        for (const auto& m : auth_) offered += (offered.empty() ? "" : " ") + m;
+        return R::failure("the server offers neither XOAUTH2 nor OAUTHBEARER (AUTH " +
+                          (offered.empty() ? std::string("none") : offered) + ")");
+    }
+    std::string response = mechanism == "XOAUTH2" ? xoauth2_response(user, token)
+                                                  : oauthbearer_response(user, token, host, port);
+    auto r = command("AUTH " + mechanism + " " + base64_encode(response), deadline);
+    if (!r) return R::failure("AUTH " + mechanism + ": " + r.error());
+    if (r->code != 334) return r;
+    // A refusal comes as a 334 with the error as base64 JSON (RFC 7628 3.2.2);
+    // the client ends the exchange (^A for OAUTHBEARER, an empty line for
+    // XOAUTH2) and the server answers 535 or 454.
+    std::string why;
+    if (!r->lines.empty()) {
+        if (auto decoded = base64_decode(r->lines[0])) {
+            for (char c : decoded->substr(0, 200)) why += (c >= 0x20 && c < 0x7f) ? c : ' ';
+        }
+    }
+    auto end = command(mechanism == "OAUTHBEARER" ? base64_encode("\x01") : "", deadline);
+    if (!end) return R::failure("AUTH " + mechanism + ": " + end.error());
+    if (!why.empty()) end->lines.push_back(why);
+    return end;
+}
+
 Result<SmtpResponse> SmtpConnection::data(std::string_view content, Deadline deadline) {
     auto r = command("DATA", deadline);
     if (!r || r->code != 354) return r;

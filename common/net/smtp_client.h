@@ -36,6 +36,11 @@ std::string dot_stuff(std::string_view content);
 // The CRAM-MD5 answer (RFC 2195) to a server's decoded challenge: "user hexdigest".
 std::string cram_md5_answer(const std::string& user, const std::string& password, const std::string& challenge);
 
+// The SASL initial responses of the bearer-token mechanisms: XOAUTH2
+// (Google's and Microsoft's) and OAUTHBEARER (RFC 7628).
+std::string xoauth2_response(const std::string& user, const std::string& token);
+std::string oauthbearer_response(const std::string& user, const std::string& token, const std::string& host, int port);
+
 class SmtpConnection {
 public:
     // Connects to `address`:`port` (an IP address). Implicit TLS when asked.
@@ -60,6 +65,11 @@ public:
     // `plaintext_password_allowed` is false, nothing is sent (an error).
     Result<SmtpResponse> authenticate(const std::string& user, const std::string& password, Deadline deadline,
                                       bool plaintext_password_allowed);
+    // AUTH OAUTHBEARER where offered, else XOAUTH2, with an OAuth2 access
+    // token; only over an encrypted connection. A refusal answers the
+    // server's final reply with its decoded error added as a last line.
+    Result<SmtpResponse> authenticate_bearer(const std::string& user, const std::string& token,
+                                             const std::string& host, int port, Deadline deadline);
     // Whether authenticate() would send the password readable on the wire:
     // not encrypted, and no CRAM-MD5 offered.
     bool auth_reveals_password() const { return !encrypted() && auth_.count("CRAM-MD5") == 0; }

@@ -31,7 +31,7 @@ bool plain_id(const std::string& id) {
 }
 
 // `queue list`: each message, its size, age, next attempt and recipients to go.
-QueueAnswer queue_list(const DeliverySettings& s) {
+QueueAnswer queue_list(const DeliverySettings& s, const DeferralReasons& reasons) {
     std::string active = s.queue_dir + "/active/";
     Queue q(s.queue_dir);
     QueueAnswer a;
@@ -49,12 +49,15 @@ QueueAnswer queue_list(const DeliverySettings& s) {
             pending += r.state == RecipientState::pending;
             if (r.state == RecipientState::pending) to.push_back(r.address);
         }
+        std::string reason = reasons ? reasons(e.id) : "";
         a.data["messages"].push_back({{"id", e.id}, {"size", m->size}, {"arrival", iso(m->arrival)},
                                       {"next_attempt", iso(e.next_attempt)}, {"sender", m->sender},
-                                      {"pending", to}, {"recipients", m->recipients.size()}});
+                                      {"pending", to}, {"recipients", m->recipients.size()}, {"reason", reason}});
         a.text += e.id + "  " + std::to_string(m->size) + " bytes  arrived " + iso(m->arrival) + "  next " +
                   iso(e.next_attempt) + "  from <" + m->sender + ">  " + std::to_string(pending) + "/" +
                   std::to_string(m->recipients.size()) + " to go\n";
+        // As mailq shows it: the last attempt's problem, indented under the message.
+        if (!reason.empty()) a.text += "    (" + reason + ")\n";
     }
     a.text += std::to_string(entries.size()) + " message(s) in " + s.queue_dir + "\n";
     return a;
@@ -160,9 +163,9 @@ QueueAnswer queue_delete(const DeliverySettings& s, const std::string& id) {
 
 }  // namespace
 
-QueueAnswer queue_request(const DeliverySettings& s, const std::vector<std::string>& args) {
+QueueAnswer queue_request(const DeliverySettings& s, const std::vector<std::string>& args, const DeferralReasons& reasons) {
     if (args.size() >= 2 && !plain_id(args[1])) return error_answer("'" + args[1] + "' is not a queue id");
-    if (args.size() == 1 && args[0] == "list") return queue_list(s);
+    if (args.size() == 1 && args[0] == "list") return queue_list(s, reasons);
     if (args.size() == 2 && args[0] == "show") return queue_show(s, args[1]);
     if ((args.size() == 1 || args.size() == 2) && args[0] == "flush") return queue_flush(s, args);
     if (args.size() == 2 && args[0] == "bounce") return queue_bounce(s, args[1]);

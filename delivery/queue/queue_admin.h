@@ -6,6 +6,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -21,6 +22,11 @@ struct QueueAnswer {
     nlohmann::json data = nlohmann::json::object();  // for scripts
 };
 
-QueueAnswer queue_request(const DeliverySettings& settings, const std::vector<std::string>& args);
+// Why a message's last attempt deferred it, as the running daemon knows it
+// ("" when it does not).
+using DeferralReasons = std::function<std::string(const std::string& id)>;
+
+QueueAnswer queue_request(const DeliverySettings& settings, const std::vector<std::string>& args,
+                          const DeferralReasons& reasons = {});
 
 }  // namespace relayguard

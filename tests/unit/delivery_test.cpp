@@ -20,7 +20,7 @@
 #include "delivery/destination_state.h"
 #include "delivery/queue/queue.h"
 #include "delivery/scheduler.h"
-#include "delivery/withheld_credentials.h"
+#include "delivery/outages.h"
 #include "common/net/smtp_client.h"
 #include "temp_dir.h"
 
@@ -156,17 +156,17 @@ TEST_CASE("a resting destination stays resting across a restart, and backs off",
 }
 
 TEST_CASE("credentials withheld: the admin is told once per outage and once when it ends, per server", "[delivery]") {
-    WithheldCredentials w;
-    REQUIRE(w.withheld("smart host a:587"));  // the outage starts: alert
-    REQUIRE_FALSE(w.withheld("smart host a:587"));  // every further message: no alert
-    REQUIRE_FALSE(w.withheld("smart host a:587"));
-    REQUIRE(w.withheld("POP3 server b:110"));  // another server has an outage of its own
-    REQUIRE(w.outages() == 2);
-    REQUIRE(w.sent("smart host a:587"));  // encrypted again: one "over" line
-    REQUIRE_FALSE(w.sent("smart host a:587"));  // and none for every later session
-    REQUIRE(w.outages() == 1);
-    REQUIRE(w.withheld("smart host a:587"));  // a new outage is told again
-    REQUIRE_FALSE(w.sent("smart host c:25"));  // a server that never had one: nothing to say
+    Outages w;
+    REQUIRE(w.started("smart host a:587"));  // the outage starts: alert
+    REQUIRE_FALSE(w.started("smart host a:587"));  // every further message: no alert
+    REQUIRE_FALSE(w.started("smart host a:587"));
+    REQUIRE(w.started("POP3 server b:110"));  // another server has an outage of its own
+    REQUIRE(w.count() == 2);
+    REQUIRE(w.ended("smart host a:587"));  // encrypted again: one "over" line
+    REQUIRE_FALSE(w.ended("smart host a:587"));  // and none for every later session
+    REQUIRE(w.count() == 1);
+    REQUIRE(w.started("smart host a:587"));  // a new outage is told again
+    REQUIRE_FALSE(w.ended("smart host c:25"));  // a server that never had one: nothing to say
 }
 
 namespace {
