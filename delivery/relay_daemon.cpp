@@ -172,7 +172,7 @@ std::string RelayDaemon::answer_oauth(const std::vector<std::string>& words) {
     };
     auto in = [this](TimePoint t) {
         auto s = std::chrono::duration_cast<std::chrono::seconds>(t - clock_.now()).count();
-        return s >= 0 ? "in " + std::to_string(s) + " s" : std::to_string(-s) + " s ago";
+        return s > 0 ? "in " + std::to_string(s) + " s" : std::to_string(-s) + " s ago";
     };
     if (words.size() == 2 && words[1] == "login") {
         auto started = oauth_->start_login();
