@@ -8,7 +8,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 seconds=${1:-60}
-names=(policy_request smtp_reply queue_file dns_answer report config envelope login_log dovecot_policy)
+names=(policy_request smtp_reply queue_file dns_answer report config envelope login_log dovecot_policy token_answer)
 CC=clang CXX=clang++ cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=RelWithDebInfo -DRELAYGUARD_FUZZ=ON \
   -DBUILD_TESTING=OFF >/dev/null
 cmake --build build-fuzz -j"$(nproc)" --target "${names[@]/#/fuzz_}"
