@@ -29,6 +29,13 @@ std::string host_of(const std::string& url) {
     return url.substr(start, url.find('/', start) - start);
 }
 
+// What a reload may change that could end a refusal by the provider.
+std::string settings_key(const DeliverySettings& s) {
+    const auto& o = s.oauth2;
+    return o.token_endpoint + "\n" + o.client_id + "\n" + o.client_secret + "\n" + o.scope + "\n" +
+           std::to_string(static_cast<int>(o.grant));
+}
+
 std::string seconds_text(std::chrono::milliseconds d) {
     return std::to_string(std::chrono::duration_cast<std::chrono::seconds>(d).count()) + " s";
 }
@@ -123,23 +130,27 @@ Result<std::string> OAuthTokens::access_token() {
     std::lock_guard call(call_);
     if (!loaded_) load_store();
     bool human;
-    std::string problem, refused;
+    std::string problem, refused, refused_settings;
     {
         std::lock_guard lock(state_mutex_);
         human = needs_login_;
         problem = problem_;
         refused = refused_refresh_token_;
+        refused_settings = refused_settings_;
     }
     if (human) {
-        // Only a human ends this: a login (which clears it itself) or a store
-        // put in place by hand, holding a refresh token not yet refused.
+        // Only a human ends this: a login (which clears it itself), a store
+        // put in place by hand holding a refresh token not yet refused, or
+        // a reload that changed the application's settings.
         auto again = read_token_store(s->oauth2.token_store);
-        bool fixed = again && *again && (refused.empty() || (*again)->refresh_token != refused) &&
-                     (!(*again)->refresh_token.empty() || s->oauth2.grant == OAuthGrant::client_credentials);
-        if (!fixed) return R::failure(problem);
+        bool new_store = again && *again && (refused.empty() || (*again)->refresh_token != refused) &&
+                         (!(*again)->refresh_token.empty() || s->oauth2.grant == OAuthGrant::client_credentials);
+        bool new_settings = !refused_settings.empty() && settings_key(*s) != refused_settings;
+        if (!new_store && !new_settings) return R::failure(problem);
         std::lock_guard lock(state_mutex_);
-        tokens_ = **again;
+        if (again && *again) tokens_ = **again;
         needs_login_ = false;
+        refused_settings_.clear();
     }
     std::optional<StoredTokens> held;
     {
@@ -209,6 +220,7 @@ Result<std::string> OAuthTokens::renew(const DeliverySettings& s, const std::str
         if (human) {
             std::lock_guard lock(state_mutex_);
             refused_refresh_token_ = refresh_token;
+            refused_settings_ = settings_key(s);
         }
         if (human) {
             what += delegated ? "; the refresh token is no longer good: run relayguardctl oauth login"

@@ -114,6 +114,7 @@ private:
     TimePoint problem_since_{};
     bool needs_login_ = false;
     std::string refused_refresh_token_;  // the one invalid_grant named
+    std::string refused_settings_;       // the application settings the provider refused
     SteadyTime pause_until_{};           // no call to the endpoint before this, after a failure
     std::optional<Login> login_;
     Counts counts_;

@@ -12,6 +12,7 @@
 
 #include "common/base/unique_fd.h"
 #include "delivery/oauth/token_response.h"
+#include "delivery/queue/queue_file.h"
 
 namespace relayguard {
 
@@ -28,16 +29,6 @@ TimePoint from_millis(const Json& j, const char* name) {
 std::string dir_of(const std::string& path) {
     auto slash = path.rfind('/');
     return slash == std::string::npos ? "." : slash == 0 ? "/" : path.substr(0, slash);
-}
-
-bool write_all(int fd, std::string_view data) {
-    while (!data.empty()) {
-        ssize_t n = ::write(fd, data.data(), data.size());
-        if (n < 0 && errno == EINTR) continue;
-        if (n <= 0) return false;
-        data.remove_prefix(static_cast<std::size_t>(n));
-    }
-    return true;
 }
 
 }  // namespace
@@ -105,8 +96,7 @@ Status write_token_store(const std::string& path, const StoredTokens& t) {
         ::unlink(staging.c_str());
         return Status::failure("cannot rename " + staging + " to " + path + ": " + why);
     }
-    UniqueFd dir(::open(dir_of(path).c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-    if (!dir || ::fsync(dir.get()) != 0) return Status::failure("cannot fsync " + dir_of(path) + ": " + std::strerror(errno));
+    if (!sync_directory(dir_of(path))) return Status::failure("cannot fsync " + dir_of(path) + ": " + std::strerror(errno));
     return Done{};
 }
 

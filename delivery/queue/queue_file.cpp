@@ -35,15 +35,6 @@ namespace {
 constexpr std::string_view magic = "RGQ1\n";
 constexpr std::string_view trailer = "\nEND\n";
 
-bool write_all(int fd, std::string_view data) {
-    while (!data.empty()) {
-        ssize_t n = ::write(fd, data.data(), data.size());
-        if (n < 0 && errno == EINTR) continue;
-        if (n <= 0) return false;
-        data.remove_prefix(static_cast<std::size_t>(n));
-    }
-    return true;
-}
 
 
 }  // namespace

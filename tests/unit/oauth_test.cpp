@@ -370,3 +370,20 @@ TEST_CASE("config: oauth2 presets fill the endpoints; https only; secrets and ke
                                      "\"\n", "t.toml");
     REQUIRE(half.errors.size() == 1);
 }
+
+TEST_CASE("a refused application is asked again only once its settings change (a reload)", "[oauth]") {
+    Fixture f;
+    f.settings->oauth2.grant = OAuthGrant::client_credentials;
+    f.settings->oauth2.client_secret = "wrong";
+    f.endpoint.answer(401, R"({"error":"invalid_client","error_description":"bad secret"})");
+    auto refused = f.tokens.access_token();
+    REQUIRE_FALSE(refused);
+    REQUIRE(refused.error().find("check client_id, client_secret") != std::string::npos);
+    f.clock.advance(std::chrono::minutes(5));
+    REQUIRE_FALSE(f.tokens.access_token());
+    REQUIRE(f.endpoint.requests.size() == 1);  // the same secret is not tried again
+    f.settings->oauth2.client_secret = "right";  // what a reload brings
+    f.endpoint.answer(200, grant("app-token", 3600));
+    REQUIRE(*f.tokens.access_token() == "app-token");
+    REQUIRE(f.endpoint.requests.size() == 2);
+}
