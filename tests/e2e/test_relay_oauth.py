@@ -188,11 +188,27 @@ with IdentityProvider(cert, key, access_lifetime=LIFETIME, rotate=True) as idp, 
         metrics_text = urllib.request.urlopen(f"http://127.0.0.1:{mport}/metrics", timeout=5).read().decode()
         check("relayguard_oauth_token_requests_total{result=\"failed\"} counts it",
               re.search(r'relayguard_oauth_token_requests_total\{result="failed"\} [1-9]', metrics_text), metrics_text[-800:])
+        idp.access_lifetime = 60  # from here on: tokens that outlive the waits below
         rc, out, err, approved = login(relayd, idp)
         check("a new login ends it", rc == 0 and approved, out + err)
         ctl(relayd, "queue", "flush")
         check("and the deferred mail goes out", wait(lambda: not relayd.queued(), 20), relayd.log()[-1500:])
         check("the metrics show the outage over", scrape(mport).get("relayguard_oauth_outage") == 0)
+
+        # --- the smart host refuses a token the relay client still thinks good (535) ---
+        time.sleep(11)  # no session authenticated before is left to reuse; the token is still good
+        idp.expire_access_tokens()  # ...by the relay client's reckoning, not the provider's
+        mark = len(relayd.log())
+        delivered = wait_delivered(sh, 1, 0.1)
+        send(relayd, "user2@example.test")
+        check("a token the smart host refuses defers the mail with its 535, never bounces it",
+              relayd.wait_for(r"status=deferred \(.*AUTH: 535 ", 15), relayd.log()[mark:][-1500:])
+        check("and raises one alert", relayd.wait_for(r"error: alert: smart host 127\.0\.0\.1:\d+ refused the OAuth2 "
+                                                      r"token for relay@example\.test: 535 "), relayd.log()[mark:])
+        check("the next attempt gets a new token and delivers", wait(lambda: not relayd.queued(), 20) and
+              wait_delivered(sh, delivered + 1, 10) >= delivered + 1, relayd.log()[mark:][-1500:])
+        check("which ends that alert", relayd.wait_for(r"alert over: smart host .* takes the OAuth2 token"))
+        check("counted in relayguard_oauth_auth_refused_total", scrape(mport).get("relayguard_oauth_auth_refused_total") == 1)
     finally:
         relayd.stop()
         logs.append(relayd.log())
@@ -214,6 +230,18 @@ with IdentityProvider(cert, key, access_lifetime=LIFETIME, rotate=True) as idp, 
                   bare.maillog()[-1500:])
             check("nor was the token endpoint asked for a token to withhold", len(idp.requests) == asked)
             logs.append(relayd.log())
+
+    # --- a token endpoint that cannot be reached ---
+    store_d = os.path.join(tmp, "tokens-down.json")
+    idp.write_store(store_d, ACCOUNT, idp.issue_refresh_token(ACCOUNT))
+    down = oauth_settings(idp, store_d, cert).replace(idp.token_url, f"https://127.0.0.1:{free_port()}/token")
+    with Relayd(smarthosts(f"127.0.0.1:{sh.port}") + down) as relayd:
+        send(relayd, "user1@example.test")
+        check("a token endpoint that cannot be reached defers the mail, saying so",
+              relayd.wait_for(r"status=deferred \(.*OAuth2: token endpoint 127\.0\.0\.1:\d+: .*(refused|connect)", 20),
+              relayd.log()[-1500:])
+        check("with one alert", relayd.wait_for(r"error: alert: oauth2: .*mail is deferred and the endpoint asked again"))
+        logs.append(relayd.log())
 
     # --- a hostile token endpoint ---
     for how, said in [("huge", "the answer is larger than 64 KiB"),
