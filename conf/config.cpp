@@ -7,6 +7,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <cctype>
@@ -702,6 +703,10 @@ void validate_oauth(DeliverySettings& d, const KeyErrors& fail) {
     if (o.scope.empty()) fail("delivery.oauth2.scope", "auth = \"oauth2\" needs a provider or a scope");
     if (d.username.empty()) {
         fail("delivery.username", "auth = \"oauth2\" needs the mailbox that sends (XOAUTH2 and OAUTHBEARER name it)");
+    } else if (std::any_of(d.username.begin(), d.username.end(),
+                           [](char ch) { return static_cast<unsigned char>(ch) <= ' ' || ch == 0x7f; })) {
+        // It goes into the SASL message, whose fields ^A ends.
+        fail("delivery.username", "must not hold blanks or control characters");
     }
     if (!o.client_secret_file.empty()) {
         if (!o.client_secret.empty()) {

@@ -253,6 +253,10 @@ Result<SmtpConnection> Deliverer::open_session(const DeliverySettings& s, const 
     if (smarthost) {  // our own smart host only: an MX is not told who we are
         tls.cert_file = s.tls_client_cert;
         tls.key_file = s.tls_client_key;
+        // A bearer token goes only to the smart host itself: its certificate
+        // is checked even where STARTTLS is opportunistic, and a failed check
+        // leaves the session plaintext, where the token is withheld.
+        if (s.auth == SmarthostAuth::oauth2) tls.verify = s.tls_verify;
     }
     bool smtp_auth = smarthost && (s.auth == SmarthostAuth::smtp_auth || s.auth == SmarthostAuth::oauth2);
     std::string problem;
@@ -447,6 +451,11 @@ std::optional<TimePoint> Deliverer::attempt(const std::string& queue_dir, const 
     timespec times[2] = {{0, UTIME_OMIT}, {ms / 1000, (ms % 1000) * 1'000'000}};
     ::utimensat(AT_FDCWD, path.c_str(), times, 0);
     return next_attempt;
+}
+
+void Deliverer::forget(const std::string& id) {
+    std::lock_guard lock(reasons_mutex_);
+    deferral_reasons_.erase(id);
 }
 
 std::string Deliverer::deferral_reason(const std::string& id) const {

@@ -80,6 +80,8 @@ public:
     // Why the message's last attempt left recipients pending ("" when it
     // has had none since the start): what `queue list` shows.
     std::string deferral_reason(const std::string& id) const;
+    // The message left the queue by an admin's hand (delete, bounce).
+    void forget(const std::string& id);
 
     Route route_smarthosts(const DeliverySettings& s);
     Route route_mx(const DeliverySettings& s, const std::string& domain);

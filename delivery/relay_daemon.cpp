@@ -31,6 +31,10 @@ void warn_if_plaintext_auth(const DeliverySettings& s) {
         spdlog::warn("delivery.starttls is off and allow_plaintext_auth is false: the password is withheld and mail "
                      "deferred, except over implicit TLS (port 465, or 995 for POP3) or with CRAM-MD5");
     }
+    if (s.auth == SmarthostAuth::oauth2 && !s.tls_verify) {
+        spdlog::warn("delivery.tls_verify is false: the OAuth2 token goes to a smart host whose certificate is not "
+                     "checked, so anyone on the path who answers its STARTTLS can take it");
+    }
     if (!s.allow_plaintext_auth) return;
     const char* what = s.auth == SmarthostAuth::smtp_auth        ? "the smart host's AUTH PLAIN/LOGIN password"
                        : s.auth == SmarthostAuth::pop_before_smtp ? "the POP3 USER/PASS password"
@@ -160,6 +164,7 @@ std::string RelayDaemon::answer_admin(std::string_view request) {
     auto a = queue_request(*current(), std::vector<std::string>(words.begin() + 1, words.end()),
                            [this](const std::string& id) { return deliverer_->deferral_reason(id); });
     if (!a.ok) return json_reply({{"ok", false}, {"error", a.error}});
+    if (words.size() == 3 && (words[1] == "delete" || words[1] == "bounce")) deliverer_->forget(words[2]);
     nlohmann::json j = a.data;
     j["ok"] = true;
     j["text"] = a.text;

@@ -127,6 +127,16 @@ void OAuthTokens::outage_over(const std::string& how) {
 Result<std::string> OAuthTokens::access_token() {
     using R = Result<std::string>;
     auto s = settings_();
+    {
+        // The common case needs no exchange: no wait behind one in progress.
+        std::lock_guard lock(state_mutex_);
+        if (loaded_ && !needs_login_ && tokens_ && !tokens_->access_token.empty() &&
+            clock_.now() + s->oauth2.refresh_margin < tokens_->access_expires &&
+            (s->oauth2.grant == OAuthGrant::client_credentials || tokens_->account.empty() ||
+             tokens_->account == s->username)) {
+            return tokens_->access_token;
+        }
+    }
     std::lock_guard call(call_);
     if (!loaded_) load_store();
     bool human;
@@ -143,8 +153,9 @@ Result<std::string> OAuthTokens::access_token() {
         // put in place by hand holding a refresh token not yet refused, or
         // a reload that changed the application's settings.
         auto again = read_token_store(s->oauth2.token_store);
-        bool new_store = again && *again && (refused.empty() || (*again)->refresh_token != refused) &&
-                         (!(*again)->refresh_token.empty() || s->oauth2.grant == OAuthGrant::client_credentials);
+        // The app-only grant has no refresh token: only its settings can change.
+        bool new_store = s->oauth2.grant == OAuthGrant::refresh_token && again && *again &&
+                         !(*again)->refresh_token.empty() && (refused.empty() || (*again)->refresh_token != refused);
         bool new_settings = !refused_settings.empty() && settings_key(*s) != refused_settings;
         if (!new_store && !new_settings) return R::failure(problem);
         std::lock_guard lock(state_mutex_);
@@ -161,14 +172,26 @@ Result<std::string> OAuthTokens::access_token() {
     if (delegated && held && !held->account.empty() && held->account != s->username) {
         std::string why = "the token store holds tokens for " + held->account + ", but delivery.username is " +
                           s->username + ": run relayguardctl oauth login";
+        {
+            // Until the store holds another refresh token (a login, or by hand).
+            std::lock_guard lock(state_mutex_);
+            refused_refresh_token_ = held->refresh_token;
+        }
         outage(why, true);
         return R::failure(why);
     }
     if (held && !held->access_token.empty() && clock_.now() + s->oauth2.refresh_margin < held->access_expires) {
         return held->access_token;
     }
-    if (auto left = pause_until_ - clock_.steady_now(); left > std::chrono::seconds(0)) {
-        return R::failure(problem + " (the token endpoint is asked again in " +
+    SteadyTime pause_until;
+    {
+        std::lock_guard lock(state_mutex_);
+        pause_until = pause_until_;
+        problem = problem_;
+    }
+    if (auto left = pause_until - clock_.steady_now(); left > std::chrono::seconds(0)) {
+        std::string why = problem.empty() ? "the smart host refused a token just issued" : problem;
+        return R::failure(why + " (the token endpoint is asked again in " +
                           seconds_text(std::chrono::duration_cast<std::chrono::milliseconds>(left)) + ")");
     }
     return renew(*s, held && !held->access_token.empty() ? "the access token ends soon" : "no access token yet");
@@ -176,9 +199,15 @@ Result<std::string> OAuthTokens::access_token() {
 
 void OAuthTokens::refused(const std::string& token) {
     std::lock_guard lock(state_mutex_);
-    if (tokens_ && tokens_->access_token == token) {
-        tokens_->access_token.clear();
-        tokens_->access_expires = TimePoint{};
+    if (!tokens_ || tokens_->access_token != token) return;
+    tokens_->access_token.clear();
+    tokens_->access_expires = TimePoint{};
+    // A token refused within seconds of its issue (in the attempt that got
+    // it) says the mailbox may not send, not that the token is spent: a new
+    // one at every attempt would only rotate the refresh token and invite
+    // the provider's throttling. One refused later is replaced at once.
+    if (clock_.steady_now() - issued_ < std::chrono::seconds(10)) {
+        pause_until_ = clock_.steady_now() + pause_after_failure;
     }
 }
 
@@ -193,7 +222,10 @@ Result<std::string> OAuthTokens::renew(const DeliverySettings& s, const std::str
     }
     auto fail = [&](const std::string& what, bool human) {
         ++counts_.refresh_failed;
-        pause_until_ = clock_.steady_now() + pause_after_failure;
+        {
+            std::lock_guard lock(state_mutex_);
+            pause_until_ = clock_.steady_now() + pause_after_failure;
+        }
         outage(what, human);
         return R::failure(what);
     };
@@ -255,17 +287,25 @@ void OAuthTokens::take_grant(const DeliverySettings& s, const TokenGrant& g, boo
     if (s.oauth2.grant == OAuthGrant::refresh_token) next.refreshed_at = now;
     // On disk before it is used: a provider that rotated the refresh token
     // has already voided the old one.
-    if (auto written = write_token_store(s.oauth2.token_store, next); !written) {
-        spdlog::error("alert: oauth2: {}; the new tokens live in memory only, and a rotated refresh token is lost "
-                      "at the next restart",
-                      written.error());
-    }
+    auto written = write_token_store(s.oauth2.token_store, next);
+    bool was_failing;
     {
         std::lock_guard lock(state_mutex_);
+        was_failing = store_failing_;
+        store_failing_ = !written;
         tokens_ = std::move(next);
         refused_refresh_token_.clear();
+        refused_settings_.clear();
+        pause_until_ = SteadyTime{};
+        issued_ = clock_.steady_now();
     }
-    pause_until_ = SteadyTime{};
+    if (!written && !was_failing) {  // once, until a write succeeds again
+        spdlog::error("alert: oauth2: {}; after a crash or restart the token store may lack the new tokens, and a "
+                      "rotated refresh token with them (then: relayguardctl oauth login)",
+                      written.error());
+    } else if (written && was_failing) {
+        spdlog::info("alert over: oauth2: the token store {} is written again", s.oauth2.token_store);
+    }
     outage_over("a new access token for " + s.username);
 }
 
@@ -292,10 +332,11 @@ SteadyTime OAuthTokens::maintain() {
     {
         std::lock_guard lock(state_mutex_);
         due = s->oauth2.grant == OAuthGrant::refresh_token && !needs_login_ && tokens_ &&
-              !tokens_->refresh_token.empty() && clock_.now() - tokens_->refreshed_at >= s->oauth2.idle_refresh;
+              !tokens_->refresh_token.empty() && clock_.now() - tokens_->refreshed_at >= s->oauth2.idle_refresh &&
+              clock_.steady_now() >= pause_until_;
         if (tokens_) last_use = tokens_->refreshed_at;
     }
-    if (due && clock_.steady_now() >= pause_until_) {
+    if (due) {
         (void)renew(*s, "the refresh token was unused for " + seconds_text(clock_.now() - last_use));
     }
     return clock_.steady_now() + idle_wake;
@@ -323,8 +364,12 @@ void OAuthTokens::poll_login(const DeliverySettings& s) {
     auto answer = endpoint_.post(s.oauth2.token_endpoint, form, s.oauth2.ca_file, s.oauth2.timeout);
     auto next = now + l.device.interval;
     if (!answer) {
+        // RFC 8628 3.5: back off on a connection timeout (doubling, at most a minute).
         spdlog::warn("oauth2: device login: token endpoint {}: {}", host_of(s.oauth2.token_endpoint), answer.error());
-        set([&](Login& x) { x.next_poll = next; });
+        set([&](Login& x) {
+            x.device.interval = std::min(x.device.interval * 2, std::chrono::seconds(60));
+            x.next_poll = now + x.device.interval;
+        });
         return;
     }
     auto parsed = parse_token_answer(answer->body, answer->content_type);
@@ -351,6 +396,12 @@ void OAuthTokens::poll_login(const DeliverySettings& s) {
             });
             spdlog::warn("oauth2: device login for {} failed: {}", s.username, why);
         }
+        return;
+    }
+    if (answer->status != 200) {
+        spdlog::warn("oauth2: device login: token endpoint {} sent a grant with HTTP {}; not taken",
+                     host_of(s.oauth2.token_endpoint), answer->status);
+        set([&](Login& x) { x.next_poll = next; });
         return;
     }
     take_grant(s, *parsed->grant, true);

@@ -106,7 +106,7 @@ private:
     SettingsSource settings_;
     TokenEndpoint& endpoint_;
     const Clock& clock_;
-    std::mutex call_;  // held through an exchange with the endpoint
+    std::mutex call_;  // held through an exchange with the endpoint; taken before state_mutex_
     mutable std::mutex state_mutex_;  // held briefly; guards what follows
     bool loaded_ = false;
     std::optional<StoredTokens> tokens_;
@@ -116,6 +116,8 @@ private:
     std::string refused_refresh_token_;  // the one invalid_grant named
     std::string refused_settings_;       // the application settings the provider refused
     SteadyTime pause_until_{};           // no call to the endpoint before this, after a failure
+    SteadyTime issued_{};                // when the access token in hand was issued
+    bool store_failing_ = false;         // the last write of the token store failed
     std::optional<Login> login_;
     Counts counts_;
 

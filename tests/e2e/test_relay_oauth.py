@@ -45,8 +45,9 @@ def ctl(relayd, *args, timeout=30):
                           timeout=timeout)
 
 
-def oauth_settings(idp, store, cert, extra=""):
-    return (f'auth = "oauth2"\nusername = "{ACCOUNT}"\n' + FAST +
+def oauth_settings(idp, store, cert, extra="", smarthost_ca=None):
+    # The smart hosts' certificate is the test one: the token goes only where it checks out.
+    return (f'auth = "oauth2"\nusername = "{ACCOUNT}"\ntls_ca_file = "{smarthost_ca or cert}"\n' + FAST +
             f'[delivery.oauth2]\ntoken_endpoint = "{idp.token_url}"\ndevice_endpoint = "{idp.device_url}"\n'
             f'client_id = "{idp.client_id}"\nscope = "smtp"\ntoken_store = "{store}"\nca_file = "{cert}"\n'
             f'refresh_margin = "1s"\ntimeout = "2s"\n{extra}')
@@ -226,9 +227,40 @@ with IdentityProvider(cert, key, access_lifetime=LIFETIME, rotate=True) as idp, 
                                   r"sent: a token is sent over TLS only\)"), relayd.log()[-1500:])
             check("one alert for it", relayd.wait_for(r"error: alert: no encrypted session with smart host"))
             time.sleep(2)
-            check("the smart host saw no AUTH at all", "AUTH" not in bare.maillog() and not sasl_logins(bare),
+            check("the smart host saw no authentication at all",
+                  not re.search(r"sasl_method|authentication failed|auth=[1-9]", bare.maillog()) and not sasl_logins(bare),
                   bare.maillog()[-1500:])
             check("nor was the token endpoint asked for a token to withhold", len(idp.requests) == asked)
+            logs.append(relayd.log())
+
+    # --- a smart host whose certificate does not check out: no token ---
+    other_cert, _ = make_test_cert(os.path.join(tmp, "other"), common_name="other.test")
+    store_v = os.path.join(tmp, "tokens-verify.json")
+    idp.write_store(store_v, ACCOUNT, idp.issue_refresh_token(ACCOUNT))
+    asked = len(idp.requests)
+    with Relayd(smarthosts(f"127.0.0.1:{sh.port}") + oauth_settings(idp, store_v, cert, smarthost_ca=other_cert)) as relayd:
+        send(relayd, "user1@example.test")
+        check("a smart host whose certificate does not check out (a man in the middle) gets no token: deferred",
+              relayd.wait_for(r"status=deferred \(.*not encrypted \(STARTTLS failed: .*certificate.*\); the OAuth2 token "
+                              r"not sent"), relayd.log()[-1500:])
+        check("and no token was even fetched for it", len(idp.requests) == asked)
+        logs.append(relayd.log())
+
+    # --- a smart host that refuses every token: no new token at every attempt ---
+    with DovecotInstance(pop3_port=free_port(), auth_port=free_port(),
+                         extra_conf=idp.dovecot_conf(tmp, introspect_url=f"http://127.0.0.1:{free_port()}/x")) as dv4, \
+            smarthost_postfix(dv4, cert, key, free_port()) as sh4:
+        store4 = os.path.join(tmp, "tokens-refusing.json")
+        idp.write_store(store4, ACCOUNT, idp.issue_refresh_token(ACCOUNT))
+        asked = idp.grants("refresh_token")
+        with Relayd(smarthosts(f"127.0.0.1:{sh4.port}") + oauth_settings(idp, store4, cert)) as relayd:
+            send(relayd, "user1@example.test")
+            check("a smart host refusing every token defers the mail with its reply",
+                  relayd.wait_for(r"status=deferred \(.*AUTH: (454|535) ", 15), relayd.log()[-1500:])
+            time.sleep(5)  # several more attempts
+            check("the relay client does not fetch a new token at every attempt",
+                  idp.grants("refresh_token") - asked == 1 and relayd.log().count("status=deferred") >= 3,
+                  (idp.grants("refresh_token") - asked, relayd.log().count("status=deferred")))
             logs.append(relayd.log())
 
     # --- a token endpoint that cannot be reached ---

@@ -195,7 +195,8 @@ TEST_CASE("an access token is cached until the margin before it ends, then refre
     REQUIRE(f.endpoint.field(1, "refresh_token") == "refresh-2");
     REQUIRE(f.stored().refresh_token == "refresh-2");  // kept when none is rotated
 
-    // The smart host refused it: the next call gets a new one.
+    // The smart host refused it a while after its issue: the next call gets a new one.
+    f.clock.advance(std::chrono::seconds(11));
     f.tokens.refused("access-2");
     f.endpoint.answer(200, grant("access-3", 3600));
     REQUIRE(*f.tokens.access_token() == "access-3");
@@ -249,14 +250,37 @@ TEST_CASE("an endpoint that fails or lies is left alone for a while, and mail wa
     REQUIRE(f.tokens.counts().refresh_failed == 2);
 }
 
-TEST_CASE("tokens for another mailbox are not used", "[oauth]") {
+TEST_CASE("tokens for another mailbox are not used, until a login brings the right ones", "[oauth]") {
     Fixture f;
     f.seed("refresh-1");
     f.settings->username = "other@example.test";
     auto t = f.tokens.access_token();
     REQUIRE_FALSE(t);
     REQUIRE(t.error().find("holds tokens for relay@example.test") != std::string::npos);
+    REQUIRE(f.tokens.status().needs_login);
+    REQUIRE_FALSE(f.tokens.access_token());  // the same store: still waiting for a human
+    REQUIRE(f.tokens.status().needs_login);
     REQUIRE(f.endpoint.requests.empty());
+}
+
+TEST_CASE("a token the smart host refuses right after its issue is not replaced at every attempt", "[oauth]") {
+    Fixture f;
+    f.seed("refresh-1");
+    f.endpoint.answer(200, grant("access-1", 3600));
+    REQUIRE(*f.tokens.access_token() == "access-1");
+    f.tokens.refused("access-1");  // a mailbox without the right to send, say
+    auto paused = f.tokens.access_token();
+    REQUIRE_FALSE(paused);
+    REQUIRE(paused.error().find("refused a token just issued") != std::string::npos);
+    REQUIRE(f.endpoint.requests.size() == 1);
+    f.clock.advance(std::chrono::seconds(31));
+    f.endpoint.answer(200, grant("access-2", 3600));
+    REQUIRE(*f.tokens.access_token() == "access-2");
+    // One refused a while after its issue is replaced at once.
+    f.clock.advance(std::chrono::seconds(11));
+    f.tokens.refused("access-2");
+    f.endpoint.answer(200, grant("access-3", 3600));
+    REQUIRE(*f.tokens.access_token() == "access-3");
 }
 
 TEST_CASE("a refresh token unused for idle_refresh is used anyway", "[oauth]") {
@@ -375,6 +399,11 @@ TEST_CASE("a refused application is asked again only once its settings change (a
     Fixture f;
     f.settings->oauth2.grant = OAuthGrant::client_credentials;
     f.settings->oauth2.client_secret = "wrong";
+    // It worked once (a store exists), then its secret was withdrawn.
+    f.endpoint.answer(200, grant("app-token-0", 3600));
+    REQUIRE(f.tokens.access_token());
+    f.clock.advance(std::chrono::minutes(61));
+    f.endpoint.requests.clear();
     f.endpoint.answer(401, R"({"error":"invalid_client","error_description":"bad secret"})");
     auto refused = f.tokens.access_token();
     REQUIRE_FALSE(refused);

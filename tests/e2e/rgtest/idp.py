@@ -115,11 +115,12 @@ class IdentityProvider:
                        "refreshed_at": int(time.time() * 1000)}, f)
         os.chmod(path, 0o600)
 
-    def dovecot_conf(self, directory, mechanisms="oauthbearer xoauth2"):
-        """Dovecot settings (DovecotInstance extra_conf) that check bearer tokens here."""
-        ext = os.path.join(directory, "dovecot-oauth2.conf.ext")
+    def dovecot_conf(self, directory, mechanisms="oauthbearer xoauth2", introspect_url=None):
+        """Dovecot settings (DovecotInstance extra_conf) that check bearer tokens here
+        (or at introspect_url: a dead one makes a smart host that refuses every token)."""
+        ext = os.path.join(directory, f"dovecot-oauth2-{secrets.token_hex(4)}.conf.ext")
         with open(ext, "w") as f:
-            f.write(f"introspection_mode = post\nintrospection_url = {self.introspect_url}\n"
+            f.write(f"introspection_mode = post\nintrospection_url = {introspect_url or self.introspect_url}\n"
                     "username_attribute = username\nactive_attribute = active\nactive_value = true\n")
         return (f"auth_mechanisms = plain login {mechanisms}\n"
                 f"passdb {{\n  driver = oauth2\n  mechanisms = {mechanisms}\n  args = {ext}\n}}\n")
