@@ -354,8 +354,10 @@ void OAuthTokens::poll_login(const DeliverySettings& s) {
     };
     auto now = clock_.steady_now();
     if (now >= l.expires) {
-        set([](Login& x) { x.state = "failed";
-            x.error = "the code expired before it was approved"; });
+        set([](Login& x) {
+            x.state = "failed";
+            x.error = "the code expired before it was approved";
+        });
         spdlog::warn("oauth2: device login for {}: the code expired before it was approved", s.username);
         return;
     }
