@@ -87,7 +87,9 @@ std::optional<Request> request_for(const std::vector<std::string>& args, const s
     }
     if (args.size() == 2 && args[0] == "reload" && args[1] == "relayd") return to_relayd("reload");
     if (args.size() == 2 && args[0] == "oauth" && (args[1] == "login" || args[1] == "status")) {
-        return to_relayd("oauth " + args[1]);
+        Request oauth = to_relayd("oauth " + args[1]);
+        if (args[1] == "login") oauth.timeout_s = 70;  // the relay client asks the provider before it answers
+        return oauth;
     }
     if (args.size() == 1 && (args[0] == "ping" || args[0] == "reload" || args[0] == "status")) r.line = args[0];
     else if (args.size() == 3 && args[0] == "ip" && (args[1] == "show" || args[1] == "unblock")) r.line = "ip " + args[1] + " " + args[2];
@@ -297,8 +299,6 @@ int main(int argc, char** argv) {
         }
     }
     std::string reply;
-    // The relay client asks the provider for a code before it answers.
-    if (request->line == "oauth login") request->timeout_s = 70;
     if (int status = send_request(*request, reply); status != 0) return status;
     if (request->line == "oauth login") return oauth_login(*request, reply, json);
     int status = print_answer(*request, reply, json);

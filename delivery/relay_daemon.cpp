@@ -182,8 +182,6 @@ std::string RelayDaemon::answer_oauth(const std::vector<std::string>& words) {
     if (words.size() == 2 && words[1] == "login") {
         auto started = oauth_->start_login();
         if (!started) return json_reply({{"ok", false}, {"error", started.error()}});
-        std::string uri = started->verification_uri_complete.empty() ? started->verification_uri
-                                                                      : started->verification_uri_complete;
         return json_reply({{"ok", true},
                            {"verification_uri", started->verification_uri},
                            {"verification_uri_complete", started->verification_uri_complete},

@@ -130,8 +130,7 @@ Result<std::string> OAuthTokens::access_token() {
     {
         // The common case needs no exchange: no wait behind one in progress.
         std::lock_guard lock(state_mutex_);
-        if (loaded_ && !needs_login_ && tokens_ && !tokens_->access_token.empty() &&
-            clock_.now() + s->oauth2.refresh_margin < tokens_->access_expires &&
+        if (loaded_ && !needs_login_ && tokens_ && usable(*tokens_, *s) &&
             (s->oauth2.grant == OAuthGrant::client_credentials || tokens_->account.empty() ||
              tokens_->account == s->username)) {
             return tokens_->access_token;
@@ -180,9 +179,7 @@ Result<std::string> OAuthTokens::access_token() {
         outage(why, true);
         return R::failure(why);
     }
-    if (held && !held->access_token.empty() && clock_.now() + s->oauth2.refresh_margin < held->access_expires) {
-        return held->access_token;
-    }
+    if (held && usable(*held, *s)) return held->access_token;  // renewed while this waited for call_
     SteadyTime pause_until;
     {
         std::lock_guard lock(state_mutex_);
@@ -195,6 +192,10 @@ Result<std::string> OAuthTokens::access_token() {
                           seconds_text(std::chrono::duration_cast<std::chrono::milliseconds>(left)) + ")");
     }
     return renew(*s, held && !held->access_token.empty() ? "the access token ends soon" : "no access token yet");
+}
+
+bool OAuthTokens::usable(const StoredTokens& t, const DeliverySettings& s) const {
+    return !t.access_token.empty() && clock_.now() + s.oauth2.refresh_margin < t.access_expires;
 }
 
 void OAuthTokens::refused(const std::string& token) {
@@ -250,11 +251,11 @@ Result<std::string> OAuthTokens::renew(const DeliverySettings& s, const std::str
         if (!parsed->description.empty()) what += " (" + parsed->description.substr(0, 200) + ")";
         bool human = needs_human(parsed->error);
         if (human) {
-            std::lock_guard lock(state_mutex_);
-            refused_refresh_token_ = refresh_token;
-            refused_settings_ = settings_key(s);
-        }
-        if (human) {
+            {
+                std::lock_guard lock(state_mutex_);
+                refused_refresh_token_ = refresh_token;
+                refused_settings_ = settings_key(s);
+            }
             what += delegated ? "; the refresh token is no longer good: run relayguardctl oauth login"
                               : "; check client_id, client_secret and the application's permissions";
         }

@@ -102,6 +102,8 @@ private:
     void outage(const std::string& problem, bool needs_login);
     void outage_over(const std::string& how);
     FormFields client_fields(const DeliverySettings& s) const;
+    // An access token in hand that lasts beyond the refresh margin.
+    bool usable(const StoredTokens& t, const DeliverySettings& s) const;
 
     SettingsSource settings_;
     TokenEndpoint& endpoint_;

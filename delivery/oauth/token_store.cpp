@@ -7,6 +7,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <filesystem>
 
 #include <nlohmann/json.hpp>
 
@@ -26,10 +27,6 @@ TimePoint from_millis(const Json& j, const char* name) {
     return TimePoint(Duration(it != j.end() && it->is_number_integer() ? it->get<long long>() : 0));
 }
 
-std::string dir_of(const std::string& path) {
-    auto slash = path.rfind('/');
-    return slash == std::string::npos ? "." : slash == 0 ? "/" : path.substr(0, slash);
-}
 
 }  // namespace
 
@@ -96,7 +93,8 @@ Status write_token_store(const std::string& path, const StoredTokens& t) {
         ::unlink(staging.c_str());
         return Status::failure("cannot rename " + staging + " to " + path + ": " + why);
     }
-    if (!sync_directory(dir_of(path))) return Status::failure("cannot fsync " + dir_of(path) + ": " + std::strerror(errno));
+    std::string dir = std::filesystem::path(path).parent_path();  // token_store is absolute (checked at load)
+    if (!sync_directory(dir)) return Status::failure("cannot fsync " + dir + ": " + std::strerror(errno));
     return Done{};
 }
 
