@@ -128,15 +128,20 @@ constexpr auto max_idle = std::chrono::seconds(10);
 
 }  // namespace
 
+const char* const Deliverer::password_rule = "delivery.allow_plaintext_auth is false";
+
 std::string Deliverer::withhold(const std::string& server, const std::string& why, const std::string& what,
                                 const std::string& rule) {
     ++counts_.credentials_withheld;
     if (withheld_.started(server)) {
         // Once per outage, where grep and fail2ban find it: the relay client
         // has no mail path of its own to tell the admin by.
+        // The way out differs: a password may go in plaintext on a trusted
+        // wire if the admin says so; a token never does.
+        bool password = rule == password_rule;
         spdlog::error("alert: no encrypted session with {} ({}); credentials withheld, mail deferred until it "
-                      "offers TLS again (delivery.allow_plaintext_auth = true only on a trusted wire)",
-                      server, why);
+                      "offers TLS again ({})",
+                      server, why, password ? "delivery.allow_plaintext_auth = true only on a trusted wire" : rule);
     }
     return "not encrypted (" + why + "); " + what + " not sent: " + rule;
 }

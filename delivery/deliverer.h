@@ -140,7 +140,8 @@ private:
     // Credentials for `server` were not sent as the session is not encrypted
     // (`why`): counts it, alerts once per outage, answers the deferral's words.
     std::string withhold(const std::string& server, const std::string& why, const std::string& what,
-                         const std::string& rule = "delivery.allow_plaintext_auth is false");
+                         const std::string& rule = password_rule);
+    static const char* const password_rule;  // why a password is withheld
     // Credentials went to `server`: ends its outage, if there was one.
     void credentials_sent(const std::string& server, bool encrypted);
 
