@@ -15,7 +15,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from rgtest import PostfixInstance, SmtpSession, free_port, send_message  # noqa: E402
 from rgtest.check import check, finish  # noqa: E402
-from rgtest.daemon import Relayguard  # noqa: E402
+from rgtest.daemon import Relayguard, under_thread_sanitizer  # noqa: E402
 
 CTL = os.environ["RELAYGUARDCTL"]
 RULES = """
@@ -63,9 +63,15 @@ with Relayguard(RULES.format(domains="example.test", rate=100), admin=socket_pat
     # A burst of SIGHUPs, many of them arriving while a reload runs. libmilter's
     # own signal thread takes any SIGHUP that the main thread is not waiting
     # for as "stop the milter" and ends it some seconds later; the daemon must
-    # keep its main thread waiting so that none goes there.
+    # keep its main thread waiting so that none goes there. Not under
+    # ThreadSanitizer: it runs every signal handler with all signals blocked
+    # (its sigaction fills sa_mask), undoing the daemon's SA_NODEFER, so a
+    # SIGHUP arriving during the handler goes to libmilter there alone.
+    burst = 0 if under_thread_sanitizer(rg.binary) else 200
+    if not burst:
+        print("skip the SIGHUP burst: ThreadSanitizer blocks signals while a handler runs", flush=True)
     burst_at = time.monotonic()
-    for _ in range(200):
+    for _ in range(burst):
         rg.proc.send_signal(signal.SIGHUP)
 
     # ... goes on under the new rules and delivers.
@@ -111,9 +117,10 @@ with Relayguard(RULES.format(domains="example.test", rate=100), admin=socket_pat
 
     # libmilter's listener notices a stop within about 10 s.
     time.sleep(max(0.0, burst_at + 11 - time.monotonic()))
-    check("after 200 SIGHUPs in a burst the daemon still runs", rg.alive(), rg.log()[-1000:])
+    check(f"after {burst} SIGHUPs in a burst the daemon still runs", rg.alive(), rg.log()[-1000:])
     r = send_message("127.0.0.1", pf.port, source="127.0.0.36", sender="s@example.org", rcpts=["user1@example.test"])
     check("and its milter still answers: mail is delivered", r.delivered, r.summary())
-    check("the burst was taken as reloads, folded together", 1 <= rg.log().count("received SIGHUP") < 200,
-          rg.log().count("received SIGHUP"))
+    if burst:
+        check("the burst was taken as reloads, folded together",
+              2 <= rg.log().count("received SIGHUP") < burst, rg.log().count("received SIGHUP"))
 finish()

@@ -15,6 +15,12 @@ from .fixtures import FixtureError, free_port, wait_port
 SANITIZER_REPORT = re.compile(r"ERROR: AddressSanitizer|runtime error:|LeakSanitizer|WARNING: ThreadSanitizer")
 
 
+def under_thread_sanitizer(binary):
+    """Whether the program is a ThreadSanitizer build (it links libtsan)."""
+    ldd = subprocess.run(["ldd", binary], capture_output=True, text=True)
+    return "libtsan" in ldd.stdout
+
+
 def stop_process(proc, out, logfile):
     """SIGTERM, then SIGKILL after 20 s. Answers the exit code (-9 when it had
     to be killed), or 99 when a sanitizer reported in its log."""
