@@ -112,6 +112,26 @@ Status check_mail_address(const std::string& v) {
     return Done{};
 }
 
+Status check_optional_absolute_path(const std::string& v) {
+    if (v.empty() || v.front() == '/') return Done{};
+    return fail("expected an absolute path (or \"\" for none)");
+}
+
+// A mail domain for delivery.origin: letters, digits, hyphens and dots, at
+// least one dot ("" = found at run time).
+Status check_mail_domain(const std::string& v) {
+    if (v.empty()) return Done{};
+    bool dot = false;
+    for (char c : v) {
+        dot |= c == '.';
+        if (!std::isalnum(static_cast<unsigned char>(c)) && c != '-' && c != '.') {
+            return fail("expected a domain such as example.org");
+        }
+    }
+    if (!dot || v.front() == '.' || v.back() == '.') return fail("expected a fully qualified domain such as example.org");
+    return Done{};
+}
+
 Status check_ip_port(const std::string& v) {
     if (auto hp = check_host_port(v); !hp) return hp;
     if (v.rfind("unix:", 0) == 0) return fail("expected IP:PORT");
@@ -474,7 +494,10 @@ private:
 // Walks the schema the other way, building TOML from a Config.
 class Renderer {
 public:
-    explicit Renderer(toml::table& root) { tables_.push_back(&root); }
+    // `secrets_as_is`: for comparing two configs only, never for output.
+    explicit Renderer(toml::table& root, bool secrets_as_is = false) : secrets_as_is_(secrets_as_is) {
+        tables_.push_back(&root);
+    }
 
     template <class F>
     void section(std::string_view name, F&& body) {
@@ -485,7 +508,9 @@ public:
         put(name, std::move(t));
     }
     void text(std::string_view name, const std::string& v, Status (*)(const std::string&) = nullptr) { put(name, v); }
-    void secret(std::string_view name, const std::string& v) { put(name, v.empty() ? std::string() : std::string("********")); }
+    void secret(std::string_view name, const std::string& v) {
+        put(name, v.empty() || secrets_as_is_ ? v : std::string("********"));
+    }
     void flag(std::string_view name, bool v) { put(name, v); }
     template <class T>
     void number(std::string_view name, T v, T, T) { put(name, static_cast<std::int64_t>(v)); }
@@ -536,6 +561,7 @@ public:
     }
 
 private:
+    bool secrets_as_is_ = false;
     template <class T>
     void put(std::string_view name, T&& v) { tables_.back()->insert_or_assign(name, std::forward<T>(v)); }
     std::vector<toml::table*> tables_;
@@ -875,6 +901,43 @@ ConfigLoad load_config_file(const std::string& path) {
     std::optional<unsigned> mode;
     if (::stat(path.c_str(), &st) == 0 && S_ISREG(st.st_mode)) mode = static_cast<unsigned>(st.st_mode);
     return load_config(text.str(), path, mode);
+}
+
+namespace {
+
+// A value as TOML text: nodes have no == of their own.
+std::string node_text(const toml::node& n) {
+    std::ostringstream os;
+    n.visit([&os](const auto& v) { os << v; });
+    return os.str();
+}
+
+void diff_tables(const toml::table& a, const toml::table& b, const std::string& prefix, std::vector<std::string>& out) {
+    std::set<std::string> keys;
+    for (const auto& [k, v] : a) keys.insert(std::string(k.str()));
+    for (const auto& [k, v] : b) keys.insert(std::string(k.str()));
+    for (const auto& k : keys) {
+        const toml::node* x = a.get(k);
+        const toml::node* y = b.get(k);
+        std::string path = prefix.empty() ? k : prefix + "." + k;
+        if (x && y && x->is_table() && y->is_table() && !x->as_table()->is_inline()) {
+            diff_tables(*x->as_table(), *y->as_table(), path, out);
+        } else if (!x || !y || node_text(*x) != node_text(*y)) {
+            out.push_back(path);
+        }
+    }
+}
+
+}  // namespace
+
+std::vector<std::string> changed_settings(const Config& before, const Config& after) {
+    toml::table a, b;
+    Renderer ra(a, true), rb(b, true);
+    config_schema(ra, const_cast<Config&>(before));
+    config_schema(rb, const_cast<Config&>(after));
+    std::vector<std::string> out;
+    diff_tables(a, b, "", out);
+    return out;
 }
 
 std::string render_config(const Config& config) {

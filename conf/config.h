@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "common/base/reload_outcome.h"
 #include "common/daemon/daemon_settings.h"
 #include "common/daemon/log_settings.h"
 #include "common/net/resolver_settings.h"
@@ -80,6 +81,10 @@ ConfigLoad load_config_text(std::string_view text, const std::string& source_nam
 
 // The effective settings as TOML, with secrets masked.
 std::string render_config(const Config& config);
+
+// The dotted keys ("listen.policy", "store.redis.servers") whose effective
+// values differ between two configs, secrets included; sorted.
+std::vector<std::string> changed_settings(const Config& before, const Config& after);
 
 // The example config compiled into the binary.
 std::string_view embedded_default_config();

@@ -16,6 +16,8 @@ Status check_login_pattern(const std::string& v);
 Status check_log_level(const std::string& v);
 Status check_alert_event(const std::string& v);
 Status check_mail_address(const std::string& v);
+Status check_mail_domain(const std::string& v);
+Status check_optional_absolute_path(const std::string& v);
 Status check_ip_port(const std::string& v);
 Status check_optional_ip_port(const std::string& v);
 Status check_optional_loopback_ip_port(const std::string& v);
@@ -175,6 +177,7 @@ void store_schema(V& v, Config& c) {
         auto& s = c.store;
         v.choice("type", s.type, {{"memory", StoreType::memory}, {"redis", StoreType::redis}});
         v.number("memory_max_clients", s.memory_max_clients, 100u, 100'000'000u);
+        v.text("memory_snapshot", s.memory_snapshot, check_optional_absolute_path);
         v.choice("fail_mode", c.policy.store_fail_mode, {{"tempfail", StoreFailMode::tempfail}, {"open", StoreFailMode::open}});
         v.reply("failure_reply", c.policy.store_failure_reply);
         v.section("redis", [&] {
@@ -221,6 +224,7 @@ void delivery_schema(V& v, Config& c) {
         v.text("tls_client_cert", d.tls_client_cert);
         v.text("tls_client_key", d.tls_client_key);
         v.text("helo_name", d.helo_name);
+        v.text("origin", d.origin, check_mail_domain);
         v.number("threads", d.threads, 1u, 256u);
         v.duration("connect_timeout", d.connect_timeout, std::chrono::seconds(1));
         v.duration("command_timeout", d.command_timeout, std::chrono::seconds(1));

@@ -4,7 +4,7 @@
 // object with --json.
 //
 //   relayguardctl [--socket PATH] [--json] ping | status | reload
-//   relayguardctl [--socket PATH] [--json] ip show ADDR | ip unblock ADDR
+//   relayguardctl [--socket PATH] [--json] ip show ADDR | ip unblock ADDR | ip reset ADDR
 //   relayguardctl [--socket PATH] [--json] pop grant ADDR [--user NAME] [--minutes N]
 //   relayguardctl [--socket PATH] [--json] pop show ADDR | pop list
 //   relayguardctl [--socket PATH] [--json] user show USER | user clear USER
@@ -13,7 +13,8 @@
 //   relayguardctl [--relayd-socket PATH] [--json] reload relayd
 //   relayguardctl [--relayd-socket PATH] [--json] oauth login | oauth status
 //
-// Exit status: 0 done, 1 the daemon refused the request, 64 bad usage,
+// Exit status: 0 done, 1 the daemon refused the request, 2 reloaded but
+// some changes need a restart (the reply names them), 64 bad usage,
 // 69 the daemon cannot be reached, 77 permission denied on the socket.
 #include <poll.h>
 #include <spawn.h>
@@ -32,30 +33,37 @@
 #include <nlohmann/json.hpp>
 
 #include "common/base/unique_fd.h"
+#include "common/base/version.h"
 
 extern char** environ;
 
 namespace {
 
 constexpr int exit_refused = 1;
+constexpr int exit_restart_needed = 2;  // reloaded, but some changes apply only after a restart
 constexpr int exit_usage = 64;
 constexpr int exit_unavailable = 69;
 constexpr int exit_noperm = 77;
 constexpr const char* default_socket = "/run/relayguard/admin.sock";
 constexpr const char* default_relayd_socket = "/run/relayguard/relayd.sock";
 
+void print_usage(std::ostream& to) {
+    to << "usage: relayguardctl [--socket PATH] [--json] ping | status | reload\n"
+          "       relayguardctl [--socket PATH] [--json] ip show ADDR | ip unblock ADDR | ip reset ADDR\n"
+          "       relayguardctl [--socket PATH] [--json] pop grant ADDR [--user NAME] [--minutes N]\n"
+          "       relayguardctl [--socket PATH] [--json] pop show ADDR | pop list\n"
+          "       relayguardctl [--socket PATH] [--json] user show USER | user clear USER\n"
+          "       relayguardctl [--socket PATH] [--postfix-config DIR] user release USER\n"
+          "       relayguardctl [--relayd-socket PATH] [--json] queue list | show ID | flush [ID] | delete ID | bounce ID\n"
+          "       relayguardctl [--relayd-socket PATH] [--json] reload relayd\n"
+          "       relayguardctl [--relayd-socket PATH] [--json] oauth login | oauth status\n"
+          "       relayguardctl --help | --version\n"
+          "The sockets default to "
+       << default_socket << " (listen.admin) and " << default_relayd_socket << " (delivery.admin).\n";
+}
+
 int usage() {
-    std::cerr << "usage: relayguardctl [--socket PATH] [--json] ping | status | reload\n"
-                 "       relayguardctl [--socket PATH] [--json] ip show ADDR | ip unblock ADDR\n"
-                 "       relayguardctl [--socket PATH] [--json] pop grant ADDR [--user NAME] [--minutes N]\n"
-                 "       relayguardctl [--socket PATH] [--json] pop show ADDR | pop list\n"
-                 "       relayguardctl [--socket PATH] [--json] user show USER | user clear USER\n"
-                 "       relayguardctl [--socket PATH] [--postfix-config DIR] user release USER\n"
-                 "       relayguardctl [--relayd-socket PATH] [--json] queue list | show ID | flush [ID] | delete ID | bounce ID\n"
-                 "       relayguardctl [--relayd-socket PATH] [--json] reload relayd\n"
-                 "       relayguardctl [--relayd-socket PATH] [--json] oauth login | oauth status\n"
-                 "The sockets default to " << default_socket << " (listen.admin) and " << default_relayd_socket
-              << " (delivery.admin).\n";
+    print_usage(std::cerr);
     return exit_usage;
 }
 
@@ -92,7 +100,7 @@ std::optional<Request> request_for(const std::vector<std::string>& args, const s
         return oauth;
     }
     if (args.size() == 1 && (args[0] == "ping" || args[0] == "reload" || args[0] == "status")) r.line = args[0];
-    else if (args.size() == 3 && args[0] == "ip" && (args[1] == "show" || args[1] == "unblock")) r.line = "ip " + args[1] + " " + args[2];
+    else if (args.size() == 3 && args[0] == "ip" && (args[1] == "show" || args[1] == "unblock" || args[1] == "reset")) r.line = "ip " + args[1] + " " + args[2];
     else if (args.size() == 2 && args[0] == "pop" && args[1] == "list") r.line = "pop list";
     else if (args.size() == 3 && args[0] == "user" && (args[1] == "show" || args[1] == "release" || args[1] == "clear")) {
         r.line = "user " + args[1] + " " + args[2];
@@ -168,7 +176,11 @@ int print_answer(const Request& r, const std::string& reply, bool json) {
     } else {
         std::cerr << "relayguardctl: " << answer.value("error", "refused") << "\n";
     }
-    return ok ? 0 : exit_refused;
+    if (!ok) return exit_refused;
+    // A reload that left changes waiting for a restart is not "done".
+    auto waiting = answer.find("needs_restart");
+    if (waiting != answer.end() && waiting->is_array() && !waiting->empty()) return exit_restart_needed;
+    return 0;
 }
 
 // `user release`: the daemon lifted the mark and named the queue ids it held;
@@ -284,8 +296,14 @@ int main(int argc, char** argv) {
         } else if (a == "--json") {
             json = true;
         } else if (a == "--help" || a == "-h") {
-            usage();
+            print_usage(std::cout);
             return 0;
+        } else if (a == "--version") {
+            std::cout << "relayguardctl " << relayguard::relayguard_version() << "\n";
+            return 0;
+        } else if (a.rfind("--", 0) == 0 && a != "--user" && a != "--minutes") {
+            std::cerr << "relayguardctl: unknown option '" << a << "'\n";
+            return usage();
         } else {
             args.push_back(a);
         }

@@ -18,11 +18,6 @@ namespace relayguard {
 
 namespace {
 
-std::string domain_of(const std::string& address) {
-    auto at = address.rfind('@');
-    return at == std::string::npos ? "" : ascii_lower(std::string_view(address).substr(at + 1));
-}
-
 bool is_ip(const std::string& s) {
     unsigned char buf[16];
     return ::inet_pton(AF_INET, s.c_str(), buf) == 1 || ::inet_pton(AF_INET6, s.c_str(), buf) == 1;
@@ -56,7 +51,7 @@ Deliverer::Resolved Deliverer::resolve(const std::string& name, int port, bool i
 
 Route Deliverer::route_smarthosts(const DeliverySettings& s) {
     Route route;
-    route.destination = "smarthost";
+    route.destination = destination_key(s, "");
     auto deadline = clock_.steady_now() + resolver_.budget();
     for (const auto& entry : s.smarthosts) {
         auto colon = entry.rfind(':');
@@ -74,7 +69,7 @@ Route Deliverer::route_smarthosts(const DeliverySettings& s) {
 
 Route Deliverer::route_mx(const DeliverySettings& s, const std::string& domain) {
     Route route;
-    route.destination = "mx:" + domain;
+    route.destination = destination_key(s, domain);
     auto deadline = clock_.steady_now() + resolver_.budget();
     auto mx = resolver_.lookup(domain, DnsType::mx, deadline);
     switch (mx.outcome) {
@@ -474,7 +469,7 @@ std::map<std::string, std::vector<std::size_t>> Deliverer::group_by_destination(
     std::map<std::string, std::vector<std::size_t>> groups;
     for (std::size_t i = 0; i < m.recipients.size(); ++i) {
         if (m.recipients[i].state != RecipientState::pending) continue;
-        groups[s.route == DeliveryRoute::smarthost ? "" : domain_of(m.recipients[i].address)].push_back(i);
+        groups[s.route == DeliveryRoute::smarthost ? "" : recipient_domain(m.recipients[i].address)].push_back(i);
     }
     return groups;
 }

@@ -79,6 +79,9 @@ struct DeliverySettings {
     std::string tls_client_key;
     OAuthSettings oauth2;
     std::string helo_name;    // "" = the host name
+    // The domain relayguard-sendmail gives a sender or recipient without one
+    // (Postfix's myorigin); "" = /etc/mailname, else this host's full name.
+    std::string origin;
     std::uint32_t threads = 4;
     Duration connect_timeout = std::chrono::seconds(30);
     Duration command_timeout = std::chrono::minutes(5);

@@ -5,14 +5,23 @@
 // forget a dead host.
 #pragma once
 
+#include <cstdint>
 #include <map>
 #include <mutex>
 #include <optional>
 #include <string>
 
 #include "common/base/clock.h"
+#include "delivery/delivery_settings.h"
 
 namespace relayguard {
+
+// The domain of an address, lower-cased ("" without an @).
+std::string recipient_domain(const std::string& address);
+
+// The circuit breaker's key for mail to `domain`: "smarthost" when all mail
+// goes through the smart hosts, else "mx:" and the domain.
+std::string destination_key(const DeliverySettings& settings, const std::string& domain);
 
 class DestinationState {
 public:
@@ -22,17 +31,26 @@ public:
     // A failure to connect (or to be served): rest for min·2^(n-1), at most max.
     TimePoint failed(const std::string& destination, TimePoint now, Duration min, Duration max);
     void succeeded(const std::string& destination);
+    // `queue flush`: the rest ends now and the failures are forgotten, as
+    // Postfix's `postqueue -f` forgets dead destinations. Answers when the
+    // rest would have ended, if it was resting.
+    std::optional<TimePoint> end_rest(const std::string& destination, TimePoint now);
 
 private:
     struct Entry {
         std::uint32_t failures = 0;
         TimePoint until{};
     };
-    void save();  // mutex_ held
+    // mutex_ held. The file is read again when another process changed it
+    // (`relayguard-relayd queue flush` while relayd runs), so a rest it
+    // ended is ended here too.
+    void load_if_changed();
+    void save();
 
     const std::string file_;
     std::mutex mutex_;
     std::map<std::string, Entry> entries_;
+    std::int64_t seen_mtime_ns_ = -1;  // the file's mtime when last read or written; -1: none
 };
 
 // Postfix's retry rule: wait as long as the message has already waited,

@@ -53,7 +53,8 @@ std::string json_reply(nlohmann::json j) {
 RelayDaemon::RelayDaemon(Config config, std::string config_path)
     : config_(std::move(config)),
       config_path_(std::move(config_path)),
-      settings_(std::make_shared<const DeliverySettings>(config_.delivery)) {}
+      settings_(std::make_shared<const DeliverySettings>(config_.delivery)),
+      applied_(config_) {}
 
 RelayDaemon::~RelayDaemon() = default;
 
@@ -146,8 +147,12 @@ std::string RelayDaemon::answer_admin(std::string_view request) {
     for (std::string w; in >> w;) words.push_back(w);
     if (words.size() == 1 && words[0] == "ping") return json_reply({{"ok", true}, {"text", "relayguard-relayd is running"}});
     if (words.size() == 1 && words[0] == "reload") {
-        if (auto reloaded = reload(); !reloaded) return json_reply({{"ok", false}, {"error", reloaded.error()}});
-        return json_reply({{"ok", true}, {"text", "configuration reloaded"}});
+        auto reloaded = reload();
+        if (!reloaded) return json_reply({{"ok", false}, {"error", reloaded.error()}});
+        return json_reply({{"ok", true},
+                           {"text", reloaded->text()},
+                           {"applied", reloaded->applied},
+                           {"needs_restart", reloaded->needs_restart}});
     }
     if (!words.empty() && words[0] == "oauth") return answer_oauth(words);
     if (words.empty() || words[0] != "queue") {
@@ -161,7 +166,7 @@ std::string RelayDaemon::answer_admin(std::string_view request) {
     if (words.size() == 3 && (words[1] == "delete" || words[1] == "bounce") && running && running->busy(words[2])) {
         return json_reply({{"ok", false}, {"error", words[2] + " is being delivered right now; try again in a moment"}});
     }
-    auto a = queue_request(*current(), std::vector<std::string>(words.begin() + 1, words.end()),
+    auto a = queue_request(*current(), std::vector<std::string>(words.begin() + 1, words.end()), *destinations_,
                            [this](const std::string& id) { return deliverer_->deferral_reason(id); });
     if (!a.ok) return json_reply({{"ok", false}, {"error", a.error}});
     if (words.size() == 3 && (words[1] == "delete" || words[1] == "bounce")) deliverer_->forget(words[2]);
@@ -325,34 +330,55 @@ void RelayDaemon::stop(const std::string& why) {
     if (!config_.delivery.admin.empty()) ::unlink(ListenAddress::parse(config_.delivery.admin)->path.c_str());
 }
 
-Status RelayDaemon::reload() {
+namespace {
+
+// What relayd binds or sets up at start: its listeners, queue directory,
+// threads and logging. Every other [delivery] setting applies at the next
+// attempt; the policy daemon's tables are not relayd's business.
+bool relayd_restart_only(const std::string& key) {
+    for (const char* k : {"delivery.listen", "delivery.allowed_clients", "delivery.admin", "delivery.metrics",
+                          "delivery.threads", "delivery.queue_dir", "listen.socket_mode", "listen.admin_group"}) {
+        if (key == k) return true;
+    }
+    return key.rfind("log.", 0) == 0;
+}
+
+}  // namespace
+
+Result<ReloadOutcome> RelayDaemon::reload() {
+    using R = Result<ReloadOutcome>;
     std::lock_guard reloading(reload_mutex_);
     auto again = load_config(config_path_);
     if (!again.config) {
         for (const auto& e : again.errors) spdlog::error("reload refused, the running configuration stays: {}", e.to_string());
-        return Status::failure(again.errors_text());
+        return R::failure(again.errors_text());
     }
-    DeliverySettings next = again.config->delivery;
+    ReloadOutcome outcome;
+    for (auto& key : changed_settings(applied_, *again.config)) {
+        if (relayd_restart_only(key)) outcome.needs_restart.push_back(std::move(key));
+        else if (key.rfind("delivery.", 0) == 0) outcome.applied.push_back(std::move(key));
+    }
+    // What was set up at start stays, and is what the next reload compares with.
+    Config in_force = applied_;
+    in_force.delivery = again.config->delivery;
     const DeliverySettings& started = config_.delivery;
-    // What was set up at start stays; say so rather than pretend.
-    auto networks = [](const std::vector<IpGroup>& groups) {
-        std::vector<std::string> out;
-        for (const auto& g : groups)
-            for (const auto& n : g.networks) out.push_back(n.to_string());
-        return out;
-    };
-    if (next.listen != started.listen || next.admin != started.admin || next.metrics != started.metrics ||
-        next.threads != started.threads || next.queue_dir != started.queue_dir ||
-        networks(next.allowed_clients) != networks(started.allowed_clients)) {
-        spdlog::warn("reload: delivery.listen, allowed_clients, admin, metrics, threads and queue_dir apply after a "
-                     "restart; the running ones stay");
-    }
+    DeliverySettings& next = in_force.delivery;
+    next.listen = started.listen;
+    next.allowed_clients = started.allowed_clients;
+    next.admin = started.admin;
+    next.metrics = started.metrics;
+    next.threads = started.threads;
     next.queue_dir = started.queue_dir;  // the scheduler's and the admin commands' queue must be one
     warn_if_plaintext_auth(next);
-    std::lock_guard lock(settings_mutex_);
-    settings_ = std::make_shared<const DeliverySettings>(std::move(next));
-    spdlog::info("reloaded {}: routing and lifetimes apply to queued mail from the next attempt", again.config->source);
-    return Done{};
+    {
+        std::lock_guard lock(settings_mutex_);
+        settings_ = std::make_shared<const DeliverySettings>(next);
+    }
+    applied_ = std::move(in_force);
+    spdlog::info("reload: configuration {} applied: {}; routing and lifetimes apply to queued mail from the next "
+                 "attempt", again.config->source, outcome.changes());
+    if (!outcome.needs_restart.empty()) spdlog::warn("reload: {}", outcome.not_applied());
+    return outcome;
 }
 
 }  // namespace relayguard

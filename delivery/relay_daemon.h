@@ -41,8 +41,9 @@ public:
     std::string run_until_signal();
     void stop(const std::string& why);
     // SIGHUP and `relayguardctl reload relayd`; a config with errors is
-    // refused, named in the failure, and the running one stays.
-    Status reload();
+    // refused, named in the failure, and the running one stays. Settings
+    // bound at start keep their running values: the outcome names them.
+    Result<ReloadOutcome> reload();
 
 private:
     std::shared_ptr<const DeliverySettings> current();
@@ -69,6 +70,7 @@ private:
     UniqueFd listener_, admin_fd_;
     std::atomic<Scheduler*> scheduler_ptr_{nullptr};  // set once the scheduler runs
     std::mutex reload_mutex_;
+    Config applied_;  // under reload_mutex_: the config in force, start-only parts as started
     std::unique_ptr<AdminSocket> admin_;
     MetricsExporter metrics_;
     std::unique_ptr<Scheduler> scheduler_;

@@ -6,11 +6,14 @@
 //
 //   relayguard-relayd [--config FILE]
 //   relayguard-relayd [--config FILE] queue list | show ID | flush [ID] | delete ID | bounce ID
+//   relayguard-relayd --help | --version
 #include <csignal>
 #include <iostream>
 
+#include "common/base/version.h"
 #include "common/daemon/logging.h"
 #include "conf/config.h"
+#include "delivery/destination_state.h"
 #include "delivery/queue/queue_admin.h"
 #include "delivery/relay_daemon.h"
 
@@ -21,9 +24,20 @@ using namespace relayguard;
 constexpr int exit_usage = 64;
 constexpr int exit_config = 78;
 
+void usage(std::ostream& to) {
+    to << "usage: relayguard-relayd [--config FILE]\n"
+          "       relayguard-relayd [--config FILE] queue list | show ID | flush [ID] | delete ID | bounce ID\n"
+          "       relayguard-relayd --help | --version\n"
+          "Without --config it runs on the embedded default (the example configuration);\n"
+          "the packaged service passes --config /etc/relayguard/relayguard.toml.\n";
+}
+
 // `relayguard-relayd queue ...`: the answer printed, as postqueue prints.
+// With relayd stopped, `queue flush` ends the rests kept in the queue
+// directory; a running relayd holds its own: ask it (relayguardctl).
 int queue_command(const DeliverySettings& s, const std::vector<std::string>& args) {
-    auto a = queue_request(s, args);
+    DestinationState destinations(s.queue_dir + "/destinations");
+    auto a = queue_request(s, args, destinations);
     std::cout << a.text;
     if (a.ok) return 0;
     std::cerr << "relayguard-relayd: " << a.error << "\n";
@@ -44,19 +58,27 @@ int main(int argc, char** argv) {
             queue_mode = true;
             queue_args.assign(argv + i + 1, argv + argc);
             break;
+        } else if (a == "--help" || a == "-h") {
+            usage(std::cout);
+            return 0;
+        } else if (a == "--version") {
+            std::cout << "relayguard-relayd " << relayguard_version() << "\n";
+            return 0;
         } else {
-            std::cerr << "usage: relayguard-relayd [--config FILE] [queue list|show ID|flush [ID]|delete ID]\n";
+            std::cerr << "relayguard-relayd: unknown argument '" << a << "'\n";
+            usage(std::cerr);
             return exit_usage;
         }
     }
     auto loaded = load_config(config_path);
     for (const auto& e : loaded.errors) std::cerr << "relayguard-relayd: " << e.to_string() << "\n";
     if (!loaded.config) return exit_config;
-    if (queue_mode) return queue_command(loaded.config->delivery, queue_args);
     if (auto logging = setup_logging(loaded.config->log, "relayguard-relayd"); !logging) {
         std::cerr << "relayguard-relayd: key 'log': " << logging.error() << "\n";
         return exit_config;
     }
+    // After the logging: a message deleted or bounced here is a log line too.
+    if (queue_mode) return queue_command(loaded.config->delivery, queue_args);
     // Every thread inherits these blocked: the main thread alone takes them
     // (sigwait), and a write to a closed socket fails with EPIPE instead.
     sigset_t signals;

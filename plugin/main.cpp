@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "common/daemon/logging.h"
+#include "common/base/version.h"
 #include "conf/config.h"
 #include "doctor/doctor.h"
 #include "plugin/policy_daemon.h"
@@ -20,6 +21,7 @@ constexpr int exit_config = 78;  // EX_CONFIG
 void usage(std::FILE* to) {
     std::fputs(
         "usage: relayguard [--config FILE]\n"
+        "       relayguard --help | --version\n"
         "       relayguard --check-config FILE\n"
         "       relayguard --print-default-config\n"
         "       relayguard doctor [--config FILE] [--postfix DIR | --sendmail-cf FILE] [--json | --summary]\n"
@@ -66,6 +68,9 @@ int main(int argc, char** argv) {
             return 0;
         } else if (a == "--help" || a == "-h") {
             usage(stdout);
+            return 0;
+        } else if (a == "--version") {
+            std::cout << "relayguard " << relayguard::relayguard_version() << "\n";
             return 0;
         } else {
             std::cerr << "relayguard: unknown argument '" << a << "'\n";

@@ -26,28 +26,33 @@ bool wants_dns(const PolicySettings& p) {
 
 // Sockets, store, workers, alerts, logging and the resolver are set up once,
 // at start: a reload that changes them says so rather than half-applying.
-void warn_restart_only_changes(const Config& before, const Config& after) {
-    auto section = [](const std::string& text, const std::string& name) {
-        auto at = text.find("\n[" + name + "]\n");
-        if (at == std::string::npos) return std::string();
-        auto end = text.find("\n[", at + 1);
-        return text.substr(at, end == std::string::npos ? std::string::npos : end - at);
-    };
-    // A leading newline, so the first section is found like the others.
-    std::string old_text = "\n" + render_config(before), new_text = "\n" + render_config(after);
-    for (const char* name : {"listen", "daemon", "store", "alerts", "log", "pop_before_smtp", "auth_events"}) {
-        if (section(old_text, name) != section(new_text, name)) {
-            spdlog::warn("reload: [{}] changed; that part applies after a restart", name);
-        }
+// Settings bound at start: sockets, privileges, the store, alerts, logging,
+// the log followers and the resolver. ([delivery] is relayd's.)
+bool restart_only(const std::string& key) {
+    for (const char* table : {"listen.", "daemon.", "store.", "alerts.", "log.", "pop_before_smtp.", "auth_events."}) {
+        if (key.rfind(table, 0) == 0) return true;
     }
-    const auto& r0 = before.dns;
-    const auto& r1 = after.dns;
-    if (r0.servers != r1.servers || r0.timeout != r1.timeout || r0.tries != r1.tries ||
-        r0.cache_max_entries != r1.cache_max_entries || r0.cache_max_ttl != r1.cache_max_ttl ||
-        r0.negative_ttl != r1.negative_ttl) {
-        spdlog::warn("reload: the resolver settings in [dns] changed; they apply after a restart "
-                     "(the checks' switches and replies apply now)");
+    for (const char* k : {"dns.servers", "dns.timeout", "dns.tries", "dns.cache_max_entries", "dns.cache_max_ttl",
+                          "dns.negative_ttl"}) {
+        if (key == k) return true;
     }
+    return false;
+}
+
+// The config a reload puts in force: `fresh`, with what is bound at start
+// taken from `running`.
+Config in_force_after_reload(const Config& running, const Config& fresh) {
+    Config c = fresh;
+    c.listen = running.listen;
+    c.daemon = running.daemon;
+    c.store = running.store;
+    c.alerts = running.alerts;
+    c.log = running.log;
+    c.pop_before_smtp = running.pop_before_smtp;
+    c.auth_events = running.auth_events;
+    c.dns = running.dns;
+    c.delivery = running.delivery;
+    return c;
 }
 
 void add_decision_metrics(MetricsExporter& metrics) {
@@ -199,6 +204,7 @@ int PolicyDaemon::start() {
     log_effective_settings(config_);
     announce_alerts();
     state_ = std::make_unique<SharedState>(config_.store, config_.policy.store_fail_mode, clock_, alerts_);
+    state_->restore_memory(config_.store, clock_.now());
     if (!wire_resolver()) return 78;  // EX_CONFIG
     wire_metrics();
     if (!metrics_.serve_if_set(config_.listen.metrics)) return 1;
@@ -215,7 +221,10 @@ int PolicyDaemon::start() {
     follow_auth_failures();
     // SIGHUP reloads on a thread of its own, started before the main thread
     // takes signals, so that it inherits them blocked.
-    reloads_ = std::make_unique<ReloadRequests>([this] { return reload(); });
+    reloads_ = std::make_unique<ReloadRequests>([this] {
+        auto r = reload();
+        return r ? Status(Done{}) : Status::failure(r.error());
+    });
     auto inbox = SignalInbox::open();
     if (!inbox) {
         spdlog::critical("signals: {}", inbox.error());
@@ -523,29 +532,40 @@ void PolicyDaemon::stop(const std::string& why) {
         }
     }
     set_refusal_observer(nullptr);
+    // Every front end has ended: the counters are final.
+    if (state_) state_->save_memory(config_.store, clock_.now());
     spdlog::info("relayguard stopped");
 }
 
-Status PolicyDaemon::reload() {
+Result<ReloadOutcome> PolicyDaemon::reload() {
+    using R = Result<ReloadOutcome>;
     std::lock_guard lock(reload_mutex_);
     auto fresh = load_config(config_path_);
     if (!fresh.config) {
         for (const auto& e : fresh.errors) spdlog::error("reload refused, the running configuration stays: {}", e.to_string());
-        return Status::failure(fresh.errors_text());
+        return R::failure(fresh.errors_text());
     }
-    const Config& c = *fresh.config;
-    if (wants_dns(c.policy) && !dns_) spdlog::warn("reload: DNS checks were off at start; they start working after a restart");
-    warn_restart_only_changes(config_, c);
+    ReloadOutcome outcome;
+    for (auto& key : changed_settings(applied_, *fresh.config)) {
+        if (key.rfind("delivery.", 0) == 0) continue;
+        (restart_only(key) ? outcome.needs_restart : outcome.applied).push_back(std::move(key));
+    }
+    Config c = in_force_after_reload(applied_, *fresh.config);
+    if (wants_dns(c.policy) && !dns_) {
+        outcome.needs_restart.push_back("dns checks (the resolver starts with the first check on at start)");
+    }
     auto policy = effective_policy(c);
     if (!policy) {
         spdlog::error("reload refused, the running configuration stays: {}", policy.error());
-        return Status::failure(policy.error());
+        return R::failure(policy.error());
     }
     engine_->replace(make_engine(*policy));
     watch_mta_domains();  // a reload may be the first to read the MTA
-    spdlog::info("reload: configuration {} applied", c.source);
+    spdlog::info("reload: configuration {} applied: {}", fresh.config->source, outcome.changes());
+    if (!outcome.needs_restart.empty()) spdlog::warn("reload: {}", outcome.not_applied());
+    // The running values, never the file's for what did not apply.
     log_effective_settings(c);
-    return Done{};
+    return outcome;
 }
 
 }  // namespace relayguard

@@ -48,7 +48,9 @@ public:
     void stop(const std::string& why);
     // SIGHUP and `relayguardctl reload`: the new policy applies to the next
     // decision; a config with errors is refused and the running one stays.
-    Status reload();
+    // Settings bound at start (sockets, store, logging, ...) keep their
+    // running values: the outcome names them.
+    Result<ReloadOutcome> reload();
 
 private:
     void announce_alerts();

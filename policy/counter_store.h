@@ -67,6 +67,9 @@ struct ClientCounters {
     std::uint32_t failed_logins = 0;       // distinct, in the brute-force window
     std::optional<TimePoint> blocked_until;
     GuessKind blocked_for = GuessKind::unknown_recipient;
+    // When the oldest entry of each windowed count was made: the count
+    // drops by one when it is a window old (none: the count is 0).
+    std::optional<TimePoint> oldest_message, oldest_unknown_recipient, oldest_failed_login;
 };
 
 class CounterStore {

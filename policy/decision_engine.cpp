@@ -574,4 +574,10 @@ std::optional<DecisionEngine::ClientReport> DecisionEngine::inspect(const IpAddr
 
 bool DecisionEngine::unblock(const IpAddress& client) { return counters_.unblock(client_key(client)); }
 
+bool DecisionEngine::reset(const IpAddress& client) {
+    bool was_blocked = counters_.unblock(client_key(client));
+    counters_.forget_messages(client_key(client));
+    return was_blocked;
+}
+
 }  // namespace relayguard

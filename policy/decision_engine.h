@@ -130,6 +130,9 @@ public:
 
     // Lifts the client's block (harvest or failed logins); whether there was one.
     bool unblock(const IpAddress& client);
+    // `ip reset`: unblock, and the client's message count starts again
+    // from 0 (its open connections stay: they end by themselves).
+    bool reset(const IpAddress& client);
 
 private:
     // Counts a refusal as a failed command and escalates to closing the

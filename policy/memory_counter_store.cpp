@@ -266,11 +266,20 @@ std::optional<ClientCounters> MemoryCounterStore::inspect(const std::string& cli
     auto it = clients_.find(client);
     if (it == clients_.end()) return out;
     const ClientEntry& c = it->second;
-    for (auto t : c.messages) out.messages += t > now - windows.message_rate ? 1 : 0;
+    auto count = [now](TimePoint t, Duration window, std::uint32_t& n, std::optional<TimePoint>& oldest) {
+        if (t <= now - window) return;
+        ++n;
+        if (!oldest || t < *oldest) oldest = t;
+    };
+    for (auto t : c.messages) count(t, windows.message_rate, out.messages, out.oldest_message);
     for (const auto& [id, expires] : c.in_flight) out.messages_in_flight += expires > now ? 1 : 0;
     out.connections = static_cast<std::uint32_t>(c.connections.size());
-    for (const auto& [rcpt, seen] : c.unknown) out.unknown_recipients += seen > now - windows.unknown_recipients ? 1 : 0;
-    for (const auto& [login, seen] : c.failed_logins) out.failed_logins += seen > now - windows.failed_logins ? 1 : 0;
+    for (const auto& [rcpt, seen] : c.unknown) {
+        count(seen, windows.unknown_recipients, out.unknown_recipients, out.oldest_unknown_recipient);
+    }
+    for (const auto& [login, seen] : c.failed_logins) {
+        count(seen, windows.failed_logins, out.failed_logins, out.oldest_failed_login);
+    }
     out.blocked_until = active_block(c, now);
     out.blocked_for = c.blocked_for;
     return out;

@@ -16,9 +16,11 @@
 #include <functional>
 #include <mutex>
 #include <string>
+#include <string_view>
 #include <unordered_map>
 #include <unordered_set>
 
+#include "common/base/result.h"
 #include "policy/counter_store.h"
 #include "policy/recent_networks.h"
 
@@ -57,6 +59,19 @@ public:
                                           TimePoint now) override;
 
     std::size_t client_count() const;
+
+    // What must outlive a clean restart (memory_store_snapshot.cpp): each
+    // client's counted messages, guesses and block, and the failed-AUTH
+    // bars, as text; entries that no longer matter at `now` are left out,
+    // as are open connections and messages in flight (they end with the
+    // process). Pure: the daemon writes and reads the file.
+    std::string snapshot(TimePoint now) const;
+    struct Restored {
+        std::size_t clients = 0, blocks = 0;
+    };
+    // Adds a snapshot's entries, those still mattering at `now`; a text
+    // that is not a snapshot is refused whole, naming its first bad line.
+    Result<Restored> restore(std::string_view text, TimePoint now);
 
     // How long a message may stay in flight before its slot is given back
     // unasked. Every front end ends its transactions (the milter's close

@@ -10,7 +10,20 @@ namespace relayguard {
 namespace {
 std::shared_ptr<spdlog::logger> g_security;
 std::shared_ptr<spdlog::logger> g_connections;
+
+constexpr const char* line_pattern = "%Y-%m-%dT%H:%M:%S.%e%z %n[%P] %l: %v";
+
+// The file and stderr pattern on every sink of `logger` but its own syslog
+// sinks (the first `targets` sinks mirror log.targets), which keep theirs.
+void set_pattern_except_syslog(spdlog::logger& logger, std::size_t targets) {
+    auto& sinks = logger.sinks();
+    for (std::size_t i = 0; i < sinks.size(); ++i) {
+        if (i < targets && std::dynamic_pointer_cast<spdlog::sinks::syslog_sink_mt>(sinks[i])) continue;
+        sinks[i]->set_pattern(line_pattern);
+    }
 }
+
+}  // namespace
 
 Status setup_logging(const LogSettings& settings, const std::string& program) {
     std::vector<spdlog::sink_ptr> sinks;
@@ -30,24 +43,41 @@ Status setup_logging(const LogSettings& settings, const std::string& program) {
         main->flush_on(spdlog::level::info);
         spdlog::set_default_logger(main);
 
-        std::vector<spdlog::sink_ptr> security_sinks = sinks;
+        // Over syslog only the message travels, under the program's tag: the
+        // security and connection lines carry their logger's name and level
+        // in it, so `grep relayguard/security` and fail2ban find them in the
+        // journal and in mail.log as in the files.
+        auto marked = [&](const std::string& name) {
+            std::vector<spdlog::sink_ptr> out;
+            for (std::size_t i = 0; i < sinks.size(); ++i) {
+                if (settings.targets[i] != "syslog") {
+                    out.push_back(sinks[i]);
+                    continue;
+                }
+                auto own = std::make_shared<spdlog::sinks::syslog_sink_mt>(program, LOG_PID, LOG_MAIL, true);
+                own->set_pattern(name + " %l: %v");
+                out.push_back(own);
+            }
+            return out;
+        };
+        std::vector<spdlog::sink_ptr> security_sinks = marked(program + "/security");
         if (!settings.security_log.empty()) {
             auto file = std::make_shared<spdlog::sinks::basic_file_sink_mt>(settings.security_log);
             security_sinks.push_back(file);
         }
         g_security = std::make_shared<spdlog::logger>(program + "/security", security_sinks.begin(), security_sinks.end());
-        g_security->set_pattern("%Y-%m-%dT%H:%M:%S.%e%z %n[%P] %l: %v");
+        set_pattern_except_syslog(*g_security, settings.targets.size());
         g_security->set_level(spdlog::level::info);
         g_security->flush_on(spdlog::level::info);
 
         if (settings.connection_log) {
-            std::vector<spdlog::sink_ptr> connection_sinks = sinks;
+            std::vector<spdlog::sink_ptr> connection_sinks = marked(program + "/connection");
             if (!settings.connection_log_file.empty()) {
                 connection_sinks.push_back(std::make_shared<spdlog::sinks::basic_file_sink_mt>(settings.connection_log_file));
             }
             g_connections = std::make_shared<spdlog::logger>(program + "/connection", connection_sinks.begin(),
                                                              connection_sinks.end());
-            g_connections->set_pattern("%Y-%m-%dT%H:%M:%S.%e%z %n[%P] %l: %v");
+            set_pattern_except_syslog(*g_connections, settings.targets.size());
             g_connections->set_level(spdlog::level::info);
             g_connections->flush_on(spdlog::level::info);
         }

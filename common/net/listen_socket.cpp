@@ -3,6 +3,7 @@
 
 #include <arpa/inet.h>
 #include <grp.h>
+#include <pwd.h>
 #include <netdb.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -80,6 +81,19 @@ Result<UniqueFd> open_listener(const ListenAddress& addr, const std::string& mod
         mode_t old = ::umask(static_cast<mode_t>(~want & 0777));
         int rc = ::bind(fd.get(), reinterpret_cast<sockaddr*>(&sun), sizeof(sun));
         ::umask(old);
+        if (rc != 0 && (errno == EACCES || errno == ENOENT)) {
+            // Most often /run/relayguard: made by systemd's RuntimeDirectory,
+            // by tmpfiles.d at boot, or by a daemon started as root; a
+            // start as the unprivileged user by other means needs it made.
+            std::string why = "bind " + addr.path + ": " + std::strerror(errno);
+            std::string dir = addr.path.substr(0, addr.path.rfind('/'));
+            passwd* pw = ::getpwuid(::geteuid());
+            std::string user = pw ? pw->pw_name : std::to_string(::geteuid());
+            return Result<UniqueFd>::failure(
+                why + "; " + dir + " must exist and be writable by " + user + ": create it (install -d -o " + user +
+                " -m 0750 " + dir + "; the package's tmpfiles.d and systemd units do this), or start as root with "
+                "daemon.user set");
+        }
         if (rc != 0) return fail("bind " + addr.path);
         if (auto grouped = set_socket_group(addr.path, group); !grouped) return Result<UniqueFd>::failure(grouped.error());
         if (::listen(fd.get(), listen_backlog) != 0) return fail("listen " + addr.path);

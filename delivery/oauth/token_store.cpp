@@ -11,6 +11,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "common/base/durable_file.h"
 #include "common/base/unique_fd.h"
 #include "delivery/oauth/token_response.h"
 #include "delivery/queue/queue_file.h"
@@ -77,25 +78,8 @@ Status write_token_store(const std::string& path, const StoredTokens& t) {
            {"access_expires", millis(t.access_expires)},
            {"authorised_at", millis(t.authorised_at)},
            {"refreshed_at", millis(t.refreshed_at)}};
-    std::string body = j.dump(2) + "\n";
-    std::string staging = path + ".new";
-    ::unlink(staging.c_str());  // a leftover of a crash between write and rename
-    UniqueFd fd(::open(staging.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600));
-    if (!fd) return Status::failure("cannot create " + staging + ": " + std::strerror(errno));
-    bool ok = ::fchmod(fd.get(), 0600) == 0 && write_all(fd.get(), body) && ::fsync(fd.get()) == 0;
-    if (!ok) {
-        std::string why = std::strerror(errno);
-        ::unlink(staging.c_str());
-        return Status::failure("cannot write " + staging + ": " + why);
-    }
-    if (::rename(staging.c_str(), path.c_str()) != 0) {
-        std::string why = std::strerror(errno);
-        ::unlink(staging.c_str());
-        return Status::failure("cannot rename " + staging + " to " + path + ": " + why);
-    }
-    std::string dir = std::filesystem::path(path).parent_path();  // token_store is absolute (checked at load)
-    if (!sync_directory(dir)) return Status::failure("cannot fsync " + dir + ": " + std::strerror(errno));
-    return Done{};
+    // token_store is absolute (checked at load).
+    return replace_file_durably(path, j.dump(2) + "\n", 0600);
 }
 
 }  // namespace relayguard

@@ -118,6 +118,8 @@ std::vector<std::string> Queue::pickup() {
     std::string incoming = dir_ + "/incoming/";
     for (const auto& name : names_in(dir_ + "/incoming")) {
         std::string path = incoming + name;
+        struct stat dropped {};
+        if (::stat(path.c_str(), &dropped) != 0) continue;  // taken meanwhile
         auto m = read_queue_file(path, true);
         if (!m || m->id != name) {
             spdlog::error("queue: incoming/{} unreadable ({}); moved to corrupt/", name,
@@ -139,7 +141,9 @@ std::vector<std::string> Queue::pickup() {
         }
         ::unlink(path.c_str());
         sync_directory(dir_ + "/incoming");
-        spdlog::info("{}: from=<{}> nrcpt={} picked up from relayguard-sendmail", name, m->sender, m->recipients.size());
+        // As the SMTP intake's line, with who submitted it (the file's owner).
+        spdlog::info("{}: queued from=<{}> nrcpt={} size={} uid={} via=relayguard-sendmail", name, m->sender,
+                     m->recipients.size(), m->content.size(), dropped.st_uid);
     }
     return taken;
 }

@@ -6,9 +6,13 @@
 #include <unistd.h>
 
 #include <cstring>
+#include <set>
+
+#include <spdlog/spdlog.h>
 
 #include "common/base/system_clock.h"
 #include "common/base/text_codec.h"
+#include "delivery/destination_state.h"
 #include "delivery/reports/delivery_report.h"
 #include "delivery/queue/queue.h"
 
@@ -23,6 +27,19 @@ QueueAnswer error_answer(const std::string& why) {
     a.ok = false;
     a.error = why;
     return a;
+}
+
+// What an admin reads when the id names no message (the file is gone, or
+// never was), rather than the errno's words.
+QueueAnswer no_such_message(const std::string& id) { return error_answer("no message " + id + " in the queue"); }
+
+const char* state_word(RecipientState state) {
+    switch (state) {
+    case RecipientState::delivered: return "delivered";
+    case RecipientState::failed: return "failed";
+    case RecipientState::pending: break;
+    }
+    return "to go";
 }
 
 // A queue id names a file in active/: no path tricks.
@@ -63,45 +80,70 @@ QueueAnswer queue_list(const DeliverySettings& s, const DeferralReasons& reasons
     return a;
 }
 
-// `queue show ID`: the envelope, the recipients' states and the headers.
-QueueAnswer queue_show(const DeliverySettings& s, const std::string& id) {
-    std::string active = s.queue_dir + "/active/";
+// `queue show ID`: the envelope, each recipient's state in words, the
+// last attempt's problem, and the headers as text.
+QueueAnswer queue_show(const DeliverySettings& s, const std::string& id, const DeferralReasons& reasons) {
+    std::string path = s.queue_dir + "/active/" + id;
     QueueAnswer a;
-    auto m = read_queue_file(active + id, true);
-    if (!m) return error_answer(id + ": " + m.error());
+    auto m = read_queue_file(path, true);
+    if (!m) return ::access(path.c_str(), F_OK) != 0 ? no_such_message(id) : error_answer(id + ": " + m.error());
     nlohmann::json rcpts = nlohmann::json::array();
     a.text = "id: " + m->id + "\narrival: " + iso(m->arrival) + "\nfrom: <" + m->sender + ">\n";
     for (const auto& r : m->recipients) {
-        a.text += "to: <" + r.address + "> " + static_cast<char>(r.state) + "\n";
-        rcpts.push_back({{"address", r.address}, {"state", std::string(1, static_cast<char>(r.state))}});
+        a.text += "to: <" + r.address + ">  " + state_word(r.state) + "\n";
+        rcpts.push_back({{"address", r.address}, {"state", state_word(r.state)}});
     }
-    // Headers came from outside: no terminal escapes reach the admin's screen.
-    std::string headers = m->content.substr(0, m->content.find("\r\n\r\n"));
-    for (auto& c : headers) {
+    std::string reason = reasons ? reasons(id) : "";
+    if (!reason.empty()) a.text += "last attempt: " + reason + "\n";
+    // Headers came from outside: no terminal escapes reach the admin's
+    // screen. The line ends are the queue file's CRLF, shown as lines.
+    std::string raw = m->content.substr(0, m->content.find("\r\n\r\n"));
+    std::string headers;
+    for (std::size_t i = 0; i < raw.size(); ++i) {
+        char c = raw[i];
         auto u = static_cast<unsigned char>(c);
-        if ((u < 0x20 && c != '\n' && c != '\t') || u == 0x7f) c = '?';
+        if (c == '\r' && i + 1 < raw.size() && raw[i + 1] == '\n') continue;
+        headers += (u < 0x20 && c != '\n' && c != '\t') || u == 0x7f ? '?' : c;
     }
     a.text += "size: " + std::to_string(m->size) + "\n\n" + headers + "\n";
     a.data = {{"id", m->id}, {"arrival", iso(m->arrival)}, {"sender", m->sender}, {"recipients", rcpts},
-              {"size", m->size}, {"headers", headers}, {"warned", m->warned}};
+              {"size", m->size}, {"headers", headers}, {"warned", m->warned}, {"reason", reason}};
     return a;
 }
 
-// `queue flush [ID]`: every message (or one) due now.
-QueueAnswer queue_flush(const DeliverySettings& s, const std::vector<std::string>& args) {
+// `queue flush [ID]`: every message (or one) due now, and the rest of the
+// destinations they wait for ended, as Postfix's `postqueue -f` does:
+// otherwise a message "due now" would still wait out its smart host's rest.
+QueueAnswer queue_flush(const DeliverySettings& s, const std::vector<std::string>& args,
+                        DestinationState& destinations) {
     std::string active = s.queue_dir + "/active/";
     Queue q(s.queue_dir);
     QueueAnswer a;
     std::size_t n = 0;
+    std::set<std::string> waited_for;
     for (const auto& e : q.scan()) {
-        if (args.size() == 1 || e.id == args[1]) {
-            timespec times[2] = {{0, UTIME_OMIT}, {0, UTIME_NOW}};
-            n += ::utimensat(AT_FDCWD, (active + e.id).c_str(), times, 0) == 0;
+        if (args.size() == 2 && e.id != args[1]) continue;
+        timespec times[2] = {{0, UTIME_OMIT}, {0, UTIME_NOW}};
+        if (::utimensat(AT_FDCWD, (active + e.id).c_str(), times, 0) != 0) continue;
+        ++n;
+        if (auto m = read_queue_file(active + e.id, false)) {
+            for (const auto& r : m->recipients) {
+                if (r.state == RecipientState::pending) waited_for.insert(destination_key(s, recipient_domain(r.address)));
+            }
         }
     }
-    if (args.size() == 2 && n == 0) return error_answer(args[1] + ": no such message");
+    if (args.size() == 2 && n == 0) return no_such_message(args[1]);
+    SystemClock clock;
+    nlohmann::json ended = nlohmann::json::array();
     a.text = std::to_string(n) + " message(s) due now\n";
-    a.data = {{"due_now", n}};
+    for (const auto& d : waited_for) {
+        auto until = destinations.end_rest(d, clock.now());
+        if (!until) continue;
+        ended.push_back(d);
+        a.text += d + ": its rest after failures (until " + iso(*until) + ") is ended; tried again now\n";
+        spdlog::info("queue flush: the rest of destination {} is ended by the administrator", d);
+    }
+    a.data = {{"due_now", n}, {"rests_ended", ended}};
     return a;
 }
 
@@ -113,7 +155,7 @@ QueueAnswer queue_bounce(const DeliverySettings& s, const std::string& id) {
     Queue q(s.queue_dir);
     QueueAnswer a;
     auto m = read_queue_file(active + id, true);
-    if (!m) return error_answer(id + ": " + m.error());
+    if (!m) return ::access((active + id).c_str(), F_OK) != 0 ? no_such_message(id) : error_answer(id + ": " + m.error());
     SystemClock clock;
     DeliveryReport report;
     report.reporting_mta = mail_host_name(s);
@@ -135,6 +177,8 @@ QueueAnswer queue_bounce(const DeliverySettings& s, const std::string& id) {
         auto queued = q.enqueue(report_message(s, report, m->content), report.now);
         if (!queued) return error_answer(id + ": could not queue the bounce: " + queued.error());
         a.text += id + ": bounce " + *queued + " queued to <" + m->sender + ">\n";
+        spdlog::info("{}: sender notified: failure report {} to <{}> ({} recipient(s), by the administrator)", id,
+                     *queued, m->sender, report.recipients.size());
         a.data["bounce"] = *queued;
     }
     for (const auto* r : bounced) {
@@ -142,9 +186,11 @@ QueueAnswer queue_bounce(const DeliverySettings& s, const std::string& id) {
             return error_answer(id + ": could not record the bounce");
         }
         a.text += id + ": to=<" + r->address + "> status=bounced (by the administrator)\n";
+        spdlog::info("{}: to=<{}> status=bounced (returned by the administrator: queue bounce)", id, r->address);
     }
     ::unlink((active + id).c_str());
     sync_directory(s.queue_dir + "/active");
+    spdlog::info("{}: removed (queue bounce)", id);
     a.text += id + ": " + std::to_string(bounced.size()) + " recipient(s) bounced, removed from the queue\n";
     a.data["bounced"] = bounced.size();
     return a;
@@ -154,8 +200,11 @@ QueueAnswer queue_bounce(const DeliverySettings& s, const std::string& id) {
 QueueAnswer queue_delete(const DeliverySettings& s, const std::string& id) {
     std::string active = s.queue_dir + "/active/";
     QueueAnswer a;
-    if (::unlink((active + id).c_str()) != 0) return error_answer(id + ": " + std::strerror(errno));
+    if (::unlink((active + id).c_str()) != 0) {
+        return errno == ENOENT ? no_such_message(id) : error_answer(id + ": " + std::strerror(errno));
+    }
     sync_directory(s.queue_dir + "/active");
+    spdlog::info("{}: removed (queue delete by the administrator; no one is told)", id);
     a.text = id + " deleted\n";
     a.data = {{"deleted", id}};
     return a;
@@ -163,11 +212,12 @@ QueueAnswer queue_delete(const DeliverySettings& s, const std::string& id) {
 
 }  // namespace
 
-QueueAnswer queue_request(const DeliverySettings& s, const std::vector<std::string>& args, const DeferralReasons& reasons) {
+QueueAnswer queue_request(const DeliverySettings& s, const std::vector<std::string>& args,
+                          DestinationState& destinations, const DeferralReasons& reasons) {
     if (args.size() >= 2 && !plain_id(args[1])) return error_answer("'" + args[1] + "' is not a queue id");
     if (args.size() == 1 && args[0] == "list") return queue_list(s, reasons);
-    if (args.size() == 2 && args[0] == "show") return queue_show(s, args[1]);
-    if ((args.size() == 1 || args.size() == 2) && args[0] == "flush") return queue_flush(s, args);
+    if (args.size() == 2 && args[0] == "show") return queue_show(s, args[1], reasons);
+    if ((args.size() == 1 || args.size() == 2) && args[0] == "flush") return queue_flush(s, args, destinations);
     if (args.size() == 2 && args[0] == "bounce") return queue_bounce(s, args[1]);
     if (args.size() == 2 && args[0] == "delete") return queue_delete(s, args[1]);
     QueueAnswer u = error_answer("usage: queue list | show ID | flush [ID] | delete ID | bounce ID");

@@ -2,6 +2,7 @@
 // `relayguard-relayd queue ...` and the relay client's admin socket (and so
 // `relayguardctl queue ...`). They work on the queue directory itself, like
 // postqueue/postsuper: a running daemon sees each change at its next scan.
+// Every message that leaves the queue here is a log line with its id.
 #pragma once
 
 #include <nlohmann/json.hpp>
@@ -13,6 +14,8 @@
 #include "delivery/delivery_settings.h"
 
 namespace relayguard {
+
+class DestinationState;
 
 struct QueueAnswer {
     bool ok = true;
@@ -26,7 +29,9 @@ struct QueueAnswer {
 // ("" when it does not).
 using DeferralReasons = std::function<std::string(const std::string& id)>;
 
+// `destinations`: the rests that `queue flush` ends (the running daemon's,
+// or the queue directory's file when relayd is not running).
 QueueAnswer queue_request(const DeliverySettings& settings, const std::vector<std::string>& args,
-                          const DeferralReasons& reasons = {});
+                          DestinationState& destinations, const DeferralReasons& reasons = {});
 
 }  // namespace relayguard

@@ -55,11 +55,6 @@ bool storable_address(std::string_view address) {
     return true;
 }
 
-bool sync_directory(const std::string& path) {
-    UniqueFd fd(::open(path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-    return fd && ::fsync(fd.get()) == 0;
-}
-
 namespace {
 
 std::string serialize_header(const QueuedMessage& m) {

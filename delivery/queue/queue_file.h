@@ -15,6 +15,7 @@
 
 #include "common/base/result.h"
 #include "common/base/clock.h"
+#include "common/base/durable_file.h"
 
 namespace relayguard {
 
@@ -70,8 +71,5 @@ bool mark_recipient(const std::string& path, const QueuedRecipient& recipient, R
 
 // Records that the delay warning was sent, and fsyncs the file.
 bool mark_warned(const std::string& path, const QueuedMessage& message);
-
-// fsync of a directory, so a rename or an unlink in it is on disk.
-bool sync_directory(const std::string& path);
 
 }  // namespace relayguard

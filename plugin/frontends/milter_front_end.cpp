@@ -15,6 +15,7 @@
 #include <atomic>
 #include <csignal>
 #include <charconv>
+#include <cstdlib>
 #include <memory>
 #include <optional>
 #include <thread>
@@ -93,6 +94,21 @@ std::string milter_text(const std::string& text) {
         if (c == '%') out += '%';
     }
     return out;
+}
+
+// The reply the MTA gave a recipient it refused itself, from the macros
+// Postfix sends with it: {rcpt_host} the enhanced status ("5.1.1"),
+// {rcpt_addr} the text. The code follows the status's class.
+SmtpReply mta_reply(const RcptFacts& facts) {
+    SmtpReply r;
+    r.status = facts.mta_status;
+    r.text = facts.mta_text;
+    r.code = !facts.mta_status.empty() && facts.mta_status[0] == '4' ? 450 : 550;
+    if (facts.mta_status.size() == 3 && facts.mta_status.find('.') == std::string::npos) {
+        r.code = std::atoi(facts.mta_status.c_str());  // an MTA that sends the code alone
+        r.status.clear();
+    }
+    return r;
 }
 
 sfsistat answer(SMFICTX* ctx, MilterSession& s, const Decision& d, std::string_view stage, std::string_view rcpt = {},
@@ -245,13 +261,23 @@ sfsistat on_envrcpt(SMFICTX* ctx, char** argv) {
     auto scope = stage();
     Decision d = g_engine->current()->on_rcpt(s->state, facts);
     if (facts.rejected_by_mta) {
-        // The MTA has already refused it; our answer would be ignored.
-        log_decision(s->state, d, DecisionContext{"milter", "rcpt", s->sender, facts.recipient, started});
-        if (d.verdict == Verdict::close) {
+        // The MTA has already refused it with its own reply; ours would be
+        // ignored. A block this recipient set is an event of its own, and
+        // the refusal is logged with the reply the client really got.
+        Decision seen = d;
+        if (d.refused() && d.verdict != Verdict::close) {
+            security_log()->warn("blocked client={} rule={} by=milter detail={} (set at a recipient the MTA refused; "
+                                 "from now on the client's commands are refused with \"{}\")",
+                                 s->state.client.to_string(), d.rule, log_quoted(d.detail), d.reply.to_string());
+            seen.reply = mta_reply(facts);
+            seen.verdict = seen.reply.temporary() ? Verdict::tempfail : Verdict::reject;
+        }
+        log_decision(s->state, seen, DecisionContext{"milter", "rcpt", s->sender, facts.recipient, started});
+        if (d.refused()) {
             ++s->refusals;
             s->last_rule = d.rule;
-            s->pending_close = d.reply;
         }
+        if (d.verdict == Verdict::close) s->pending_close = d.reply;
         return SMFIS_CONTINUE;
     }
     return answer(ctx, *s, d, "rcpt", facts.recipient, started);
@@ -328,7 +354,11 @@ sfsistat on_close(SMFICTX* ctx) {
     if (s) {
         auto scope = stage();
         g_engine->current()->on_close(s->state);
-        g_ledger->session_closed(s->ledger_key);
+        // The policy service's refusals in this session count too (Postfix
+        // asks it at RCPT, where it refuses relaying and recipients).
+        auto by_policy = g_ledger->session_closed(s->ledger_key);
+        s->refusals += by_policy.count;
+        if (by_policy.count > 0) s->last_rule = by_policy.last_rule;
         log_session(*s);
         s.reset();
         --g_open_sessions;

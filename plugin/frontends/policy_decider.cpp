@@ -87,6 +87,7 @@ void PolicyDecider::start_transaction(DecisionEngine& engine, PolicyConnection& 
     conn.counted_at_rcpt = mail.count_at_check;
     conn.mail_decision = engine.on_mail(conn.session, mail);
     log_decision(conn.session, conn.mail_decision, {"policy", "mail", sender, "", arrival});
+    if (conn.mail_decision.refused()) ledger_.policy_refused(conn.session_key, conn.mail_decision.rule, engine.now());
 }
 
 // Postfix names the queue file only once it is open: not at the first
@@ -109,6 +110,7 @@ Decision PolicyDecider::at_rcpt(DecisionEngine& engine, PolicyConnection& conn, 
     std::string recipient(request.get("recipient"));
     Decision d = engine.on_rcpt(conn.session, RcptFacts{recipient, false, "", ""});
     log_decision(conn.session, d, {"policy", "rcpt", request.get("sender"), recipient, arrival});
+    if (d.refused()) ledger_.policy_refused(conn.session_key, d.rule, engine.now());
     note_held(engine, conn, d, request);
     return d;
 }
@@ -125,6 +127,7 @@ Decision PolicyDecider::at_end_of_message(DecisionEngine& engine, PolicyConnecti
     conn.counted_at_rcpt = false;
     Decision d = engine.on_eom(conn.session, eom);
     log_decision(conn.session, d, {"policy", "eom", request.get("sender"), "", arrival});
+    if (d.refused()) ledger_.policy_refused(conn.session_key, d.rule, engine.now());
     note_held(engine, conn, d, request);
     conn.instance.clear();
     return d;

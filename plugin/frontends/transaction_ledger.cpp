@@ -63,12 +63,21 @@ bool TransactionLedger::first_to_count(const std::string& session, const std::st
     return true;
 }
 
-void TransactionLedger::session_closed(const std::string& session) {
+void TransactionLedger::policy_refused(const std::string& session, const std::string& rule, TimePoint now) {
+    std::lock_guard lock(mutex_);
+    Entry& e = touch(session, now);
+    ++e.policy_refusals.count;
+    e.policy_refusals.last_rule = rule;
+}
+
+TransactionLedger::Refusals TransactionLedger::session_closed(const std::string& session) {
     std::lock_guard lock(mutex_);
     auto it = entries_.find(session);
-    if (it == entries_.end()) return;
+    if (it == entries_.end()) return {};
+    Refusals r = std::move(it->second.policy_refusals);
     order_.erase(it->second.age);
     entries_.erase(it);
+    return r;
 }
 
 std::size_t TransactionLedger::size() const {

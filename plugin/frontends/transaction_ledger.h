@@ -10,6 +10,8 @@
 //   - at end of data both front ends know Postfix's queue id (the milter's
 //     {i}, the policy request's queue_id): the first to report a queue id
 //     counts the message, whichever order Postfix asks them in.
+//   - the policy service's refusals are noted for the session, so that the
+//     milter's connection-log line counts every refusal of the session.
 // An SMTP session is named by client address and port, which both front ends
 // see; both must therefore talk to the same relayguard process (the shipped
 // wiring: both on loopback). Entries age out, so sessions whose close the
@@ -17,6 +19,7 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 #include <list>
 #include <mutex>
 #include <string>
@@ -44,8 +47,16 @@ public:
     // it, which counts the message; false for any later one. An empty queue
     // id is never a duplicate.
     bool first_to_count(const std::string& session, const std::string& queue_id, TimePoint now);
-    // The milter saw the session end.
-    void session_closed(const std::string& session);
+    // The policy service refused something in the session under `rule`:
+    // the milter's connection-log line for the session counts it.
+    void policy_refused(const std::string& session, const std::string& rule, TimePoint now);
+    // The milter saw the session end: what the policy service refused in it
+    // (count, last rule), and the session forgotten.
+    struct Refusals {
+        std::uint32_t count = 0;
+        std::string last_rule;
+    };
+    Refusals session_closed(const std::string& session);
 
     std::size_t size() const;
 
@@ -55,6 +66,7 @@ private:
         bool milter_mail = false;    // the milter checked the current transaction's MAIL
         std::string instance;        // the policy transaction that took that check over
         std::string counted_queue_id;
+        Refusals policy_refusals;
         std::list<std::string>::iterator age;  // position in order_
     };
     Entry& touch(const std::string& session, TimePoint now);

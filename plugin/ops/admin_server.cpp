@@ -74,11 +74,13 @@ std::string AdminServer::handle(std::string_view request) {
     if (words[0] == "pop") return pop_command(words);
     if (words[0] == "user") return user_command(words);
     if (words[0] == "reload" && words.size() == 1) {
-        auto reloaded = hooks_.reload ? hooks_.reload() : Status::failure("reload is not available");
+        auto reloaded = hooks_.reload ? hooks_.reload() : Result<ReloadOutcome>::failure("reload is not available");
         if (!reloaded) return failure(reloaded.error());
-        return success({{"text", "configuration reloaded"}});
+        return success({{"text", reloaded->text()},
+                        {"applied", reloaded->applied},
+                        {"needs_restart", reloaded->needs_restart}});
     }
-    return failure("unknown command '" + words[0] + "'; commands: ping, status, ip show, ip unblock, pop grant, "
+    return failure("unknown command '" + words[0] + "'; commands: ping, status, ip show, ip unblock, ip reset, pop grant, "
                    "pop show, pop list, user show, user release, user clear, reload");
 }
 
@@ -101,10 +103,19 @@ std::string AdminServer::status() {
 }
 
 std::string AdminServer::ip_command(const std::vector<std::string>& words) {
-    if (words.size() != 3 || (words[1] != "show" && words[1] != "unblock")) return failure("usage: ip show ADDR | ip unblock ADDR");
+    if (words.size() != 3 || (words[1] != "show" && words[1] != "unblock" && words[1] != "reset")) {
+        return failure("usage: ip show ADDR | ip unblock ADDR | ip reset ADDR");
+    }
     auto client = IpAddress::parse(words[2]);
     if (!client) return failure("'" + words[2] + "' is not an IP address");
     auto engine = engine_.current();
+    if (words[1] == "reset") {
+        bool was = engine->reset(*client);
+        security_log()->info("reset client={} by=admin was_blocked={}", client->to_string(), was ? "yes" : "no");
+        return success({{"client", client->to_string()}, {"was_blocked", was},
+                        {"text", std::string(was ? "block lifted; " : "") + "messages, unknown recipients and failed "
+                                 "logins of " + client->to_string() + " forgotten: its counts start again from 0"}});
+    }
     if (words[1] == "unblock") {
         bool was = engine->unblock(*client);
         security_log()->info("unblocked client={} by=admin was_blocked={}", client->to_string(), was ? "yes" : "no");
@@ -120,34 +131,51 @@ std::string AdminServer::ip_command(const std::vector<std::string>& words) {
     auto secs = [](Duration d) { return std::chrono::duration_cast<std::chrono::seconds>(d).count(); };
     auto limit = [](const std::optional<std::uint32_t>& m) { return m ? nlohmann::json(*m) : nlohmann::json(nullptr); };
     auto of = [](const std::optional<std::uint32_t>& m) { return m ? " of " + std::to_string(*m) : std::string(" (no limit)"); };
+    // When the count next drops: its oldest entry a window old.
+    auto leaves = [&](const std::optional<TimePoint>& oldest, Duration window) {
+        return oldest ? nlohmann::json(std::max<long long>(0, secs(*oldest + window - now))) : nlohmann::json(nullptr);
+    };
+    auto leaves_text = [&](const std::optional<TimePoint>& oldest, Duration window) {
+        if (!oldest) return std::string();
+        return ", the oldest leaves the window in " + std::to_string(std::max<long long>(0, secs(*oldest + window - now))) +
+               " s";
+    };
     nlohmann::json j{{"client", client->to_string()},
                      {"key", r->key},
                      {"exempt_from_limits", r->exempt_from_limits},
                      {"trusted_group", r->trusted_group},
                      {"messages", {{"count", r->counters.messages}, {"in_flight", r->counters.messages_in_flight},
                                    {"limit", limit(l.message_rate.max)},
-                                   {"window_seconds", secs(l.message_rate.window)}}},
+                                   {"window_seconds", secs(l.message_rate.window)},
+                                   {"oldest_leaves_in_seconds", leaves(r->counters.oldest_message, l.message_rate.window)}}},
                      {"connections", {{"count", r->counters.connections}, {"limit", limit(l.connections.max)}}},
                      {"unknown_recipients", {{"count", r->counters.unknown_recipients},
                                              {"limit", limit(l.unknown_recipients.max)},
-                                             {"window_seconds", secs(l.unknown_recipients.window)}}},
+                                             {"window_seconds", secs(l.unknown_recipients.window)},
+                                             {"oldest_leaves_in_seconds",
+                                              leaves(r->counters.oldest_unknown_recipient, l.unknown_recipients.window)}}},
                      {"failed_logins", {{"count", r->counters.failed_logins},
                                         {"limit", limit(l.auth_failures.max)},
-                                        {"window_seconds", secs(l.auth_failures.window)}}}};
+                                        {"window_seconds", secs(l.auth_failures.window)},
+                                        {"oldest_leaves_in_seconds",
+                                         leaves(r->counters.oldest_failed_login, l.auth_failures.window)}}}};
     std::string text = "client " + client->to_string() + (r->key != client->to_string() ? " (counted as " + r->key + ")" : "") +
                        (r->exempt_from_limits ? ", exempt from limits" : "") +
                        (r->trusted_group.empty() ? "" : ", trusted group " + r->trusted_group) + "\n" +
                        "  messages:           " + std::to_string(r->counters.messages) + of(l.message_rate.max) +
                        " in " + std::to_string(secs(l.message_rate.window)) + " s" +
+                       leaves_text(r->counters.oldest_message, l.message_rate.window) +
                        (r->counters.messages_in_flight > 0
                             ? ", " + std::to_string(r->counters.messages_in_flight) + " more in flight"
                             : std::string()) +
                        "\n" +
                        "  connections:        " + std::to_string(r->counters.connections) + of(l.connections.max) + "\n" +
                        "  unknown recipients: " + std::to_string(r->counters.unknown_recipients) +
-                       of(l.unknown_recipients.max) + " in " + std::to_string(secs(l.unknown_recipients.window)) + " s\n" +
+                       of(l.unknown_recipients.max) + " in " + std::to_string(secs(l.unknown_recipients.window)) + " s" +
+                       leaves_text(r->counters.oldest_unknown_recipient, l.unknown_recipients.window) + "\n" +
                        "  failed logins:      " + std::to_string(r->counters.failed_logins) +
-                       of(l.auth_failures.max) + " in " + std::to_string(secs(l.auth_failures.window)) + " s\n";
+                       of(l.auth_failures.max) + " in " + std::to_string(secs(l.auth_failures.window)) + " s" +
+                       leaves_text(r->counters.oldest_failed_login, l.auth_failures.window) + "\n";
     if (r->counters.blocked_until) {
         bool logins = r->counters.blocked_for == GuessKind::failed_login;
         j["blocked"] = {{"until", iso_time(*r->counters.blocked_until)},

@@ -6,7 +6,7 @@
 // connection closes.
 //
 //   ping | status | reload
-//   ip show ADDR | ip unblock ADDR
+//   ip show ADDR | ip unblock ADDR | ip reset ADDR
 //   pop grant ADDR [user=NAME] [for=DURATION] | pop show ADDR | pop list
 #pragma once
 
@@ -18,6 +18,7 @@
 
 #include "common/base/system_clock.h"
 #include "common/daemon/admin_socket.h"
+#include "common/base/reload_outcome.h"
 #include "common/base/result.h"
 #include "plugin/ops/engine_holder.h"
 
@@ -27,7 +28,9 @@ class AdminServer {
 public:
     // What only the daemon's wiring knows.
     struct Hooks {
-        std::function<Status()> reload;           // re-reads the config, or says what is wrong with it
+        // Re-reads the config: what applied and what waits for a restart,
+        // or what is wrong with it.
+        std::function<Result<ReloadOutcome>()> reload;
         std::function<nlohmann::json()> store;    // the store's kind and health, with a "text"
         // Every open window, or why they cannot be listed.
         std::function<Result<PopWindowStore::WindowList>()> pop_list;

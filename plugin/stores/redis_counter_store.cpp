@@ -433,7 +433,7 @@ std::optional<ClientCounters> RedisCounterStore::inspect(const std::string& clie
                                   key(client, "logins"), key(client, "blockkind")},
                                  {ms(now), ms(windows.message_rate), ms(windows.unknown_recipients),
                                   ms(windows.failed_logins)}),
-                      7);
+                      10);
     if (!r) return std::nullopt;
     ClientCounters out;
     out.messages = static_cast<std::uint32_t>((*r)[0]);
@@ -443,6 +443,10 @@ std::optional<ClientCounters> RedisCounterStore::inspect(const std::string& clie
     out.messages_in_flight = static_cast<std::uint32_t>((*r)[4]);
     out.failed_logins = static_cast<std::uint32_t>((*r)[5]);
     out.blocked_for = kind_of((*r)[6]);
+    auto when = [](long long at) { return at > 0 ? std::optional<TimePoint>(TimePoint(Duration(at))) : std::nullopt; };
+    out.oldest_message = when((*r)[7]);
+    out.oldest_unknown_recipient = when((*r)[8]);
+    out.oldest_failed_login = when((*r)[9]);
     return out;
 }
 

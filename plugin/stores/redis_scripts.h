@@ -145,18 +145,27 @@ return was
 // KEYS: messages, connections, unknown recipients, block, failed logins, block kind
 // ARGV: now, rate window, unknown window, failed-login window
 // Returns {messages, connections, unknown, blocked_until or 0, in flight,
-// failed logins, block kind}; changes nothing.
+// failed logins, block kind, and the oldest message, unknown recipient and
+// failed login in their windows (0: none)}; changes nothing.
 inline constexpr const char* inspect = R"lua(
 local now = tonumber(ARGV[1])
-local messages = redis.call('ZCOUNT', KEYS[1], '(' .. (now - tonumber(ARGV[2])), '+inf')
+local function oldest(key, from)
+  local first = redis.call('ZRANGEBYSCORE', key, '(' .. from, '+inf', 'WITHSCORES', 'LIMIT', 0, 1)
+  return tonumber(first[2] or '0')
+end
+local rate_from = now - tonumber(ARGV[2])
+local unknown_from = now - tonumber(ARGV[3])
+local logins_from = now - tonumber(ARGV[4])
+local messages = redis.call('ZCOUNT', KEYS[1], '(' .. rate_from, '+inf')
 local in_flight = redis.call('ZCOUNT', KEYS[1], '-inf', '(' .. -now)
 local connections = redis.call('ZCOUNT', KEYS[2], '(' .. now, '+inf')
-local unknown = redis.call('ZCOUNT', KEYS[3], '(' .. (now - tonumber(ARGV[3])), '+inf')
-local logins = redis.call('ZCOUNT', KEYS[5], '(' .. (now - tonumber(ARGV[4])), '+inf')
+local unknown = redis.call('ZCOUNT', KEYS[3], '(' .. unknown_from, '+inf')
+local logins = redis.call('ZCOUNT', KEYS[5], '(' .. logins_from, '+inf')
 local blocked = tonumber(redis.call('GET', KEYS[4]) or '0')
 if blocked <= now then blocked = 0 end
 local kind = tonumber(redis.call('GET', KEYS[6]) or '0')
-return {messages, connections, unknown, blocked, in_flight, logins, kind}
+return {messages, connections, unknown, blocked, in_flight, logins, kind,
+        oldest(KEYS[1], rate_from), oldest(KEYS[3], unknown_from), oldest(KEYS[5], logins_from)}
 )lua";
 
 // KEYS: one account's failed (or successful) logins (sorted set: client

@@ -1,6 +1,16 @@
 // The daemon's store, memory or Redis behind the fail mode (see the header).
 #include "plugin/stores/shared_state.h"
 
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <iterator>
+
+#include "common/base/durable_file.h"
+
 #include <spdlog/spdlog.h>
 
 #include "common/base/units.h"
@@ -84,6 +94,38 @@ nlohmann::json SharedState::describe() const {
             {"round_trips", redis_->round_trips()},
             {"text", "redis " + redis_->describe() + (up ? ", reachable" : ", UNREACHABLE (" + redis_->last_error() + ")") +
                          ", fail_mode " + mode}};
+}
+
+void SharedState::restore_memory(const StoreSettings& settings, TimePoint now) {
+    const std::string& path = settings.memory_snapshot;
+    if (!memory_ || path.empty()) return;
+    std::ifstream in(path, std::ios::binary);
+    if (!in) {
+        if (errno != ENOENT) spdlog::error("store: cannot read {} ({}); starting with no counters", path, std::strerror(errno));
+        return;
+    }
+    std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    auto restored = memory_->restore(text, now);
+    if (!restored) {
+        // Set aside, not deleted: an admin may want to see it; the next stop writes a new one.
+        std::string aside = path + ".bad";
+        std::rename(path.c_str(), aside.c_str());
+        spdlog::error("store: {} is not a usable snapshot ({}); moved to {}, starting with no counters", path,
+                      restored.error(), aside);
+        return;
+    }
+    ::unlink(path.c_str());
+    spdlog::info("store: restored from {}: {} client(s), {} of them blocked", path, restored->clients, restored->blocks);
+}
+
+void SharedState::save_memory(const StoreSettings& settings, TimePoint now) {
+    const std::string& path = settings.memory_snapshot;
+    if (!memory_ || path.empty()) return;
+    if (auto saved = replace_file_durably(path, memory_->snapshot(now), 0600); !saved) {
+        spdlog::error("store: the counters could not be kept for the next start: {}", saved.error());
+        return;
+    }
+    spdlog::info("store: counters and blocks kept in {} for the next start", path);
 }
 
 }  // namespace relayguard

@@ -35,6 +35,12 @@ public:
     void add_metrics(MetricsExporter& m);
     // For `relayguardctl status`: the kind, its health, and a "text".
     nlohmann::json describe() const;
+    // store.memory_snapshot: the memory store's counters and blocks from the
+    // file a clean stop wrote (the file is removed once read, so a crash
+    // later never brings back what was lifted meanwhile), and into it at
+    // stop. Nothing with Redis or without the setting.
+    void restore_memory(const StoreSettings& settings, TimePoint now);
+    void save_memory(const StoreSettings& settings, TimePoint now);
 
 private:
     std::optional<MemoryCounterStore> memory_;

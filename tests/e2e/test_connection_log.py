@@ -74,4 +74,43 @@ with rg, PostfixInstance(port=free_port(), milter=rg.milter,
     check("a session ended for failed commands: result closed",
           got and got[0].get("result") == "closed" and got[0].get("last_rule") == '"failed_commands"', got)
     check("the lines are in the main log too", "relayguard/connection" in rg.log() and "client=127.0.0.51" in rg.log())
+
+# Both front ends, as the shipped snippet wires them: the policy service's refusals and a
+# harvest block set at recipients Postfix refused itself count in the session's line.
+both = Relayguard('[relay]\nlocal_domains = ["example.test"]\n[limits]\nexempt_group = ""\n'
+                  '[limits.unknown_recipients]\nmax = 2\n',
+                  log_settings='connection_log = true\nconnection_log_file = "CONN"')
+conn_file = os.path.join(both.dir, "connections.log")
+with open(both.config) as f:
+    text = f.read().replace("CONN", conn_file)
+with open(both.config, "w") as f:
+    f.write(text)
+with both, PostfixInstance(port=free_port(), milter=both.milter, policy=both.policy, policy_at=("rcpt",),
+                           local_users=("user1@example.test",)) as pf:
+    r = send_message("127.0.0.1", pf.port, source="127.0.0.54", sender="s@example.org", rcpts=["x@foreign.example"])
+    check("a relay attempt refused by the policy service (554)", r.rcpts and r.rcpts[0][1].code == 554, r.summary())
+    got = wait_sessions("127.0.0.54")
+    check("its session line counts the policy service's refusal, naming the rule",
+          got and got[0].get("refusals") == "1" and got[0].get("last_rule") == '"relay"' and
+          got[0].get("result") == "refused", got)
+
+    sess = SmtpSession("127.0.0.1", pf.port, source="127.0.0.55", closed_ok=True)
+    sess.ehlo("harvester.example")
+    sess.mail("s@example.org")
+    guesses = [sess.rcpt(f"guess{i}@example.test") for i in range(2)]
+    after = sess.rcpt("user1@example.test")
+    sess.close()
+    check("two unknown users get Postfix's own 550 5.1.1, then the client is blocked (450)",
+          [g.code for g in guesses] == [550, 550] and after.code == 450, (guesses, after))
+    seen = both.log()
+    refused = [line for line in seen.splitlines() if "refused client=127.0.0.55" in line and "guess1@" in line]
+    check("the security log gives the recipient that set the block the reply the client saw (550 5.1.1)",
+          refused and 'reply="550 5.1.1' in refused[-1] and "Client blocked" not in refused[-1], refused)
+    check("and logs the block as an event of its own",
+          re.search(r"blocked client=127\.0\.0\.55 rule=unknown_recipients by=milter detail=\S*distinct_unknown=2",
+                    seen), seen[-2000:])
+    got = wait_sessions("127.0.0.55")
+    check("its session line counts the block and the refusal after it",
+          got and int(got[0].get("refusals", "0")) >= 2 and got[0].get("last_rule") == '"unknown_recipients"' and
+          got[0].get("result") == "refused", got)
 finish()

@@ -11,6 +11,7 @@ import grp
 import json
 import os
 import pwd
+import re
 import shlex
 import signal
 import smtplib
@@ -61,8 +62,11 @@ made_main_cf = not os.path.exists(MAIN_CF)
 if made_main_cf:
     with open("/usr/share/postfix/main.cf.debian") as stock, open(MAIN_CF, "w") as f:
         f.write(stock.read() + "myhostname = mx.example.test\nmydestination = example.test, localhost\n")
+subprocess.run(["rm", "-rf", "/run/relayguard"])  # as after a boot without systemd
 p = run("dpkg", "-i", os.path.join(BUILD, debs[-1]))
 check("dpkg installs it", p.returncode == 0, p.stdout + p.stderr)
+check("without a warning (adduser's home directory exists before the user)",
+      "warning" not in (p.stdout + p.stderr).lower(), p.stdout + p.stderr)
 check("postinst runs the doctor once: this Postfix is not wired to relayguard yet",
       "relayguard doctor: error milter-missing" in p.stdout and "relayguard doctor: error policy-missing" in p.stdout
       and "run `relayguard doctor` for the fixes" in p.stdout, p.stdout + p.stderr)
@@ -80,6 +84,16 @@ try:
     st = os.stat("/var/spool/relayguard")
     check("the queue directory belongs to relayguard", st.st_uid == pwd.getpwnam("relayguard").pw_uid)
     check("a logrotate rule for /var/log/relayguard is installed", os.path.exists("/etc/logrotate.d/relayguard"))
+    st = os.stat("/run/relayguard")
+    check("postinst made /run/relayguard for the relayguard user (a start without systemd binds there)",
+          st.st_uid == pwd.getpwnam("relayguard").pw_uid, (st.st_uid, oct(st.st_mode)))
+    check("and tmpfiles.d makes it at every boot", "d /run/relayguard 0755 relayguard relayguard"
+          in open("/usr/lib/tmpfiles.d/relayguard.conf").read())
+    st = os.stat("/usr/bin/relayguard-sendmail")
+    check("relayguard-sendmail is setgid relayguard (like postdrop), through dpkg-statoverride",
+          st.st_mode & 0o7777 == 0o2755 and st.st_gid == grp.getgrnam("relayguard").gr_gid and
+          "root relayguard 2755 /usr/bin/relayguard-sendmail" in run("dpkg-statoverride", "--list").stdout,
+          (oct(st.st_mode), st.st_gid))
     with open("/etc/relayguard/relayguard.toml") as installed, \
             open(os.path.join(BUILD, "packaged", "relayguard.toml")) as built:
         text = installed.read()
@@ -115,6 +129,16 @@ try:
                   b"client_port=1\nsender=a@example.org\nrecipient=x@foreign.example\ninstance=p1\n\n")
         reply = s.recv(300).decode()
     check("the installed daemon answers Postfix's policy protocol: relaying refused", "action=554" in reply, reply)
+    security = "/var/log/relayguard/security.log"
+    time.sleep(0.3)
+    seen = open(security).read() if os.path.exists(security) else ""
+    check("the refusal is in /var/log/relayguard/security.log, the file the shipped jail reads",
+          "refused client=192.0.2.80 rule=relay" in seen, seen[-1000:])
+    jail = open("/usr/share/doc/relayguard/contrib/fail2ban/jail.local.example").read()
+    f2b = run("fail2ban-regex", security, "/usr/share/doc/relayguard/contrib/fail2ban/relayguard.conf")
+    check("and the shipped jail and filter agree with it: fail2ban-regex counts the refusal",
+          f"logpath  = {security}" in jail and re.search(r"Lines: \d+ lines, 0 ignored, [1-9]\d* matched", f2b.stdout),
+          f2b.stdout[-1500:] + f2b.stderr[-500:])
     with socket.create_connection(("127.0.0.1", 10040), timeout=5) as s:
         s.sendall(b"request=smtpd_access_policy\nprotocol_state=RCPT\nclient_address=192.0.2.80\n"
                   b"client_port=1\nsender=a@example.org\nrecipient=x@example.test\ninstance=p2\n\n")
@@ -163,6 +187,49 @@ try:
           "client can read it", p.returncode == 0 and owners <= {pwd.getpwnam("relayguard").pw_uid}
           and ": unreadable (" not in open("/run/relayguard/test-relayd.log").read(),
           (p.stderr, owners, pwd.getpwnam("relayguard").pw_uid, open("/run/relayguard/test-relayd.log").read()[-1500:]))
+
+    # Any local user submits, as with Postfix's sendmail: a message without From, Date
+    # or Message-ID, to a bare name, from a user not in group relayguard.
+    run("userdel", "-r", "rgsubmit")
+    run("useradd", "-m", "rgsubmit")
+    before = set(os.listdir("/var/spool/relayguard/active"))
+    p = subprocess.run(as_user("rgsubmit", ["relayguard-sendmail", "-F", "Report Job", "ops"]),
+                       input="Subject: nightly
+
+all fine
+", capture_output=True, text=True, timeout=30)
+    check("a local user outside group relayguard submits with relayguard-sendmail: exit 0",
+          p.returncode == 0, (p.returncode, p.stdout, p.stderr))
+    origin = open("/etc/mailname").read().split()[0] if os.path.exists("/etc/mailname") else None
+    taken = None
+    deadline = time.monotonic() + 10
+    while taken is None and time.monotonic() < deadline:
+        time.sleep(0.2)
+        new = set(os.listdir("/var/spool/relayguard/active")) - before
+        for qid in new:
+            shown = run("relayguardctl", "queue", "show", qid)
+            if "nightly" in shown.stdout:
+                taken = (qid, shown.stdout)
+    qid, shown = taken or ("", "")
+    uid = pwd.getpwnam("rgsubmit").pw_uid
+    check("relayd takes it in and logs who submitted it",
+          re.search(re.escape(qid) + rf": queued from=<rgsubmit@\S+\.\S+> nrcpt=1 size=\d+ uid={uid} "
+                    r"via=relayguard-sendmail", open("/run/relayguard/test-relayd.log").read()),
+          open("/run/relayguard/test-relayd.log").read()[-1500:])
+    m = re.search(r"^from: <rgsubmit@(\S+)>$", shown, re.M)
+    check("the envelope sender is qualified (user@origin)", m and "." in m.group(1) and
+          (origin is None or m.group(1) == origin), shown)
+    domain = m.group(1) if m else "?"
+    check("and so is the bare recipient", f"to: <ops@{domain}>  to go" in shown, shown)
+    check("the message got From (with -F's name), Date and Message-ID",
+          f'From: "Report Job" <rgsubmit@{domain}>' in shown and re.search(r"^Date: \w{3}, ", shown, re.M) and
+          f"Message-ID: <{qid}@{domain}>" in shown, shown)
+    p = subprocess.run(as_user("rgsubmit", ["relayguard-sendmail", "--config", "/etc/relayguard/relayguard.toml",
+                                            "ops"]), input="x
+", capture_output=True, text=True, timeout=30)
+    check("a user cannot point the setgid program at another config (exit 64, saying why)",
+          p.returncode == 64 and "setgid" in p.stderr, (p.returncode, p.stderr))
+    run("userdel", "-r", "rgsubmit")
 
     for proc, what, path in ((relayd, "relayguard-relayd", "/run/relayguard/test-relayd.log"),
                              (daemon, "relayguard", "/run/relayguard/test-policy.log")):

@@ -75,16 +75,16 @@ try:
                   and m.get("recipients") == ["ops@remote.example"], m)
 
             p = submit(relayd, outsider, "outsider")
-            check("a user outside the group cannot read the config: exit 77, told who may submit",
-                  p.returncode == 77 and "members of the queue directory's group" in p.stderr,
+            check("a user outside the group cannot read the config (no setgid bit here): exit 77, told the fix",
+                  p.returncode == 77 and "must be setgid relayguard" in p.stderr and "dpkg-statoverride" in p.stderr,
                   (p.returncode, p.stderr))
             # Even with a config it may read, the queue keeps it out.
             readable = os.path.join(public, "relayguard.toml")
             shutil.copy(relayd.config, readable)
             os.chmod(readable, 0o644)
             p = submit(relayd, outsider, "outsider", config=readable)
-            check("and with a readable config the queue refuses it: exit 77, told who may submit",
-                  p.returncode == 77 and "members of the queue directory's group" in p.stderr
+            check("and with a readable config the queue refuses it: exit 77, told the fix",
+                  p.returncode == 77 and "must be setgid relayguard" in p.stderr
                   and "incoming" in p.stderr, (p.returncode, p.stderr))
 
             st = os.stat(os.path.join(relayd.queue_dir, "incoming"))

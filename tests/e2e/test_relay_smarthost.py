@@ -77,7 +77,7 @@ with SmtpSink() as sink:
         check("relayguard-relayd queue list shows it", "1 message(s)" in listed.stdout, listed.stdout + listed.stderr)
         qid = relayd.queued()[0]
         shown = relayd.queue("show", qid)
-        check("queue show gives its envelope", shown.returncode == 0 and "to: <c@remote.example> P" in shown.stdout,
+        check("queue show gives its envelope", shown.returncode == 0 and "to: <c@remote.example>  to go" in shown.stdout,
               shown.stdout + shown.stderr)
         send_message("127.0.0.1", relayd.port, sender="a@example.test", rcpts=["gone@remote.example"])
         send_message("127.0.0.1", relayd.port, sender="a@example.test", rcpts=["dropped@remote.example"])

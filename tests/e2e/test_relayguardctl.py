@@ -18,7 +18,7 @@ from rgtest.check import check, finish  # noqa: E402
 from rgtest.daemon import Relayguard  # noqa: E402
 from rgtest.nodes import store_config  # noqa: E402
 from rgtest.redis import RedisServer  # noqa: E402
-from rgtest.relayd import Relayd  # noqa: E402
+from rgtest.relayd import Relayd, wait  # noqa: E402
 from rgtest.sink import SmtpSink  # noqa: E402
 
 CTL = os.environ["RELAYGUARDCTL"]
@@ -80,6 +80,30 @@ with RedisServer() as redis:
         r = send_message("127.0.0.1", pf.port, source="127.0.0.41", sender="s@example.org", rcpts=[LOCAL])
         check("and the client is let in again through node A", r.delivered, r.summary())
 
+        # A client at its message rate: ip show says when the count drops, ip reset lets it send.
+        sent = [send_message("127.0.0.1", pf.port, source="127.0.0.45", sender="s@example.org", rcpts=[LOCAL])
+                for _ in range(5)]
+        r = send_message("127.0.0.1", pf.port, source="127.0.0.45", sender="s@example.org", rcpts=[LOCAL])
+        check("a client sends 5 messages, its limit, and the 6th is refused (450)",
+              all(x.delivered for x in sent) and not r.delivered and r.mail is not None and r.mail.code == 450,
+              r.summary())
+        shown = ctl_json(sock_b, "ip", "show", "127.0.0.45")
+        left = shown.get("messages", {}).get("oldest_leaves_in_seconds")
+        check("ip show --json: when its oldest message leaves the 3600 s window",
+              isinstance(left, int) and 3500 < left <= 3600, shown)
+        p = ctl(sock_b, "ip", "show", "127.0.0.45")
+        check("for people: '5 of 5 in 3600 s, the oldest leaves the window in N s'",
+              re.search(r"messages: +5 of 5 in 3600 s, the oldest leaves the window in (35\d\d|3600) s", p.stdout),
+              p.stdout + p.stderr)
+        p = ctl(sock_b, "ip", "reset", "127.0.0.45")
+        check("ip reset on node B: exit 0, saying the counts start again",
+              p.returncode == 0 and "start again from 0" in p.stdout, p.stdout + p.stderr)
+        check("the security log records who reset it", b.wait_for(r"reset client=127\.0\.0\.45 by=admin"))
+        r = send_message("127.0.0.1", pf.port, source="127.0.0.45", sender="s@example.org", rcpts=[LOCAL])
+        check("and the client may send again through node A", r.delivered, r.summary())
+        check("ip show after it: 1 message counted",
+              ctl_json(sock_b, "ip", "show", "127.0.0.45").get("messages", {}).get("count") == 1)
+
         ctl(sock_a, "pop", "grant", "127.0.0.42", "--user", "carol", "--minutes", "5")
         ctl(sock_a, "pop", "grant", "127.0.0.43", "--user", "dave")
         windows = ctl_json(sock_b, "pop", "list").get("windows", [])
@@ -133,14 +157,31 @@ with SmtpSink(soft_reject=["RCPT"]) as sink, \
           listed.stdout + listed.stderr)
     ids = {m["pending"][0]: m["id"] for m in messages}
     p = qctl("queue", "show", ids.get("a@remote.example", "x"))
-    check("queue show: envelope and headers", p.returncode == 0 and "to: <a@remote.example> P" in p.stdout,
+    check("queue show: the recipient's state in words, and the last attempt's problem",
+          p.returncode == 0 and "to: <a@remote.example>  to go\n" in p.stdout and "last attempt: " in p.stdout,
           p.stdout + p.stderr)
-    p = qctl("queue", "delete", ids.get("b@remote.example", "x"))
-    check("queue delete removes one", p.returncode == 0 and ids.get("b@remote.example", "x") not in relayd.queued(),
-          p.stdout + p.stderr)
-    p = qctl("queue", "bounce", ids.get("c@remote.example", "x"))
+    head = p.stdout.split("\n\n", 1)[-1]
+    check("queue show: the headers as text, no '?' for the line ends",
+          "Subject: rgtest\n" in head and not re.search(r"\?$", head, re.M), head)
+    p = qctl("queue", "show", "nosuchid")
+    check("queue show of an id not in the queue says so (exit 1)",
+          p.returncode == 1 and "no message nosuchid in the queue" in p.stderr, p.stdout + p.stderr)
+    p = qctl("queue", "delete", "nosuchid")
+    check("queue delete of an id not in the queue says so (exit 1)",
+          p.returncode == 1 and "no message nosuchid in the queue" in p.stderr, p.stdout + p.stderr)
+    gone = ids.get("b@remote.example", "x")
+    p = qctl("queue", "delete", gone)
+    check("queue delete removes one", p.returncode == 0 and gone not in relayd.queued(), p.stdout + p.stderr)
+    check("and the relay client logs it with the queue id",
+          relayd.wait_for(re.escape(gone) + r": removed \(queue delete by the administrator"), relayd.log()[-800:])
+    bounced = ids.get("c@remote.example", "x")
+    p = qctl("queue", "bounce", bounced)
     check("queue bounce gives one up and queues the bounce", p.returncode == 0 and "status=bounced" in p.stdout,
           p.stdout + p.stderr)
+    check("and the relay client logs the bounced recipient, the report and the removal",
+          relayd.wait_for(re.escape(bounced) + r": to=<c@remote\.example> status=bounced") and
+          relayd.wait_for(re.escape(bounced) + r": sender notified: failure report \S+ to <s@example\.test>") and
+          relayd.wait_for(re.escape(bounced) + r": removed \(queue bounce\)"), relayd.log()[-1200:])
     sink.restart(soft_reject=())
     p = qctl("queue", "flush")
     check("queue flush makes the rest due now", p.returncode == 0 and "due now" in p.stdout, p.stdout + p.stderr)
@@ -149,8 +190,55 @@ with SmtpSink(soft_reject=["RCPT"]) as sink, \
     check("a queue id with a path in it is refused", p.returncode == 1 and "not a queue id" in p.stderr,
           p.stdout + p.stderr)
     p = qctl("reload", "relayd")
-    check("reload relayd reloads the relay client", p.returncode == 0 and relayd.wait_for(r"reloaded "),
-          p.stdout + p.stderr)
+    check("reload relayd with nothing changed: exit 0, saying so",
+          p.returncode == 0 and "configuration reloaded: nothing changed" in p.stdout and
+          relayd.wait_for(r"reload: configuration \S+ applied: nothing changed"), p.stdout + p.stderr)
+    with open(relayd.config) as f:
+        text = f.read()
+    with open(relayd.config, "w") as f:
+        f.write(text.replace('retry_interval = "1h"', 'retry_interval = "2h"')
+                .replace(f'listen = "inet:127.0.0.1:{relayd.port}"', f'listen = "inet:127.0.0.1:{relayd.port + 1}"'))
+    p = qctl("--json", "reload", "relayd")
+    answer = json.loads(p.stdout or "{}")
+    check("a reload changing delivery.listen and retry_interval: exit 2, one applied, one needing a restart",
+          p.returncode == 2 and answer.get("applied") == ["delivery.retry_interval"] and
+          answer.get("needs_restart") == ["delivery.listen"], (p.returncode, p.stdout, p.stderr))
+    check("the log says the same, not that the new listener is in effect",
+          relayd.wait_for(r"NOT applied, needs a restart \(the running values stay\): delivery\.listen"),
+          relayd.log()[-800:])
+    r = send_message("127.0.0.1", relayd.port, sender="s@example.test", rcpts=["d@remote.example"])
+    check("and relayd still takes mail on its old port", r.delivered, r.summary())
+# A smart host down: its rest after the failure (an hour here) is ended by queue flush,
+# as postqueue -f does, and the mail goes out once it is back.
+down_port = free_port()
+with Relayd(f'route = "smarthost"\nsmarthosts = ["127.0.0.1:{down_port}"]\nretry_interval = "1h"\n'
+            'connect_timeout = "2s"\n') as relayd:
+    def qctl(*args):
+        return subprocess.run([CTL, "--relayd-socket", relayd.admin_socket, *args], capture_output=True, text=True,
+                              timeout=10)
+    send_message("127.0.0.1", relayd.port, sender="s@example.test", rcpts=["e@remote.example"])
+    check("a smart host that refuses connections: the destination rests",
+          relayd.wait_for(r"destination smarthost unreachable .*resting until it is due again in 3600 s"),
+          relayd.log()[-800:])
+    with SmtpSink(port=down_port) as sink:
+        p = qctl("queue", "flush")
+        check("queue flush says the message is due and the smart host's rest is ended",
+              p.returncode == 0 and "1 message(s) due now" in p.stdout and
+              "smarthost: its rest after failures" in p.stdout and "is ended" in p.stdout, p.stdout + p.stderr)
+        check("and the mail goes out at once, not after the hour", sink.wait_count(1, 15) == 1, relayd.log()[-1200:])
+        check("the relay client logs the flush's end of the rest",
+              relayd.wait_for(r"queue flush: the rest of destination smarthost is ended by the administrator"))
+        # The same with the command postqueue -f's users reach for: relayd's own CLI,
+        # a process apart from the running relayd.
+        sink.stop()
+        send_message("127.0.0.1", relayd.port, sender="s@example.test", rcpts=["f@remote.example"])
+        check("down again: the destination rests again",
+              wait(lambda: relayd.log().count("resting until it is due again in 3600 s") >= 2), relayd.log()[-800:])
+        sink.start()
+        p = relayd.queue("flush")
+        check("relayguard-relayd queue flush ends that rest too",
+              p.returncode == 0 and "smarthost: its rest after failures" in p.stdout, p.stdout + p.stderr)
+        check("and the running relayd delivers at once", sink.wait_count(2, 15) == 2, relayd.log()[-1200:])
 p = subprocess.run([CTL, "--relayd-socket", os.path.join(sockets, "none.sock"), "queue", "list"],
                    capture_output=True, text=True, timeout=10)
 check("no relay client: exit 69 naming relayguard-relayd",

@@ -4,6 +4,7 @@ and `relayguardctl reload` apply new relay rules and limits to the next decision
 session open across the reload goes on and delivers, and a config with an error is
 refused with its file, line and key while the running rules stay in force."""
 
+import json
 import os
 import signal
 import subprocess
@@ -111,9 +112,35 @@ with Relayguard(RULES.format(domains="example.test", rate=100), admin=socket_pat
         text = f.read()
     with open(rg.config, "w") as f:
         f.write(text.replace('stage_timeout = "5s"', 'stage_timeout = "4s"'))
-    ctl("reload")
-    check("a changed [listen] is said to need a restart",
-          rg.wait_for(r"reload: \[listen\] changed; that part applies after a restart"), rg.log()[-1000:])
+    p = ctl("reload")
+    check("a changed listen.stage_timeout is said to need a restart (exit 2)",
+          p.returncode == 2 and "NOT applied, needs a restart" in p.stdout and "listen.stage_timeout" in p.stdout and
+          rg.wait_for(r"reload: NOT applied, needs a restart \(the running values stay\): listen\.stage_timeout"),
+          (p.returncode, p.stdout, rg.log()[-1000:]))
+
+    # The policy socket and the store moved in the file: neither moves in the running
+    # daemon, and neither the reply nor the log pretends otherwise.
+    new_policy = free_port()
+    with open(rg.config) as f:
+        text = f.read()
+    with open(rg.config, "w") as f:
+        f.write(text.replace(f"inet:127.0.0.1:{rg.policy_port}", f"inet:127.0.0.1:{new_policy}") +
+                '[store]\ntype = "redis"\n')
+    mark = len(rg.log())
+    p = subprocess.run([CTL, "--socket", socket_path, "--json", "reload"], capture_output=True, text=True, timeout=10)
+    answer = json.loads(p.stdout or "{}")
+    check("reload after changing listen.policy and store.type: exit 2, both named as needing a restart",
+          p.returncode == 2 and {"listen.policy", "store.type"} <= set(answer.get("needs_restart", [])) and
+          "listen.policy" not in answer.get("applied", []), (p.returncode, p.stdout, p.stderr))
+    check("the log names them as not applied",
+          rg.wait_for(r"NOT applied, needs a restart \(the running values stay\): .*listen\.policy.*store\.type"),
+          rg.log()[mark:])
+    effective = [line for line in rg.log()[mark:].splitlines() if "policy=" in line and "store=" in line]
+    check("and its line of settings in effect shows the running socket and store, not the file's",
+          effective and f"policy=inet:127.0.0.1:{rg.policy_port}" in effective[-1] and "store=memory" in effective[-1],
+          effective)
+    r = send_message("127.0.0.1", pf.port, source="127.0.0.37", sender="s@example.org", rcpts=["user1@example.test"])
+    check("Postfix still reaches the policy service on its old port: mail is delivered", r.delivered, r.summary())
 
     # libmilter's listener notices a stop within about 10 s.
     time.sleep(max(0.0, burst_at + 11 - time.monotonic()))

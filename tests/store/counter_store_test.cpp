@@ -274,6 +274,27 @@ TEST_CASE("inspect reads every counter of a client and changes none", "[store]")
     REQUIRE(s.inspect("other", {1h, 1h, 1h}, t0())->connections == 0);
 }
 
+TEST_CASE("inspect says when each windowed count next drops, and a reset starts the messages again", "[store]") {
+    StoreUnderTest t(GENERATE(as<std::string>{}, "memory", "redis"));
+    auto& s = *t.store;
+    auto empty = s.inspect("c", {1h, 1h, 1h}, t0());
+    REQUIRE_FALSE(empty->oldest_message);
+    REQUIRE_FALSE(empty->oldest_unknown_recipient);
+    s.record_message("c", 1h, 10, t0() + 5s);
+    s.record_message("c", 1h, 10, t0() + 9s);
+    s.record_unknown_recipient("c", "a@x", 1h, 5, 1h, t0() + 7s);
+    s.record_guess(GuessKind::failed_login, "c", "u1", 1h, 5, 1h, t0() + 8s);
+    auto seen = s.inspect("c", {1h, 1h, 1h}, t0() + 10s);
+    REQUIRE(seen->oldest_message == t0() + 5s);
+    REQUIRE(seen->oldest_unknown_recipient == t0() + 7s);
+    REQUIRE(seen->oldest_failed_login == t0() + 8s);
+    // Once the oldest has left the window, the next one is the oldest.
+    REQUIRE(s.inspect("c", {1h, 1h, 1h}, t0() + 1h + 6s)->oldest_message == t0() + 9s);
+    s.forget_messages("c");
+    REQUIRE(s.inspect("c", {1h, 1h, 1h}, t0() + 10s)->messages == 0);
+    REQUIRE_FALSE(s.inspect("c", {1h, 1h, 1h}, t0() + 10s)->oldest_message);
+}
+
 TEST_CASE("a POP-before-SMTP window opens, extends and ends", "[store]") {
     StoreUnderTest t(GENERATE(as<std::string>{}, "memory", "redis"));
     auto& w = *t.windows;
@@ -659,4 +680,52 @@ TEST_CASE("account stores: logins by network, the compromised mark and its held 
     REQUIRE_FALSE(s.compromised("u1", true)->has_value());
     REQUIRE_FALSE(s.clear_compromised("u1")->has_value());
     REQUIRE(s.login_networks("u1", 1h, t0() + 10s)->empty());  // the admin's clear starts the count afresh
+}
+
+TEST_CASE("the memory store's snapshot brings back counts, guesses, blocks and bars, and only what still matters",
+          "[store]") {
+    MemoryCounterStore before(100);
+    before.record_message("10.0.0.1", 1h, 10, t0());
+    before.record_message("10.0.0.1", 1h, 10, t0() + 1s);
+    // A key with bytes a line-based file would trip on.
+    std::string odd = "quota:us er\n\0x";
+    before.record_message(odd, 1h, 10, t0());
+    before.record_unknown_recipient("10.0.0.2", "a b@x", 1h, 2, 1h, t0());
+    before.record_unknown_recipient("10.0.0.2", "c@x", 1h, 2, 1h, t0() + 1s);  // blocked for an hour
+    before.record_guess(GuessKind::failed_login, "10.0.0.3", std::string("u1\0hash", 7), 1h, 5, 1h, t0());
+    before.mark_failed_auth("10.0.0.4", t0() + 10min, t0());
+    before.record_message("10.0.0.5", 1min, 10, t0());  // over long before the restart below
+    std::string text = before.snapshot(t0() + 2min);
+    REQUIRE(text.find("\n", 0) != std::string::npos);
+
+    MemoryCounterStore after(100);
+    auto restored = after.restore(text, t0() + 3min);
+    REQUIRE(restored);
+    CHECK(restored->clients == 4);
+    CHECK(restored->blocks == 1);
+    auto c1 = after.inspect("10.0.0.1", {1h, 1h, 1h}, t0() + 3min);
+    CHECK(c1->messages == 2);
+    CHECK(after.inspect(odd, {1h, 1h, 1h}, t0() + 3min)->messages == 1);
+    auto block = after.block("10.0.0.2", t0() + 3min);
+    REQUIRE(block);
+    REQUIRE(block->has_value());
+    CHECK((*block)->until == t0() + 1s + 1h);
+    CHECK(after.inspect("10.0.0.3", {1h, 1h, 1h}, t0() + 3min)->failed_logins == 1);
+    CHECK(*after.failed_auth_until("10.0.0.4", t0() + 3min) == t0() + 10min);
+    CHECK(after.inspect("10.0.0.5", {1h, 1h, 1h}, t0() + 3min)->messages == 0);
+    // The same guess again is not a new one: the guesses came back by name.
+    CHECK(after.record_guess(GuessKind::failed_login, "10.0.0.3", std::string("u1\0hash", 7), 1h, 5, 1h,
+                             t0() + 4min)->distinct == 1);
+}
+
+TEST_CASE("a file that is not a snapshot is refused whole, naming the line", "[store]") {
+    MemoryCounterStore s(100);
+    CHECK_FALSE(s.restore("", t0()));
+    CHECK_FALSE(s.restore("hello\n", t0()));
+    auto bad = s.restore("relayguard-memory-store 1\nclient 3130 0 0 99999999999999\nmessage soon\n", t0());
+    REQUIRE_FALSE(bad);
+    CHECK(bad.error().find("line 3") != std::string::npos);
+    CHECK_FALSE(s.restore("relayguard-memory-store 1\nmessage 1\n", t0()));  // a message of no client
+    CHECK_FALSE(s.restore("relayguard-memory-store 1\nclient zz 0 0 0\n", t0()));
+    CHECK(s.client_count() == 0);  // nothing of a refused file was taken
 }

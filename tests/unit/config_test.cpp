@@ -268,3 +268,29 @@ TEST_CASE("delivery.report_languages maps sender domains to report languages", "
     auto wrong = load(std::string(minimal) + "[delivery]\nreport_languages = [\"de\"]\n");
     REQUIRE(only_error(wrong).find("test.toml:4: key 'delivery.report_languages'") == 0);
 }
+
+TEST_CASE("a reload names each changed setting, secrets included", "[config]") {
+    auto before = load(std::string(minimal) + "[listen]\npolicy = \"inet:127.0.0.1:10040\"\n");
+    auto after = load(std::string("[relay]\nlocal_domains = [\"example.test\", \"other.test\"]\n") +
+                      "[listen]\npolicy = \"inet:127.0.0.1:10041\"\n[store]\ntype = \"redis\"\n"
+                      "[store.redis]\npassword = \"s3cret\"\n[limits.message_rate]\nmax = 7\n");
+    REQUIRE(before.config);
+    REQUIRE(after.config);
+    auto changed = changed_settings(*before.config, *after.config);
+    REQUIRE(changed == std::vector<std::string>{"limits.message_rate.max", "listen.policy", "relay.local_domains",
+                                                "store.redis.password", "store.type"});
+    REQUIRE(changed_settings(*before.config, *before.config).empty());
+    ReloadOutcome o{{"relay.local_domains"}, {"listen.policy", "store.type"}};
+    REQUIRE(o.text() == "configuration reloaded: changed relay.local_domains; NOT applied, needs a restart (the "
+                        "running values stay): listen.policy, store.type");
+    REQUIRE(ReloadOutcome{}.text() == "configuration reloaded: nothing changed");
+}
+
+TEST_CASE("delivery.origin takes a fully qualified domain", "[config]") {
+    REQUIRE(load(std::string(minimal) + "[delivery]\norigin = \"mail.example.org\"\n").config->delivery.origin ==
+            "mail.example.org");
+    REQUIRE_THAT(only_error(load(std::string(minimal) + "[delivery]\norigin = \"localhost\"\n")),
+                 Catch::Contains("delivery.origin") && Catch::Contains("fully qualified"));
+    REQUIRE_THAT(only_error(load(std::string(minimal) + "[delivery]\norigin = \"a b.org\"\n")),
+                 Catch::Contains("delivery.origin"));
+}

@@ -360,7 +360,10 @@ TEST_CASE("the admin socket's requests open and show windows, and refuse what is
     EngineHolder holder(std::shared_ptr<DecisionEngine>(&h.engine, [](DecisionEngine*) {}));
     int reloads = 0;
     AdminServer::Hooks hooks;
-    hooks.reload = [&] { return ++reloads == 1 ? Status(Done{}) : Status::failure("f.toml:3: key 'x': bad"); };
+    hooks.reload = [&] {
+        using R = Result<ReloadOutcome>;
+        return ++reloads == 1 ? R(ReloadOutcome{{"relay.mode"}, {"listen.policy"}}) : R::failure("f.toml:3: key 'x': bad");
+    };
     AdminServer admin(holder, hooks);
     auto ask = [&](const std::string& request) { return nlohmann::json::parse(admin.handle(request)); };
     auto ok = [&](const std::string& request) { return ask(request).value("ok", false); };
@@ -373,7 +376,10 @@ TEST_CASE("the admin socket's requests open and show windows, and refuse what is
     REQUIRE_FALSE(ok("pop grant 192.0.2.5 color=red"));
     REQUIRE(ask("reboot").value("error", "").rfind("unknown command", 0) == 0);
     REQUIRE_FALSE(ok(""));
-    REQUIRE(ok("reload"));
+    auto reloaded = ask("reload");
+    REQUIRE(reloaded["ok"] == true);
+    REQUIRE(reloaded["applied"] == nlohmann::json{"relay.mode"});
+    REQUIRE(reloaded["needs_restart"] == nlohmann::json{"listen.policy"});
     REQUIRE(ask("reload")["error"] == "f.toml:3: key 'x': bad");
     REQUIRE_FALSE(ok("pop list"));  // no list hook here
     // The window opens relay for that client.
