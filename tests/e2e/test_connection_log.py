@@ -14,13 +14,20 @@ from rgtest import PostfixInstance, SmtpSession, free_port, send_message  # noqa
 from rgtest.check import check, finish  # noqa: E402
 from rgtest.daemon import Relayguard  # noqa: E402
 
-rg = Relayguard('[relay]\nlocal_domains = ["example.test"]\n[limits]\nexempt_group = ""\n'
-                '[limits.failed_commands]\nmax = 2\n', log_settings='connection_log = true\nconnection_log_file = "CONN"')
-conn_file = os.path.join(rg.dir, "connections.log")
-with open(rg.config) as f:
-    text = f.read().replace("CONN", conn_file)
-with open(rg.config, "w") as f:
-    f.write(text)
+
+def with_connection_file(rules):
+    """A daemon whose connection log also goes to a file of its own: (daemon, file)."""
+    daemon = Relayguard(rules, log_settings='connection_log = true\nconnection_log_file = "CONN"')
+    path = os.path.join(daemon.dir, "connections.log")
+    with open(daemon.config) as f:
+        text = f.read().replace("CONN", path)
+    with open(daemon.config, "w") as f:
+        f.write(text)
+    return daemon, path
+
+
+rg, conn_file = with_connection_file('[relay]\nlocal_domains = ["example.test"]\n[limits]\nexempt_group = ""\n'
+                                     '[limits.failed_commands]\nmax = 2\n')
 
 LINE = re.compile(r"session (.*) via=milter")
 
@@ -77,14 +84,8 @@ with rg, PostfixInstance(port=free_port(), milter=rg.milter,
 
 # Both front ends, as the shipped snippet wires them: the policy service's refusals and a
 # harvest block set at recipients Postfix refused itself count in the session's line.
-both = Relayguard('[relay]\nlocal_domains = ["example.test"]\n[limits]\nexempt_group = ""\n'
-                  '[limits.unknown_recipients]\nmax = 2\n',
-                  log_settings='connection_log = true\nconnection_log_file = "CONN"')
-conn_file = os.path.join(both.dir, "connections.log")
-with open(both.config) as f:
-    text = f.read().replace("CONN", conn_file)
-with open(both.config, "w") as f:
-    f.write(text)
+both, conn_file = with_connection_file('[relay]\nlocal_domains = ["example.test"]\n[limits]\nexempt_group = ""\n'
+                                       '[limits.unknown_recipients]\nmax = 2\n')
 with both, PostfixInstance(port=free_port(), milter=both.milter, policy=both.policy, policy_at=("rcpt",),
                            local_users=("user1@example.test",)) as pf:
     r = send_message("127.0.0.1", pf.port, source="127.0.0.54", sender="s@example.org", rcpts=["x@foreign.example"])

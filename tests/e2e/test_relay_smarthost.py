@@ -119,7 +119,9 @@ with SmtpSink() as sink:
         # SIGHUP: the new routing applies to the message already queued.
         relayd.write_config(smarthosts(sink.address) + FAST + limits)
         relayd.reload()
-        check("SIGHUP reloads the config", relayd.wait_for(r"reloaded .*apply to queued mail"), relayd.log()[-800:])
+        check("SIGHUP reloads the config, naming what changed",
+              relayd.wait_for(r"reload: configuration \S+ applied: changed delivery\.smarthosts; .*apply to queued mail"),
+              relayd.log()[-800:])
         relayd.queue("flush")
         check("and the queued message goes to the new smart host", sink.wait_count(1, 20) == 1, relayd.log()[-1500:])
 

@@ -196,7 +196,7 @@ with SmtpSink(soft_reject=["RCPT"]) as sink, \
     with open(relayd.config) as f:
         text = f.read()
     with open(relayd.config, "w") as f:
-        f.write(text.replace('retry_interval = "1h"', 'retry_interval = "2h"')
+        f.write(text.replace('retry_interval = "1h"', 'retry_interval = "30m"')
                 .replace(f'listen = "inet:127.0.0.1:{relayd.port}"', f'listen = "inet:127.0.0.1:{relayd.port + 1}"'))
     p = qctl("--json", "reload", "relayd")
     answer = json.loads(p.stdout or "{}")
