@@ -211,7 +211,10 @@ milter_port, policy_port = free_port(), free_port()
 changes = [('milter = "inet:127.0.0.1:8893"', f'milter = "inet:127.0.0.1:{milter_port}"'),
            ('policy = "inet:127.0.0.1:10040"', f'policy = "inet:127.0.0.1:{policy_port}"'),
            ('admin = "unix:/run/relayguard/admin.sock"', 'admin = ""'),
-           ('internal = ["127.0.0.0/8", "::1/128"]', 'internal = ["127.0.0.1/32"]')]
+           ('internal = ["127.0.0.0/8", "::1/128"]', 'internal = ["127.0.0.1/32"]'),
+           ('security_log = "/var/log/relayguard/security.log"', f'security_log = "{WORK}/security.log"'),
+           ('memory_snapshot = "/var/lib/relayguard/memory-store.snapshot"',
+            f'memory_snapshot = "{WORK}/memory-store.snapshot"')]
 for old, new in changes:
     check(f"the packaged config has {old}", old in packaged)
     packaged = packaged.replace(old, new)

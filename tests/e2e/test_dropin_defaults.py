@@ -90,6 +90,12 @@ def packaged_copy(milter_port, policy_port, mta_config, directory):
         # (3) loopback is local on a real server, but this test's "outside" clients are
         #     127.0.0.2 and up: only 127.0.0.1 stays internal (and exempt from the limits)
         ('internal = ["127.0.0.0/8", "::1/128"]', 'internal = ["127.0.0.1/32", "::1/128"]'),
+        # (4) the security log and the memory store's snapshot in the test's directory,
+        #     not the system's /var/log/relayguard and /var/lib/relayguard
+        ('security_log = "/var/log/relayguard/security.log"',
+         f'security_log = "{os.path.join(directory, "security.log")}"'),
+        ('memory_snapshot = "/var/lib/relayguard/memory-store.snapshot"',
+         f'memory_snapshot = "{os.path.join(directory, "memory-store.snapshot")}"'),
     ]
     applied = []
     for old, new in edits:

@@ -205,6 +205,17 @@ try:
           st and st.st_mode & 0o777 == 0o600 and st.st_uid == pwd.getpwnam("relayguard").pw_uid,
           open("/run/relayguard/test-policy.log").read()[-1000:])
 
+    # Started as relayguard without systemd and without the directory (a boot that
+    # ran no tmpfiles): the error names the directory and the fix.
+    subprocess.run(["rm", "-rf", "/run/relayguard"])
+    p = subprocess.run(as_user("relayguard", shlex.split(policy_unit["ExecStart"])), capture_output=True, text=True,
+                       timeout=30)
+    check("without /run/relayguard the daemon stops at once, naming the directory and how to make it",
+          p.returncode != 0 and "/run/relayguard must exist and be writable by relayguard" in p.stdout + p.stderr and
+          "install -d -o relayguard" in p.stdout + p.stderr, (p.returncode, (p.stdout + p.stderr)[-1500:]))
+    os.makedirs("/run/relayguard", exist_ok=True)
+    os.chown("/run/relayguard", pwd.getpwnam("relayguard").pw_uid, grp.getgrnam("relayguard").gr_gid)
+
     # Any local user submits, as with Postfix's sendmail: a message without From, Date
     # or Message-ID, to a bare name, from a user not in group relayguard. With relayd
     # stopped the file waits in incoming/, where it is read as relayd would.
