@@ -80,7 +80,7 @@ void log_decision(const SessionState& s, const Decision& d, const DecisionContex
     }
     if (d.refused()) {
         security_log()->info("refused {}", line(s, d, ctx));
-        if (observer()) observer()(s, d, ctx);
+        if (observer() && ctx.observed) observer()(s, d, ctx);
     } else if (d.verdict == Verdict::permit) {
         spdlog::info("permit {}", line(s, d, ctx));
     } else if (d.verdict == Verdict::hold) {
@@ -88,6 +88,14 @@ void log_decision(const SessionState& s, const Decision& d, const DecisionContex
     } else if (d.verdict == Verdict::discard) {
         security_log()->info("discarded {}", line(s, d, ctx));
     }
+}
+
+void log_block_set(const SessionState& s, const Decision& block, const DecisionContext& ctx) {
+    std::string out = "client=" + s.client.to_string();
+    if (s.client_key != s.client.to_string()) out += " key=" + s.client_key;
+    security_log()->warn("blocked {} rule={} stage={} via={} detail={} then={}", out, block.rule, ctx.stage,
+                         ctx.front_end, log_quoted(block.detail), log_quoted(block.reply.to_string()));
+    if (observer()) observer()(s, block, ctx);
 }
 
 void set_refusal_observer(RefusalObserver o) { observer() = std::move(o); }

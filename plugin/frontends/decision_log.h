@@ -23,9 +23,19 @@ struct DecisionContext {
     std::string_view recipient;
     // When the front end asked the engine; unset: not timed.
     std::chrono::steady_clock::time_point started{};
+    // false: a refusal logged here is not told to the refusal observer (the
+    // front end tells it another decision: see log_block_set).
+    bool observed = true;
 };
 
 void log_decision(const SessionState& s, const Decision& d, const DecisionContext& ctx);
+
+// A block that `block` (the engine's refusal) set at a recipient the MTA had
+// refused itself with its own reply: a security-log line of its own
+// ("blocked client=... rule=..."), and the refusal observer (the alerts) is
+// told of the block. The front end logs the recipient's refusal with the
+// MTA's reply, unobserved.
+void log_block_set(const SessionState& s, const Decision& block, const DecisionContext& ctx);
 
 // Client text as a "value" for a key="value" log field: quotes and
 // backslashes escaped, control characters replaced, so it cannot end the

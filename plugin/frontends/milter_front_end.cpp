@@ -265,14 +265,14 @@ sfsistat on_envrcpt(SMFICTX* ctx, char** argv) {
         // ignored. A block this recipient set is an event of its own, and
         // the refusal is logged with the reply the client really got.
         Decision seen = d;
+        DecisionContext ctx{"milter", "rcpt", s->sender, facts.recipient, started};
         if (d.refused() && d.verdict != Verdict::close) {
-            security_log()->warn("blocked client={} rule={} by=milter detail={} (set at a recipient the MTA refused; "
-                                 "from now on the client's commands are refused with \"{}\")",
-                                 s->state.client.to_string(), d.rule, log_quoted(d.detail), d.reply.to_string());
+            log_block_set(s->state, d, ctx);
             seen.reply = mta_reply(facts);
             seen.verdict = seen.reply.temporary() ? Verdict::tempfail : Verdict::reject;
+            ctx.observed = false;
         }
-        log_decision(s->state, seen, DecisionContext{"milter", "rcpt", s->sender, facts.recipient, started});
+        log_decision(s->state, seen, ctx);
         if (d.refused()) {
             ++s->refusals;
             s->last_rule = d.rule;

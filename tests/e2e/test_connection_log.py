@@ -108,8 +108,8 @@ with both, PostfixInstance(port=free_port(), milter=both.milter, policy=both.pol
     check("the security log gives the recipient that set the block the reply the client saw (550 5.1.1)",
           refused and 'reply="550 5.1.1' in refused[-1] and "Client blocked" not in refused[-1], refused)
     check("and logs the block as an event of its own",
-          re.search(r"blocked client=127\.0\.0\.55 rule=unknown_recipients by=milter detail=\S*distinct_unknown=2",
-                    seen), seen[-2000:])
+          re.search(r'blocked client=127\.0\.0\.55 rule=unknown_recipients stage=rcpt via=milter '
+                    r'detail="distinct_unknown=2 limit=2 blocked_for=3600s" then="450 4\.7\.1 ', seen), seen[-2000:])
     got = wait_sessions("127.0.0.55")
     check("its session line counts the block and the refusal after it",
           got and int(got[0].get("refusals", "0")) >= 2 and got[0].get("last_rule") == '"unknown_recipients"' and
