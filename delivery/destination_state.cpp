@@ -2,6 +2,8 @@
 // destination: "failures until_ms destination".
 #include "delivery/destination_state.h"
 
+#include <fcntl.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -11,6 +13,7 @@
 #include <sstream>
 
 #include "common/base/text_codec.h"
+#include "common/base/unique_fd.h"
 #include "delivery/queue/queue_file.h"
 
 namespace relayguard {
@@ -28,11 +31,27 @@ Duration retry_delay(Duration age, Duration min, Duration max) { return std::cla
 
 namespace {
 
-std::int64_t mtime_ns(const std::string& path) {
+// The file as last seen: a rename makes a new inode, so two writes within
+// one timestamp tick still differ.
+std::string identity(const std::string& path) {
     struct stat st {};
-    if (::stat(path.c_str(), &st) != 0) return -1;
-    return static_cast<std::int64_t>(st.st_mtim.tv_sec) * 1'000'000'000 + st.st_mtim.tv_nsec;
+    if (::stat(path.c_str(), &st) != 0) return "none";
+    return std::to_string(st.st_ino) + ":" + std::to_string(st.st_mtim.tv_sec) + "." +
+           std::to_string(st.st_mtim.tv_nsec) + ":" + std::to_string(st.st_size);
 }
+
+// An exclusive lock on "FILE.lock" for a read-change-write of the file:
+// relayd and a `queue flush` run beside it never lose each other's change.
+class FileLock {
+public:
+    explicit FileLock(const std::string& path)
+        : fd_(::open(path.c_str(), O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600)) {
+        if (fd_) ::flock(fd_.get(), LOCK_EX);  // without the lock file, as before: one process
+    }
+
+private:
+    UniqueFd fd_;  // the lock goes with the descriptor
+};
 
 }  // namespace
 
@@ -42,9 +61,9 @@ DestinationState::DestinationState(std::string file) : file_(std::move(file)) {
 }
 
 void DestinationState::load_if_changed() {
-    std::int64_t now_seen = mtime_ns(file_);
-    if (now_seen == seen_mtime_ns_) return;
-    seen_mtime_ns_ = now_seen;
+    std::string now_seen = identity(file_);
+    if (now_seen == seen_) return;
+    seen_ = now_seen;
     entries_.clear();
     std::ifstream in(file_);
     std::string line;
@@ -70,6 +89,7 @@ std::optional<TimePoint> DestinationState::resting_until(const std::string& dest
 
 TimePoint DestinationState::failed(const std::string& destination, TimePoint now, Duration min, Duration max) {
     std::lock_guard lock(mutex_);
+    FileLock across_processes(file_ + ".lock");
     load_if_changed();
     Entry& e = entries_[destination];
     ++e.failures;
@@ -82,12 +102,14 @@ TimePoint DestinationState::failed(const std::string& destination, TimePoint now
 
 void DestinationState::succeeded(const std::string& destination) {
     std::lock_guard lock(mutex_);
+    FileLock across_processes(file_ + ".lock");
     load_if_changed();
     if (entries_.erase(destination) > 0) save();
 }
 
 std::optional<TimePoint> DestinationState::end_rest(const std::string& destination, TimePoint now) {
     std::lock_guard lock(mutex_);
+    FileLock across_processes(file_ + ".lock");
     load_if_changed();
     auto it = entries_.find(destination);
     if (it == entries_.end()) return std::nullopt;
@@ -99,17 +121,19 @@ std::optional<TimePoint> DestinationState::end_rest(const std::string& destinati
 }
 
 void DestinationState::save() {
-    // A staging name of this process's own: relayd and a queue command may
-    // both write.
-    std::string tmp = file_ + ".tmp" + std::to_string(::getpid());
-    {
-        std::ofstream out(tmp, std::ios::trunc);
-        for (const auto& [name, e] : entries_) {
-            out << e.failures << " " << e.until.time_since_epoch().count() << " " << name << "\n";
-        }
+    std::string body;
+    for (const auto& [name, e] : entries_) {
+        body += std::to_string(e.failures) + " " + std::to_string(e.until.time_since_epoch().count()) + " " + name + "\n";
     }
-    std::rename(tmp.c_str(), file_.c_str());
-    seen_mtime_ns_ = mtime_ns(file_);
+    // A staging name of this process's own, made anew (never through a link).
+    std::string tmp = file_ + ".tmp" + std::to_string(::getpid());
+    ::unlink(tmp.c_str());
+    UniqueFd fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600));
+    if (!fd || !write_all(fd.get(), body) || ::rename(tmp.c_str(), file_.c_str()) != 0) {
+        ::unlink(tmp.c_str());
+        return;  // kept in memory; the next change tries again
+    }
+    seen_ = identity(file_);
 }
 
 }  // namespace relayguard

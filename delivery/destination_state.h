@@ -50,7 +50,7 @@ private:
     const std::string file_;
     std::mutex mutex_;
     std::map<std::string, Entry> entries_;
-    std::int64_t seen_mtime_ns_ = -1;  // the file's mtime when last read or written; -1: none
+    std::string seen_;  // the file's inode, mtime and size when last read or written
 };
 
 // Postfix's retry rule: wait as long as the message has already waited,

@@ -332,15 +332,22 @@ void RelayDaemon::stop(const std::string& why) {
 
 namespace {
 
-// What relayd binds or sets up at start: its listeners, queue directory,
-// threads and logging. Every other [delivery] setting applies at the next
-// attempt; the policy daemon's tables are not relayd's business.
+// What relayd binds or sets up at start: its listeners and who may use them
+// (allowed_clients, the [ip_groups] it names), the intake's size limit, the
+// queue directory, threads, privileges, the resolver and logging. Every
+// other [delivery] setting applies at the next attempt; the policy daemon's
+// own settings are not relayd's business.
 bool relayd_restart_only(const std::string& key) {
     for (const char* k : {"delivery.listen", "delivery.allowed_clients", "delivery.admin", "delivery.metrics",
-                          "delivery.threads", "delivery.queue_dir", "listen.socket_mode", "listen.admin_group"}) {
+                          "delivery.threads", "delivery.queue_dir", "delivery.max_message_size",
+                          "listen.socket_mode", "listen.socket_group", "listen.admin_group", "dns.servers",
+                          "dns.timeout", "dns.tries", "dns.cache_max_entries", "dns.cache_max_ttl", "dns.negative_ttl"}) {
         if (key == k) return true;
     }
-    return key.rfind("log.", 0) == 0;
+    for (const char* table : {"log.", "daemon.", "ip_groups."}) {
+        if (key.rfind(table, 0) == 0) return true;
+    }
+    return false;
 }
 
 }  // namespace
@@ -369,6 +376,7 @@ Result<ReloadOutcome> RelayDaemon::reload() {
     next.metrics = started.metrics;
     next.threads = started.threads;
     next.queue_dir = started.queue_dir;  // the scheduler's and the admin commands' queue must be one
+    next.max_message_size = started.max_message_size;  // the intake's, fixed at start
     warn_if_plaintext_auth(next);
     {
         std::lock_guard lock(settings_mutex_);

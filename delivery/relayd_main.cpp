@@ -7,7 +7,13 @@
 //   relayguard-relayd [--config FILE]
 //   relayguard-relayd [--config FILE] queue list | show ID | flush [ID] | delete ID | bounce ID
 //   relayguard-relayd --help | --version
+#include <grp.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
 #include <csignal>
+#include <cstring>
 #include <iostream>
 
 #include "common/base/version.h"
@@ -32,9 +38,22 @@ void usage(std::ostream& to) {
           "the packaged service passes --config /etc/relayguard/relayguard.toml.\n";
 }
 
+// As postsuper does: a queue command run by root works as the queue's
+// owner, so nothing it writes there becomes root's, and no link the owner
+// planted in the queue directory can make root write elsewhere.
+Status become_queue_owner(const std::string& queue_dir) {
+    if (::geteuid() != 0) return Done{};
+    struct stat st {};
+    if (::stat(queue_dir.c_str(), &st) != 0 || st.st_uid == 0) return Done{};  // root's own queue, or none yet
+    if (::setgroups(0, nullptr) != 0 || ::setgid(st.st_gid) != 0 || ::setuid(st.st_uid) != 0) {
+        return Status::failure("cannot become the owner of " + queue_dir + ": " + std::strerror(errno));
+    }
+    return Done{};
+}
+
 // `relayguard-relayd queue ...`: the answer printed, as postqueue prints.
-// With relayd stopped, `queue flush` ends the rests kept in the queue
-// directory; a running relayd holds its own: ask it (relayguardctl).
+// `queue flush` ends the rests kept in the queue
+// directory; a running relayd reads them again at its next attempt.
 int queue_command(const DeliverySettings& s, const std::vector<std::string>& args) {
     DestinationState destinations(s.queue_dir + "/destinations");
     auto a = queue_request(s, args, destinations);
@@ -73,6 +92,12 @@ int main(int argc, char** argv) {
     auto loaded = load_config(config_path);
     for (const auto& e : loaded.errors) std::cerr << "relayguard-relayd: " << e.to_string() << "\n";
     if (!loaded.config) return exit_config;
+    if (queue_mode) {
+        if (auto owner = become_queue_owner(loaded.config->delivery.queue_dir); !owner) {
+            std::cerr << "relayguard-relayd: " << owner.error() << "\n";
+            return 1;
+        }
+    }
     if (auto logging = setup_logging(loaded.config->log, "relayguard-relayd"); !logging) {
         std::cerr << "relayguard-relayd: key 'log': " << logging.error() << "\n";
         return exit_config;

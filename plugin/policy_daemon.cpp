@@ -46,6 +46,10 @@ Config in_force_after_reload(const Config& running, const Config& fresh) {
     c.listen = running.listen;
     c.daemon = running.daemon;
     c.store = running.store;
+    // [store]'s fail mode and reply live with the policy, but the store's
+    // fail-over was built with them: they stay as started, as [store] does.
+    c.policy.store_fail_mode = running.policy.store_fail_mode;
+    c.policy.store_failure_reply = running.policy.store_failure_reply;
     c.alerts = running.alerts;
     c.log = running.log;
     c.pop_before_smtp = running.pop_before_smtp;

@@ -15,7 +15,7 @@
 // directory and drop files into incoming/ (write and search, sticky), and
 // read the config. So that no user can point it at another file the group
 // reads, a setgid run takes neither --config nor RELAYGUARD_CONFIG.
-// Each file keeps its submitter as owner: relayd logs the uid.
+// Each file records its submitter's real uid: relayd logs it at pickup.
 //
 // Like Postfix's cleanup, a bare name (sender or recipient) gets the origin
 // domain (delivery.origin), and a message without From:, Date: or
@@ -27,6 +27,7 @@
 #include <fcntl.h>
 #include <netdb.h>
 #include <pwd.h>
+#include <sys/statvfs.h>
 #include <cerrno>
 #include <cstring>
 #include <unistd.h>
@@ -284,7 +285,15 @@ int main(int argc, char** argv) {
     m.arrival = clock.now();
     m.id = relayguard::new_queue_id(m.arrival);
     m.content = relayguard::with_missing_headers(content, {sub.sender, sub.full_name}, m.arrival, m.id, origin);
+    m.submitter_uid = ::getuid();  // the real uid: who ran it, setgid or not
     if (m.content.size() > s.max_message_size) return refused({exit_dataerr, "message larger than delivery.max_message_size"});
+    // delivery.queue_min_free, as the SMTP intake keeps it: no local user
+    // fills the queue's file system.
+    struct statvfs fs {};
+    if (::statvfs(s.queue_dir.c_str(), &fs) == 0 &&
+        static_cast<std::uint64_t>(fs.f_bavail) * fs.f_frsize < s.queue_min_free + m.content.size()) {
+        return refused({exit_tempfail, "the queue's file system has less than delivery.queue_min_free free; try later"});
+    }
     if (auto r = submit(sub, s.queue_dir, std::move(m))) return refused(*r);
     return 0;
 }

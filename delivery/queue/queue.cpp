@@ -118,8 +118,6 @@ std::vector<std::string> Queue::pickup() {
     std::string incoming = dir_ + "/incoming/";
     for (const auto& name : names_in(dir_ + "/incoming")) {
         std::string path = incoming + name;
-        struct stat dropped {};
-        if (::stat(path.c_str(), &dropped) != 0) continue;  // taken meanwhile
         auto m = read_queue_file(path, true);
         if (!m || m->id != name) {
             spdlog::error("queue: incoming/{} unreadable ({}); moved to corrupt/", name,
@@ -141,9 +139,10 @@ std::vector<std::string> Queue::pickup() {
         }
         ::unlink(path.c_str());
         sync_directory(dir_ + "/incoming");
-        // As the SMTP intake's line, with who submitted it (the file's owner).
+        // As the SMTP intake's line, with who submitted it.
         spdlog::info("{}: queued from=<{}> nrcpt={} size={} uid={} via=relayguard-sendmail", name, m->sender,
-                     m->recipients.size(), m->content.size(), dropped.st_uid);
+                     m->recipients.size(), m->content.size(),
+                     m->submitter_uid ? std::to_string(*m->submitter_uid) : std::string("unknown"));
     }
     return taken;
 }

@@ -5,6 +5,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <cstring>
 #include <set>
 
@@ -32,6 +33,9 @@ QueueAnswer error_answer(const std::string& why) {
 // What an admin reads when the id names no message (the file is gone, or
 // never was), rather than the errno's words.
 QueueAnswer no_such_message(const std::string& id) { return error_answer("no message " + id + " in the queue"); }
+
+// Not there at all (a permission problem is not "no such message").
+bool gone(const std::string& path) { return ::access(path.c_str(), F_OK) != 0 && errno == ENOENT; }
 
 const char* state_word(RecipientState state) {
     switch (state) {
@@ -86,7 +90,7 @@ QueueAnswer queue_show(const DeliverySettings& s, const std::string& id, const D
     std::string path = s.queue_dir + "/active/" + id;
     QueueAnswer a;
     auto m = read_queue_file(path, true);
-    if (!m) return ::access(path.c_str(), F_OK) != 0 ? no_such_message(id) : error_answer(id + ": " + m.error());
+    if (!m) return gone(path) ? no_such_message(id) : error_answer(id + ": " + m.error());
     nlohmann::json rcpts = nlohmann::json::array();
     a.text = "id: " + m->id + "\narrival: " + iso(m->arrival) + "\nfrom: <" + m->sender + ">\n";
     for (const auto& r : m->recipients) {
@@ -155,7 +159,7 @@ QueueAnswer queue_bounce(const DeliverySettings& s, const std::string& id) {
     Queue q(s.queue_dir);
     QueueAnswer a;
     auto m = read_queue_file(active + id, true);
-    if (!m) return ::access((active + id).c_str(), F_OK) != 0 ? no_such_message(id) : error_answer(id + ": " + m.error());
+    if (!m) return gone(active + id) ? no_such_message(id) : error_answer(id + ": " + m.error());
     SystemClock clock;
     DeliveryReport report;
     report.reporting_mta = mail_host_name(s);

@@ -65,6 +65,7 @@ std::string serialize_header(const QueuedMessage& m) {
     if (!m.ret.empty()) header += "ret " + m.ret + "\n";
     if (!m.envid.empty()) header += "envid " + m.envid + "\n";
     header += m.warned ? "warned Y\n" : "warned N\n";
+    if (m.submitter_uid) header += "uid " + std::to_string(*m.submitter_uid) + "\n";
     for (const auto& r : m.recipients) {
         header += std::string("rcpt ") + static_cast<char>(r.state) + " " + r.address + "\n";
         if (!r.notify.empty()) header += "notify " + r.notify + "\n";
@@ -188,6 +189,10 @@ Result<QueuedMessage> read_queue_file(const std::string& path, bool with_content
         } else if (key == "notify" || key == "orcpt") {
             if (m.recipients.empty()) return R::failure(std::string(key) + " record before any rcpt");
             (key == "notify" ? m.recipients.back().notify : m.recipients.back().orcpt) = value;
+        } else if (key == "uid") {
+            auto v = parse_whole_number(value);
+            if (!v || *v < 0 || *v > 0xffffffffLL) return R::failure("bad uid record");
+            m.submitter_uid = static_cast<std::uint32_t>(*v);
         } else if (key == "size") {
             auto v = parse_whole_number(value);
             if (!v || *v < 0) return R::failure("bad size");

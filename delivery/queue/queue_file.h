@@ -10,6 +10,7 @@
 
 #include <sys/types.h>
 
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -44,6 +45,9 @@ struct QueuedMessage {
     // recipient's state.
     bool warned = false;
     off_t warned_offset = 0;
+    // Who submitted it with relayguard-sendmail (the real uid), for the log;
+    // none for mail taken over SMTP.
+    std::optional<std::uint32_t> submitter_uid;
 };
 
 // True when this recipient's NOTIFY asks for a report of `event`

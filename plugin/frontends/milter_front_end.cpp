@@ -48,6 +48,7 @@ struct MilterSession {
     std::uint32_t messages = 0, recipients = 0, refusals = 0;
     std::string last_rule;
     bool closed_by_us = false;
+    bool block_logged = false;  // a harvest block set in this session was logged
     // A close decided at a recipient the MTA had refused itself: Postfix
     // ignores a milter's reply there, so the 421 goes out at the next
     // command whose answer it does take.
@@ -265,14 +266,17 @@ sfsistat on_envrcpt(SMFICTX* ctx, char** argv) {
         // ignored. A block this recipient set is an event of its own, and
         // the refusal is logged with the reply the client really got.
         Decision seen = d;
-        DecisionContext ctx{"milter", "rcpt", s->sender, facts.recipient, started};
-        if (d.refused() && d.verdict != Verdict::close) {
-            log_block_set(s->state, d, ctx);
+        DecisionContext context{"milter", "rcpt", s->sender, facts.recipient, started};
+        if (d.refused() && d.verdict != Verdict::close && d.rule == "unknown_recipients") {
+            // The block is said once a session: later refused recipients of
+            // a blocked client find it in force, they do not set it.
+            if (!s->block_logged) log_block_set(s->state, d, context);
+            s->block_logged = true;
             seen.reply = mta_reply(facts);
             seen.verdict = seen.reply.temporary() ? Verdict::tempfail : Verdict::reject;
-            ctx.observed = false;
+            context.observed = false;
         }
-        log_decision(s->state, seen, ctx);
+        log_decision(s->state, seen, context);
         if (d.refused()) {
             ++s->refusals;
             s->last_rule = d.rule;

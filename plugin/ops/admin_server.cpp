@@ -111,6 +111,13 @@ std::string AdminServer::ip_command(const std::vector<std::string>& words) {
     auto engine = engine_.current();
     if (words[1] == "reset") {
         bool was = engine->reset(*client);
+        // Read back: a store that could not be reached reset nothing.
+        auto after = engine->inspect(*client);
+        if (!after) return failure("the counter store cannot be reached; nothing was reset");
+        if (after->counters.blocked_until || after->counters.messages > 0) {
+            return failure("the store still holds counts for " + client->to_string() + " (a message ended meanwhile?); "
+                           "run ip reset again");
+        }
         security_log()->info("reset client={} by=admin was_blocked={}", client->to_string(), was ? "yes" : "no");
         return success({{"client", client->to_string()}, {"was_blocked", was},
                         {"text", std::string(was ? "block lifted; " : "") + "messages, unknown recipients and failed "
